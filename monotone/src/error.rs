@@ -1,0 +1,180 @@
+//! The one error type of the crate.
+//!
+//! Every failure is an [`Error`] carrying an [`ErrorKind`], a one-line message
+//! that names the id (and process) involved, and optionally the underlying
+//! cause. Callers branch on [`Error::kind`]; the CLI maps kinds to exit codes.
+//! Backends translate their native errors into these kinds in one place each.
+
+use std::fmt;
+
+/// A boxed cause, kept for `source()` chains and debug logs.
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong, by meaning rather than by backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The item, or the process in a queue, does not exist.
+    NotFound,
+    /// A counter operation on a queue id, or a queue operation on a counter id.
+    WrongType,
+    /// The caller passed something invalid: an empty or oversized id, a
+    /// control character, a malformed tag. Nothing was changed.
+    InvalidInput,
+    /// Optimistic concurrency gave up: other writers kept winning within the
+    /// retry budget, or the store stayed locked past its busy timeout.
+    Conflict,
+    /// The store is rate-limiting requests and the retry budget ran out.
+    Throttled,
+    /// The store cannot be reached (network, timeout, service error).
+    Unavailable,
+    /// The store holds data this crate cannot read: it is reported, never
+    /// overwritten.
+    Corrupt,
+    /// The store is misconfigured: a bad URL, a file that is not a monotone
+    /// database, a missing table, no credentials, no region.
+    Config,
+    /// The store refused the caller's credentials for this operation.
+    PermissionDenied,
+    /// The store or operation is not available in this build (for example
+    /// `dynamodb://` without the `aws` feature).
+    Unsupported,
+}
+
+impl ErrorKind {
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_temporary(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Conflict | ErrorKind::Throttled | ErrorKind::Unavailable
+        )
+    }
+
+    /// A short lowercase name, stable for logs and scripts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::WrongType => "wrong type",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Config => "configuration",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error from a monotone store.
+///
+/// `Display` gives one line that names what was wrong; the cause, if any, is
+/// available through [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Cause>,
+}
+
+impl Error {
+    /// An error of `kind` with a one-line `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attach the underlying cause.
+    pub fn with_source(mut self, source: impl Into<Cause>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_temporary(&self) -> bool {
+        self.kind.is_temporary()
+    }
+
+    /// The one-line message, without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidInput, message)
+    }
+
+    pub(crate) fn counter_is_queue(id: &str) -> Self {
+        Error::new(
+            ErrorKind::WrongType,
+            format!("`{id}` is a queue, not a counter"),
+        )
+    }
+
+    pub(crate) fn queue_is_counter(id: &str) -> Self {
+        Error::new(
+            ErrorKind::WrongType,
+            format!("`{id}` is a counter, not a queue"),
+        )
+    }
+
+    pub(crate) fn queue_not_found(id: &str) -> Self {
+        Error::new(ErrorKind::NotFound, format!("queue `{id}` does not exist"))
+    }
+
+    pub(crate) fn process_not_found(id: &str, process_id: &str) -> Self {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("process `{process_id}` is not in queue `{id}`"),
+        )
+    }
+
+    pub(crate) fn overflow(id: &str) -> Self {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!("`{id}` has reached the largest value this store can hold"),
+        )
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_id_and_process() {
+        let e = Error::process_not_found("myqueue", "foo");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.to_string(), "process `foo` is not in queue `myqueue`");
+        assert!(!e.is_temporary());
+        assert!(Error::new(ErrorKind::Conflict, "x").is_temporary());
+    }
+
+    #[test]
+    fn source_is_kept() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::new(ErrorKind::Unavailable, "cannot write").with_source(io);
+        let source = std::error::Error::source(&e).expect("source kept");
+        assert_eq!(source.to_string(), "disk on fire");
+    }
+}

@@ -1,0 +1,70 @@
+/*!
+Atomic counters and queues for configuration management in distributed
+systems.
+
+monotone hands out numbers that are never repeated and places in queues that
+every participant agrees on, from a store shared by the whole cluster. Every
+write to a queue yields a [`FencingToken`] that grows by one, so other
+systems can refuse a request made from a stale view of the queue.
+
+Typical uses: picking a unique ZooKeeper `myid` for each node of a new
+cluster, numbering builds or releases, electing the head of a queue as leader.
+
+# Stores
+
+A [`Store`] is opened from a URL with [`open`]:
+
+| URL | store | shared between |
+|---|---|---|
+| `memory:` | [`MemoryStore`] | tasks and threads of one process |
+| `sqlite:PATH` | [`SqliteStore`] | processes on one host |
+| `dynamodb://TABLE?region=R` | DynamoDB (cargo feature `aws`) | hosts anywhere |
+
+Each holds counters and queues under string ids; one id is either a counter
+or a queue. The contracts every store keeps are documented on [`Counter`]
+and [`Queue`], and a shared conformance suite checks each store against them.
+
+# Example
+
+```
+use monotone::Tags;
+
+# #[tokio::main(flavor = "current_thread")]
+# async fn main() -> monotone::Result<()> {
+let store = monotone::open("memory:").await?;
+
+let counter = store.counter("builds")?;
+assert_eq!(counter.get().await?, 0);
+assert_eq!(counter.next().await?, 1);
+
+let queue = store.queue("myzkcluster")?;
+let joined = queue.join("zk-a.example.com", Tags::new()).await?;
+assert_eq!(joined.value.counter, 1); // use as this node's myid
+assert_eq!(joined.value.position, 0);
+assert_eq!(joined.fencing_token.get(), 1);
+# Ok(())
+# }
+```
+
+# Features
+
+- `aws`: the DynamoDB store, through the official AWS SDK for Rust.
+*/
+#![warn(missing_docs)]
+
+mod counter;
+mod error;
+pub mod memory;
+mod queue;
+pub mod sqlite;
+mod state;
+mod store;
+mod validate;
+
+pub use counter::Counter;
+pub use error::{Error, ErrorKind, Result};
+pub use memory::MemoryStore;
+pub use queue::{Fenced, FencingToken, Queue, Tags, Ticket};
+pub use sqlite::SqliteStore;
+pub use store::{open, Location, Store};
+pub use validate::{MAX_ID_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES};

@@ -1,0 +1,136 @@
+//! Opening a database file: connection settings, recognising our own files,
+//! creating the schema in a new one.
+//!
+//! A file is ours when its header's `application_id` is [`APPLICATION_ID`];
+//! its `user_version` is the schema version. A new, empty file is claimed in
+//! one transaction that creates the tables and sets both, so two processes
+//! opening a new file at once cannot both create it. Any other file (another
+//! program's database, a newer schema, not a database at all) is refused
+//! before anything is written to it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::error::{map_err, not_ours};
+use crate::error::{Error, ErrorKind, Result};
+
+/// `PRAGMA application_id` of a monotone database: "mono" in ASCII.
+pub const APPLICATION_ID: i32 = 0x6d6f_6e6f;
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// How long an operation waits for another process's write lock before it
+/// fails with [`ErrorKind::Conflict`].
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Schema version 1.
+///
+/// `items` holds one row per id, monotone 0.4's item without the queue's
+/// members: `value` is a counter's value or a queue's last ticket counter;
+/// `version` grows with every write and is a queue's fencing token.
+/// `tickets` holds one row per queue member, so a join or leave touches one
+/// row instead of rewriting the whole queue.
+const SCHEMA_V1: &str = "
+CREATE TABLE items (
+    id      TEXT    NOT NULL PRIMARY KEY,
+    type    TEXT    NOT NULL CHECK (type IN ('COUNTER', 'QUEUE')),
+    value   INTEGER NOT NULL CHECK (value >= 0),
+    version INTEGER NOT NULL CHECK (version >= 0)
+) WITHOUT ROWID;
+
+CREATE TABLE tickets (
+    queue_id   TEXT    NOT NULL REFERENCES items (id),
+    process_id TEXT    NOT NULL,
+    counter    INTEGER NOT NULL CHECK (counter > 0),
+    tags       TEXT    NOT NULL,
+    PRIMARY KEY (queue_id, process_id),
+    UNIQUE (queue_id, counter)
+) WITHOUT ROWID;
+";
+
+/// Open (creating if needed) the database at `path`, ready for use.
+pub fn open(path: &Path) -> Result<Connection> {
+    let shown = path.display().to_string();
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| map_err(&shown, "cannot open the database", e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| map_err(&shown, "cannot configure the database", e))?;
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("sqlite database {shown} is not writable"),
+        ));
+    }
+
+    // The header is read in one transaction, so it is a consistent snapshot
+    // even while another process is creating the schema.
+    let seen = conn
+        .transaction()
+        .and_then(|tx| header(&tx))
+        .map_err(|e| map_err(&shown, "cannot read the database", e))?;
+    match seen {
+        Header::Ours => {}
+        Header::Empty => {
+            // WAL lets readers run beside the one writer; the mode is stored
+            // in the file, so it is set once, before the schema.
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(|e| map_err(&shown, "cannot enable WAL", e))?;
+            create_schema(&mut conn, &shown)?;
+        }
+        Header::Other(why) => return Err(not_ours(&shown, &why)),
+    }
+
+    // Per-connection settings. FULL syncs the WAL on every commit, so an
+    // acknowledged `next` survives a power loss, not just a crash.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| map_err(&shown, "cannot configure the database", e))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| map_err(&shown, "cannot configure the database", e))?;
+    Ok(conn)
+}
+
+enum Header {
+    Ours,
+    Empty,
+    Other(String),
+}
+
+fn header(conn: &Connection) -> rusqlite::Result<Header> {
+    let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    Ok(match (app, version, objects) {
+        (APPLICATION_ID, SCHEMA_VERSION, _) => Header::Ours,
+        (APPLICATION_ID, v, _) if v > SCHEMA_VERSION => Header::Other(format!(
+            "it has schema version {v}, written by a newer monotone (this one reads {SCHEMA_VERSION})"
+        )),
+        (APPLICATION_ID, v, _) => Header::Other(format!("it has unknown schema version {v}")),
+        (0, 0, 0) => Header::Empty,
+        _ => Header::Other("it is a SQLite database that monotone did not create".into()),
+    })
+}
+
+fn create_schema(conn: &mut Connection, shown: &str) -> Result<()> {
+    let map = |e| map_err(shown, "cannot create the schema", e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map)?;
+    // Another process may have claimed the file since we looked.
+    match header(&tx).map_err(map)? {
+        Header::Ours => return Ok(()),
+        Header::Other(why) => return Err(not_ours(shown, &why)),
+        Header::Empty => {}
+    }
+    tx.execute_batch(SCHEMA_V1).map_err(map)?;
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(map)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(map)?;
+    tx.commit().map_err(map)
+}

@@ -1,0 +1,160 @@
+//! The conformance suite on the SQLite store, plus what only a file can get
+//! wrong: persistence across opens, refusing files that are not ours.
+
+mod conformance;
+
+use std::sync::Arc;
+
+use monotone::{ErrorKind, SqliteStore, Store, Tags};
+use tempfile::TempDir;
+
+async fn store() -> (Arc<dyn Store>, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("monotone.db").display());
+    (monotone::open(&url).await.unwrap(), dir)
+}
+
+conformance_tests!(store());
+
+#[tokio::test]
+async fn state_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.counter("c").unwrap().next().await.unwrap();
+        let q = s.queue("q").unwrap();
+        q.join("a", [("k".to_string(), "v".to_string())].into())
+            .await
+            .unwrap();
+        q.join("b", Tags::new()).await.unwrap();
+        q.leave("a").await.unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.counter("c").unwrap().next().await.unwrap(), 2);
+    let all = s.queue("q").unwrap().tickets().await.unwrap();
+    assert_eq!(all.fencing_token.0, 3);
+    assert_eq!(all.value.len(), 1);
+    assert_eq!(
+        (all.value[0].process_id.as_str(), all.value[0].counter),
+        ("b", 2)
+    );
+}
+
+#[test]
+fn file_is_in_wal_mode_with_our_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    let app: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .unwrap();
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(app, monotone::sqlite::APPLICATION_ID);
+    assert_eq!(version, monotone::sqlite::SCHEMA_VERSION);
+}
+
+fn open_err(path: &std::path::Path) -> monotone::Error {
+    SqliteStore::open(path).expect_err("must refuse this file")
+}
+
+#[test]
+fn refuses_a_file_that_is_not_a_database_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let content =
+        b"these are my notes, not a database, and they are longer than a header".repeat(20);
+    std::fs::write(&path, &content).unwrap();
+    let err = open_err(&path);
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("not a monotone database"), "{err}");
+    assert!(!err.to_string().contains('\n'), "one line: {err}");
+    assert_eq!(std::fs::read(&path).unwrap(), content, "file untouched");
+}
+
+#[test]
+fn refuses_another_programs_database_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE items (x); INSERT INTO items VALUES (42);")
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = open_err(&path);
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("did not create"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "file untouched");
+}
+
+#[test]
+fn refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    drop(SqliteStore::open(&path).unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", monotone::sqlite::SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let err = open_err(&path);
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("newer monotone"), "{err}");
+}
+
+#[test]
+fn a_directory_or_missing_parent_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = open_err(dir.path());
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    let err = open_err(&dir.path().join("no/such/dir/m.db"));
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+}
+
+#[tokio::test]
+async fn corrupt_tags_are_reported_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let q = s.queue("q").unwrap();
+    q.join("a", Tags::new()).await.unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE tickets SET tags = 'not json' WHERE process_id = 'a'",
+            [],
+        )
+        .unwrap();
+    }
+    let err = q.tickets().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(
+        err.to_string().contains("`q`") && err.to_string().contains("`a`"),
+        "{err}"
+    );
+    assert_eq!(q.ticket("a").await.unwrap_err().kind(), ErrorKind::Corrupt);
+    // An idempotent re-join reads the ticket too, and must not paper over it.
+    assert_eq!(
+        q.join("a", Tags::new()).await.unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let tags: String = conn
+        .query_row("SELECT tags FROM tickets WHERE process_id = 'a'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(tags, "not json");
+}
