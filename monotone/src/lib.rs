@@ -65,6 +65,6 @@ pub use counter::Counter;
 pub use error::{Error, ErrorKind, Result};
 pub use memory::MemoryStore;
 pub use queue::{Fenced, FencingToken, Queue, Tags, Ticket};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{open, Location, Store};
 pub use validate::{MAX_ID_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES};

@@ -4,17 +4,19 @@
 //! |---|---|
 //! | `memory:` | [`MemoryStore`]: this process only, gone when it exits |
 //! | `sqlite:PATH`, `sqlite://PATH` | [`SqliteStore`]: one file, shared by every process on the host |
+//! | `sqlite:PATH?busy_timeout_ms=N` | the same, waiting at most N ms for another process's write lock |
 //! | `dynamodb://TABLE?region=R&endpoint=URL` | the DynamoDB store (cargo feature `aws`) |
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::counter::Counter;
 use crate::error::{Error, ErrorKind, Result};
 use crate::memory::MemoryStore;
 use crate::queue::Queue;
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{SqliteOptions, SqliteStore};
 
 /// A place where counters and queues live, each under its own id.
 ///
@@ -103,15 +105,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
             format!("store URL `{url}`: memory: takes no path"),
         )),
         "sqlite" => {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            if path.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!("store URL `{url}` has no file path; use sqlite:PATH"),
-                ));
-            }
-            let path = PathBuf::from(path);
-            let store = tokio::task::spawn_blocking(move || SqliteStore::open(path))
+            let (path, options) = sqlite_url(url, rest.strip_prefix("//").unwrap_or(rest))?;
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open_with(path, options))
                 .await
                 .map_err(|e| Error::new(ErrorKind::Unavailable, format!("opening {url}: {e}")))??;
             Ok(Arc::new(store))
@@ -124,6 +119,38 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
             ),
         )),
     }
+}
+
+/// The path and options of a `sqlite:` URL. A `?` followed by `key=value`
+/// pairs starts the options; the path is everything before it.
+fn sqlite_url(url: &str, rest: &str) -> Result<(PathBuf, SqliteOptions)> {
+    let config = |m: String| Error::new(ErrorKind::Config, format!("store URL `{url}`: {m}"));
+    let (path, query) = match rest.rsplit_once('?') {
+        Some((path, query)) if query.contains('=') => (path, Some(query)),
+        _ => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(config("no file path; use sqlite:PATH".into()));
+    }
+    let mut options = SqliteOptions::default();
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        match pair.split_once('=') {
+            Some(("busy_timeout_ms", ms)) => {
+                let ms: u64 = ms.parse().map_err(|_| {
+                    config(format!(
+                        "busy_timeout_ms `{ms}` is not a number of milliseconds"
+                    ))
+                })?;
+                options = options.with_busy_timeout(Duration::from_millis(ms));
+            }
+            _ => {
+                return Err(config(format!(
+                    "unknown option `{pair}`; sqlite: takes busy_timeout_ms"
+                )))
+            }
+        }
+    }
+    Ok((PathBuf::from(path), options))
 }
 
 #[cfg(feature = "aws")]
@@ -179,6 +206,16 @@ mod tests {
             let store = open(&url).await.unwrap();
             assert_eq!(store.location(), Location::Sqlite { path: path.clone() });
         }
+    }
+
+    #[test]
+    fn sqlite_options_in_the_url() {
+        let (path, options) = sqlite_url("u", "/d/m.db?busy_timeout_ms=250").unwrap();
+        assert_eq!(path, PathBuf::from("/d/m.db"));
+        assert_eq!(options.busy_timeout, Duration::from_millis(250));
+        let (path, options) = sqlite_url("u", "/d/what?.db").unwrap();
+        assert_eq!(path, PathBuf::from("/d/what?.db"));
+        assert_eq!(options, SqliteOptions::default());
     }
 
     #[cfg(not(feature = "aws"))]

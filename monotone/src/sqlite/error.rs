@@ -30,10 +30,9 @@ pub fn map_err(path: &str, what: &str, e: rusqlite::Error) -> Error {
         _ => ErrorKind::Unavailable,
     };
     let detail = match kind {
-        ErrorKind::Conflict => format!(
-            "it stayed locked by other writers for longer than {}s",
-            super::schema::BUSY_TIMEOUT.as_secs()
-        ),
+        ErrorKind::Conflict => {
+            "it stayed locked by other writers for longer than the busy timeout".to_owned()
+        }
         _ => e.to_string(),
     };
     Error::new(kind, format!("sqlite database {path}: {what}: {detail}")).with_source(e)

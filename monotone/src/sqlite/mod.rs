@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use self::error::map_err;
-pub use self::schema::{APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};
+pub use self::schema::{SqliteOptions, APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};
 use crate::counter::Counter;
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::{Fenced, FencingToken, Queue, Tags, Ticket};
@@ -50,8 +50,13 @@ impl SqliteStore {
     /// all) or cannot be written; such a file is left untouched. This does
     /// blocking file I/O; from async code prefer [`crate::open`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// [`open`](Self::open) with settings other than the defaults.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let conn = schema::open(&path)?;
+        let conn = schema::open(&path, &options)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 shown: path.display().to_string(),

@@ -23,8 +23,34 @@ pub const APPLICATION_ID: i32 = 0x6d6f_6e6f;
 pub const SCHEMA_VERSION: i32 = 1;
 
 /// How long an operation waits for another process's write lock before it
-/// fails with [`ErrorKind::Conflict`].
+/// fails with [`ErrorKind::Conflict`], unless [`SqliteOptions`] say otherwise.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings of a [`SqliteStore`](super::SqliteStore).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// How long an operation waits for another process's write lock before
+    /// it fails with [`ErrorKind::Conflict`]. In a URL:
+    /// `sqlite:PATH?busy_timeout_ms=N`.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: BUSY_TIMEOUT,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// Set [`busy_timeout`](Self::busy_timeout).
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+}
 
 /// Schema version 1.
 ///
@@ -52,14 +78,14 @@ CREATE TABLE tickets (
 ";
 
 /// Open (creating if needed) the database at `path`, ready for use.
-pub fn open(path: &Path) -> Result<Connection> {
+pub fn open(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     let shown = path.display().to_string();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags)
         .map_err(|e| map_err(&shown, "cannot open the database", e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
+    conn.busy_timeout(options.busy_timeout)
         .map_err(|e| map_err(&shown, "cannot configure the database", e))?;
     if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
         return Err(Error::new(

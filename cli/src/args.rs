@@ -1,0 +1,176 @@
+//! The command line, as clap derive types only. monotone 0.4's flags and
+//! commands are kept exactly; `--store` is new.
+
+use clap::{Args, Parser, Subcommand};
+
+const ABOUT: &str =
+    "Atomic counters and queues for configuration management in distributed systems";
+
+const STORE_HELP: &str = "\
+Choosing the store:
+  --store URL, else the MONOTONE_STORE environment variable:
+      sqlite:PATH                          a SQLite file shared by the processes of this host
+      memory:                              this process only (for trying things out)
+      dynamodb://TABLE?region=R&endpoint=URL   a DynamoDB table (region, endpoint optional)
+  -r/--region or -t/--table select DynamoDB as in monotone 0.4 (table Counters
+  unless -t; region from -r, else the AWS configuration, else eu-west-1).
+  With none of these, the store is the SQLite file
+  $XDG_DATA_HOME/monotone/monotone.db (else ~/.local/share/monotone/monotone.db),
+  created on first use.
+
+Output is one JSON document on stdout. On failure nothing is printed on
+stdout, one line goes to stderr, and the exit code says why:
+  2 usage or invalid input   3 not found        4 wrong type (counter vs queue)
+  5 contention or throttling 6 store unavailable 7 store misconfigured
+  8 corrupt data in the store 1 anything else
+
+Examples:
+  monotone -i mycounter counter next
+  monotone -i myzkcluster queue -p $(hostname -f) join | jq .ticket.counter";
+
+/// `monotone [global flags] <counter|queue> ...`
+#[derive(Debug, Parser)]
+#[command(name = "monotone", version, about = ABOUT, after_help = STORE_HELP)]
+pub struct Cli {
+    /// Id of the counter or queue to use
+    #[arg(short, long, value_name = "ID")]
+    pub id: String,
+
+    /// AWS region of the DynamoDB table (selects DynamoDB)
+    #[arg(short, long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// DynamoDB table [default: Counters] (selects DynamoDB)
+    #[arg(short, long, value_name = "TABLE")]
+    pub table: Option<String>,
+
+    /// Store URL: sqlite:PATH, memory: or dynamodb://TABLE [env: MONOTONE_STORE]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["region", "table"])]
+    pub store: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// An atomic counter that only goes up
+    Counter {
+        #[command(subcommand)]
+        action: CounterAction,
+    },
+    /// A queue of process ids, ordered by when they joined
+    Queue(QueueArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CounterAction {
+    /// Get the value of the counter
+    Get,
+    /// Increment the counter and get its new value
+    Next,
+    /// Remove the counter from the store
+    Rm,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Id of the process (for get, join and leave)
+    #[arg(short, long = "process", value_name = "PROCESS_ID", global = true)]
+    pub process_id: Option<String>,
+
+    #[command(subcommand)]
+    pub action: QueueAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Get the ticket of the process
+    Get,
+    /// List the processes in the queue
+    List,
+    /// Add the process to the back of the queue (again: returns its ticket)
+    Join {
+        /// Tag for the ticket, KEY=VALUE; repeat for more
+        #[arg(short, long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+    },
+    /// Remove the process from the queue
+    Leave,
+    /// Remove the queue from the store
+    Rm,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some(("", _)) => Err(format!("tag `{s}` has an empty key")),
+        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+        None => Err(format!("tag `{s}` is not of the form KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn monotone_0_4_forms_parse() {
+        let cli = Cli::try_parse_from([
+            "monotone", "-i", "q", "queue", "-p", "foo", "join", "-t", "a=1", "-t", "b=x=y",
+        ])
+        .unwrap();
+        let Command::Queue(q) = cli.command else {
+            panic!("not a queue command")
+        };
+        assert_eq!(q.process_id.as_deref(), Some("foo"));
+        let QueueAction::Join { tags } = q.action else {
+            panic!("not join")
+        };
+        assert_eq!(tags, [("a".into(), "1".into()), ("b".into(), "x=y".into())]);
+
+        let cli = Cli::try_parse_from([
+            "monotone",
+            "-r",
+            "us-east-1",
+            "-t",
+            "T",
+            "-i",
+            "c",
+            "counter",
+            "next",
+        ])
+        .unwrap();
+        assert_eq!(
+            (cli.region.as_deref(), cli.table.as_deref()),
+            (Some("us-east-1"), Some("T"))
+        );
+        // -p is also accepted after the queue action.
+        let cli =
+            Cli::try_parse_from(["monotone", "-i", "q", "queue", "leave", "-p", "foo"]).unwrap();
+        let Command::Queue(q) = cli.command else {
+            panic!("not a queue command")
+        };
+        assert_eq!(q.process_id.as_deref(), Some("foo"));
+    }
+
+    #[test]
+    fn bad_tags_and_conflicts_are_usage_errors() {
+        for tag in ["novalue", "=v"] {
+            let e =
+                Cli::try_parse_from(["monotone", "-i", "q", "queue", "-p", "p", "join", "-t", tag])
+                    .unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        }
+        let e = Cli::try_parse_from([
+            "monotone", "--store", "memory:", "-t", "T", "-i", "c", "counter", "get",
+        ])
+        .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+}

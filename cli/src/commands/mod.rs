@@ -1,0 +1,132 @@
+//! The commands: each takes a store and returns a serializable result, in
+//! monotone 0.4's JSON shapes. Nothing here prints or exits.
+
+pub mod counter;
+pub mod queue;
+
+use monotone::{Location, Store};
+use serde::Serialize;
+
+use crate::args::{Command, CounterAction};
+
+/// One command's result; printed as one JSON document.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    Counter(counter::CounterOutput),
+    CounterRemoved(counter::CounterRemovedOutput),
+    Ticket(queue::TicketOutput),
+    Tickets(queue::TicketsOutput),
+    Token(queue::TokenOutput),
+    QueueRemoved(queue::QueueRemovedOutput),
+}
+
+/// Why a command could not run.
+#[derive(Debug)]
+pub enum CommandError {
+    /// The command line lacks something the command needs.
+    Usage(String),
+    /// The store refused or failed.
+    Store(monotone::Error),
+}
+
+impl From<monotone::Error> for CommandError {
+    fn from(e: monotone::Error) -> Self {
+        CommandError::Store(e)
+    }
+}
+
+/// monotone 0.4's `region` and `table` fields. For DynamoDB they are the
+/// table's; for the embedded store the region is `local` and the table is
+/// the database file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Place {
+    pub region: String,
+    pub table: String,
+}
+
+impl Place {
+    pub fn of(store: &dyn Store) -> Place {
+        match store.location() {
+            Location::DynamoDb { region, table, .. } => Place { region, table },
+            Location::Sqlite { path } => Place {
+                region: "local".into(),
+                table: path.display().to_string(),
+            },
+            _ => Place {
+                region: "local".into(),
+                table: "memory".into(),
+            },
+        }
+    }
+}
+
+/// Run `command` on the item `id` of `store`.
+pub async fn run(store: &dyn Store, id: &str, command: Command) -> Result<Output, CommandError> {
+    let place = Place::of(store);
+    match command {
+        Command::Counter { action } => {
+            let counter = store.counter(id)?;
+            Ok(match action {
+                CounterAction::Get => Output::Counter(counter::get(&*counter, place).await?),
+                CounterAction::Next => Output::Counter(counter::next(&*counter, place).await?),
+                CounterAction::Rm => Output::CounterRemoved(counter::rm(&*counter, place).await?),
+            })
+        }
+        Command::Queue(args) => queue::run(&*store.queue(id)?, place, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Cli;
+    use clap::Parser;
+    use monotone::MemoryStore;
+
+    async fn run_line(store: &MemoryStore, line: &str) -> serde_json::Value {
+        let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+        let out = run(store, &cli.id, cli.command).await.unwrap();
+        serde_json::to_value(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn shapes_of_monotone_0_4() {
+        let s = MemoryStore::new();
+        let v = run_line(&s, "monotone -i c counter next").await;
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "c", "value": 1, "region": "local", "table": "memory"})
+        );
+        let v = run_line(&s, "monotone -i q queue -p foo join -t k=v").await;
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "id": "q", "region": "local", "table": "memory", "fencing_token": 1,
+                "ticket": {"process_id": "foo", "counter": 1, "position": 0, "tags": {"k": "v"}}
+            })
+        );
+        let v = run_line(&s, "monotone -i q queue -p foo leave").await;
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "q", "region": "local", "table": "memory", "fencing_token": 2})
+        );
+        let v = run_line(&s, "monotone -i q queue list").await;
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "q", "region": "local", "table": "memory", "fencing_token": 2, "tickets": []})
+        );
+    }
+
+    #[tokio::test]
+    async fn process_id_is_required_where_it_is_used() {
+        let s = MemoryStore::new();
+        for action in ["get", "join", "leave"] {
+            let cli = Cli::try_parse_from(["monotone", "-i", "q", "queue", action]).unwrap();
+            match run(&s, &cli.id, cli.command).await {
+                Err(CommandError::Usage(m)) => assert!(m.contains("-p"), "{m}"),
+                other => panic!("{action}: expected a usage error, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! `monotone -i ID queue -p PID get|join|leave`, `monotone -i ID queue list|rm`
+
+use monotone::{Queue, Tags, Ticket};
+use serde::Serialize;
+
+use super::{CommandError, Output, Place};
+use crate::args::{QueueAction, QueueArgs};
+
+/// monotone 0.4's ticket: `{"process_id", "counter", "position", "tags"}`.
+#[derive(Debug, Serialize)]
+pub struct TicketView {
+    pub process_id: String,
+    pub counter: u64,
+    pub position: usize,
+    pub tags: Tags,
+}
+
+impl From<Ticket> for TicketView {
+    fn from(t: Ticket) -> Self {
+        TicketView {
+            process_id: t.process_id,
+            counter: t.counter,
+            position: t.position,
+            tags: t.tags,
+        }
+    }
+}
+
+/// `queue join` and `queue get`.
+#[derive(Debug, Serialize)]
+pub struct TicketOutput {
+    pub id: String,
+    pub region: String,
+    pub table: String,
+    pub fencing_token: u64,
+    pub ticket: TicketView,
+}
+
+/// `queue list`.
+#[derive(Debug, Serialize)]
+pub struct TicketsOutput {
+    pub id: String,
+    pub region: String,
+    pub table: String,
+    pub fencing_token: u64,
+    pub tickets: Vec<TicketView>,
+}
+
+/// `queue leave`.
+#[derive(Debug, Serialize)]
+pub struct TokenOutput {
+    pub id: String,
+    pub region: String,
+    pub table: String,
+    pub fencing_token: u64,
+}
+
+/// `queue rm` (monotone 0.4 printed nothing): the token the queue had (0 if
+/// there was none) and whether anything was removed.
+#[derive(Debug, Serialize)]
+pub struct QueueRemovedOutput {
+    pub id: String,
+    pub region: String,
+    pub table: String,
+    pub fencing_token: u64,
+    pub removed: bool,
+}
+
+fn process_id<'a>(args: &'a Option<String>, action: &str) -> Result<&'a str, CommandError> {
+    args.as_deref().ok_or_else(|| {
+        CommandError::Usage(format!(
+            "queue {action} needs a process id: monotone -i ID queue -p PROCESS_ID {action}"
+        ))
+    })
+}
+
+pub async fn run(queue: &dyn Queue, place: Place, args: QueueArgs) -> Result<Output, CommandError> {
+    let id = queue.id().to_owned();
+    let Place { region, table } = place;
+    Ok(match args.action {
+        QueueAction::Get => {
+            let t = queue.ticket(process_id(&args.process_id, "get")?).await?;
+            Output::Ticket(TicketOutput {
+                id,
+                region,
+                table,
+                fencing_token: t.fencing_token.get(),
+                ticket: t.value.into(),
+            })
+        }
+        QueueAction::Join { tags } => {
+            let pid = process_id(&args.process_id, "join")?;
+            let mut map = Tags::new();
+            for (k, v) in tags {
+                if map.contains_key(&k) {
+                    return Err(CommandError::Usage(format!(
+                        "tag `{k}` is given more than once"
+                    )));
+                }
+                map.insert(k, v);
+            }
+            let t = queue.join(pid, map).await?;
+            Output::Ticket(TicketOutput {
+                id,
+                region,
+                table,
+                fencing_token: t.fencing_token.get(),
+                ticket: t.value.into(),
+            })
+        }
+        QueueAction::Leave => {
+            let token = queue.leave(process_id(&args.process_id, "leave")?).await?;
+            Output::Token(TokenOutput {
+                id,
+                region,
+                table,
+                fencing_token: token.get(),
+            })
+        }
+        QueueAction::List => {
+            let all = queue.tickets().await?;
+            Output::Tickets(TicketsOutput {
+                id,
+                region,
+                table,
+                fencing_token: all.fencing_token.get(),
+                tickets: all.value.into_iter().map(TicketView::from).collect(),
+            })
+        }
+        QueueAction::Rm => {
+            let removed = queue.remove().await?;
+            Output::QueueRemoved(QueueRemovedOutput {
+                id,
+                region,
+                table,
+                fencing_token: removed.map_or(0, |t| t.get()),
+                removed: removed.is_some(),
+            })
+        }
+    })
+}

@@ -1,0 +1,163 @@
+//! Failures, their one-line messages and their exit codes.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | anything else (cannot write the output, internal error) |
+//! | 2 | usage: unknown flag, missing argument, invalid id, process id or tag |
+//! | 3 | not found: the process is not in the queue, or the queue does not exist |
+//! | 4 | wrong type: a counter command on a queue, or the reverse |
+//! | 5 | contention: other writers kept winning, or the store throttled us |
+//! | 6 | the store is unavailable (network, timeout, I/O error) |
+//! | 7 | the store is misconfigured (bad URL, not a monotone database, no table, credentials, permissions, feature not built) |
+//! | 8 | the store holds data monotone cannot read (reported, never overwritten) |
+
+use std::process::ExitCode;
+
+use monotone::ErrorKind;
+
+pub const OTHER: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const NOT_FOUND: u8 = 3;
+pub const WRONG_TYPE: u8 = 4;
+pub const CONTENTION: u8 = 5;
+pub const UNAVAILABLE: u8 = 6;
+pub const CONFIG: u8 = 7;
+pub const CORRUPT: u8 = 8;
+
+/// Why the command failed.
+#[derive(Debug)]
+pub enum Failure {
+    Usage(String),
+    Config(String),
+    Store(monotone::Error),
+    Other(String),
+}
+
+impl From<monotone::Error> for Failure {
+    fn from(e: monotone::Error) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl Failure {
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => USAGE,
+            Failure::Config(_) => CONFIG,
+            Failure::Other(_) => OTHER,
+            Failure::Store(e) => match e.kind() {
+                ErrorKind::InvalidInput => USAGE,
+                ErrorKind::NotFound => NOT_FOUND,
+                ErrorKind::WrongType => WRONG_TYPE,
+                ErrorKind::Conflict | ErrorKind::Throttled => CONTENTION,
+                ErrorKind::Unavailable => UNAVAILABLE,
+                ErrorKind::Corrupt => CORRUPT,
+                ErrorKind::Config | ErrorKind::PermissionDenied | ErrorKind::Unsupported => CONFIG,
+                _ => OTHER,
+            },
+        }
+    }
+
+    /// The one line printed on stderr.
+    pub fn message(&self) -> String {
+        let text = match self {
+            Failure::Usage(m) | Failure::Config(m) | Failure::Other(m) => m.clone(),
+            Failure::Store(e) => e.to_string(),
+        };
+        one_line(&text)
+    }
+
+    /// Print the message and give the exit code.
+    pub fn report(self) -> ExitCode {
+        eprintln!("monotone: error: {}", self.message());
+        ExitCode::from(self.code())
+    }
+}
+
+/// Messages from other layers may hold newlines; stderr gets one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// clap's own outcome: help and version go to stdout with code 0; any
+/// usage error becomes one line on stderr with code 2.
+pub fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    match e.kind() {
+        K::DisplayHelp | K::DisplayVersion => {
+            // A closed stdout while printing help is not worth reporting.
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        K::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // A bare `monotone` (or `monotone counter`): show the help, as
+            // a usage error.
+            eprint!("{}", e.render());
+            ExitCode::from(USAGE)
+        }
+        _ => {
+            eprintln!(
+                "monotone: error: {}; see 'monotone --help'",
+                clap_message(&e)
+            );
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+/// clap's message without its usage and tip paragraphs, on one line.
+fn clap_message(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let text: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let text = text.join(" ");
+    text.strip_prefix("error: ").unwrap_or(&text).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monotone::Error;
+
+    #[test]
+    fn each_class_has_its_own_code() {
+        let code = |k| Failure::Store(Error::new(k, "x")).code();
+        let codes = [
+            code(ErrorKind::InvalidInput),
+            code(ErrorKind::NotFound),
+            code(ErrorKind::WrongType),
+            code(ErrorKind::Conflict),
+            code(ErrorKind::Unavailable),
+            code(ErrorKind::Config),
+            code(ErrorKind::Corrupt),
+        ];
+        assert_eq!(codes, [2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(code(ErrorKind::Throttled), CONTENTION);
+        assert_eq!(code(ErrorKind::PermissionDenied), CONFIG);
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        use clap::Parser;
+        let e = crate::args::Cli::try_parse_from(["monotone", "counter", "get"]).unwrap_err();
+        assert_eq!(
+            clap_message(&e),
+            "the following required arguments were not provided: --id <ID>"
+        );
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        let f = Failure::Other("first\n  second  and\r\nthird\n".into());
+        assert_eq!(f.message(), "first second  and third");
+    }
+}

@@ -1,0 +1,566 @@
+//! The `monotone` binary driven as a user drives it: arguments in, JSON on
+//! stdout, one line on stderr and an exit code on failure. Every test uses its
+//! own temporary SQLite file (or data directory), never the user's.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_monotone");
+
+/// A temporary directory holding the store file of one test.
+struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("monotone.db")
+    }
+
+    /// `monotone ARGS` with the sandbox's file as the store.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = bare_command(self.dir.path());
+        cmd.env("MONOTONE_STORE", format!("sqlite:{}", self.db().display()))
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Run, expect success, parse stdout as JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "monotone {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+    }
+
+    /// Run, expect failure with `code`; return the one stderr line.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        failure(self.run(args), code, args)
+    }
+}
+
+/// The binary with an environment that selects no store and no AWS settings
+/// from the developer's machine.
+fn bare_command(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in [
+        "MONOTONE_STORE",
+        "XDG_DATA_HOME",
+        "RUST_LOG",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", home).stdin(Stdio::null());
+    cmd
+}
+
+fn failure(out: Output, code: i32, args: &[&str]) -> String {
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(code), "monotone {args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout on failure");
+    assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr:?}");
+    assert!(stderr.starts_with("monotone: error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr.trim_end().to_owned()
+}
+
+/// The session of monotone 0.4's README, output compared as text: field
+/// names, order, nesting and values.
+#[test]
+fn readme_session_of_monotone_0_4() {
+    let s = Sandbox::new();
+    let table = s.db().display().to_string();
+    let text = |args: &[&str]| {
+        let out = s.run(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        text(&["-i", "mycounter", "counter", "get"]),
+        format!(
+            "{{\n  \"id\": \"mycounter\",\n  \"value\": 0,\n  \"region\": \"local\",\n  \"table\": \"{table}\"\n}}\n"
+        )
+    );
+    assert_eq!(
+        text(&["-i", "mycounter", "counter", "next"]),
+        format!(
+            "{{\n  \"id\": \"mycounter\",\n  \"value\": 1,\n  \"region\": \"local\",\n  \"table\": \"{table}\"\n}}\n"
+        )
+    );
+    assert_eq!(
+        text(&["-i", "myqueue", "queue", "-p", "foo", "join"]),
+        format!(
+            "{{\n  \"id\": \"myqueue\",\n  \"region\": \"local\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 1,\n  \"ticket\": {{\n    \"process_id\": \"foo\",\n    \"counter\": 1,\n    \"position\": 0,\n    \"tags\": {{}}\n  }}\n}}\n"
+        )
+    );
+    assert_eq!(
+        text(&["-i", "myqueue", "queue", "-p", "foo", "leave"]),
+        format!(
+            "{{\n  \"id\": \"myqueue\",\n  \"region\": \"local\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 2\n}}\n"
+        )
+    );
+    assert_eq!(
+        text(&["-i", "myqueue", "queue", "list"]),
+        format!(
+            "{{\n  \"id\": \"myqueue\",\n  \"region\": \"local\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 2,\n  \"tickets\": []\n}}\n"
+        )
+    );
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+#[test]
+fn counter_commands_field_by_field() {
+    let s = Sandbox::new();
+    let table = s.db().display().to_string();
+    let v = s.json(&["-i", "c", "counter", "get"]);
+    assert_eq!(
+        v,
+        json!({"id": "c", "value": 0, "region": "local", "table": table})
+    );
+    for expected in 1..=3 {
+        let v = s.json(&["-i", "c", "counter", "next"]);
+        assert_eq!(keys(&v), ["id", "region", "table", "value"]);
+        assert_eq!(v["value"], expected);
+    }
+    assert_eq!(s.json(&["-i", "c", "counter", "get"])["value"], 3);
+    let v = s.json(&["-i", "c", "counter", "rm"]);
+    assert_eq!(
+        v,
+        json!({"id": "c", "value": 3, "region": "local", "table": table, "removed": true})
+    );
+    let v = s.json(&["-i", "c", "counter", "rm"]);
+    assert_eq!((&v["value"], &v["removed"]), (&json!(0), &json!(false)));
+    assert_eq!(s.json(&["-i", "c", "counter", "next"])["value"], 1);
+}
+
+#[test]
+fn queue_commands_field_by_field() {
+    let s = Sandbox::new();
+    let table = s.db().display().to_string();
+    let a = s.json(&[
+        "-i",
+        "q",
+        "queue",
+        "-p",
+        "a",
+        "join",
+        "-t",
+        "role=zk",
+        "-t",
+        "az=eu-west-1a",
+    ]);
+    assert_eq!(
+        a,
+        json!({
+            "id": "q", "region": "local", "table": table, "fencing_token": 1,
+            "ticket": {"process_id": "a", "counter": 1, "position": 0,
+                       "tags": {"role": "zk", "az": "eu-west-1a"}}
+        })
+    );
+    // -p may also follow the action.
+    let b = s.json(&["-i", "q", "queue", "join", "-p", "b"]);
+    assert_eq!(b["fencing_token"], 2);
+    assert_eq!(
+        b["ticket"],
+        json!({"process_id": "b", "counter": 2, "position": 1, "tags": {}})
+    );
+    // Joining again returns the same ticket and the current token.
+    let again = s.json(&["-i", "q", "queue", "-p", "a", "join", "-t", "other=tag"]);
+    assert_eq!(again["ticket"], a["ticket"]);
+    assert_eq!(again["fencing_token"], 2);
+    let got = s.json(&["-i", "q", "queue", "-p", "b", "get"]);
+    assert_eq!(got, b);
+    let list = s.json(&["-i", "q", "queue", "list"]);
+    assert_eq!(
+        keys(&list),
+        ["fencing_token", "id", "region", "table", "tickets"]
+    );
+    assert_eq!(list["fencing_token"], 2);
+    assert_eq!(list["tickets"], json!([a["ticket"], b["ticket"]]));
+    let left = s.json(&["-i", "q", "queue", "-p", "a", "leave"]);
+    assert_eq!(
+        left,
+        json!({"id": "q", "region": "local", "table": table, "fencing_token": 3})
+    );
+    let list = s.json(&["-i", "q", "queue", "list"]);
+    assert_eq!(
+        list["tickets"],
+        json!([{"process_id": "b", "counter": 2, "position": 0, "tags": {}}])
+    );
+    let rm = s.json(&["-i", "q", "queue", "rm"]);
+    assert_eq!(
+        rm,
+        json!({"id": "q", "region": "local", "table": table, "fencing_token": 3, "removed": true})
+    );
+    let rm = s.json(&["-i", "q", "queue", "rm"]);
+    assert_eq!(
+        (&rm["fencing_token"], &rm["removed"]),
+        (&json!(0), &json!(false))
+    );
+    let list = s.json(&["-i", "q", "queue", "list"]);
+    assert_eq!(
+        (&list["fencing_token"], &list["tickets"]),
+        (&json!(0), &json!([]))
+    );
+}
+
+#[test]
+fn default_store_is_the_xdg_data_file_created_on_first_use() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let run = |xdg: Option<&Path>| {
+        let mut cmd = bare_command(home.path());
+        if let Some(x) = xdg {
+            cmd.env("XDG_DATA_HOME", x);
+        }
+        let out = cmd.args(["-i", "c", "counter", "next"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let xdg_file = data.path().join("monotone/monotone.db");
+    let v = run(Some(data.path()));
+    assert_eq!(v["table"], xdg_file.display().to_string());
+    assert_eq!(v["value"], 1);
+    assert!(xdg_file.is_file());
+    assert_eq!(
+        run(Some(data.path()))["value"],
+        2,
+        "the same file next time"
+    );
+    let home_file = home.path().join(".local/share/monotone/monotone.db");
+    let v = run(None);
+    assert_eq!(v["table"], home_file.display().to_string());
+    assert_eq!(v["value"], 1);
+    assert!(home_file.is_file());
+}
+
+#[test]
+fn store_flag_and_environment() {
+    let s = Sandbox::new();
+    let other = s.dir.path().join("other.db");
+    let url = format!("sqlite://{}", other.display());
+    let v = s.json(&["--store", &url, "-i", "c", "counter", "next"]);
+    assert_eq!(v["table"], other.display().to_string());
+    // The flag wins over MONOTONE_STORE, which the sandbox sets.
+    assert_eq!(s.json(&["-i", "c", "counter", "get"])["value"], 0);
+    let v = s.json(&["--store", "memory:", "-i", "c", "counter", "next"]);
+    assert_eq!(
+        v,
+        json!({"id": "c", "value": 1, "region": "local", "table": "memory"})
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let s = Sandbox::new();
+    let long = "x".repeat(monotone::MAX_ID_BYTES + 1);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["-i", "c", "counter", "get", "--bogus"],
+            "unexpected argument '--bogus'",
+        ),
+        (&["counter", "get"], "--id"),
+        (&["-i", "c", "counter", "frobnicate"], "frobnicate"),
+        (&["-i", "", "counter", "get"], "id must not be empty"),
+        (&["-i", &long, "counter", "next"], "the limit is 1024"),
+        (&["-i", "bad\nid", "counter", "next"], "control character"),
+        (&["-i", "q", "queue", "join"], "needs a process id"),
+        (&["-i", "q", "queue", "get"], "needs a process id"),
+        (&["-i", "q", "queue", "leave"], "needs a process id"),
+        (
+            &["-i", "q", "queue", "-p", "", "join"],
+            "process id must not be empty",
+        ),
+        (
+            &["-i", "q", "queue", "-p", "a", "join", "-t", "novalue"],
+            "KEY=VALUE",
+        ),
+        (
+            &["-i", "q", "queue", "-p", "a", "join", "-t", "=v"],
+            "empty key",
+        ),
+        (
+            &[
+                "-i", "q", "queue", "-p", "a", "join", "-t", "k=1", "-t", "k=2",
+            ],
+            "more than once",
+        ),
+        (
+            &["--store", "memory:", "-t", "T", "-i", "c", "counter", "get"],
+            "cannot be used with",
+        ),
+    ];
+    for (args, needle) in cases {
+        let line = s.fails(args, 2);
+        assert!(line.contains(needle), "{args:?}: {line}");
+    }
+    // None of that wrote anything.
+    assert_eq!(s.json(&["-i", "q", "queue", "list"])["fencing_token"], 0);
+}
+
+#[test]
+fn not_found_exits_3_and_wrong_type_exits_4() {
+    let s = Sandbox::new();
+    let line = s.fails(&["-i", "q", "queue", "-p", "a", "leave"], 3);
+    assert!(line.contains("queue `q` does not exist"), "{line}");
+    s.json(&["-i", "q", "queue", "-p", "a", "join"]);
+    let line = s.fails(&["-i", "q", "queue", "-p", "b", "get"], 3);
+    assert!(line.contains("`b`") && line.contains("`q`"), "{line}");
+    s.fails(&["-i", "q", "queue", "-p", "b", "leave"], 3);
+
+    for action in ["get", "next", "rm"] {
+        let line = s.fails(&["-i", "q", "counter", action], 4);
+        assert!(line.contains("`q` is a queue, not a counter"), "{line}");
+    }
+    s.json(&["-i", "c", "counter", "next"]);
+    for args in [
+        &["-i", "c", "queue", "-p", "a", "join"][..],
+        &["-i", "c", "queue", "-p", "a", "leave"],
+        &["-i", "c", "queue", "-p", "a", "get"],
+        &["-i", "c", "queue", "list"],
+        &["-i", "c", "queue", "rm"],
+    ] {
+        let line = s.fails(args, 4);
+        assert!(line.contains("`c` is a counter, not a queue"), "{line}");
+    }
+    // Nothing changed.
+    assert_eq!(s.json(&["-i", "c", "counter", "get"])["value"], 1);
+    assert_eq!(s.json(&["-i", "q", "queue", "list"])["fencing_token"], 1);
+}
+
+#[test]
+fn a_locked_store_is_contention_exit_5() {
+    let s = Sandbox::new();
+    s.json(&["-i", "c", "counter", "next"]);
+    // Another writer holds the file's write lock for the whole run.
+    let conn = rusqlite::Connection::open(s.db()).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let url = format!("sqlite:{}?busy_timeout_ms=200", s.db().display());
+    let line = s.fails(&["--store", &url, "-i", "c", "counter", "next"], 5);
+    assert!(line.contains("locked"), "{line}");
+    conn.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(
+        s.json(&["-i", "c", "counter", "next"])["value"],
+        2,
+        "nothing was lost"
+    );
+}
+
+#[test]
+fn misconfigured_stores_exit_7_and_are_left_alone() {
+    let s = Sandbox::new();
+    let notes = s.dir.path().join("notes.txt");
+    let content = "my notes, not a database\n".repeat(100);
+    std::fs::write(&notes, &content).unwrap();
+    let url = format!("sqlite:{}", notes.display());
+    let line = s.fails(&["--store", &url, "-i", "c", "counter", "next"], 7);
+    assert!(line.contains("not a monotone database"), "{line}");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), content);
+
+    let dir_url = format!("sqlite:{}", s.dir.path().display());
+    s.fails(&["--store", &dir_url, "-i", "c", "counter", "next"], 7);
+    let line = s.fails(
+        &["--store", "redis://localhost", "-i", "c", "counter", "next"],
+        7,
+    );
+    assert!(line.contains("unknown store scheme"), "{line}");
+    let line = s.fails(
+        &[
+            "--store",
+            "sqlite:/x.db?cache=1",
+            "-i",
+            "c",
+            "counter",
+            "next",
+        ],
+        7,
+    );
+    assert!(line.contains("unknown option"), "{line}");
+    // MONOTONE_STORE is checked the same way.
+    let out = s
+        .command(&["-i", "c", "counter", "next"])
+        .env("MONOTONE_STORE", "bogus")
+        .output()
+        .unwrap();
+    failure(out, 7, &["MONOTONE_STORE=bogus"]);
+}
+
+#[test]
+fn corrupt_records_exit_8_and_are_not_overwritten() {
+    let s = Sandbox::new();
+    s.json(&["-i", "q", "queue", "-p", "a", "join"]);
+    let conn = rusqlite::Connection::open(s.db()).unwrap();
+    conn.execute(
+        "UPDATE tickets SET tags = '[1, 2' WHERE process_id = 'a'",
+        [],
+    )
+    .unwrap();
+    let line = s.fails(&["-i", "q", "queue", "list"], 8);
+    assert!(line.contains("`q`") && line.contains("`a`"), "{line}");
+    s.fails(&["-i", "q", "queue", "-p", "a", "join"], 8);
+    let tags: String = conn
+        .query_row("SELECT tags FROM tickets WHERE process_id = 'a'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(tags, "[1, 2");
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let s = Sandbox::new();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // nobody will ever read: writing gets EPIPE
+    let status = s
+        .command(&["-i", "c", "counter", "next"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        status.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(s.json(&["-i", "c", "counter", "get"])["value"], 1);
+}
+
+#[test]
+fn help_explains_stores_and_exit_codes() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "--store",
+        "MONOTONE_STORE",
+        "XDG_DATA_HOME",
+        ".local/share/monotone/monotone.db",
+        "dynamodb://",
+        "eu-west-1",
+        "3 not found",
+        "jq .ticket.counter",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("monotone "));
+}
+
+/// 16 processes at a time, each running `counter next` 10 times.
+#[test]
+fn concurrent_processes_never_repeat_a_value() {
+    let s = Sandbox::new();
+    let values: Vec<u64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..10)
+                        .map(|_| {
+                            s.json(&["-i", "c", "counter", "next"])["value"]
+                                .as_u64()
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut sorted = values.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=160).collect::<Vec<_>>());
+    assert_eq!(s.json(&["-i", "c", "counter", "get"])["value"], 160);
+}
+
+/// 24 processes join one queue at once.
+#[test]
+fn concurrent_joins_get_distinct_tickets() {
+    let s = Sandbox::new();
+    let children: Vec<_> = (0..24)
+        .map(|i| {
+            s.command(&["-i", "zk", "queue", "-p", &format!("host{i}"), "join"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Value> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let counters: BTreeSet<u64> = outputs
+        .iter()
+        .map(|v| v["ticket"]["counter"].as_u64().unwrap())
+        .collect();
+    let tokens: BTreeSet<u64> = outputs
+        .iter()
+        .map(|v| v["fencing_token"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counters, (1..=24).collect());
+    assert_eq!(tokens, (1..=24).collect());
+    let list = s.json(&["-i", "zk", "queue", "list"]);
+    let tickets = list["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 24);
+    for (i, t) in tickets.iter().enumerate() {
+        assert_eq!(t["position"], i);
+        assert_eq!(t["counter"], i + 1);
+    }
+}
