@@ -74,38 +74,38 @@ fn process_id<'a>(args: &'a Option<String>, action: &str) -> Result<&'a str, Com
     })
 }
 
+/// The `-t KEY=VALUE` pairs as tags; a key given twice is a usage error.
+fn tag_map(pairs: Vec<(String, String)>) -> Result<Tags, CommandError> {
+    let mut tags = Tags::new();
+    for (k, v) in pairs {
+        if tags.contains_key(&k) {
+            return Err(CommandError::Usage(format!(
+                "tag `{k}` is given more than once"
+            )));
+        }
+        tags.insert(k, v);
+    }
+    Ok(tags)
+}
+
 pub async fn run(queue: &dyn Queue, place: Place, args: QueueArgs) -> Result<Output, CommandError> {
     let id = queue.id().to_owned();
     let Place { region, table } = place;
     Ok(match args.action {
-        QueueAction::Get => {
-            let t = queue.ticket(process_id(&args.process_id, "get")?).await?;
-            Output::Ticket(TicketOutput {
-                id,
-                region,
-                table,
-                fencing_token: t.fencing_token.get(),
-                ticket: t.value.into(),
-            })
-        }
-        QueueAction::Join { tags } => {
-            let pid = process_id(&args.process_id, "join")?;
-            let mut map = Tags::new();
-            for (k, v) in tags {
-                if map.contains_key(&k) {
-                    return Err(CommandError::Usage(format!(
-                        "tag `{k}` is given more than once"
-                    )));
+        QueueAction::Get | QueueAction::Join { .. } => {
+            let ticket = match args.action {
+                QueueAction::Join { tags } => {
+                    let pid = process_id(&args.process_id, "join")?;
+                    queue.join(pid, tag_map(tags)?).await?
                 }
-                map.insert(k, v);
-            }
-            let t = queue.join(pid, map).await?;
+                _ => queue.ticket(process_id(&args.process_id, "get")?).await?,
+            };
             Output::Ticket(TicketOutput {
                 id,
                 region,
                 table,
-                fencing_token: t.fencing_token.get(),
-                ticket: t.value.into(),
+                fencing_token: ticket.fencing_token.get(),
+                ticket: ticket.value.into(),
             })
         }
         QueueAction::Leave => {
