@@ -9,7 +9,7 @@
 //! before anything is written to it.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -105,9 +105,9 @@ pub fn open(path: &Path, options: &SqliteOptions) -> Result<Connection> {
         Header::Ours => {}
         Header::Empty => {
             // WAL lets readers run beside the one writer; the mode is stored
-            // in the file, so it is set once, before the schema.
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(|e| map_err(&shown, "cannot enable WAL", e))?;
+            // in the file, so it is set once, before the schema: whoever
+            // sees the schema also sees WAL.
+            enable_wal(&conn, &shown, options.busy_timeout)?;
             create_schema(&mut conn, &shown)?;
         }
         Header::Other(why) => return Err(not_ours(&shown, &why)),
@@ -126,6 +126,38 @@ pub fn open(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(|e| map_err(&shown, "cannot configure the database", e))?;
     Ok(conn)
+}
+
+/// Switch a new file to WAL. The switch needs the file to itself, and SQLite
+/// reports SQLITE_BUSY at once, without waiting, while other processes have
+/// it open (as when many processes create the file together), so wait here,
+/// up to the busy timeout.
+fn enable_wal(conn: &Connection, shown: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "sqlite database {shown}: cannot enable WAL: the journal mode stays {mode}"
+                    ),
+                ))
+            }
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(map_err(shown, "cannot enable WAL", e)),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 enum Header {
