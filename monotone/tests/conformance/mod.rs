@@ -45,7 +45,7 @@ macro_rules! conformance_tests {
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
             async fn $name() {
                 let (store, _guard) = $make.await;
                 $crate::conformance::$name(store).await;
@@ -356,13 +356,19 @@ pub async fn tags_round_trip(store: S) {
 pub async fn concurrent_next_hands_out_each_value_once(store: S) {
     const TASKS: u64 = 8;
     const EACH: u64 = 100;
+    // All tasks start together and yield between calls, so that their calls
+    // overlap on the runtime's threads as much as the machine allows.
+    let start = Arc::new(tokio::sync::Barrier::new(TASKS as usize));
     let handles: Vec<_> = (0..TASKS)
         .map(|_| {
             let c = store.counter("contended").unwrap();
+            let start = Arc::clone(&start);
             tokio::spawn(async move {
+                start.wait().await;
                 let mut got = Vec::with_capacity(EACH as usize);
                 for _ in 0..EACH {
                     got.push(c.next().await.unwrap());
+                    tokio::task::yield_now().await;
                 }
                 got
             })
@@ -386,10 +392,15 @@ pub async fn concurrent_next_hands_out_each_value_once(store: S) {
 /// 16 concurrent joins: counters 1..=16, tokens 1..=16, positions 0..16.
 pub async fn concurrent_joins_get_distinct_counters_tokens_and_positions(store: S) {
     const N: u64 = 16;
+    let start = Arc::new(tokio::sync::Barrier::new(N as usize));
     let handles: Vec<_> = (0..N)
         .map(|i| {
             let q = store.queue("crowd").unwrap();
-            tokio::spawn(async move { q.join(&format!("p{i}"), Tags::new()).await.unwrap() })
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                q.join(&format!("p{i}"), Tags::new()).await.unwrap()
+            })
         })
         .collect();
     let mut joined = Vec::new();
@@ -419,10 +430,13 @@ pub async fn concurrent_joins_get_distinct_counters_tokens_and_positions(store: 
 pub async fn concurrent_joins_and_leaves_lose_no_write(store: S) {
     const TASKS: usize = 8;
     const EACH: usize = 10;
+    let start = Arc::new(tokio::sync::Barrier::new(TASKS));
     let handles: Vec<_> = (0..TASKS)
         .map(|task| {
             let q = store.queue("churn").unwrap();
+            let start = Arc::clone(&start);
             tokio::spawn(async move {
+                start.wait().await;
                 let mut tokens = Vec::new();
                 for i in 0..EACH {
                     let me = format!("t{task}-{i}");
@@ -430,6 +444,7 @@ pub async fn concurrent_joins_and_leaves_lose_no_write(store: S) {
                     if i % 2 == 0 {
                         tokens.push(q.leave(&me).await.unwrap().0);
                     }
+                    tokio::task::yield_now().await;
                 }
                 tokens
             })
