@@ -13,6 +13,19 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+echo "==> local DynamoDB server (moto, for the aws feature's tests)"
+MONOTONE_MOTO_STATE="$(mktemp -d)"
+export MONOTONE_MOTO_STATE
+trap 'scripts/moto.sh stop; rm -rf "$MONOTONE_MOTO_STATE"' EXIT
+scripts/moto.sh start >/dev/null
+MONOTONE_TEST_DYNAMODB_ENDPOINT="$(scripts/moto.sh endpoint)"
+echo "moto at $MONOTONE_TEST_DYNAMODB_ENDPOINT"
+# Tests talk to that server only: test credentials, no profile, never
+# instance metadata, whatever the caller's environment holds.
+export MONOTONE_TEST_DYNAMODB_ENDPOINT
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_DYNAMODB
+
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"

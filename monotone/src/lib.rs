@@ -18,7 +18,7 @@ A [`Store`] is opened from a URL with [`open`]:
 |---|---|---|
 | `memory:` | [`MemoryStore`] | tasks and threads of one process |
 | `sqlite:PATH` | [`SqliteStore`] | processes on one host |
-| `dynamodb://TABLE?region=R` | DynamoDB (cargo feature `aws`) | hosts anywhere |
+| `dynamodb://TABLE?region=R&endpoint=URL` | `DynamoDbStore` (cargo feature `aws`) | hosts anywhere |
 
 Each holds counters and queues under string ids; one id is either a counter
 or a queue. The contracts every store keeps are documented on [`Counter`]
@@ -48,11 +48,14 @@ assert_eq!(joined.fencing_token.get(), 1);
 
 # Features
 
-- `aws`: the DynamoDB store, through the official AWS SDK for Rust.
+- `aws`: the DynamoDB store (module `dynamodb`), through the official AWS
+  SDK for Rust.
 */
 #![warn(missing_docs)]
 
 mod counter;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 mod error;
 pub mod memory;
 mod queue;
@@ -62,6 +65,8 @@ mod store;
 mod validate;
 
 pub use counter::Counter;
+#[cfg(feature = "aws")]
+pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 pub use error::{Error, ErrorKind, Result};
 pub use memory::MemoryStore;
 pub use queue::{Fenced, FencingToken, Queue, Tags, Ticket};

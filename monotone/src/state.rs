@@ -39,7 +39,7 @@ pub(crate) enum JoinOutcome {
 }
 
 // `new` and `entries` serve the stores that keep a queue in one record.
-#[allow(dead_code)] // until the DynamoDB store uses them
+#[cfg_attr(not(feature = "aws"), allow(dead_code))] // the DynamoDB store's
 impl QueueState {
     /// A state from stored parts, in any order of entries.
     pub fn new(version: u64, value: u64, mut entries: Vec<QueueEntry>) -> Self {

@@ -155,9 +155,9 @@ fn sqlite_url(url: &str, rest: &str) -> Result<(PathBuf, SqliteOptions)> {
 
 #[cfg(feature = "aws")]
 async fn open_dynamodb(url: &str) -> Result<Arc<dyn Store>> {
-    Err(Error::new(
-        ErrorKind::Unsupported,
-        format!("cannot open `{url}`: the DynamoDB store is not yet supported"),
+    let config = crate::dynamodb::DynamoDbConfig::from_url(url)?;
+    Ok(Arc::new(
+        crate::dynamodb::DynamoDbStore::connect(config).await?,
     ))
 }
 
@@ -216,6 +216,37 @@ mod tests {
         let (path, options) = sqlite_url("u", "/d/what?.db").unwrap();
         assert_eq!(path, PathBuf::from("/d/what?.db"));
         assert_eq!(options, SqliteOptions::default());
+    }
+
+    #[cfg(feature = "aws")]
+    #[tokio::test]
+    async fn dynamodb_urls() {
+        for url in [
+            "dynamodb://",
+            "dynamodb:Counters",
+            "dynamodb://Counters?table=x",
+            "dynamodb://Counters?region=eu-west-1&bogus=1",
+        ] {
+            let err = open(url).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{url}: {err}");
+        }
+        // Opening sends no request, so this works with nothing listening.
+        let store = open("dynamodb://Counters?region=us-east-2&endpoint=http://127.0.0.1:9")
+            .await
+            .unwrap();
+        let location = store.location();
+        assert_eq!(
+            location,
+            Location::DynamoDb {
+                region: "us-east-2".into(),
+                table: "Counters".into(),
+                endpoint: Some("http://127.0.0.1:9".into()),
+            }
+        );
+        assert_eq!(
+            location.to_string(),
+            "dynamodb://Counters?region=us-east-2&endpoint=http://127.0.0.1:9"
+        );
     }
 
     #[cfg(not(feature = "aws"))]

@@ -1,0 +1,300 @@
+/*!
+The DynamoDB store (cargo feature `aws`): counters and queues shared by hosts
+anywhere, in one table, through the official AWS SDK for Rust.
+
+```no_run
+# #[tokio::main(flavor = "current_thread")]
+# async fn main() -> monotone::Result<()> {
+use monotone::dynamodb::{DynamoDbConfig, DynamoDbStore};
+use monotone::Store;
+
+let store = DynamoDbStore::connect(DynamoDbConfig::new("Counters").with_region("eu-west-1")).await?;
+let myid = store.counter("myzk-myid")?.next().await?;
+// or, from a URL:
+let store = monotone::open("dynamodb://Counters?region=eu-west-1").await?;
+# Ok(())
+# }
+```
+
+# The table
+
+One table holds every counter and queue, one item per id, in the layout
+monotone 0.4 wrote, so tables made by 0.4 keep working and old and new
+clients can share a table during an upgrade:
+
+| attribute | type | meaning |
+|---|---|---|
+| `ID` | S | hash key: the counter's or queue's id |
+| `Type` | S | `COUNTER` or `QUEUE` |
+| `Version` | N | one more on every write; a queue's fencing token |
+| `Value` | N | a counter's value; a queue's last ticket counter |
+| `Items` | SS | a queue's members, each the JSON `{"process_id": "..", "counter": 1, "tags": {..}}`; absent when the queue is empty (DynamoDB has no empty sets) |
+
+The table needs only its key; create it with
+
+```text
+aws dynamodb create-table --table-name Counters \
+    --attribute-definitions AttributeName=ID,AttributeType=S \
+    --key-schema AttributeName=ID,KeyType=HASH --billing-mode PAY_PER_REQUEST
+```
+
+or with the Terraform module in `terraform/`, which also writes the IAM
+policy. This store sends `dynamodb:GetItem`, `UpdateItem` and `DeleteItem`,
+and `CreateTable` and `DescribeTable` only to create a missing table
+(monotone 0.4 also needs `PutItem`, which the module grants too).
+
+When a request finds no table (`ResourceNotFoundException`), the store
+creates it (on-demand billing, hash key `ID`), polls
+`DescribeTable` until it is ACTIVE (at most [`TABLE_ACTIVE_TIMEOUT`]), and
+sends the request again, once. Without the permission to create it, the
+error says how to (see [`create_table_command`]); [`DynamoDbConfig::create_table`]
+turns creation off.
+
+# The write protocol
+
+Every write is conditional, so no update is ever lost and an item this store
+cannot read is never written over. The expressions are constants in the
+`schema` module, with `#placeholders` for every attribute name.
+
+- **counter next**: one `UpdateItem`,
+  `SET #type = :counter ADD #value :one, #version :one`, under
+  `attribute_not_exists(#id) OR (#type = :counter AND <Value and Version are
+  numbers below u64::MAX>)`, returning the new value (`UPDATED_NEW`). DynamoDB
+  applies it atomically, so concurrent `next`s never collide and never retry.
+- **join / leave**: a strongly consistent `GetItem`; the rule of the queue
+  (join is idempotent, leave of a non-member is NotFound) is applied to what
+  was read; then one `UpdateItem` conditional on `#version = :expected` (the
+  version read) and `#type = :queue`, or on `attribute_not_exists(#id)` for a
+  new queue. It sets `Version` (+1) and `Value`, and `ADD`s or `DELETE`s the
+  one member's JSON string in `Items` (leaving the other members' strings as
+  they were written, by whichever client), or `REMOVE`s `Items` when the last
+  member leaves.
+- **remove**: one `DeleteItem` under a type condition, returning the old item
+  (`ALL_OLD`).
+- **reads** (`counter get`, `ticket`, `tickets`): one strongly consistent
+  `GetItem`.
+
+When a condition fails, the request asks for the item as it was
+(`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so the store can tell a
+lost race from a wrong type without another request: a queue where a counter
+was expected (or the reverse) is [`ErrorKind::WrongType`],
+an unreadable item is [`ErrorKind::Corrupt`], and
+a lost race is retried after a randomized, exponentially growing delay
+([`Backoff`]), up to a bounded budget, then
+[`ErrorKind::Conflict`]. A retry after a short
+delay writes on the returned item with no read; after a longer delay (the
+item has likely changed again) or from a server that does not return the
+item, it reads the item first.
+
+Requests per operation, once the table exists and without contention:
+
+| operation | requests |
+|---|---|
+| `counter get` | 1 `GetItem` |
+| `counter next` | 1 `UpdateItem` |
+| `counter remove` | 1 `DeleteItem` |
+| `queue join` | 2: `GetItem`, `UpdateItem`; 1 if already in the queue |
+| `queue leave` | 2: `GetItem`, `UpdateItem` |
+| `queue ticket`, `queue tickets` | 1 `GetItem` |
+| `queue remove` | 1 `DeleteItem` |
+
+Each lost race adds one `UpdateItem`, and a `GetItem` when the retry waited
+long or the server did not return the item.
+
+# Faults
+
+The SDK retries throttling and transient errors (connection refused or
+reset, timeouts, HTTP 5xx) up to [`SDK_MAX_ATTEMPTS`] times with its standard
+exponential backoff; connecting may take [`CONNECT_TIMEOUT`], one attempt
+[`ATTEMPT_TIMEOUT`], one request with its retries [`OPERATION_TIMEOUT`].
+Then the error is one line naming the table and operation:
+[`Unavailable`](crate::ErrorKind::Unavailable),
+[`Throttled`](crate::ErrorKind::Throttled),
+[`PermissionDenied`](crate::ErrorKind::PermissionDenied), or
+[`Config`](crate::ErrorKind::Config) for missing credentials or table.
+
+A write whose answer was lost may be retried by the SDK after it was applied.
+For `join` that is harmless (the retry finds the process in the queue and
+returns its ticket); a `counter next` may then skip a value (never repeat
+one), and a `leave` may report NotFound for a process that did leave.
+
+# Configuration
+
+Credentials come from the standard AWS chain (environment, profile, SSO,
+web identity, container or instance role). The region is the one given, else
+the chain's (`AWS_REGION`, the profile; instance metadata only when neither
+sets one), else [`DEFAULT_REGION`] as in monotone 0.4. The endpoint is the
+one given, else `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`), else
+the region's; set it for DynamoDB Local and other compatible servers.
+*/
+
+mod backoff;
+mod config;
+mod counter;
+mod error;
+mod queue;
+mod schema;
+mod table;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+pub use self::backoff::Backoff;
+pub use self::config::{
+    DynamoDbConfig, ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_REGION, DEFAULT_TABLE,
+    OPERATION_TIMEOUT, SDK_MAX_ATTEMPTS,
+};
+pub use self::counter::DynamoDbCounter;
+pub use self::queue::DynamoDbQueue;
+pub use self::table::{create_table_command, TABLE_ACTIVE_TIMEOUT};
+
+use self::backoff::{Attempts, Jitter};
+use self::table::Table;
+use crate::counter::Counter;
+use crate::error::{Error, ErrorKind, Result};
+use crate::queue::Queue;
+use crate::store::{Location, Store};
+use crate::validate;
+
+/// A store in a DynamoDB table. Clones share one client.
+#[derive(Clone)]
+pub struct DynamoDbStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    table: Table,
+    backoff: Backoff,
+}
+
+impl fmt::Debug for DynamoDbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoDbStore")
+            .field("table", &self.inner.table.name)
+            .field("region", &self.inner.table.region)
+            .field("endpoint", &self.inner.table.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynamoDbStore {
+    /// A store on the table `config` names, with a client configured from
+    /// `config` and the standard AWS chain (see the [module docs](self)).
+    ///
+    /// Sends no request: a missing table or bad credentials show on the
+    /// first operation.
+    pub async fn connect(config: DynamoDbConfig) -> Result<Self> {
+        config.validate()?;
+        let sdk = config.load().await;
+        let region = sdk
+            .region()
+            .map_or_else(|| DEFAULT_REGION.to_owned(), |r| r.to_string());
+        let endpoint = config
+            .endpoint
+            .clone()
+            .or_else(|| sdk.endpoint_url().map(str::to_owned));
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        Ok(Self::build(client, config, region, endpoint))
+    }
+
+    /// A store on `config.table` through a client you built, used as it is
+    /// (its region, endpoint, credentials, retries, timeouts, interceptors).
+    /// `config.region` and `config.endpoint` are only reported by
+    /// [`Store::location`], and only if the client has no region.
+    pub fn from_client(client: aws_sdk_dynamodb::Client, config: DynamoDbConfig) -> Result<Self> {
+        let mut checked = config.clone();
+        checked.region = None; // the client's region is the one that counts
+        checked.validate()?;
+        let region = client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .or_else(|| config.region.clone())
+            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        let endpoint = config.endpoint.clone();
+        Ok(Self::build(client, config, region, endpoint))
+    }
+
+    fn build(
+        client: aws_sdk_dynamodb::Client,
+        config: DynamoDbConfig,
+        region: String,
+        endpoint: Option<String>,
+    ) -> Self {
+        debug!(table = %config.table, %region, ?endpoint, "dynamodb store");
+        DynamoDbStore {
+            inner: Arc::new(Inner {
+                table: Table::new(client, config.table, region, endpoint, config.create_table),
+                backoff: config.backoff,
+            }),
+        }
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.inner.table.client
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.inner.table.name
+    }
+
+    fn attempts(&self) -> Attempts<'_> {
+        self.inner
+            .backoff
+            .start(Instant::now(), Jitter::from_entropy())
+    }
+
+    /// Wait before retrying a write that lost a race, or give up. Returns
+    /// how long it waited.
+    async fn back_off(&self, attempts: &mut Attempts<'_>, what: &str) -> Result<Duration> {
+        match attempts.next_delay(Instant::now()) {
+            Ok(delay) => {
+                debug!(table = %self.table(), retry = attempts.retries(), ?delay, "{what}: another client wrote first; retrying");
+                tokio::time::sleep(delay).await;
+                Ok(delay)
+            }
+            Err(spent) => Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "dynamodb table `{}`: {what}: gave up after {} attempts in {:.1}s, \
+                     as other clients kept writing the item first",
+                    self.table(),
+                    spent.attempts,
+                    spent.elapsed.as_secs_f64()
+                ),
+            )),
+        }
+    }
+}
+
+impl Store for DynamoDbStore {
+    fn counter(&self, id: &str) -> Result<Box<dyn Counter>> {
+        validate::id(id)?;
+        Ok(Box::new(DynamoDbCounter {
+            store: self.clone(),
+            id: id.to_owned(),
+        }))
+    }
+
+    fn queue(&self, id: &str) -> Result<Box<dyn Queue>> {
+        validate::id(id)?;
+        Ok(Box::new(DynamoDbQueue {
+            store: self.clone(),
+            id: id.to_owned(),
+        }))
+    }
+
+    fn location(&self) -> Location {
+        Location::DynamoDb {
+            region: self.inner.table.region.clone(),
+            table: self.inner.table.name.clone(),
+            endpoint: self.inner.table.endpoint.clone(),
+        }
+    }
+}

@@ -1,0 +1,1037 @@
+//! The conformance suite on the DynamoDB store against a real
+//! DynamoDB-compatible server (moto's, started by scripts/test.sh), plus what
+//! only DynamoDB can get wrong: monotone 0.4's item layout both ways, the
+//! number of requests per operation, creating a missing table, corrupt items,
+//! lost races, throttling, and a server that goes away.
+//!
+//! Without `MONOTONE_TEST_DYNAMODB_ENDPOINT` every test says it skips and
+//! passes, except under CI (`CI` set), where it fails.
+#![cfg(feature = "aws")]
+
+mod conformance;
+mod dynamodb_support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use monotone::dynamodb::{Backoff, DynamoDbConfig, DynamoDbStore};
+use monotone::{ErrorKind, FencingToken, Store, Tags};
+
+use dynamodb_support::*;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// A fresh store on a table of its own, for the conformance suite.
+async fn store(endpoint: String) -> (Arc<dyn Store>, ()) {
+    let (store, _, _) = fresh_store(&endpoint, "conformance").await;
+    (Arc::new(store), ())
+}
+
+// The block returns from the test (a skip) when there is no server.
+conformance_tests!({
+    let Some(endpoint) = endpoint() else { return };
+    store(endpoint)
+});
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn ss(v: &[&str]) -> AttributeValue {
+    AttributeValue::Ss(v.iter().map(|x| x.to_string()).collect())
+}
+
+fn item(pairs: &[(&str, AttributeValue)]) -> Item {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn put(client: &Client, table: &str, it: Item) {
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(it))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The members of an `Items` set, sorted.
+fn members(it: &Item) -> Vec<String> {
+    match it.get("Items") {
+        Some(AttributeValue::Ss(v)) => {
+            let mut v = v.clone();
+            v.sort();
+            v
+        }
+        None => vec![],
+        other => panic!("Items is not a string set: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_operation() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, _) = fresh_store(&endpoint, "requests").await;
+    let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let c = store.counter("c").unwrap();
+    assert_eq!(c.next().await.unwrap(), 1);
+    assert_eq!(requests.take(), r(&["UpdateItem"]), "next on a new counter");
+    assert_eq!(c.next().await.unwrap(), 2);
+    assert_eq!(requests.take(), r(&["UpdateItem"]), "next");
+    assert_eq!(c.get().await.unwrap(), 2);
+    assert_eq!(requests.take(), r(&["GetItem"]), "get");
+    assert_eq!(store.counter("none").unwrap().get().await.unwrap(), 0);
+    assert_eq!(requests.take(), r(&["GetItem"]), "get of nothing");
+    assert_eq!(c.remove().await.unwrap(), Some(2));
+    assert_eq!(requests.take(), r(&["DeleteItem"]), "counter remove");
+    assert_eq!(c.remove().await.unwrap(), None);
+    assert_eq!(
+        requests.take(),
+        r(&["DeleteItem"]),
+        "counter remove of nothing"
+    );
+
+    let q = store.queue("q").unwrap();
+    q.join("a", Tags::new()).await.unwrap();
+    assert_eq!(
+        requests.take(),
+        r(&["GetItem", "UpdateItem"]),
+        "join a new queue"
+    );
+    q.join("b", tags(&[("k", "v")])).await.unwrap();
+    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "join");
+    let again = q.join("a", Tags::new()).await.unwrap();
+    assert_eq!(again.fencing_token, FencingToken(2));
+    assert_eq!(requests.take(), r(&["GetItem"]), "idempotent re-join");
+    q.ticket("b").await.unwrap();
+    assert_eq!(requests.take(), r(&["GetItem"]), "ticket");
+    q.tickets().await.unwrap();
+    assert_eq!(requests.take(), r(&["GetItem"]), "tickets");
+    q.leave("a").await.unwrap();
+    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "leave");
+    q.leave("b").await.unwrap();
+    assert_eq!(
+        requests.take(),
+        r(&["GetItem", "UpdateItem"]),
+        "leave of the last"
+    );
+    assert_eq!(q.leave("b").await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(requests.take(), r(&["GetItem"]), "leave of a non-member");
+
+    // Wrong types are told apart from the item the failed condition returns.
+    let as_counter = store.counter("q").unwrap();
+    assert_eq!(
+        as_counter.next().await.unwrap_err().kind(),
+        ErrorKind::WrongType
+    );
+    assert_eq!(requests.take(), r(&["UpdateItem"]), "next on a queue");
+    assert_eq!(
+        as_counter.remove().await.unwrap_err().kind(),
+        ErrorKind::WrongType
+    );
+    assert_eq!(
+        requests.take(),
+        r(&["DeleteItem"]),
+        "counter remove on a queue"
+    );
+    store.counter("c").unwrap().next().await.unwrap();
+    requests.take();
+    let as_queue = store.queue("c").unwrap();
+    assert_eq!(
+        as_queue.remove().await.unwrap_err().kind(),
+        ErrorKind::WrongType
+    );
+    assert_eq!(
+        requests.take(),
+        r(&["DeleteItem"]),
+        "queue remove on a counter"
+    );
+    assert_eq!(
+        as_queue.join("p", Tags::new()).await.unwrap_err().kind(),
+        ErrorKind::WrongType
+    );
+    assert_eq!(requests.take(), r(&["GetItem"]), "join on a counter");
+
+    assert_eq!(q.remove().await.unwrap(), Some(FencingToken(4)));
+    assert_eq!(requests.take(), r(&["DeleteItem"]), "queue remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_modifies_items_written_by_monotone_0_4() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "from-0-4").await;
+    let table = store.table().to_owned();
+
+    // A counter as 0.4 left it.
+    put(
+        &raw,
+        &table,
+        item(&[
+            ("ID", s("builds")),
+            ("Type", s("COUNTER")),
+            ("Version", n(41)),
+            ("Value", n(41)),
+        ]),
+    )
+    .await;
+    let c = store.counter("builds").unwrap();
+    assert_eq!(c.get().await.unwrap(), 41);
+    assert_eq!(c.next().await.unwrap(), 42);
+    assert_eq!(
+        raw_item(&raw, &table, "builds").await.unwrap(),
+        item(&[
+            ("ID", s("builds")),
+            ("Type", s("COUNTER")),
+            ("Version", n(42)),
+            ("Value", n(42))
+        ])
+    );
+
+    // A queue as 0.4 left it: entries with and without tags, in 0.4's field
+    // order and in another one.
+    let zk_a = r#"{"process_id":"zk-a","counter":1,"tags":{"az":"a"}}"#;
+    let zk_c = r#"{"process_id":"zk-c","counter":3}"#;
+    let zk_d = r#"{"counter":4,"process_id":"zk-d","tags":{}}"#;
+    put(
+        &raw,
+        &table,
+        item(&[
+            ("ID", s("myzk")),
+            ("Type", s("QUEUE")),
+            ("Version", n(6)),
+            ("Value", n(4)),
+            ("Items", ss(&[zk_d, zk_a, zk_c])),
+        ]),
+    )
+    .await;
+    let q = store.queue("myzk").unwrap();
+    let all = q.tickets().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(6));
+    let seen: Vec<_> = all
+        .value
+        .iter()
+        .map(|t| (t.process_id.as_str(), t.counter, t.position))
+        .collect();
+    assert_eq!(seen, [("zk-a", 1, 0), ("zk-c", 3, 1), ("zk-d", 4, 2)]);
+    assert_eq!(all.value[0].tags, tags(&[("az", "a")]));
+    assert_eq!(q.ticket("zk-c").await.unwrap().value.tags, Tags::new());
+
+    // Join after the highest counter 0.4 handed out.
+    let e = q.join("zk-e", Tags::new()).await.unwrap();
+    assert_eq!(
+        (e.value.counter, e.value.position, e.fencing_token.0),
+        (5, 3, 7)
+    );
+    // Leave a member whose string 0.4 wrote in another form: that very
+    // string goes, the others stay as they were written.
+    assert_eq!(q.leave("zk-c").await.unwrap(), FencingToken(8));
+    let stored = raw_item(&raw, &table, "myzk").await.unwrap();
+    let mut expected = vec![
+        zk_a.to_string(),
+        zk_d.to_string(),
+        r#"{"process_id":"zk-e","counter":5,"tags":{}}"#.to_string(),
+    ];
+    expected.sort();
+    assert_eq!(members(&stored), expected);
+    assert_eq!(stored["Version"], n(8));
+    assert_eq!(stored["Value"], n(5));
+    assert_eq!(stored["Type"], s("QUEUE"));
+    assert_eq!(stored.len(), 5, "no other attributes: {stored:?}");
+}
+
+/// monotone 0.4's queue entry, as it parses `Items`.
+#[derive(serde::Deserialize, Debug, PartialEq)]
+struct QueuePosition04 {
+    process_id: String,
+    counter: u64,
+}
+
+/// monotone 0.4's write: the whole item, conditional on the version read.
+async fn write_as_0_4(raw: &Client, table: &str, mut it: Item) {
+    let version: u64 = match &it["Version"] {
+        AttributeValue::N(v) => v.parse().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    it.insert("Version".into(), n(version + 1));
+    raw.put_item()
+        .table_name(table)
+        .set_item(Some(it))
+        .condition_expression("Version = :version OR attribute_not_exists(Version)")
+        .expression_attribute_values(":version", n(version))
+        .send()
+        .await
+        .expect("0.4's conditional write on what the store wrote");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_items_monotone_0_4_reads_and_modifies() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "to-0-4").await;
+    let table = store.table().to_owned();
+
+    store.counter("c").unwrap().next().await.unwrap();
+    let c = raw_item(&raw, &table, "c").await.unwrap();
+    assert_eq!(
+        c,
+        item(&[
+            ("ID", s("c")),
+            ("Type", s("COUNTER")),
+            ("Version", n(1)),
+            ("Value", n(1))
+        ])
+    );
+    // 0.4 increments it the 0.4 way; the store sees it.
+    let mut bumped = c.clone();
+    bumped.insert("Value".into(), n(2));
+    write_as_0_4(&raw, &table, bumped).await;
+    assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 3);
+    assert_eq!(raw_item(&raw, &table, "c").await.unwrap()["Version"], n(3));
+
+    let q = store.queue("q").unwrap();
+    q.join("a", tags(&[("role", "zk")])).await.unwrap();
+    let stored = raw_item(&raw, &table, "q").await.unwrap();
+    assert_eq!(stored.len(), 5, "{stored:?}");
+    assert_eq!(stored["ID"], s("q"));
+    assert_eq!(stored["Type"], s("QUEUE"));
+    assert_eq!(stored["Version"], n(1));
+    assert_eq!(stored["Value"], n(1));
+    assert_eq!(
+        members(&stored),
+        [r#"{"process_id":"a","counter":1,"tags":{"role":"zk"}}"#]
+    );
+    let parsed: QueuePosition04 = serde_json::from_str(&members(&stored)[0]).unwrap();
+    assert_eq!(
+        parsed,
+        QueuePosition04 {
+            process_id: "a".into(),
+            counter: 1
+        }
+    );
+
+    // 0.4 joins "b" the 0.4 way (whole item rewritten), the store goes on.
+    let mut joined = stored.clone();
+    joined.insert("Value".into(), n(2));
+    joined.insert(
+        "Items".into(),
+        ss(&[
+            &members(&stored)[0],
+            r#"{"process_id":"b","counter":2,"tags":{}}"#,
+        ]),
+    );
+    write_as_0_4(&raw, &table, joined).await;
+    let all = q.tickets().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(2));
+    assert_eq!(all.value[1].process_id, "b");
+    assert_eq!(q.join("c", Tags::new()).await.unwrap().value.counter, 3);
+
+    // The last leave removes Items (DynamoDB has no empty sets), keeps the
+    // rest, and 0.4 can still read and write the item.
+    for p in ["a", "b", "c"] {
+        q.leave(p).await.unwrap();
+    }
+    let empty = raw_item(&raw, &table, "q").await.unwrap();
+    assert_eq!(
+        empty,
+        item(&[
+            ("ID", s("q")),
+            ("Type", s("QUEUE")),
+            ("Version", n(6)),
+            ("Value", n(3))
+        ])
+    );
+    let mut rejoined = empty.clone();
+    rejoined.insert("Value".into(), n(4));
+    rejoined.insert("Items".into(), ss(&[r#"{"process_id":"z","counter":4}"#]));
+    write_as_0_4(&raw, &table, rejoined).await;
+    let z = q.ticket("z").await.unwrap();
+    assert_eq!(
+        (z.value.counter, z.value.position, z.fencing_token.0),
+        (4, 0, 7)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_table_is_created_on_first_use() {
+    let Some(endpoint) = endpoint() else { return };
+    let table = unique_table("created");
+    let (store, requests) = counted_store(&endpoint, DynamoDbConfig::new(&table)).await;
+    assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
+    let sent = requests.take();
+    assert_eq!(sent.first().map(String::as_str), Some("UpdateItem"));
+    assert_eq!(sent[1], "CreateTable");
+    assert!(
+        sent[2..sent.len() - 1].iter().all(|r| r == "DescribeTable"),
+        "{sent:?}"
+    );
+    assert_eq!(sent.last().map(String::as_str), Some("UpdateItem"));
+    // From then on, no DescribeTable.
+    assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 2);
+    assert_eq!(requests.take(), ["UpdateItem"]);
+
+    let described = raw_client(&endpoint)
+        .await
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let key = &described.key_schema()[0];
+    assert_eq!(
+        (key.attribute_name(), key.key_type().as_str()),
+        ("ID", "HASH")
+    );
+    assert_eq!(described.key_schema().len(), 1);
+    assert_eq!(
+        described
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|m| m.as_str()),
+        Some("PAY_PER_REQUEST")
+    );
+
+    // Real DynamoDB answers CREATING for a while: the store waits for ACTIVE.
+    let table = unique_table("creating");
+    inject_answer(
+        &endpoint,
+        &table,
+        "DescribeTable",
+        &format!(r#"{{"Table":{{"TableName":"{table}","TableStatus":"CREATING"}}}}"#),
+        3,
+    )
+    .await;
+    let (store, requests) = counted_store(&endpoint, DynamoDbConfig::new(&table)).await;
+    let joined = store
+        .queue("q")
+        .unwrap()
+        .join("a", Tags::new())
+        .await
+        .unwrap();
+    assert_eq!(joined.fencing_token, FencingToken(1));
+    assert_eq!(
+        requests.take(),
+        [
+            "GetItem",
+            "CreateTable",
+            "DescribeTable",
+            "DescribeTable",
+            "DescribeTable",
+            "DescribeTable",
+            "GetItem",
+            "UpdateItem"
+        ],
+        "three CREATING, then ACTIVE"
+    );
+
+    // Many first users at once: each gets its value, the table is made once.
+    let table = unique_table("created-concurrently");
+    let (store, _) = counted_store(&endpoint, DynamoDbConfig::new(&table)).await;
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let q = store.queue("q").unwrap();
+            tokio::spawn(async move { q.join(&format!("p{i}"), Tags::new()).await })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        store
+            .queue("q")
+            .unwrap()
+            .tickets()
+            .await
+            .unwrap()
+            .value
+            .len(),
+        6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_that_may_not_be_created_gets_a_clear_error() {
+    let Some(endpoint) = endpoint() else { return };
+    let table = unique_table("denied");
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("CreateTable"),
+        "AccessDeniedException",
+        400,
+        1,
+    )
+    .await;
+    let (store, _) = counted_store(&endpoint, DynamoDbConfig::new(&table)).await;
+    let err = store.counter("c").unwrap().next().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    let msg = err.to_string();
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(
+        msg.contains(&format!("dynamodb table `{table}` does not exist")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "aws dynamodb create-table --table-name {table} --attribute-definitions \
+             AttributeName=ID,AttributeType=S --key-schema AttributeName=ID,KeyType=HASH \
+             --billing-mode PAY_PER_REQUEST"
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("terraform/"), "{msg}");
+
+    // Creation turned off: the same advice, and no CreateTable sent.
+    let (store, requests) = counted_store(
+        &endpoint,
+        DynamoDbConfig::new(&table).with_create_table(false),
+    )
+    .await;
+    let err = store.queue("q").unwrap().tickets().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("create-table"), "{err}");
+    assert_eq!(requests.take(), ["GetItem"]);
+    let tables = raw_client(&endpoint)
+        .await
+        .list_tables()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !tables.table_names().contains(&table),
+        "nothing was created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_items_are_reported_and_never_written_over() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "corrupt").await;
+    let table = store.table().to_owned();
+    let good_queue = |extra: &[(&str, AttributeValue)]| {
+        let mut it = item(&[("Type", s("QUEUE")), ("Version", n(3)), ("Value", n(3))]);
+        it.extend(item(extra));
+        it
+    };
+    let cases: Vec<(&str, Item, &str)> = vec![
+        (
+            "no-type",
+            item(&[("Version", n(1)), ("Value", n(1))]),
+            "`Type` is missing",
+        ),
+        (
+            "lock",
+            item(&[("Type", s("LOCK")), ("Version", n(1)), ("Value", n(1))]),
+            "`Type` is `LOCK`",
+        ),
+        (
+            "type-n",
+            item(&[("Type", n(1)), ("Version", n(1)), ("Value", n(1))]),
+            "`Type` is a number",
+        ),
+        (
+            "value-s",
+            item(&[("Type", s("COUNTER")), ("Version", n(1)), ("Value", s("7"))]),
+            "`Value` is a string",
+        ),
+        (
+            "no-value",
+            item(&[("Type", s("COUNTER")), ("Version", n(1))]),
+            "`Value` is missing",
+        ),
+        (
+            "no-version",
+            item(&[("Type", s("COUNTER")), ("Value", n(1))]),
+            "`Version` is missing",
+        ),
+        (
+            "negative",
+            item(&[
+                ("Type", s("COUNTER")),
+                ("Version", n(1)),
+                ("Value", AttributeValue::N("-5".into())),
+            ]),
+            "`Value` holds -5",
+        ),
+        (
+            "queue-no-version",
+            item(&[("Type", s("QUEUE")), ("Value", n(1))]),
+            "`Version` is missing",
+        ),
+        (
+            "bad-json",
+            good_queue(&[(
+                "Items",
+                ss(&["{not json", r#"{"process_id":"a","counter":1}"#]),
+            )]),
+            "`Items` holds `{not json`",
+        ),
+        (
+            "items-list",
+            good_queue(&[("Items", AttributeValue::L(vec![s("a")]))]),
+            "`Items` is a list",
+        ),
+        (
+            "twice",
+            good_queue(&[(
+                "Items",
+                ss(&[
+                    r#"{"process_id":"a","counter":1}"#,
+                    r#"{"process_id":"a","counter":2}"#,
+                ]),
+            )]),
+            "more than once",
+        ),
+    ];
+    for (id, mut it, expected) in cases {
+        it.insert("ID".into(), s(id));
+        put(&raw, &table, it.clone()).await;
+        let c = store.counter(id).unwrap();
+        let q = store.queue(id).unwrap();
+        let results = [
+            ("counter get", c.get().await.err()),
+            ("counter next", c.next().await.err()),
+            ("queue join", q.join("a", Tags::new()).await.err()),
+            ("queue join new", q.join("new", Tags::new()).await.err()),
+            ("queue leave", q.leave("a").await.err()),
+            ("queue ticket", q.ticket("a").await.err()),
+            ("queue tickets", q.tickets().await.err()),
+        ];
+        for (op, err) in results {
+            let err = err.unwrap_or_else(|| panic!("{id}: {op} succeeded"));
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{id}: {op}: {err}");
+            let msg = err.to_string();
+            assert!(msg.contains(expected), "{id}: {op}: {msg}");
+            assert!(
+                msg.contains(&format!("`{id}`")) && msg.contains(&table),
+                "{msg}"
+            );
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+        // Removing refuses items whose type, value or version is unreadable.
+        if !id.starts_with("bad-json") && !id.starts_with("items-list") && !id.starts_with("twice")
+        {
+            assert_eq!(
+                c.remove().await.unwrap_err().kind(),
+                ErrorKind::Corrupt,
+                "{id}"
+            );
+            assert_eq!(
+                q.remove().await.unwrap_err().kind(),
+                ErrorKind::Corrupt,
+                "{id}"
+            );
+        }
+        assert_eq!(
+            raw_item(&raw, &table, id).await.unwrap(),
+            it,
+            "{id} unchanged"
+        );
+    }
+    // A queue whose members cannot be read can still be removed, on purpose.
+    let q = store.queue("bad-json").unwrap();
+    assert_eq!(q.remove().await.unwrap(), Some(FencingToken(3)));
+    assert_eq!(raw_item(&raw, &table, "bad-json").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_types_change_nothing_in_either_direction() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "wrong-type").await;
+    let table = store.table().to_owned();
+    store.counter("c").unwrap().next().await.unwrap();
+    store
+        .queue("q")
+        .unwrap()
+        .join("p", Tags::new())
+        .await
+        .unwrap();
+    let before_c = raw_item(&raw, &table, "c").await.unwrap();
+    let before_q = raw_item(&raw, &table, "q").await.unwrap();
+
+    let on_queue = store.counter("q").unwrap();
+    for err in [
+        on_queue.get().await.unwrap_err(),
+        on_queue.next().await.unwrap_err(),
+        on_queue.remove().await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::WrongType, "{err}");
+        assert_eq!(err.to_string(), "`q` is a queue, not a counter");
+    }
+    let on_counter = store.queue("c").unwrap();
+    for err in [
+        on_counter.join("p", Tags::new()).await.unwrap_err(),
+        on_counter.leave("p").await.unwrap_err(),
+        on_counter.ticket("p").await.unwrap_err(),
+        on_counter.tickets().await.unwrap_err(),
+        on_counter.remove().await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::WrongType, "{err}");
+        assert_eq!(err.to_string(), "`c` is a counter, not a queue");
+    }
+    assert_eq!(raw_item(&raw, &table, "c").await.unwrap(), before_c);
+    assert_eq!(raw_item(&raw, &table, "q").await.unwrap(), before_q);
+}
+
+/// Run `intrude` on another thread (with its own runtime) the first time the
+/// store sends an `UpdateItem`, before it reaches the server: a race lost on
+/// purpose.
+type Intrusion = Box<dyn FnOnce() + Send>;
+
+#[derive(Clone)]
+struct IntrudeOnFirstWrite {
+    intrude: Arc<std::sync::Mutex<Option<Intrusion>>>,
+}
+
+impl std::fmt::Debug for IntrudeOnFirstWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IntrudeOnFirstWrite")
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for IntrudeOnFirstWrite {
+    fn name(&self) -> &'static str {
+        "IntrudeOnFirstWrite"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("");
+        if target.ends_with(".UpdateItem") {
+            if let Some(intrude) = self.intrude.lock().unwrap().take() {
+                std::thread::spawn(intrude).join().unwrap();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_race_is_retried_on_the_item_the_server_returns() {
+    let Some(endpoint) = endpoint() else { return };
+    let (other, _, _) = fresh_store(&endpoint, "race").await;
+    let table = other.table().to_owned();
+    other
+        .queue("q")
+        .unwrap()
+        .join("first", Tags::new())
+        .await
+        .unwrap();
+
+    let requests = Requests::default();
+    let intruder = {
+        let other = other.clone();
+        IntrudeOnFirstWrite {
+            intrude: Arc::new(std::sync::Mutex::new(Some(Box::new(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let t = other
+                        .queue("q")
+                        .unwrap()
+                        .join("intruder", Tags::new())
+                        .await
+                        .unwrap();
+                    assert_eq!(t.value.counter, 2);
+                });
+            })))),
+        }
+    };
+    let client = Client::from_conf(
+        sdk_config(&endpoint)
+            .await
+            .interceptor(intruder)
+            .interceptor(requests.clone())
+            .build(),
+    );
+    let store = DynamoDbStore::from_client(client, DynamoDbConfig::new(&table)).unwrap();
+    let t = store
+        .queue("q")
+        .unwrap()
+        .join("me", Tags::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (t.value.counter, t.value.position, t.fencing_token.0),
+        (3, 2, 3)
+    );
+    // Read, write (lost: the intruder wrote first), write again on the item
+    // the failed condition returned: no second read.
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem", "UpdateItem"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_returns_no_item_on_a_failed_condition_gets_a_read() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, _) = fresh_store(&endpoint, "no-item").await;
+    let table = store.table().to_owned();
+    let q = store.queue("q").unwrap();
+    q.join("a", Tags::new()).await.unwrap();
+    requests.take();
+    // A failed condition with no item, as from a server without
+    // ReturnValuesOnConditionCheckFailure.
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("UpdateItem"),
+        "ConditionalCheckFailedException",
+        400,
+        1,
+    )
+    .await;
+    let b = q.join("b", Tags::new()).await.unwrap();
+    assert_eq!((b.value.counter, b.fencing_token.0), (2, 2));
+    assert_eq!(
+        requests.take(),
+        ["GetItem", "UpdateItem", "GetItem", "UpdateItem"]
+    );
+
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("UpdateItem"),
+        "ConditionalCheckFailedException",
+        400,
+        1,
+    )
+    .await;
+    assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
+    assert_eq!(requests.take(), ["UpdateItem", "GetItem", "UpdateItem"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contention_past_the_budget_is_a_conflict_and_writes_nothing() {
+    let Some(endpoint) = endpoint() else { return };
+    let table = unique_table("conflict");
+    create_table(&raw_client(&endpoint).await, &table).await;
+    let backoff = Backoff::new()
+        .with_max_attempts(4)
+        .with_delays(Duration::from_millis(1), Duration::from_millis(5));
+    let (store, requests) =
+        counted_store(&endpoint, DynamoDbConfig::new(&table).with_backoff(backoff)).await;
+    let q = store.queue("q").unwrap();
+    q.join("a", Tags::new()).await.unwrap();
+    requests.take();
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("UpdateItem"),
+        "ConditionalCheckFailedException",
+        400,
+        4,
+    )
+    .await;
+    let err = q.join("b", Tags::new()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.is_temporary());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("queue `q`: join of process `b`: gave up after 4 attempts"),
+        "{msg}"
+    );
+    assert!(msg.contains(&table), "{msg}");
+    let sent = requests.take();
+    assert_eq!(
+        sent.iter().filter(|r| *r == "UpdateItem").count(),
+        4,
+        "{sent:?}"
+    );
+    let all = q.tickets().await.unwrap();
+    assert_eq!(
+        (all.value.len(), all.fencing_token.0),
+        (1, 1),
+        "nothing written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_are_retried_then_reported() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, _) = fresh_store(&endpoint, "throttled").await;
+    let table = store.table().to_owned();
+    let c = store.counter("c").unwrap();
+
+    // A few throttles and 500s: the SDK retries, the caller never knows.
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("UpdateItem"),
+        "ProvisionedThroughputExceededException",
+        400,
+        2,
+    )
+    .await;
+    assert_eq!(c.next().await.unwrap(), 1);
+    assert_eq!(requests.take(), ["UpdateItem"; 3]);
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("GetItem"),
+        "InternalServerError",
+        500,
+        2,
+    )
+    .await;
+    assert_eq!(c.get().await.unwrap(), 1);
+    assert_eq!(requests.take(), ["GetItem"; 3]);
+
+    // Throttled past the SDK's attempts: one clear line, promptly.
+    let attempts = monotone::dynamodb::SDK_MAX_ATTEMPTS;
+    inject_fault(
+        &endpoint,
+        &table,
+        None,
+        "ThrottlingException",
+        400,
+        attempts,
+    )
+    .await;
+    let started = Instant::now();
+    let err = c.next().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.kind(), ErrorKind::Throttled, "{err}");
+    assert!(err.is_temporary());
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("dynamodb table `{table}`: counter `c`: next: ")),
+        "{msg}"
+    );
+    assert!(msg.contains("throttling"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+    assert_eq!(requests.take().len(), attempts as usize);
+    assert_eq!(c.get().await.unwrap(), 1, "nothing written");
+    requests.take();
+
+    // Access denied is not retried.
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("GetItem"),
+        "AccessDeniedException",
+        400,
+        1,
+    )
+    .await;
+    let err = c.get().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("terraform/"), "{err}");
+    assert_eq!(requests.take(), ["GetItem"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_away_gives_a_clear_error_not_a_hang() {
+    if endpoint().is_none() {
+        return;
+    }
+    let Some(mut server) = PrivateServer::start() else {
+        return;
+    };
+    let table = unique_table("gone");
+    create_table(&raw_client(&server.endpoint).await, &table).await;
+    let (store, _) = counted_store(&server.endpoint, DynamoDbConfig::new(&table)).await;
+    let c = store.counter("c").unwrap();
+    let q = store.queue("q").unwrap();
+    assert_eq!(c.next().await.unwrap(), 1);
+    q.join("a", Tags::new()).await.unwrap();
+
+    server.kill();
+    let bound = monotone::dynamodb::OPERATION_TIMEOUT + Duration::from_secs(10);
+    for (op, result) in [
+        (
+            "next",
+            tokio::time::timeout(bound, c.next())
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
+        (
+            "join",
+            tokio::time::timeout(bound, q.join("b", Tags::new()))
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
+        (
+            "tickets",
+            tokio::time::timeout(bound, q.tickets())
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
+    ] {
+        let err = result
+            .unwrap_or_else(|_| panic!("{op} hung past {bound:?}"))
+            .expect_err("the server is gone");
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{op}: {err}");
+        assert!(err.is_temporary());
+        let msg = err.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(
+            msg.contains(&format!("cannot reach DynamoDB at {}", server.endpoint)),
+            "{msg}"
+        );
+        assert!(msg.contains(&table), "{msg}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out() {
+    if endpoint().is_none() {
+        return;
+    }
+    // Accepts connections, reads, never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for stream in listener.incoming().flatten().take(64) {
+            held.push(stream);
+        }
+    });
+    let (store, requests) = counted_store(&silent, DynamoDbConfig::new("never-answers")).await;
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        monotone::dynamodb::OPERATION_TIMEOUT + Duration::from_secs(10),
+        store.counter("c").unwrap().get(),
+    )
+    .await
+    .expect("bounded by the operation timeout")
+    .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took <= monotone::dynamodb::OPERATION_TIMEOUT + Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("did not answer in time"), "{err}");
+    assert!(requests.take().len() >= 2, "attempts were retried");
+}
