@@ -87,10 +87,7 @@ impl Counter for DynamoDbCounter {
             match table.update(&what, &self.id, &update).await? {
                 Written::Done(new) => return returned_value(&table.name, &self.id, &new),
                 Written::ConditionFailed(item) => {
-                    let item = match item {
-                        Some(item) => Some(item),
-                        None => table.get(&what, &self.id).await?,
-                    };
+                    let item = table.returned_or_read(&what, &self.id, item).await?;
                     if let Some(e) = why_not_a_counter(&table.name, &self.id, item.as_ref(), true) {
                         return Err(e);
                     }
@@ -124,10 +121,7 @@ impl Counter for DynamoDbCounter {
                     }
                 }
                 Written::ConditionFailed(item) => {
-                    let item = match item {
-                        Some(item) => Some(item),
-                        None => table.get(&what, &self.id).await?,
-                    };
+                    let item = table.returned_or_read(&what, &self.id, item).await?;
                     if let Some(e) = why_not_a_counter(&table.name, &self.id, item.as_ref(), false)
                     {
                         return Err(e);

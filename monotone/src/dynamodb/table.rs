@@ -113,6 +113,20 @@ impl Table {
         }
     }
 
+    /// The item a failed condition returned, or, from a server that returns
+    /// none, the item as it is now (one more `GetItem`).
+    pub async fn returned_or_read(
+        &self,
+        what: &str,
+        id: &str,
+        returned: Option<Item>,
+    ) -> Result<Option<Item>> {
+        match returned {
+            Some(item) => Ok(Some(item)),
+            None => self.get(what, id).await,
+        }
+    }
+
     /// A strongly consistent read of the item `id`.
     pub async fn get(&self, what: &str, id: &str) -> Result<Option<Item>> {
         let ctx = self.context(what);
