@@ -11,6 +11,10 @@
 //! | 6 | the store is unavailable (network, timeout, I/O error) |
 //! | 7 | the store is misconfigured (bad URL, not a monotone database, no table, credentials, permissions, feature not built) |
 //! | 8 | the store holds data monotone cannot read (reported, never overwritten) |
+//! | 9 | not acquired: a wait timed out, or `--no-wait` found the place taken |
+//! | 10 | lease lost: the ticket's lease expired or was removed while held |
+//! | 11 | exhausted: every candidate of a claim pool is taken |
+//! | 12 | version mismatch: a write conditional on a version found another |
 
 use std::process::ExitCode;
 
@@ -24,6 +28,10 @@ pub const CONTENTION: u8 = 5;
 pub const UNAVAILABLE: u8 = 6;
 pub const CONFIG: u8 = 7;
 pub const CORRUPT: u8 = 8;
+pub const NOT_ACQUIRED: u8 = 9;
+pub const LEASE_LOST: u8 = 10;
+pub const EXHAUSTED: u8 = 11;
+pub const VERSION_MISMATCH: u8 = 12;
 
 /// Why the command failed.
 #[derive(Debug)]
@@ -54,6 +62,10 @@ impl Failure {
                 ErrorKind::Unavailable => UNAVAILABLE,
                 ErrorKind::Corrupt => CORRUPT,
                 ErrorKind::Config | ErrorKind::PermissionDenied | ErrorKind::Unsupported => CONFIG,
+                ErrorKind::Timeout => NOT_ACQUIRED,
+                ErrorKind::LeaseLost => LEASE_LOST,
+                ErrorKind::Exhausted => EXHAUSTED,
+                ErrorKind::VersionMismatch => VERSION_MISMATCH,
                 _ => OTHER,
             },
         }
@@ -139,8 +151,12 @@ mod tests {
             code(ErrorKind::Unavailable),
             code(ErrorKind::Config),
             code(ErrorKind::Corrupt),
+            code(ErrorKind::Timeout),
+            code(ErrorKind::LeaseLost),
+            code(ErrorKind::Exhausted),
+            code(ErrorKind::VersionMismatch),
         ];
-        assert_eq!(codes, [2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(codes, [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
         assert_eq!(code(ErrorKind::Throttled), CONTENTION);
         assert_eq!(code(ErrorKind::PermissionDenied), CONFIG);
     }

@@ -39,6 +39,19 @@ pub enum ErrorKind {
     /// The store or operation is not available in this build (for example
     /// `dynamodb://` without the `aws` feature).
     Unsupported,
+    /// A wait ended before what it waited for happened: a ticket did not
+    /// reach the head of its queue in time (or at once, when asked not to
+    /// wait).
+    Timeout,
+    /// A lease can no longer be counted on: its ticket was removed (it
+    /// expired, or someone made it leave), or renewals failed until the
+    /// holder's safety margin ran out.
+    LeaseLost,
+    /// Every candidate of a claim pool is taken.
+    Exhausted,
+    /// A write conditional on a version found another version: someone else
+    /// wrote first. Nothing was written.
+    VersionMismatch,
 }
 
 impl ErrorKind {
@@ -46,7 +59,10 @@ impl ErrorKind {
     pub fn is_temporary(self) -> bool {
         matches!(
             self,
-            ErrorKind::Conflict | ErrorKind::Throttled | ErrorKind::Unavailable
+            ErrorKind::Conflict
+                | ErrorKind::Throttled
+                | ErrorKind::Unavailable
+                | ErrorKind::Timeout
         )
     }
 
@@ -63,6 +79,10 @@ impl ErrorKind {
             ErrorKind::Config => "configuration",
             ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::LeaseLost => "lease lost",
+            ErrorKind::Exhausted => "exhausted",
+            ErrorKind::VersionMismatch => "version mismatch",
         }
     }
 }
@@ -121,18 +141,21 @@ impl Error {
         Error::new(ErrorKind::InvalidInput, message)
     }
 
-    pub(crate) fn counter_is_queue(id: &str) -> Self {
+    /// `id` holds a `found` (counter, queue, ...) where a `wanted` was asked
+    /// for.
+    pub(crate) fn wrong_type(id: &str, found: &str, wanted: &str) -> Self {
         Error::new(
             ErrorKind::WrongType,
-            format!("`{id}` is a queue, not a counter"),
+            format!("`{id}` is a {found}, not a {wanted}"),
         )
     }
 
+    pub(crate) fn counter_is_queue(id: &str) -> Self {
+        Error::wrong_type(id, "queue", "counter")
+    }
+
     pub(crate) fn queue_is_counter(id: &str) -> Self {
-        Error::new(
-            ErrorKind::WrongType,
-            format!("`{id}` is a counter, not a queue"),
-        )
+        Error::wrong_type(id, "counter", "queue")
     }
 
     pub(crate) fn queue_not_found(id: &str) -> Self {

@@ -57,6 +57,7 @@ mod counter;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 mod error;
+mod item_type;
 pub mod memory;
 mod queue;
 pub mod sqlite;

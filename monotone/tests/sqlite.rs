@@ -158,3 +158,93 @@ async fn corrupt_tags_are_reported_not_overwritten() {
         .unwrap();
     assert_eq!(tags, "not json");
 }
+
+/// A file as the previous release (schema version 1) left it.
+pub fn v1_file(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(include_str!("fixtures/schema_v1.sql"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_file_of_the_previous_release_is_migrated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    v1_file(&path);
+    let s = SqliteStore::open(&path).unwrap();
+    // Everything the old release wrote reads back the same.
+    assert_eq!(s.counter("c").unwrap().get().await.unwrap(), 7);
+    let q = s.queue("q").unwrap();
+    let all = q.tickets().await.unwrap();
+    assert_eq!(all.fencing_token.0, 4);
+    let seen: Vec<_> = all
+        .value
+        .iter()
+        .map(|t| (t.process_id.as_str(), t.counter, t.position))
+        .collect();
+    assert_eq!(seen, [("b", 2, 0), ("c", 3, 1)]);
+    assert_eq!(all.value[0].tags["role"], "zk");
+    // And it goes on from where it was.
+    assert_eq!(s.counter("c").unwrap().next().await.unwrap(), 8);
+    let d = q.join("d", Tags::new()).await.unwrap();
+    assert_eq!((d.value.counter, d.fencing_token.0), (4, 5));
+    let e = s.queue("empty").unwrap().join("e", Tags::new()).await;
+    assert_eq!(e.unwrap().value.counter, 2);
+    drop(s);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, monotone::sqlite::SCHEMA_VERSION);
+    let problems: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check != 'ok'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(problems, 0);
+    let dangling: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(dangling, 0);
+}
+
+#[test]
+fn a_migration_that_fails_leaves_the_old_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    v1_file(&path);
+    {
+        // A row the new schema's checks refuse: the migration's copy fails.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA ignore_check_constraints = ON;
+             INSERT INTO items VALUES ('bad', 'COUNTER', -5, 1);",
+        )
+        .unwrap();
+    }
+    let err = open_err(&path);
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("migrate"), "{err}");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1, "still the old version");
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 4, "every old row is still there");
+    let columns: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('tickets')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(columns, 4, "no column added");
+}

@@ -31,6 +31,11 @@ async fn work(db: &Path, op: &str, name: &str) -> Vec<(u64, u64)> {
                 let t = q.join(&format!("{name}-{i}"), Tags::new()).await.unwrap();
                 (t.value.counter, t.fencing_token.0)
             }
+            "open-next" => {
+                // Only the first call opens; the rest are plain `next`s.
+                let v = store.counter("c").unwrap().next().await.unwrap();
+                (v, v)
+            }
             other => panic!("unknown worker op {other}"),
         };
         out.push(got);
@@ -141,4 +146,35 @@ async fn processes_joining_one_queue_lose_nothing() {
         .iter()
         .enumerate()
         .all(|(i, t)| t.position == i && t.counter == i as u64 + 1));
+}
+
+/// 8 processes open a file of the previous release's schema at once: one
+/// migrates it, none fails or sees it half-migrated, and the old data and
+/// every new write are there.
+#[tokio::test]
+async fn processes_opening_an_old_file_at_once_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(include_str!("fixtures/schema_v1.sql"))
+            .unwrap();
+    }
+    let mut values: Vec<u64> = run_workers(&db, "open-next")
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    values.sort_unstable();
+    // The fixture's counter `c` stood at 7.
+    let total = (PROCESSES * EACH) as u64;
+    assert_eq!(values, (8..8 + total).collect::<Vec<_>>());
+    let store = SqliteStore::open(&db).unwrap();
+    let q = store.queue("q").unwrap().tickets().await.unwrap();
+    assert_eq!(q.fencing_token.0, 4);
+    assert_eq!(q.value.len(), 2);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, monotone::sqlite::SCHEMA_VERSION);
 }

@@ -22,6 +22,7 @@ use self::error::map_err;
 pub use self::schema::{SqliteOptions, APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};
 use crate::counter::Counter;
 use crate::error::{Error, ErrorKind, Result};
+use crate::item_type::ItemType;
 use crate::queue::{Fenced, FencingToken, Queue, Tags, Ticket};
 use crate::store::{Location, Store};
 use crate::validate;
@@ -162,6 +163,21 @@ fn item(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<Row>> {
     .transpose()
 }
 
+impl Row {
+    /// The WrongType error for this row found where `wanted` was asked for.
+    /// A type this build does not know cannot be in the file: the schema's
+    /// `CHECK` admits only known ones.
+    fn wrong_type(&self, id: &str, wanted: ItemType) -> Error {
+        match ItemType::from_stored(&self.kind) {
+            Some(found) => found.wrong_type(id, wanted),
+            None => Error::new(
+                ErrorKind::Corrupt,
+                format!("item `{id}` has the unknown type `{}`", self.kind),
+            ),
+        }
+    }
+}
+
 fn to_u64(v: i64, id: &str, column: &str) -> Result<u64> {
     u64::try_from(v).map_err(|_| {
         Error::new(
@@ -200,7 +216,7 @@ impl Counter for SqliteCounter {
                 move |tx, shown| match item(tx, shown, &id)? {
                     None => Ok(Outcome::Unchanged(0)),
                     Some(r) if r.kind == COUNTER => Ok(Outcome::Unchanged(r.value)),
-                    Some(_) => Err(Error::counter_is_queue(&id)),
+                    Some(r) => Err(r.wrong_type(&id, ItemType::Counter)),
                 },
             )
             .await
@@ -216,7 +232,7 @@ impl Counter for SqliteCounter {
                     Some(r) if r.kind == COUNTER => {
                         (checked_next(r.value, &id)?, checked_next(r.version, &id)?)
                     }
-                    Some(_) => return Err(Error::counter_is_queue(&id)),
+                    Some(r) => return Err(r.wrong_type(&id, ItemType::Counter)),
                 };
                 tx.prepare_cached(
                     "INSERT INTO items (id, type, value, version) VALUES (?1, 'COUNTER', ?2, ?3)
@@ -242,7 +258,7 @@ impl Counter for SqliteCounter {
                             .map_err(|e| map_err(shown, "cannot delete", e))?;
                         Ok(Outcome::Commit(Some(r.value)))
                     }
-                    Some(_) => Err(Error::counter_is_queue(&id)),
+                    Some(r) => Err(r.wrong_type(&id, ItemType::Counter)),
                 },
             )
             .await
@@ -260,7 +276,7 @@ pub struct SqliteQueue {
 fn queue_row(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<Row>> {
     match item(tx, shown, id)? {
         Some(r) if r.kind == QUEUE => Ok(Some(r)),
-        Some(_) => Err(Error::queue_is_counter(id)),
+        Some(r) => Err(r.wrong_type(id, ItemType::Queue)),
         None => Ok(None),
     }
 }

@@ -1,5 +1,5 @@
 //! Opening a database file: connection settings, recognising our own files,
-//! creating the schema in a new one.
+//! creating the schema in a new one and migrating an older one.
 //!
 //! A file is ours when its header's `application_id` is [`APPLICATION_ID`];
 //! its `user_version` is the schema version. A new, empty file is claimed in
@@ -7,6 +7,19 @@
 //! opening a new file at once cannot both create it. Any other file (another
 //! program's database, a newer schema, not a database at all) is refused
 //! before anything is written to it.
+//!
+//! # Migrations
+//!
+//! The schema is [`SCHEMA_V1`] followed by each step of [`MIGRATIONS`] in
+//! order; step `n` (counting from 2) turns version `n - 1` into version `n`.
+//! A new file gets all of them in its creating transaction. A file of an
+//! older version is migrated in place when it is opened: in one
+//! `BEGIN IMMEDIATE` transaction that re-reads the version under the write
+//! lock, applies the missing steps and sets `user_version`. So when many
+//! processes open an old file at once, exactly one migrates it and the others
+//! find it migrated; a crash mid-way leaves the old version intact. A binary
+//! older than the file refuses it (its `user_version` is newer than the
+//! binary's [`SCHEMA_VERSION`]) without writing to it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,8 +33,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// `PRAGMA application_id` of a monotone database: "mono" in ASCII.
 pub const APPLICATION_ID: i32 = 0x6d6f_6e6f;
 
-/// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+/// The schema version this build reads and writes: 1 plus the number of
+/// [`MIGRATIONS`].
+pub const SCHEMA_VERSION: i32 = 1 + MIGRATIONS.len() as i32;
 
 /// How long an operation waits for another process's write lock before it
 /// fails with [`ErrorKind::Conflict`], unless [`SqliteOptions`] say otherwise.
@@ -60,7 +74,7 @@ impl SqliteOptions {
 /// `version` grows with every write and is a queue's fencing token.
 /// `tickets` holds one row per queue member, so a join or leave touches one
 /// row instead of rewriting the whole queue.
-const SCHEMA_V1: &str = "
+pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE items (
     id      TEXT    NOT NULL PRIMARY KEY,
     type    TEXT    NOT NULL CHECK (type IN ('COUNTER', 'QUEUE')),
@@ -76,6 +90,40 @@ CREATE TABLE tickets (
     PRIMARY KEY (queue_id, process_id),
     UNIQUE (queue_id, counter)
 ) WITHOUT ROWID;
+";
+
+/// The steps from each schema version to the next, in order: the first
+/// turns version 1 into version 2. Each runs inside the migrating
+/// transaction, with foreign key enforcement off, so a step may rebuild a
+/// table (SQLite's documented twelve-step procedure, without the
+/// `PRAGMA`s that a transaction cannot hold).
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_V2];
+
+/// Version 2: leases on tickets, and room for the other kinds of item.
+///
+/// - `items.type` also admits `TALLY`, `DOCUMENT` and `CLAIMS`, and
+///   `value` may be negative for a tally (a counter's and a queue's stay at
+///   0 or more). SQLite cannot change a `CHECK` in place, so the table is
+///   rebuilt and its rows copied.
+/// - `tickets.lease_ms` is the lease of a leased ticket (NULL for a
+///   permanent one), `renewals` counts its renewals (the record version that
+///   observers watch, see the `lease` module) and `renewed_at_ms` is the
+///   holder's wall-clock time of the last renewal, in milliseconds since the
+///   Unix epoch, for display only.
+const MIGRATION_V2: &str = "
+CREATE TABLE items_v2 (
+    id      TEXT    NOT NULL PRIMARY KEY,
+    type    TEXT    NOT NULL CHECK (type IN ('COUNTER', 'QUEUE', 'TALLY', 'DOCUMENT', 'CLAIMS')),
+    value   INTEGER NOT NULL CHECK (value >= 0 OR type = 'TALLY'),
+    version INTEGER NOT NULL CHECK (version >= 0)
+) WITHOUT ROWID;
+INSERT INTO items_v2 (id, type, value, version) SELECT id, type, value, version FROM items;
+DROP TABLE items;
+ALTER TABLE items_v2 RENAME TO items;
+
+ALTER TABLE tickets ADD COLUMN lease_ms INTEGER CHECK (lease_ms IS NULL OR lease_ms > 0);
+ALTER TABLE tickets ADD COLUMN renewals INTEGER NOT NULL DEFAULT 0 CHECK (renewals >= 0);
+ALTER TABLE tickets ADD COLUMN renewed_at_ms INTEGER;
 ";
 
 /// Open (creating if needed) the database at `path`, ready for use.
@@ -108,8 +156,9 @@ pub fn open(path: &Path, options: &SqliteOptions) -> Result<Connection> {
             // in the file, so it is set once, before the schema: whoever
             // sees the schema also sees WAL.
             enable_wal(&conn, &shown, options.busy_timeout)?;
-            create_schema(&mut conn, &shown)?;
+            create_or_migrate(&mut conn, &shown)?;
         }
+        Header::Older(_) => create_or_migrate(&mut conn, &shown)?,
         Header::Other(why) => return Err(not_ours(&shown, &why)),
     }
 
@@ -161,8 +210,13 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 enum Header {
+    /// Ours, at this build's schema version.
     Ours,
+    /// A new, empty file.
     Empty,
+    /// Ours, at an older schema version: to be migrated.
+    Older(i32),
+    /// Not ours, or newer than this build: why.
     Other(String),
 }
 
@@ -175,26 +229,71 @@ fn header(conn: &Connection) -> rusqlite::Result<Header> {
         (APPLICATION_ID, v, _) if v > SCHEMA_VERSION => Header::Other(format!(
             "it has schema version {v}, written by a newer monotone (this one reads {SCHEMA_VERSION})"
         )),
+        (APPLICATION_ID, v, _) if v >= 1 => Header::Older(v),
         (APPLICATION_ID, v, _) => Header::Other(format!("it has unknown schema version {v}")),
         (0, 0, 0) => Header::Empty,
         _ => Header::Other("it is a SQLite database that monotone did not create".into()),
     })
 }
 
-fn create_schema(conn: &mut Connection, shown: &str) -> Result<()> {
-    let map = |e| map_err(shown, "cannot create the schema", e);
+/// Create the schema in a new file, or bring an older file up to
+/// [`SCHEMA_VERSION`], in one transaction that holds the write lock from its
+/// first read, so that of many processes doing this at once one does the
+/// work and the others see it done.
+fn create_or_migrate(conn: &mut Connection, shown: &str) -> Result<()> {
+    let map = |e| map_err(shown, "cannot create or migrate the schema", e);
+    // A step may rebuild a table that others reference; SQLite ignores this
+    // pragma inside a transaction, so it is set before. `open` turns
+    // enforcement on again afterwards.
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(map)?;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(map)?;
-    // Another process may have claimed the file since we looked.
-    match header(&tx).map_err(map)? {
+    // Another process may have created or migrated the file since we looked.
+    let from = match header(&tx).map_err(map)? {
         Header::Ours => return Ok(()),
         Header::Other(why) => return Err(not_ours(shown, &why)),
-        Header::Empty => {}
+        Header::Empty => {
+            tx.execute_batch(SCHEMA_V1).map_err(map)?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(map)?;
+            1
+        }
+        Header::Older(v) => v,
+    };
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(from as usize - 1) {
+        let to = step + 2;
+        tx.execute_batch(sql).map_err(|e| {
+            let what = format!("cannot migrate the schema to version {to}");
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) {
+                // A row no version of monotone writes: report, keep the file.
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!("sqlite database {shown}: {what}: it holds a row monotone did not write ({e}); the file is left as it was"),
+                )
+                .with_source(e)
+            } else {
+                map_err(shown, &what, e)
+            }
+        })?;
     }
-    tx.execute_batch(SCHEMA_V1).map_err(map)?;
-    tx.pragma_update(None, "application_id", APPLICATION_ID)
+    // Every reference still points at a row: a step that rebuilt a table
+    // kept every key.
+    let dangling: i64 = tx
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
         .map_err(map)?;
+    if dangling != 0 {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "sqlite database {shown}: {dangling} rows refer to items that do not exist; \
+                 not migrating it"
+            ),
+        ));
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(map)?;
     tx.commit().map_err(map)
