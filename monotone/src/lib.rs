@@ -57,20 +57,26 @@ mod counter;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 mod error;
+mod holder;
 mod item_type;
+pub mod lease;
 pub mod memory;
 mod queue;
 pub mod sqlite;
 mod state;
 mod store;
 mod validate;
+mod wait;
 
 pub use counter::Counter;
 #[cfg(feature = "aws")]
 pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 pub use error::{Error, ErrorKind, Result};
+pub use holder::{HolderOptions, LeaseHolder, LeaseStatus};
+pub use lease::{Expired, Lease, LeaseWatch};
 pub use memory::MemoryStore;
-pub use queue::{Fenced, FencingToken, Queue, Tags, Ticket};
+pub use queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{open, Location, Store};
 pub use validate::{MAX_ID_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES};
+pub use wait::{wait_for_position, WaitOptions};

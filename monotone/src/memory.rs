@@ -7,13 +7,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
 use crate::counter::Counter;
 use crate::error::{Error, Result};
-use crate::queue::{Fenced, FencingToken, Queue, Tags, Ticket};
-use crate::state::{JoinOutcome, QueueState};
+use crate::lease::{self, Expired};
+use crate::queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
+use crate::state::{JoinOutcome, LeaseRecord, QueueState};
 use crate::store::{Location, Store};
 use crate::validate;
 
@@ -139,9 +141,18 @@ impl Queue for MemoryQueue {
         &self.id
     }
 
-    async fn join(&self, process_id: &str, tags: Tags) -> Result<Fenced<Ticket>> {
+    async fn join_with(
+        &self,
+        process_id: &str,
+        tags: Tags,
+        lease: Option<Duration>,
+    ) -> Result<Joined> {
         validate::process_id(process_id)?;
         validate::tags(&tags)?;
+        if let Some(d) = lease {
+            lease::validate(d)?;
+        }
+        let lease = lease.map(|d| LeaseRecord::new(d, lease::unix_millis(SystemTime::now())));
         let mut items = self.store.lock();
         let item = items
             .entry(self.id.clone())
@@ -151,8 +162,9 @@ impl Queue for MemoryQueue {
         };
         // `QueueState::join` checks everything before it changes anything, so
         // a failed join leaves the queue as it was.
-        match queue.join(&self.id, process_id, tags)? {
-            JoinOutcome::Joined(t) | JoinOutcome::Existing(t) => Ok(t),
+        match queue.join(&self.id, process_id, tags, lease)? {
+            JoinOutcome::Joined(t) => Ok(Joined::new(t, true)),
+            JoinOutcome::Existing(t) => Ok(Joined::new(t, false)),
         }
     }
 
@@ -163,6 +175,26 @@ impl Queue for MemoryQueue {
             None => Err(Error::queue_not_found(&self.id)),
             Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
             Some(Item::Queue(q)) => q.leave(&self.id, process_id),
+        }
+    }
+
+    async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>> {
+        validate::process_id(process_id)?;
+        let now = lease::unix_millis(SystemTime::now());
+        let mut items = self.store.lock();
+        match items.get_mut(&self.id) {
+            None => Err(crate::state::lease_gone(&self.id, process_id, counter)),
+            Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
+            Some(Item::Queue(q)) => q.renew(&self.id, process_id, counter, now),
+        }
+    }
+
+    async fn expire(&self, expired: &Expired) -> Result<Option<FencingToken>> {
+        let mut items = self.store.lock();
+        match items.get_mut(&self.id) {
+            None => Ok(None),
+            Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
+            Some(Item::Queue(q)) => q.expire(&self.id, expired),
         }
     }
 

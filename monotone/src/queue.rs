@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::lease::{Expired, Lease};
 
 /// Free-form labels a process attaches to its ticket when it joins, ordered
 /// by key (for example `role=zk`, `az=eu-west-1a`).
@@ -54,17 +56,27 @@ pub struct Ticket {
     pub position: usize,
     /// The tags given when the process joined.
     pub tags: Tags,
+    /// The ticket's lease, or `None` for a permanent ticket (one joined
+    /// without a lease, as every ticket of monotone 0.4).
+    pub lease: Option<Lease>,
 }
 
 impl Ticket {
-    /// A ticket; mostly useful to backends and tests.
+    /// A permanent ticket; mostly useful to backends and tests.
     pub fn new(process_id: impl Into<String>, counter: u64, position: usize, tags: Tags) -> Self {
         Ticket {
             process_id: process_id.into(),
             counter,
             position,
             tags,
+            lease: None,
         }
+    }
+
+    /// The same ticket with `lease`.
+    pub fn with_lease(mut self, lease: Option<Lease>) -> Self {
+        self.lease = lease;
+        self
     }
 }
 
@@ -85,6 +97,25 @@ impl<T> Fenced<T> {
             value,
             fencing_token,
         }
+    }
+}
+
+/// What [`Queue::join_with`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Joined {
+    /// The process's ticket, and the token after the join.
+    pub ticket: Fenced<Ticket>,
+    /// Whether this call added the ticket; `false` if the process was in
+    /// the queue already, in which case nothing was written and the ticket
+    /// is the existing one.
+    pub added: bool,
+}
+
+impl Joined {
+    /// What a join did; mostly useful to backends.
+    pub fn new(ticket: Fenced<Ticket>, added: bool) -> Self {
+        Joined { ticket, added }
     }
 }
 
@@ -119,14 +150,71 @@ impl<T> Fenced<T> {
 /// - A successful write is durable in its store before it returns.
 /// - [`remove`](Queue::remove) deletes the queue, tickets and token together;
 ///   a queue created again under the same id starts over at token 1.
+///
+/// ## Leases
+///
+/// The protocol is described in the [`lease`](crate::lease) module; the
+/// store's part of it:
+///
+/// - A ticket joined with a lease ([`join_leased`](Queue::join_leased)) carries
+///   it in [`Ticket::lease`], with 0 renewals; a ticket joined without one is
+///   permanent and never expires. Joining again returns the existing ticket,
+///   leased or not, unchanged.
+/// - [`renew`](Queue::renew) adds one to the lease's `renewals` (its record
+///   version) and writes nothing else: the fencing token stays, and no other
+///   process's join or leave has to retry because of it. It fails with
+///   [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) if the process no
+///   longer holds that ticket (it expired and was removed, or left) or the
+///   ticket has no lease.
+/// - [`expire`](Queue::expire) removes a ticket only if it is exactly as an
+///   [`Expired`] observation saw it: same counter, same renewals. It is a
+///   write like a leave: the token grows by one. A renewal that came first
+///   wins, and the ticket stays.
 #[async_trait]
 pub trait Queue: Send + Sync + std::fmt::Debug {
     /// The id this queue is stored under.
     fn id(&self) -> &str;
 
-    /// Add `process_id` at the back of the queue, or return its existing
-    /// ticket if it is already in the queue.
-    async fn join(&self, process_id: &str, tags: Tags) -> Result<Fenced<Ticket>>;
+    /// Add `process_id` at the back of the queue, with a lease of the given
+    /// duration or (`None`) a permanent ticket, or return its existing ticket
+    /// if it is already in the queue. A lease must be from
+    /// [`MIN_LEASE`](crate::lease::MIN_LEASE) to
+    /// [`MAX_LEASE`](crate::lease::MAX_LEASE).
+    async fn join_with(
+        &self,
+        process_id: &str,
+        tags: Tags,
+        lease: Option<Duration>,
+    ) -> Result<Joined>;
+
+    /// Add `process_id` at the back of the queue with a permanent ticket, or
+    /// return its existing ticket if it is already in the queue.
+    async fn join(&self, process_id: &str, tags: Tags) -> Result<Fenced<Ticket>> {
+        Ok(self.join_with(process_id, tags, None).await?.ticket)
+    }
+
+    /// Add `process_id` at the back of the queue with a ticket that expires
+    /// unless renewed within `lease`, or return its existing ticket. Most
+    /// callers want a [`LeaseHolder`](crate::LeaseHolder), which joins this
+    /// way and renews in the background.
+    async fn join_leased(
+        &self,
+        process_id: &str,
+        tags: Tags,
+        lease: Duration,
+    ) -> Result<Fenced<Ticket>> {
+        Ok(self.join_with(process_id, tags, Some(lease)).await?.ticket)
+    }
+
+    /// Renew the lease of `process_id`'s ticket numbered `counter`: one
+    /// write that leaves the fencing token as it is. Returns the ticket with
+    /// its renewed lease.
+    async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>>;
+
+    /// Remove the ticket an observer watched go unrenewed for a full lease,
+    /// if it is still exactly as observed. Returns the new token, or `None`
+    /// if the ticket changed (renewed, left, re-joined) or is gone.
+    async fn expire(&self, expired: &Expired) -> Result<Option<FencingToken>>;
 
     /// Take `process_id` out of the queue; returns the new token.
     async fn leave(&self, process_id: &str) -> Result<FencingToken>;

@@ -5,9 +5,13 @@
 //! written once. The SQLite store implements the same rules in SQL and the
 //! conformance suite holds both to the same contract.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::lease::{from_unix_millis, Expired, Lease};
 use crate::queue::{Fenced, FencingToken, Tags, Ticket};
 
 /// One member of a queue as stored: monotone 0.4's `{"process_id",
@@ -20,13 +24,45 @@ pub(crate) struct QueueEntry {
     pub tags: Tags,
 }
 
+/// The lease of one ticket as stored beside the entries (never inside them,
+/// so that an entry stays what monotone 0.4 reads and writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LeaseRecord {
+    pub duration_ms: u64,
+    pub renewals: u64,
+    /// The holder's wall-clock time of the last renewal, in milliseconds
+    /// since the Unix epoch; for display only.
+    pub renewed_at_ms: u64,
+}
+
+impl LeaseRecord {
+    /// A new lease of `duration`, joined at `now_ms`.
+    pub fn new(duration: Duration, now_ms: u64) -> Self {
+        LeaseRecord {
+            duration_ms: crate::lease::millis(duration),
+            renewals: 0,
+            renewed_at_ms: now_ms,
+        }
+    }
+
+    pub fn lease(&self) -> Lease {
+        Lease::new(
+            Duration::from_millis(self.duration_ms),
+            self.renewals,
+            Some(from_unix_millis(self.renewed_at_ms)),
+        )
+    }
+}
+
 /// A queue: its version (the fencing token), the last counter handed out,
-/// and its entries ordered by counter.
+/// its entries ordered by counter, and the leases of its leased tickets by
+/// counter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct QueueState {
     pub version: u64,
     pub value: u64,
     entries: Vec<QueueEntry>,
+    leases: BTreeMap<u64, LeaseRecord>,
 }
 
 /// What [`QueueState::join`] did.
@@ -41,18 +77,36 @@ pub(crate) enum JoinOutcome {
 // `new` and `entries` serve the stores that keep a queue in one record.
 #[cfg_attr(not(feature = "aws"), allow(dead_code))] // the DynamoDB store's
 impl QueueState {
-    /// A state from stored parts, in any order of entries.
-    pub fn new(version: u64, value: u64, mut entries: Vec<QueueEntry>) -> Self {
+    /// A state from stored parts, in any order of entries. A lease whose
+    /// counter has no entry is dropped: it belongs to no ticket.
+    pub fn new(
+        version: u64,
+        value: u64,
+        mut entries: Vec<QueueEntry>,
+        mut leases: BTreeMap<u64, LeaseRecord>,
+    ) -> Self {
         entries.sort_by_key(|e| e.counter);
+        leases.retain(|c, _| entries.iter().any(|e| e.counter == *c));
         QueueState {
             version,
             value,
             entries,
+            leases,
         }
     }
 
     pub fn entries(&self) -> &[QueueEntry] {
         &self.entries
+    }
+
+    /// The lease of the ticket numbered `counter`, if it has one.
+    pub fn lease_of(&self, counter: u64) -> Option<&LeaseRecord> {
+        self.leases.get(&counter)
+    }
+
+    /// Whether any ticket has a lease.
+    pub fn has_leases(&self) -> bool {
+        !self.leases.is_empty()
     }
 
     pub fn token(&self) -> FencingToken {
@@ -62,6 +116,7 @@ impl QueueState {
     fn ticket_at(&self, position: usize) -> Ticket {
         let e = &self.entries[position];
         Ticket::new(e.process_id.clone(), e.counter, position, e.tags.clone())
+            .with_lease(self.leases.get(&e.counter).map(LeaseRecord::lease))
     }
 
     fn position_of(&self, process_id: &str) -> Option<usize> {
@@ -80,7 +135,15 @@ impl QueueState {
         Fenced::new(tickets, self.token())
     }
 
-    pub fn join(&mut self, id: &str, process_id: &str, tags: Tags) -> Result<JoinOutcome> {
+    /// Add `process_id` with `lease` (`None`: a permanent ticket), unless it
+    /// is in the queue already.
+    pub fn join(
+        &mut self,
+        id: &str,
+        process_id: &str,
+        tags: Tags,
+        lease: Option<LeaseRecord>,
+    ) -> Result<JoinOutcome> {
         if let Some(position) = self.position_of(process_id) {
             return Ok(JoinOutcome::Existing(Fenced::new(
                 self.ticket_at(position),
@@ -103,6 +166,9 @@ impl QueueState {
             tags,
         });
         self.entries.sort_by_key(|e| e.counter);
+        if let Some(lease) = lease {
+            self.leases.insert(counter, lease);
+        }
         self.value = counter;
         self.version = version;
         let position = self.position_of(process_id).expect("just pushed");
@@ -120,10 +186,86 @@ impl QueueState {
             .version
             .checked_add(1)
             .ok_or_else(|| Error::overflow(id))?;
-        self.entries.remove(position);
+        let gone = self.entries.remove(position);
+        self.leases.remove(&gone.counter);
         self.version = version;
         Ok(self.token())
     }
+
+    /// Renew the lease of `process_id`'s ticket `counter` at `now_ms`; the
+    /// version stays. LeaseLost if that ticket is gone or has no lease.
+    pub fn renew(
+        &mut self,
+        id: &str,
+        process_id: &str,
+        counter: u64,
+        now_ms: u64,
+    ) -> Result<Fenced<Ticket>> {
+        let position = self
+            .position_of(process_id)
+            .filter(|p| self.entries[*p].counter == counter)
+            .ok_or_else(|| lease_gone(id, process_id, counter))?;
+        let lease = self
+            .leases
+            .get_mut(&counter)
+            .ok_or_else(|| lease_removed(id, process_id))?;
+        lease.renewals = lease
+            .renewals
+            .checked_add(1)
+            .ok_or_else(|| Error::overflow(id))?;
+        lease.renewed_at_ms = now_ms;
+        Ok(Fenced::new(self.ticket_at(position), self.token()))
+    }
+
+    /// Whether the ticket `expired` watched is still exactly as it was seen:
+    /// the same process at the same counter, with the same lease and renewal
+    /// count.
+    pub fn is_unchanged(&self, expired: &Expired) -> bool {
+        let seen = expired.ticket();
+        let Some(position) = self.position_of(&seen.process_id) else {
+            return false;
+        };
+        let counter = self.entries[position].counter;
+        match (self.leases.get(&counter), &seen.lease) {
+            (Some(now), Some(then)) => {
+                counter == seen.counter
+                    && now.renewals == then.renewals
+                    && Duration::from_millis(now.duration_ms) == then.duration
+            }
+            _ => false,
+        }
+    }
+
+    /// Remove the ticket `expired` watched if it is unchanged (a write like a
+    /// leave: the version grows by one); `None` if it changed or is gone.
+    pub fn expire(&mut self, id: &str, expired: &Expired) -> Result<Option<FencingToken>> {
+        if !self.is_unchanged(expired) {
+            return Ok(None);
+        }
+        self.leave(id, &expired.ticket().process_id).map(Some)
+    }
+}
+
+/// The holder's ticket is no longer in the queue.
+pub(crate) fn lease_gone(id: &str, process_id: &str, counter: u64) -> Error {
+    Error::new(
+        ErrorKind::LeaseLost,
+        format!(
+            "the lease of process `{process_id}` in queue `{id}` is gone: \
+             its ticket {counter} expired and was removed, or left"
+        ),
+    )
+}
+
+/// The holder's ticket is there but has no lease any more.
+pub(crate) fn lease_removed(id: &str, process_id: &str) -> Error {
+    Error::new(
+        ErrorKind::LeaseLost,
+        format!(
+            "the ticket of process `{process_id}` in queue `{id}` has no lease: \
+             it was rewritten by a client that does not know leases"
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -140,17 +282,20 @@ mod tests {
     #[test]
     fn join_leave_rules() {
         let mut q = QueueState::default();
-        let a = joined(q.join("q", "a", Tags::new()).unwrap());
+        let a = joined(q.join("q", "a", Tags::new(), None).unwrap());
         assert_eq!(
             (a.value.counter, a.value.position, a.fencing_token.0),
             (1, 0, 1)
         );
-        let b = joined(q.join("q", "b", Tags::new()).unwrap());
+        let b = joined(q.join("q", "b", Tags::new(), None).unwrap());
         assert_eq!(
             (b.value.counter, b.value.position, b.fencing_token.0),
             (2, 1, 2)
         );
-        match q.join("q", "a", [("x".into(), "y".into())].into()).unwrap() {
+        match q
+            .join("q", "a", [("x".into(), "y".into())].into(), None)
+            .unwrap()
+        {
             JoinOutcome::Existing(t) => {
                 assert_eq!(t.value, a.value);
                 assert_eq!(t.fencing_token, FencingToken(2), "the current token");
@@ -159,7 +304,7 @@ mod tests {
         }
         assert_eq!(q.leave("q", "a").unwrap(), FencingToken(3));
         assert_eq!(q.ticket("q", "b").unwrap().value.position, 0);
-        let c = joined(q.join("q", "c", Tags::new()).unwrap());
+        let c = joined(q.join("q", "c", Tags::new(), None).unwrap());
         assert_eq!(
             (c.value.counter, c.value.position, c.fencing_token.0),
             (3, 1, 4)
@@ -176,7 +321,12 @@ mod tests {
             counter: c,
             tags: Tags::new(),
         };
-        let q = QueueState::new(5, 9, vec![e("late", 9), e("early", 2), e("mid", 4)]);
+        let q = QueueState::new(
+            5,
+            9,
+            vec![e("late", 9), e("early", 2), e("mid", 4)],
+            BTreeMap::new(),
+        );
         let order: Vec<_> = q
             .tickets()
             .value
@@ -191,9 +341,9 @@ mod tests {
 
     #[test]
     fn overflow_is_an_error_not_a_wrap() {
-        let mut q = QueueState::new(1, u64::MAX, vec![]);
+        let mut q = QueueState::new(1, u64::MAX, vec![], BTreeMap::new());
         assert_eq!(
-            q.join("q", "a", Tags::new()).unwrap_err().kind(),
+            q.join("q", "a", Tags::new(), None).unwrap_err().kind(),
             crate::ErrorKind::Unsupported
         );
         assert_eq!(q.value, u64::MAX);

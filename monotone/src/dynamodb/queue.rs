@@ -1,21 +1,28 @@
 //! Queues in DynamoDB: read the item, apply the rule of
 //! [`QueueState`], write it back conditional on the `Version` read.
 
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
 use async_trait::async_trait;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::backoff::Attempts;
 use super::schema::{
-    decode, encode_entry, n, s, Item, Stored, StoredQueue, QUEUE, QUEUE_CREATE_CONDITION,
-    QUEUE_JOIN_UPDATE, QUEUE_LEAVE_LAST_UPDATE, QUEUE_LEAVE_UPDATE, QUEUE_REMOVE_CONDITION,
-    QUEUE_VERSION_CONDITION, VERSION,
+    decode, encode_entry, encode_lease, n, s, Item, Stored, StoredQueue, QUEUE,
+    QUEUE_CREATE_CONDITION, QUEUE_EXPIRE_CONDITION, QUEUE_JOIN_FIRST_LEASE_UPDATE,
+    QUEUE_JOIN_LEASED_UPDATE, QUEUE_JOIN_UPDATE, QUEUE_LEAVE_LAST_LEASED_UPDATE,
+    QUEUE_LEAVE_LAST_UPDATE, QUEUE_LEAVE_LEASED_UPDATE, QUEUE_LEAVE_UPDATE, QUEUE_REMOVE_CONDITION,
+    QUEUE_RENEW_CONDITION, QUEUE_RENEW_UPDATE, QUEUE_VERSION_CONDITION, TICKET_PLACEHOLDER,
+    VERSION,
 };
 use super::table::{Update, Written};
 use super::DynamoDbStore;
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::{Fenced, FencingToken, Queue, Tags, Ticket};
-use crate::state::{JoinOutcome, QueueEntry, QueueState};
+use crate::lease::{self, Expired};
+use crate::queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
+use crate::state::{self, JoinOutcome, LeaseRecord, QueueEntry, QueueState};
 use crate::validate;
 
 /// A queue in a [`DynamoDbStore`].
@@ -63,6 +70,54 @@ impl DynamoDbQueue {
         }
     }
 
+    /// Take `process_id`'s entry (and lease) out of `queue`, conditional on
+    /// its version, and, for an expiry, on the lease's renewal count being
+    /// `renewals`. The caller has checked that the process is a member.
+    async fn write_removal(
+        &self,
+        what: &str,
+        queue: &StoredQueue,
+        process_id: &str,
+        renewals: Option<u64>,
+    ) -> Result<Written> {
+        let mut state = queue.state.clone();
+        let token = state.leave(&self.id, process_id)?;
+        let counter = queue.state.ticket(&self.id, process_id)?.value.counter;
+        let leased = queue.state.lease_of(counter).is_some();
+        let raw = queue
+            .raw_entry(process_id)
+            .expect("a member of the state has a stored entry")
+            .to_owned();
+        let (mut condition, mut values) = Self::condition(Some(queue));
+        if let Some(renewals) = renewals {
+            condition = QUEUE_EXPIRE_CONDITION;
+            values.push((":renewals", n(renewals)));
+        }
+        values.push((":version", n(token.get())));
+        let last = state.entries().is_empty();
+        if !last {
+            values.push((":entry", AttributeValue::Ss(vec![raw])));
+        }
+        let update = match (last, leased) {
+            (false, false) => QUEUE_LEAVE_UPDATE,
+            (true, false) => QUEUE_LEAVE_LAST_UPDATE,
+            (false, true) => QUEUE_LEAVE_LEASED_UPDATE,
+            (true, true) => QUEUE_LEAVE_LAST_LEASED_UPDATE,
+        };
+        let update = Update {
+            update,
+            condition,
+            values,
+            returns: ReturnValue::None,
+        };
+        let names = ticket_name(&format!("{} {}", update.update, update.condition), counter);
+        self.store
+            .inner
+            .table
+            .update_named(what, &self.id, &update, &names)
+            .await
+    }
+
     /// The condition and its values for writing over `seen`.
     fn condition(
         seen: Option<&StoredQueue>,
@@ -84,23 +139,37 @@ impl Queue for DynamoDbQueue {
     }
 
     /// A consistent read, then (unless already in the queue) one
-    /// `UpdateItem` adding the entry, conditional on the version read.
-    async fn join(&self, process_id: &str, tags: Tags) -> Result<Fenced<Ticket>> {
+    /// `UpdateItem` adding the entry (and its lease), conditional on the
+    /// version read.
+    async fn join_with(
+        &self,
+        process_id: &str,
+        tags: Tags,
+        lease: Option<Duration>,
+    ) -> Result<Joined> {
         validate::process_id(process_id)?;
         validate::tags(&tags)?;
+        if let Some(d) = lease {
+            lease::validate(d)?;
+        }
         let what = format!("queue `{}`: join of process `{process_id}`", self.id);
         let table = &self.store.inner.table;
         let mut seen = self.read(&what).await?;
         let mut attempts = self.store.attempts();
         loop {
+            let record = lease.map(|d| LeaseRecord::new(d, lease::unix_millis(SystemTime::now())));
             let mut state = seen.as_ref().map(|q| q.state.clone()).unwrap_or_default();
-            let ticket = match state.join(&self.id, process_id, tags.clone())? {
-                JoinOutcome::Existing(ticket) => return Ok(ticket),
+            // A nested SET needs the map; a queue without live leases gets a
+            // new one (dropping any lease that belongs to no ticket).
+            let had_leases = state.has_leases();
+            let ticket = match state.join(&self.id, process_id, tags.clone(), record)? {
+                JoinOutcome::Existing(ticket) => return Ok(Joined::new(ticket, false)),
                 JoinOutcome::Joined(ticket) => ticket,
             };
+            let counter = ticket.value.counter;
             let entry = encode_entry(&QueueEntry {
                 process_id: process_id.to_owned(),
-                counter: ticket.value.counter,
+                counter,
                 tags: tags.clone(),
             });
             let (condition, mut values) = Self::condition(seen.as_ref());
@@ -110,14 +179,28 @@ impl Queue for DynamoDbQueue {
                 (":value", n(state.value)),
                 (":entry", AttributeValue::Ss(vec![entry])),
             ]);
+            let update = match record {
+                None => QUEUE_JOIN_UPDATE,
+                Some(record) if had_leases => {
+                    values.push((":lease", encode_lease(process_id, &record)));
+                    QUEUE_JOIN_LEASED_UPDATE
+                }
+                Some(record) => {
+                    let leases =
+                        HashMap::from([(counter.to_string(), encode_lease(process_id, &record))]);
+                    values.push((":leases", AttributeValue::M(leases)));
+                    QUEUE_JOIN_FIRST_LEASE_UPDATE
+                }
+            };
             let update = Update {
-                update: QUEUE_JOIN_UPDATE,
+                update,
                 condition,
                 values: dedup(values),
                 returns: ReturnValue::None,
             };
-            match table.update(&what, &self.id, &update).await? {
-                Written::Done(_) => return Ok(ticket),
+            let names = ticket_name(update.update, counter);
+            match table.update_named(&what, &self.id, &update, &names).await? {
+                Written::Done(_) => return Ok(Joined::new(ticket, true)),
                 Written::ConditionFailed(item) => {
                     seen = self.after_conflict(&what, item, &mut attempts).await?;
                 }
@@ -125,40 +208,95 @@ impl Queue for DynamoDbQueue {
         }
     }
 
-    /// A consistent read, then one `UpdateItem` taking the entry out,
-    /// conditional on the version read.
+    /// A consistent read, then one `UpdateItem` taking the entry (and its
+    /// lease) out, conditional on the version read.
     async fn leave(&self, process_id: &str) -> Result<FencingToken> {
         validate::process_id(process_id)?;
         let what = format!("queue `{}`: leave of process `{process_id}`", self.id);
-        let table = &self.store.inner.table;
         let mut seen = self.read(&what).await?;
         let mut attempts = self.store.attempts();
         loop {
             let Some(queue) = seen.as_ref() else {
                 return Err(Error::queue_not_found(&self.id));
             };
-            let mut state = queue.state.clone();
-            let token = state.leave(&self.id, process_id)?;
-            let raw = queue
-                .raw_entry(process_id)
-                .expect("a member of the state has a stored entry")
-                .to_owned();
-            let (condition, mut values) = Self::condition(Some(queue));
-            values.push((":version", n(state.version)));
-            let update = if state.entries().is_empty() {
-                QUEUE_LEAVE_LAST_UPDATE
-            } else {
-                values.push((":entry", AttributeValue::Ss(vec![raw])));
-                QUEUE_LEAVE_UPDATE
-            };
-            let update = Update {
-                update,
-                condition,
-                values,
-                returns: ReturnValue::None,
-            };
-            match table.update(&what, &self.id, &update).await? {
+            let token = queue.state.clone().leave(&self.id, process_id)?;
+            match self.write_removal(&what, queue, process_id, None).await? {
                 Written::Done(_) => return Ok(token),
+                Written::ConditionFailed(item) => {
+                    seen = self.after_conflict(&what, item, &mut attempts).await?;
+                }
+            }
+        }
+    }
+
+    /// One `UpdateItem` adding one renewal to the lease, conditional on the
+    /// lease still being this process's; it returns the queue as written.
+    async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>> {
+        validate::process_id(process_id)?;
+        let what = format!("queue `{}`: renewal of process `{process_id}`", self.id);
+        let table = &self.store.inner.table;
+        let mut attempts = self.store.attempts();
+        loop {
+            let now = lease::unix_millis(SystemTime::now());
+            let update = Update {
+                update: QUEUE_RENEW_UPDATE,
+                condition: QUEUE_RENEW_CONDITION,
+                values: vec![
+                    (":queue", s(QUEUE)),
+                    (":process", s(process_id)),
+                    (":one", n(1)),
+                    (":now", n(now)),
+                ],
+                returns: ReturnValue::AllNew,
+            };
+            let names = ticket_name(QUEUE_RENEW_UPDATE, counter);
+            let item = match table.update_named(&what, &self.id, &update, &names).await? {
+                Written::Done(new) => match self.decode(Some(&new))? {
+                    Some(queue) => return queue.state.ticket(&self.id, process_id),
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::Corrupt,
+                            format!("{what}: the renewal returned no item"),
+                        ))
+                    }
+                },
+                Written::ConditionFailed(item) => {
+                    table.returned_or_read(&what, &self.id, item).await?
+                }
+            };
+            // Why did the condition fail? The rule of the state says; if it
+            // says the lease is still there, the item changed in between:
+            // try again.
+            match self.decode(item.as_ref())? {
+                None => return Err(state::lease_gone(&self.id, process_id, counter)),
+                Some(mut queue) => {
+                    queue.state.renew(&self.id, process_id, counter, now)?;
+                }
+            }
+            self.store.back_off(&mut attempts, &what).await?;
+        }
+    }
+
+    /// A consistent read; if the ticket is as the observer saw it, one
+    /// `UpdateItem` removing it, conditional on the version read and on the
+    /// lease's renewal count.
+    async fn expire(&self, expired: &Expired) -> Result<Option<FencingToken>> {
+        let pid = &expired.ticket().process_id;
+        let what = format!("queue `{}`: expiry of process `{pid}`", self.id);
+        let mut seen = self.read(&what).await?;
+        let mut attempts = self.store.attempts();
+        loop {
+            let Some(queue) = seen.as_ref() else {
+                return Ok(None);
+            };
+            let Some(token) = queue.state.clone().expire(&self.id, expired)? else {
+                return Ok(None);
+            };
+            match self
+                .write_removal(&what, queue, pid, Some(expired.renewals()))
+                .await?
+            {
+                Written::Done(_) => return Ok(Some(token)),
                 Written::ConditionFailed(item) => {
                     seen = self.after_conflict(&what, item, &mut attempts).await?;
                 }
@@ -225,6 +363,16 @@ impl Queue for DynamoDbQueue {
                 }
             }
         }
+    }
+}
+
+/// The `#ticket` placeholder's name (the ticket's counter), if `expression`
+/// uses it: DynamoDB refuses unused names.
+fn ticket_name(expression: &str, counter: u64) -> Vec<(&'static str, String)> {
+    if expression.contains(TICKET_PLACEHOLDER) {
+        vec![(TICKET_PLACEHOLDER, counter.to_string())]
+    } else {
+        vec![]
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::state::{QueueEntry, QueueState};
+use crate::state::{LeaseRecord, QueueEntry, QueueState};
 
 /// An item as the SDK gives and takes it.
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -28,18 +28,46 @@ pub const VALUE: &str = "Value";
 /// when the queue is empty: DynamoDB has no empty sets.
 pub const ITEMS: &str = "Items";
 
+/// A queue's leases (M), by ticket counter (the counter in decimal): each
+/// a map of [`LEASE_PROCESS`], [`LEASE_MS`], [`LEASE_RENEWALS`] and
+/// [`LEASE_RENEWED_AT`]. Absent until the first leased join; kept (possibly
+/// empty) after that. Entries in `Items` stay exactly monotone 0.4's, so 0.4
+/// still reads a leased queue; its whole-item writes drop this attribute,
+/// which turns every leased ticket into a permanent one.
+pub const LEASES: &str = "Leases";
+/// In a lease: the process holding the ticket (S), checked by renewals.
+pub const LEASE_PROCESS: &str = "process_id";
+/// In a lease: its duration in milliseconds (N).
+pub const LEASE_MS: &str = "lease_ms";
+/// In a lease: how many times it was renewed (N), the record version that
+/// observers watch.
+pub const LEASE_RENEWALS: &str = "renewals";
+/// In a lease: the holder's wall-clock time of the last renewal, in
+/// milliseconds since the Unix epoch (N); for display only.
+pub const LEASE_RENEWED_AT: &str = "renewed_at_ms";
+
+/// The placeholder of the one ticket's lease a request touches
+/// (`#leases.#ticket`); its attribute name (the counter) is given per
+/// request.
+pub const TICKET_PLACEHOLDER: &str = "#ticket";
+
 /// `Type` of a counter.
 pub const COUNTER: &str = "COUNTER";
 /// `Type` of a queue.
 pub const QUEUE: &str = "QUEUE";
 
 /// Every attribute name placeholder, and the attribute it stands for.
-const NAMES: [(&str, &str); 5] = [
+const NAMES: [(&str, &str); 10] = [
     ("#id", ID),
     ("#type", TYPE),
     ("#version", VERSION),
     ("#value", VALUE),
     ("#items", ITEMS),
+    ("#leases", LEASES),
+    ("#lease_process", LEASE_PROCESS),
+    ("#lease_ms", LEASE_MS),
+    ("#renewals", LEASE_RENEWALS),
+    ("#renewed_at", LEASE_RENEWED_AT),
 ];
 
 /// A readable counter whose `Value` and `Version` can both still grow:
@@ -79,6 +107,44 @@ pub const QUEUE_LEAVE_UPDATE: &str = "SET #version = :version DELETE #items :ent
 /// `leave` of the last member: the set goes, as DynamoDB has no empty sets.
 pub const QUEUE_LEAVE_LAST_UPDATE: &str = "SET #version = :version REMOVE #items";
 
+/// A leased `join` into a queue that has leases already: the member, and
+/// its lease under its counter.
+pub const QUEUE_JOIN_LEASED_UPDATE: &str = "SET #type = :queue, #version = :version, \
+     #value = :value, #leases.#ticket = :lease ADD #items :entry";
+
+/// The first leased `join` into a queue: the lease map is created with the
+/// member's lease in it (a nested `SET` needs the map to exist).
+pub const QUEUE_JOIN_FIRST_LEASE_UPDATE: &str = "SET #type = :queue, #version = :version, \
+     #value = :value, #leases = :leases ADD #items :entry";
+
+/// `leave` (or expiry) of one leased member of several: out of the set, its
+/// lease out of the map, version up.
+pub const QUEUE_LEAVE_LEASED_UPDATE: &str =
+    "SET #version = :version REMOVE #leases.#ticket DELETE #items :entry";
+
+/// `leave` (or expiry) of the last member, which was leased.
+pub const QUEUE_LEAVE_LAST_LEASED_UPDATE: &str =
+    "SET #version = :version REMOVE #items, #leases.#ticket";
+
+/// `renew`: one more renewal and the holder's wall-clock time. Neither
+/// `Version` nor `Items` changes, so no join or leave conditional on them
+/// has to retry.
+pub const QUEUE_RENEW_UPDATE: &str = "SET #leases.#ticket.#renewals = \
+     #leases.#ticket.#renewals + :one, #leases.#ticket.#renewed_at = :now";
+
+/// `renew`: the lease under the ticket's counter is still this process's.
+/// A removed ticket takes its lease with it, and counters are never reused
+/// while a queue exists; naming the process also rules out a queue removed
+/// and created again since.
+pub const QUEUE_RENEW_CONDITION: &str =
+    "#type = :queue AND #leases.#ticket.#lease_process = :process";
+
+/// Expiry of a leased ticket: the queue as read (its version), and the
+/// ticket's lease not renewed since the observer watched it. Renewals do not
+/// change `Version`, so the version alone would not see them.
+pub const QUEUE_EXPIRE_CONDITION: &str =
+    "#type = :queue AND #version = :expected AND #leases.#ticket.#renewals = :renewals";
+
 /// The placeholders of `expressions` that stand for attribute names, mapped
 /// to their attributes: exactly those used, as DynamoDB refuses unused ones.
 pub(crate) fn names_in(expressions: &[&str]) -> HashMap<String, String> {
@@ -115,6 +181,16 @@ pub(crate) fn key(id: &str) -> Item {
 /// order.
 pub(crate) fn encode_entry(entry: &QueueEntry) -> String {
     serde_json::to_string(entry).expect("strings and numbers always serialize")
+}
+
+/// A ticket's lease as stored in `Leases`.
+pub(crate) fn encode_lease(process_id: &str, lease: &LeaseRecord) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        (LEASE_PROCESS.to_owned(), s(process_id)),
+        (LEASE_MS.to_owned(), n(lease.duration_ms)),
+        (LEASE_RENEWALS.to_owned(), n(lease.renewals)),
+        (LEASE_RENEWED_AT.to_owned(), n(lease.renewed_at_ms)),
+    ]))
 }
 
 /// What an item holds, decoded.
@@ -224,8 +300,10 @@ pub(crate) fn decode(table: &str, id: &str, item: &Item) -> Result<Stored> {
                     "gives two processes the same counter".into(),
                 ));
             }
+            let leases =
+                decode_leases(item.get(LEASES), &entries).map_err(|why| corrupt(LEASES, why))?;
             Ok(Stored::Queue(StoredQueue {
-                state: QueueState::new(version, value, entries),
+                state: QueueState::new(version, value, entries, leases),
                 raw,
             }))
         }
@@ -234,6 +312,68 @@ pub(crate) fn decode(table: &str, id: &str, item: &Item) -> Result<Stored> {
             format!("is `{}`, neither {COUNTER} nor {QUEUE}", shorten(other)),
         )),
     }
+}
+
+/// Decode a queue's `Leases` (absent: none). A lease must name the process
+/// whose entry has its counter; a lease without an entry belongs to no
+/// ticket and is left out. `Err` says what is wrong.
+fn decode_leases(
+    leases: Option<&AttributeValue>,
+    entries: &[QueueEntry],
+) -> std::result::Result<BTreeMap<u64, LeaseRecord>, String> {
+    let map = match leases {
+        None => return Ok(BTreeMap::new()),
+        Some(AttributeValue::M(map)) => map,
+        Some(other) => return Err(format!("is {}, not a map (M)", type_name(other))),
+    };
+    let mut out = BTreeMap::new();
+    for (key, lease) in map {
+        let counter: u64 = key
+            .parse()
+            .map_err(|_| format!("has the key `{}`, not a ticket counter", shorten(key)))?;
+        let AttributeValue::M(fields) = lease else {
+            return Err(format!(
+                "holds {} under `{counter}`, not a map (M)",
+                type_name(lease)
+            ));
+        };
+        let number = |name: &str| -> std::result::Result<u64, String> {
+            match fields.get(name) {
+                Some(AttributeValue::N(v)) => v
+                    .parse()
+                    .map_err(|_| format!("has `{name}` {v} under `{counter}`, not a whole number")),
+                _ => Err(format!("lacks the number `{name}` under `{counter}`")),
+            }
+        };
+        let process = match fields.get(LEASE_PROCESS) {
+            Some(AttributeValue::S(p)) => p,
+            _ => {
+                return Err(format!(
+                    "lacks the string `{LEASE_PROCESS}` under `{counter}`"
+                ))
+            }
+        };
+        let record = LeaseRecord {
+            duration_ms: number(LEASE_MS)?,
+            renewals: number(LEASE_RENEWALS)?,
+            renewed_at_ms: number(LEASE_RENEWED_AT)?,
+        };
+        if record.duration_ms == 0 {
+            return Err(format!("has a lease of 0 ms under `{counter}`"));
+        }
+        match entries.iter().find(|e| e.counter == counter) {
+            Some(e) if e.process_id != *process => {
+                return Err(format!(
+                    "gives ticket {counter} of process `{}` to process `{}`",
+                    shorten(&e.process_id),
+                    shorten(process)
+                ))
+            }
+            _ => {}
+        }
+        out.insert(counter, record);
+    }
+    Ok(out)
 }
 
 /// Decode the `Value` of an `UpdateItem`'s returned attributes.
@@ -486,12 +626,31 @@ mod tests {
             QUEUE_JOIN_UPDATE,
             QUEUE_LEAVE_UPDATE,
             QUEUE_LEAVE_LAST_UPDATE,
+            QUEUE_JOIN_LEASED_UPDATE,
+            QUEUE_JOIN_FIRST_LEASE_UPDATE,
+            QUEUE_LEAVE_LEASED_UPDATE,
+            QUEUE_LEAVE_LAST_LEASED_UPDATE,
+            QUEUE_RENEW_UPDATE,
+            QUEUE_RENEW_CONDITION,
+            QUEUE_EXPIRE_CONDITION,
         ] {
             for word in
                 expr.split(|c: char| !c.is_alphanumeric() && c != '#' && c != ':' && c != '_')
             {
                 assert!(
-                    ![ID, TYPE, VERSION, VALUE, ITEMS].contains(&word),
+                    ![
+                        ID,
+                        TYPE,
+                        VERSION,
+                        VALUE,
+                        ITEMS,
+                        LEASES,
+                        LEASE_PROCESS,
+                        LEASE_MS,
+                        LEASE_RENEWALS,
+                        LEASE_RENEWED_AT
+                    ]
+                    .contains(&word),
                     "`{word}` written without a placeholder in: {expr}"
                 );
             }

@@ -148,6 +148,19 @@ impl Table {
 
     /// An `UpdateItem` on `id`.
     pub async fn update(&self, what: &str, id: &str, update: &Update) -> Result<Written> {
+        self.update_named(what, id, update, &[]).await
+    }
+
+    /// An `UpdateItem` on `id` whose expressions also use the attribute name
+    /// placeholders `names` (placeholder, name), beside the schema's fixed
+    /// ones: names known only per request, like a ticket's counter.
+    pub async fn update_named(
+        &self,
+        what: &str,
+        id: &str,
+        update: &Update,
+        names: &[(&str, String)],
+    ) -> Result<Written> {
         let ctx = self.context(what);
         self.with_table(&ctx, || async {
             let started = Instant::now();
@@ -158,10 +171,11 @@ impl Table {
                 .set_key(Some(schema::key(id)))
                 .update_expression(update.update)
                 .condition_expression(update.condition)
-                .set_expression_attribute_names(Some(schema::names_in(&[
-                    update.update,
-                    update.condition,
-                ])))
+                .set_expression_attribute_names(Some({
+                    let mut all = schema::names_in(&[update.update, update.condition]);
+                    all.extend(names.iter().map(|(p, n)| (p.to_string(), n.clone())));
+                    all
+                }))
                 .set_expression_attribute_values(Some(values(&update.values)))
                 .return_values(update.returns.clone())
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)

@@ -1,0 +1,596 @@
+//! The lease contracts (see `monotone::lease`), run unchanged against every
+//! backend with real time and short leases (a few hundred milliseconds).
+//!
+//! Each check would fail on the bug it is named after: a removal without a
+//! full observed lease, a removal that wins over an earlier renewal, a
+//! renewal that bumps the fencing token, a holder that learns of its loss
+//! after someone removed it, waiters served out of ticket order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use monotone::{
+    wait_for_position, ErrorKind, Expired, Fenced, FencingToken, HolderOptions, Joined,
+    LeaseHolder, LeaseStatus, LeaseWatch, Queue, Store, Tags, Ticket, WaitOptions,
+};
+use tokio::time::Instant;
+
+/// Expand every lease check into a `#[tokio::test]` using `$make`, as
+/// `conformance_tests!` does.
+#[macro_export]
+macro_rules! lease_conformance_tests {
+    ($make:expr) => {
+        $crate::lease_conformance_tests!(@each $make;
+            leased_and_permanent_tickets_show_their_lease,
+            renewal_adds_one_and_leaves_the_token_alone,
+            renewal_of_a_ticket_not_held_is_lease_lost,
+            a_holder_keeps_its_ticket_while_observers_watch,
+            an_unrenewed_ticket_is_removed_only_after_a_full_observed_lease,
+            a_removal_loses_to_a_renewal_that_came_first,
+            permanent_tickets_never_expire,
+            the_holder_learns_of_loss_before_anyone_removes_it,
+            a_dead_holders_ticket_is_taken_over_with_a_larger_token,
+            waiters_become_head_in_ticket_order,
+            a_semaphore_of_two_admits_two_at_a_time,
+            leases_on_a_counter_id_are_wrong_type,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let (store, _guard) = $make.await;
+                $crate::conformance::lease::$name(store).await;
+            }
+        )*
+    };
+}
+
+type S = Arc<dyn Store>;
+
+/// Short enough for tests, long enough for a debug build on a loaded
+/// machine to renew in time.
+const LEASE: Duration = Duration::from_millis(400);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn queue(store: &S, id: &str) -> Arc<dyn Queue> {
+    Arc::from(store.queue(id).unwrap())
+}
+
+/// Polls often, so tests do not wait on the default second.
+fn quick() -> WaitOptions {
+    WaitOptions::new().with_poll(ms(10), ms(50))
+}
+
+fn kind<T: std::fmt::Debug>(r: monotone::Result<T>) -> ErrorKind {
+    match r {
+        Ok(v) => panic!("expected an error, got Ok({v:?})"),
+        Err(e) => e.kind(),
+    }
+}
+
+/// A queue whose holder-side requests can be cut off, as if this process
+/// lost its network: renewals (and, once `dead`, leaves too) fail as
+/// Unavailable without reaching the store. Other handles on the same store
+/// still work, as other processes would.
+#[derive(Debug)]
+pub struct Cut {
+    inner: Box<dyn Queue>,
+    renewals: AtomicBool,
+    everything: AtomicBool,
+}
+
+impl Cut {
+    pub fn new(inner: Box<dyn Queue>) -> Arc<Cut> {
+        Arc::new(Cut {
+            inner,
+            renewals: AtomicBool::new(false),
+            everything: AtomicBool::new(false),
+        })
+    }
+
+    /// From now on renewals fail.
+    pub fn cut_renewals(&self) {
+        self.renewals.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on every request fails: the process is as good as dead.
+    pub fn cut_everything(&self) {
+        self.renewals.store(true, Ordering::SeqCst);
+        self.everything.store(true, Ordering::SeqCst);
+    }
+
+    fn check(&self, flag: &AtomicBool) -> monotone::Result<()> {
+        if flag.load(Ordering::SeqCst) {
+            return Err(monotone::Error::new(
+                ErrorKind::Unavailable,
+                "cut off from the store by the test",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Queue for Cut {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    async fn join_with(
+        &self,
+        process_id: &str,
+        tags: Tags,
+        lease: Option<Duration>,
+    ) -> monotone::Result<Joined> {
+        self.check(&self.everything)?;
+        self.inner.join_with(process_id, tags, lease).await
+    }
+    async fn leave(&self, process_id: &str) -> monotone::Result<FencingToken> {
+        self.check(&self.everything)?;
+        self.inner.leave(process_id).await
+    }
+    async fn renew(&self, process_id: &str, counter: u64) -> monotone::Result<Fenced<Ticket>> {
+        self.check(&self.renewals)?;
+        self.inner.renew(process_id, counter).await
+    }
+    async fn expire(&self, expired: &Expired) -> monotone::Result<Option<FencingToken>> {
+        self.check(&self.everything)?;
+        self.inner.expire(expired).await
+    }
+    async fn ticket(&self, process_id: &str) -> monotone::Result<Fenced<Ticket>> {
+        self.check(&self.everything)?;
+        self.inner.ticket(process_id).await
+    }
+    async fn tickets(&self) -> monotone::Result<Fenced<Vec<Ticket>>> {
+        self.check(&self.everything)?;
+        self.inner.tickets().await
+    }
+    async fn remove(&self) -> monotone::Result<Option<FencingToken>> {
+        self.check(&self.everything)?;
+        self.inner.remove().await
+    }
+}
+
+/// Read `q` until the watch finds something expired; the expired tickets
+/// and when the watch first saw them, from a fresh watch started now.
+async fn watch_until_expired(q: &dyn Queue) -> (Vec<Expired>, Instant) {
+    let mut watch = LeaseWatch::new();
+    let mut first_read: Option<Instant> = None;
+    loop {
+        let all = q.tickets().await.unwrap();
+        let at = Instant::now();
+        first_read.get_or_insert(at);
+        let expired = watch.observe(&all.value, all.fencing_token, at);
+        if !expired.is_empty() {
+            return (expired, first_read.unwrap());
+        }
+        tokio::time::sleep(ms(10)).await;
+    }
+}
+
+pub async fn leased_and_permanent_tickets_show_their_lease(store: S) {
+    let q = queue(&store, "leases");
+    let before = std::time::SystemTime::now() - Duration::from_secs(1);
+    let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    let lease = a.value.lease.clone().expect("a leased ticket");
+    assert_eq!((lease.duration, lease.renewals), (LEASE, 0));
+    let at = lease.renewed_at.expect("the join time is kept");
+    assert!(at >= before, "the join's wall-clock time: {at:?}");
+    let p = q.join("p", Tags::new()).await.unwrap();
+    assert_eq!(p.value.lease, None, "a permanent ticket has no lease");
+    let all = q.tickets().await.unwrap();
+    assert_eq!(all.value[0].lease.as_ref().map(|l| l.duration), Some(LEASE));
+    assert_eq!(all.value[1].lease, None);
+    assert_eq!(q.ticket("a").await.unwrap().value, a.value);
+    // A re-join returns the existing ticket, lease and all, and writes
+    // nothing, whatever lease it asks for.
+    let again = q.join_with("a", Tags::new(), Some(ms(900))).await.unwrap();
+    assert!(!again.added);
+    assert_eq!(again.ticket.value, a.value);
+    assert_eq!(again.ticket.fencing_token, FencingToken(2));
+    let again = q.join_with("p", Tags::new(), Some(LEASE)).await.unwrap();
+    assert_eq!((again.added, again.ticket.value.lease), (false, None));
+    let new = q.join_with("n", Tags::new(), Some(LEASE)).await.unwrap();
+    assert!(new.added);
+    // Leases out of range are refused and write nothing.
+    for bad in [ms(1), ms(49), Duration::from_secs(2 * 86_400)] {
+        assert_eq!(
+            kind(q.join_leased("bad", Tags::new(), bad).await),
+            ErrorKind::InvalidInput
+        );
+    }
+    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(3));
+}
+
+pub async fn renewal_adds_one_and_leaves_the_token_alone(store: S) {
+    let q = queue(&store, "renew");
+    let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    q.join("b", Tags::new()).await.unwrap();
+    for n in 1..=3 {
+        let r = q.renew("a", a.value.counter).await.unwrap();
+        let lease = r.value.lease.as_ref().unwrap();
+        assert_eq!(lease.renewals, n);
+        assert_eq!(lease.duration, LEASE);
+        assert_eq!(r.value.position, 0);
+        assert_eq!(
+            r.fencing_token,
+            FencingToken(2),
+            "a renewal is not a write of the queue"
+        );
+    }
+    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(2));
+    // The next real write gets exactly the next token.
+    assert_eq!(
+        q.join("c", Tags::new()).await.unwrap().fencing_token,
+        FencingToken(3)
+    );
+    assert_eq!(q.leave("a").await.unwrap(), FencingToken(4));
+}
+
+pub async fn renewal_of_a_ticket_not_held_is_lease_lost(store: S) {
+    let q = queue(&store, "lost");
+    assert_eq!(
+        kind(q.renew("a", 1).await),
+        ErrorKind::LeaseLost,
+        "no queue"
+    );
+    let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    let p = q.join("p", Tags::new()).await.unwrap();
+    let err = q.renew("a", a.value.counter + 7).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "another ticket: {err}");
+    assert!(err.to_string().contains("`a`") && err.to_string().contains("`lost`"));
+    assert_eq!(
+        kind(q.renew("p", p.value.counter).await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(kind(q.renew("nobody", 1).await), ErrorKind::LeaseLost);
+    q.leave("a").await.unwrap();
+    assert_eq!(
+        kind(q.renew("a", a.value.counter).await),
+        ErrorKind::LeaseLost
+    );
+    // Back with a new ticket: the old one's counter is not renewed.
+    let back = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    assert_eq!(
+        kind(q.renew("a", a.value.counter).await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(
+        q.ticket("a").await.unwrap().value.lease.unwrap().renewals,
+        0,
+        "nothing renewed"
+    );
+    q.renew("a", back.value.counter).await.unwrap();
+    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(4));
+}
+
+pub async fn a_holder_keeps_its_ticket_while_observers_watch(store: S) {
+    let holder = LeaseHolder::join(
+        queue(&store, "kept"),
+        "h",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    assert!(holder.is_held());
+    let observer = queue(&store, "kept");
+    let mut watch = LeaseWatch::new();
+    let until = Instant::now() + LEASE * 3;
+    let mut renewals_seen = 0;
+    while Instant::now() < until {
+        let all = observer.tickets().await.unwrap();
+        for e in watch.observe(&all.value, all.fencing_token, Instant::now()) {
+            assert_eq!(
+                observer.expire(&e).await.unwrap(),
+                None,
+                "removed a renewed ticket"
+            );
+        }
+        renewals_seen = all.value[0].lease.as_ref().unwrap().renewals;
+        tokio::time::sleep(ms(20)).await;
+    }
+    assert!(
+        renewals_seen >= 4,
+        "renewed about every third of the lease: {renewals_seen}"
+    );
+    let all = observer.tickets().await.unwrap();
+    assert_eq!(all.value.len(), 1);
+    assert_eq!(
+        all.fencing_token,
+        FencingToken(1),
+        "renewals wrote no token"
+    );
+    assert!(holder.is_held(), "{:?}", holder.status());
+    assert_eq!(holder.release().await.unwrap(), Some(FencingToken(2)));
+    assert!(observer.tickets().await.unwrap().value.is_empty());
+}
+
+pub async fn an_unrenewed_ticket_is_removed_only_after_a_full_observed_lease(store: S) {
+    let q = queue(&store, "expiry");
+    let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    let b = q.join("b", Tags::new()).await.unwrap();
+    let (expired, first_seen) = watch_until_expired(&*q).await;
+    assert!(
+        first_seen.elapsed() >= LEASE,
+        "expired {:?} after it was first seen",
+        first_seen.elapsed()
+    );
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].ticket().process_id, "a");
+    assert_eq!(expired[0].ticket().counter, a.value.counter);
+    let token = q.expire(&expired[0]).await.unwrap();
+    assert_eq!(
+        token,
+        Some(FencingToken(b.fencing_token.get() + 1)),
+        "a write like a leave"
+    );
+    let all = q.tickets().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(3));
+    assert_eq!(all.value.len(), 1);
+    assert_eq!(
+        (all.value[0].process_id.as_str(), all.value[0].position),
+        ("b", 0)
+    );
+    // Removing it again does nothing.
+    assert_eq!(q.expire(&expired[0]).await.unwrap(), None);
+    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(3));
+    assert_eq!(
+        kind(q.renew("a", a.value.counter).await),
+        ErrorKind::LeaseLost
+    );
+}
+
+pub async fn a_removal_loses_to_a_renewal_that_came_first(store: S) {
+    let q = queue(&store, "race");
+    let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    let (expired, _) = watch_until_expired(&*q).await;
+    q.renew("a", a.value.counter).await.unwrap();
+    assert_eq!(
+        q.expire(&expired[0]).await.unwrap(),
+        None,
+        "the renewal came first"
+    );
+    let all = q.tickets().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(1), "nothing written");
+    assert_eq!(all.value[0].lease.as_ref().unwrap().renewals, 1);
+    // A ticket that left and came back is another ticket: not removed on
+    // the strength of a watch of the old one.
+    let (expired, _) = watch_until_expired(&*q).await;
+    q.leave("a").await.unwrap();
+    q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    assert_eq!(q.expire(&expired[0]).await.unwrap(), None);
+    let all = q.tickets().await.unwrap();
+    assert_eq!((all.value.len(), all.fencing_token), (1, FencingToken(3)));
+}
+
+pub async fn permanent_tickets_never_expire(store: S) {
+    let q = queue(&store, "forever");
+    q.join("p", Tags::new()).await.unwrap();
+    let holder = LeaseHolder::join(
+        Arc::clone(&q),
+        "w",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    let options = quick().with_timeout(Some(LEASE * 3));
+    let err = holder.wait_for_position(1, &options).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("position 1"), "{err}");
+    let all = q.tickets().await.unwrap();
+    assert_eq!(all.value[0].process_id, "p");
+    assert_eq!(all.fencing_token, FencingToken(2), "nothing removed");
+    holder.release().await.unwrap();
+}
+
+pub async fn the_holder_learns_of_loss_before_anyone_removes_it(store: S) {
+    let cut = Cut::new(store.queue("cut").unwrap());
+    let holder = LeaseHolder::join(cut.clone(), "h", Tags::new(), LEASE, HolderOptions::new())
+        .await
+        .unwrap();
+    let joined_token = holder.joined().fencing_token;
+    // A waiter that removes expired tickets as soon as the protocol allows.
+    let observer = queue(&store, "cut");
+    let remover = tokio::spawn(async move {
+        loop {
+            let (expired, _) = watch_until_expired(&*observer).await;
+            if let Some(token) = observer.expire(&expired[0]).await.unwrap() {
+                return (Instant::now(), token);
+            }
+        }
+    });
+    tokio::time::sleep(LEASE / 2).await;
+    cut.cut_renewals();
+    let lost = holder.lost().await;
+    let lost_at = Instant::now();
+    assert_eq!(lost.kind(), ErrorKind::LeaseLost, "{lost}");
+    assert!(!holder.is_held());
+    assert!(matches!(holder.status(), LeaseStatus::Lost(_)));
+    let (removed_at, token) = remover.await.unwrap();
+    assert!(
+        lost_at < removed_at,
+        "the holder learned of its loss {:?} after the ticket was removed",
+        lost_at - removed_at
+    );
+    assert_eq!(token.get(), joined_token.get() + 1);
+    // Releasing a lost lease finds the ticket gone.
+    assert_eq!(holder.release().await.unwrap(), None);
+}
+
+pub async fn a_dead_holders_ticket_is_taken_over_with_a_larger_token(store: S) {
+    let cut = Cut::new(store.queue("dead").unwrap());
+    let first = LeaseHolder::join(
+        cut.clone(),
+        "first",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    let head = first.wait_for_position(1, &quick()).await.unwrap();
+    let second = LeaseHolder::join(
+        queue(&store, "dead"),
+        "second",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    // The first holder's process dies: no renewal, no leave ever again.
+    cut.cut_everything();
+    drop(first);
+    let took_over = second.wait_for_position(1, &quick()).await.unwrap();
+    assert!(
+        took_over.fencing_token > head.fencing_token,
+        "{:?} after {:?}",
+        took_over.fencing_token,
+        head.fencing_token
+    );
+    assert_eq!(took_over.value.process_id, "second");
+    assert!(second.is_held());
+    let all = queue(&store, "dead").tickets().await.unwrap();
+    assert_eq!(all.value.len(), 1, "the dead holder's ticket was removed");
+    second.release().await.unwrap();
+}
+
+pub async fn waiters_become_head_in_ticket_order(store: S) {
+    const N: usize = 5;
+    let mut holders = Vec::new();
+    for i in 0..N {
+        let h = LeaseHolder::join(
+            queue(&store, "order"),
+            &format!("w{i}"),
+            Tags::new(),
+            LEASE,
+            HolderOptions::new(),
+        )
+        .await
+        .unwrap();
+        holders.push(h);
+    }
+    // Each waits in its own task, holds the head briefly, then leaves.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = holders
+        .into_iter()
+        .map(|h| {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let head = h.wait_for_position(1, &quick()).await.unwrap();
+                log.lock()
+                    .unwrap()
+                    .push(("start", head.value.counter, head.fencing_token));
+                tokio::time::sleep(ms(30)).await;
+                log.lock()
+                    .unwrap()
+                    .push(("end", head.value.counter, head.fencing_token));
+                h.release().await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = log.lock().unwrap().clone();
+    // Strictly alternating start/end, in counter order, tokens growing.
+    assert_eq!(log.len(), 2 * N);
+    for (i, pair) in log.chunks(2).enumerate() {
+        assert_eq!((pair[0].0, pair[1].0), ("start", "end"), "overlap: {log:?}");
+        assert_eq!(pair[0].1, pair[1].1);
+        assert_eq!(pair[0].1, i as u64 + 1, "out of ticket order: {log:?}");
+    }
+    assert!(
+        log.windows(2).all(|w| w[0].2 <= w[1].2),
+        "tokens go down: {log:?}"
+    );
+}
+
+pub async fn a_semaphore_of_two_admits_two_at_a_time(store: S) {
+    let mut holders = Vec::new();
+    for i in 0..3 {
+        holders.push(
+            LeaseHolder::join(
+                queue(&store, "sem"),
+                &format!("s{i}"),
+                Tags::new(),
+                LEASE,
+                HolderOptions::new(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let now = quick().with_timeout(Some(Duration::ZERO));
+    assert_eq!(
+        holders[0]
+            .wait_for_position(2, &now)
+            .await
+            .unwrap()
+            .value
+            .position,
+        0
+    );
+    assert_eq!(
+        holders[1]
+            .wait_for_position(2, &now)
+            .await
+            .unwrap()
+            .value
+            .position,
+        1
+    );
+    assert_eq!(
+        kind(holders[2].wait_for_position(2, &now).await),
+        ErrorKind::Timeout
+    );
+    let first = holders.remove(0);
+    first.release().await.unwrap();
+    let third = holders[1].wait_for_position(2, &quick()).await.unwrap();
+    assert_eq!(third.value.position, 1);
+    assert_eq!(
+        kind(wait_for_position(&*queue(&store, "sem"), "s1", 0, &now).await),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind(wait_for_position(&*queue(&store, "sem"), "nobody", 1, &now).await),
+        ErrorKind::NotFound
+    );
+    for h in holders {
+        h.release().await.unwrap();
+    }
+}
+
+pub async fn leases_on_a_counter_id_are_wrong_type(store: S) {
+    store.counter("count").unwrap().next().await.unwrap();
+    let q = queue(&store, "count");
+    assert_eq!(
+        kind(q.join_leased("a", Tags::new(), LEASE).await),
+        ErrorKind::WrongType
+    );
+    assert_eq!(kind(q.renew("a", 1).await), ErrorKind::WrongType);
+    let err = LeaseHolder::join(
+        Arc::clone(&q),
+        "a",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongType);
+    assert_eq!(
+        kind(wait_for_position(&*q, "a", 1, &quick()).await),
+        ErrorKind::WrongType
+    );
+    assert_eq!(store.counter("count").unwrap().get().await.unwrap(), 1);
+}
