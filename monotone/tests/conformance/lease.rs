@@ -6,7 +6,7 @@
 //! renewal that bumps the fencing token, a holder that learns of its loss
 //! after someone removed it, waiters served out of ticket order.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,14 +75,17 @@ fn kind<T: std::fmt::Debug>(r: monotone::Result<T>) -> ErrorKind {
 }
 
 /// A queue whose holder-side requests can be cut off, as if this process
-/// lost its network: renewals (and, once `dead`, leaves too) fail as
-/// Unavailable without reaching the store. Other handles on the same store
-/// still work, as other processes would.
+/// lost its network: renewals (and, once everything is cut, every request)
+/// fail as Unavailable without reaching the store, or renewals hang. Other
+/// handles on the same store still work, as other processes would. It also
+/// counts reads of the whole queue.
 #[derive(Debug)]
 pub struct Cut {
     inner: Box<dyn Queue>,
     renewals: AtomicBool,
     everything: AtomicBool,
+    hang: AtomicBool,
+    reads: AtomicU64,
 }
 
 impl Cut {
@@ -91,7 +94,19 @@ impl Cut {
             inner,
             renewals: AtomicBool::new(false),
             everything: AtomicBool::new(false),
+            hang: AtomicBool::new(false),
+            reads: AtomicU64::new(0),
         })
+    }
+
+    /// From now on renewals never answer.
+    pub fn hang_renewals(&self) {
+        self.hang.store(true, Ordering::SeqCst);
+    }
+
+    /// How many times the whole queue was read through this handle.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
     }
 
     /// From now on renewals fail.
@@ -135,6 +150,9 @@ impl Queue for Cut {
         self.inner.leave(process_id).await
     }
     async fn renew(&self, process_id: &str, counter: u64) -> monotone::Result<Fenced<Ticket>> {
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.check(&self.renewals)?;
         self.inner.renew(process_id, counter).await
     }
@@ -148,6 +166,7 @@ impl Queue for Cut {
     }
     async fn tickets(&self) -> monotone::Result<Fenced<Vec<Ticket>>> {
         self.check(&self.everything)?;
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.tickets().await
     }
     async fn remove(&self) -> monotone::Result<Option<FencingToken>> {

@@ -1,0 +1,290 @@
+//! The lease protocol's timing within one process, on Tokio's paused clock:
+//! time only moves when every task waits, so each check sees the exact
+//! instants at which the holder renews, gives up, and an observer may
+//! remove a ticket, without sleeping.
+//!
+//! The memory store answers at once, so a request takes no time here; the
+//! conformance suite covers real stores with real time.
+
+mod conformance;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conformance::lease::Cut;
+use monotone::{
+    ErrorKind, FencingToken, HolderOptions, LeaseHolder, LeaseWatch, MemoryStore, Queue, Store,
+    Tags, WaitOptions,
+};
+use tokio::time::{sleep, sleep_until, Instant};
+
+const LEASE: Duration = Duration::from_millis(300);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn queue(store: &MemoryStore, id: &str) -> Arc<dyn Queue> {
+    Arc::from(store.queue(id).unwrap())
+}
+
+async fn renewals(q: &dyn Queue, pid: &str) -> u64 {
+    q.ticket(pid).await.unwrap().value.lease.unwrap().renewals
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_holder_renews_every_third_of_the_lease() {
+    let store = MemoryStore::new();
+    let t0 = Instant::now();
+    let holder = LeaseHolder::join(
+        queue(&store, "q"),
+        "h",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    let q = queue(&store, "q");
+    sleep_until(t0 + ms(99)).await;
+    assert_eq!(renewals(&*q, "h").await, 0);
+    sleep_until(t0 + ms(101)).await;
+    assert_eq!(renewals(&*q, "h").await, 1);
+    sleep_until(t0 + ms(1050)).await;
+    assert_eq!(renewals(&*q, "h").await, 10);
+    assert!(holder.is_held());
+    let custom = LeaseHolder::join(
+        queue(&store, "q"),
+        "c",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new().with_renew_every(ms(50)),
+    )
+    .await
+    .unwrap();
+    sleep(ms(1001)).await;
+    assert_eq!(renewals(&*q, "c").await, 20);
+    drop(custom);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_holder_gives_up_nine_tenths_of_a_lease_after_its_last_renewal_was_sent() {
+    let store = MemoryStore::new();
+    let cut = Cut::new(store.queue("q").unwrap());
+    let t0 = Instant::now();
+    let holder = LeaseHolder::join(cut.clone(), "h", Tags::new(), LEASE, HolderOptions::new())
+        .await
+        .unwrap();
+    // The renewal sent at 100 ms succeeds; those from 200 ms on fail.
+    sleep_until(t0 + ms(150)).await;
+    cut.cut_renewals();
+    let err = holder.lost().await;
+    assert_eq!(err.kind(), ErrorKind::LeaseLost);
+    assert_eq!(Instant::now() - t0, ms(100 + 270));
+    assert!(!holder.is_held());
+    // Still in the queue: only an observer's full watch may remove it.
+    assert_eq!(queue(&store, "q").tickets().await.unwrap().value.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reserve_makes_the_holder_give_up_that_much_earlier() {
+    let store = MemoryStore::new();
+    let cut = Cut::new(store.queue("q").unwrap());
+    cut.cut_renewals();
+    let t0 = Instant::now();
+    let holder = LeaseHolder::join(
+        cut.clone(),
+        "h",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new().with_reserve(ms(50)),
+    )
+    .await
+    .unwrap();
+    holder.lost().await;
+    assert_eq!(Instant::now() - t0, ms(270 - 50));
+    // A reserve that leaves no room to renew is refused.
+    let err = LeaseHolder::join(
+        queue(&store, "q"),
+        "x",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new()
+            .with_reserve(ms(100))
+            .with_renew_every(ms(100)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_never_answers_does_not_hold_the_loss_back() {
+    let store = MemoryStore::new();
+    let cut = Cut::new(store.queue("q").unwrap());
+    let t0 = Instant::now();
+    let holder = LeaseHolder::join(cut.clone(), "h", Tags::new(), LEASE, HolderOptions::new())
+        .await
+        .unwrap();
+    cut.hang_renewals();
+    holder.lost().await;
+    assert_eq!(Instant::now() - t0, ms(270));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_removed_ticket_is_lost_at_the_next_renewal() {
+    let store = MemoryStore::new();
+    let t0 = Instant::now();
+    let holder = LeaseHolder::join(
+        queue(&store, "q"),
+        "h",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    sleep_until(t0 + ms(150)).await;
+    queue(&store, "q").leave("h").await.unwrap();
+    let err = holder.lost().await;
+    assert_eq!(
+        Instant::now() - t0,
+        ms(200),
+        "told at the renewal at 200 ms"
+    );
+    assert!(err.to_string().contains("gone"), "{err}");
+    assert_eq!(holder.release().await.unwrap(), None);
+}
+
+/// The worst case for the margin: an observer that reads the instant after
+/// each successful renewal. It still may not remove the ticket until a full
+/// lease after the last renewal, while the holder gave up at nine tenths.
+#[tokio::test(start_paused = true)]
+async fn no_observer_can_remove_the_ticket_before_the_holder_gave_up() {
+    let store = MemoryStore::new();
+    let cut = Cut::new(store.queue("q").unwrap());
+    let holder = LeaseHolder::join(cut.clone(), "h", Tags::new(), LEASE, HolderOptions::new())
+        .await
+        .unwrap();
+    let observer = queue(&store, "q");
+    let t0 = Instant::now();
+    let mut watch = LeaseWatch::new();
+    let mut lost_at = None;
+    let removed_at = loop {
+        if t0.elapsed() >= ms(250) {
+            cut.cut_renewals(); // the last renewal went out at 200 ms
+        }
+        if lost_at.is_none() && !holder.is_held() {
+            lost_at = Some(Instant::now());
+        }
+        let all = observer.tickets().await.unwrap();
+        let expired = watch.observe(&all.value, all.fencing_token, Instant::now());
+        if let Some(e) = expired.first() {
+            assert_eq!(observer.expire(e).await.unwrap(), Some(FencingToken(2)));
+            break Instant::now();
+        }
+        sleep(ms(1)).await;
+    };
+    assert_eq!(lost_at.unwrap() - t0, ms(200 + 270));
+    // 500 ms, or 501 if the read at 200 ms came just before the renewal.
+    let removed = removed_at - t0;
+    assert!((ms(500)..=ms(501)).contains(&removed), "{removed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_takes_over_within_one_lease_and_one_poll_of_the_holders_death() {
+    let store = MemoryStore::new();
+    let cut = Cut::new(store.queue("q").unwrap());
+    let first = LeaseHolder::join(
+        cut.clone(),
+        "first",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    let second = LeaseHolder::join(
+        queue(&store, "q"),
+        "second",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    let options = WaitOptions::new();
+    let poll = options.poll_interval(std::slice::from_ref(&first.joined().value));
+    assert_eq!(poll, LEASE / 4);
+    let waiter = tokio::spawn(async move {
+        let head = second.wait_for_position(1, &options).await.unwrap();
+        (Instant::now(), head, second)
+    });
+    sleep(ms(1234)).await;
+    let killed = Instant::now();
+    cut.cut_everything();
+    drop(first);
+    let (head_at, head, second) = waiter.await.unwrap();
+    let took = head_at - killed;
+    assert!(took <= LEASE + poll, "took {took:?}");
+    // Never before the holder could have given up: its last renewal went
+    // out at most a third of a lease before it died.
+    assert!(took >= LEASE * 9 / 10 - LEASE / 3, "took {took:?}");
+    assert_eq!(head.value.process_id, "second");
+    assert!(head.fencing_token > second.joined().fencing_token);
+    second.release().await.unwrap();
+}
+
+/// What waiting costs: one read of the queue per poll, a random half to
+/// whole poll interval apart: 1 to 2 reads a second behind a 15 s lease.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_reads_once_per_poll_interval() {
+    let store = MemoryStore::new();
+    let lease = Duration::from_secs(15);
+    let holder = LeaseHolder::join(
+        queue(&store, "q"),
+        "h",
+        Tags::new(),
+        lease,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    let counted = Cut::new(store.queue("q").unwrap());
+    counted.join("w", Tags::new()).await.unwrap();
+    let options = WaitOptions::new().with_timeout(Some(Duration::from_secs(60)));
+    let err = monotone::wait_for_position(&*counted, "w", 1, &options)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let reads = counted.reads();
+    assert!((60..=121).contains(&reads), "{reads} reads in 60 s");
+    assert!(holder.is_held());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_times_out_on_time_and_a_zero_timeout_looks_once() {
+    let store = MemoryStore::new();
+    let counted = Cut::new(store.queue("q").unwrap());
+    counted.join("a", Tags::new()).await.unwrap();
+    counted.join("b", Tags::new()).await.unwrap();
+    let t0 = Instant::now();
+    let options = WaitOptions::new().with_timeout(Some(ms(2500)));
+    let err = monotone::wait_for_position(&*counted, "b", 1, &options)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(Instant::now() - t0, ms(2500));
+    let before = counted.reads();
+    let now = WaitOptions::new().with_timeout(Some(Duration::ZERO));
+    let err = monotone::wait_for_position(&*counted, "b", 1, &now)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(counted.reads() - before, 1);
+    assert_eq!(Instant::now() - t0, ms(2500), "did not wait");
+    let ok = monotone::wait_for_position(&*counted, "b", 2, &now)
+        .await
+        .unwrap();
+    assert_eq!(ok.value.position, 1);
+}
