@@ -1,0 +1,313 @@
+//! Leases on DynamoDB beyond the conformance suite: the stored layout and
+//! monotone 0.4 reading and rewriting a leased queue, requests per renewal
+//! and expiry, renewals that never make a join retry, an expiry whose read
+//! went stale, and corrupt leases.
+#![cfg(feature = "aws")]
+
+mod dynamodb_support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use monotone::{
+    ErrorKind, FencingToken, HolderOptions, LeaseHolder, LeaseWatch, Queue, Store, Tags,
+};
+use tokio::time::Instant;
+
+use dynamodb_support::*;
+
+type Item = HashMap<String, AttributeValue>;
+
+const LEASE: Duration = Duration::from_millis(400);
+
+fn r(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn number(it: &Item, name: &str) -> u64 {
+    match it.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().unwrap(),
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+/// Watch `q` until a ticket expires; that observation.
+async fn watch_until_expired(q: &dyn Queue) -> monotone::Expired {
+    let mut watch = LeaseWatch::new();
+    loop {
+        let all = q.tickets().await.unwrap();
+        if let Some(e) = watch
+            .observe(&all.value, all.fencing_token, Instant::now())
+            .pop()
+        {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_queue_keeps_monotone_0_4s_entries_and_0_4s_rewrite_makes_them_permanent() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "lease-0-4").await;
+    let table = store.table().to_owned();
+    let q: Arc<dyn Queue> = Arc::from(store.queue("q").unwrap());
+    q.join("perm", Tags::new()).await.unwrap();
+    let holder = LeaseHolder::join(
+        Arc::clone(&q),
+        "leased",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    let it = raw_item(&raw, &table, "q").await.unwrap();
+    // Items: exactly the JSON entries monotone 0.4 writes and parses.
+    let mut entries = match &it["Items"] {
+        AttributeValue::Ss(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            r#"{"process_id":"leased","counter":2,"tags":{}}"#,
+            r#"{"process_id":"perm","counter":1,"tags":{}}"#
+        ]
+    );
+    // Leases: by counter, the documented fields.
+    let AttributeValue::M(leases) = &it["Leases"] else {
+        panic!("Leases is a map: {:?}", it["Leases"])
+    };
+    assert_eq!(leases.keys().collect::<Vec<_>>(), ["2"]);
+    let AttributeValue::M(lease) = &leases["2"] else {
+        panic!()
+    };
+    assert_eq!(lease["process_id"], AttributeValue::S("leased".into()));
+    assert_eq!(lease["lease_ms"], n(400));
+    let mut names: Vec<_> = lease.keys().cloned().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["lease_ms", "process_id", "renewals", "renewed_at_ms"]
+    );
+    assert_eq!(number(&it, "Version"), 2);
+
+    // monotone 0.4 joins: it reads ID, Type, Version, Value and Items and
+    // puts back the whole item, conditional on the version it read.
+    let mut as_0_4: Item = it
+        .iter()
+        .filter(|(k, _)| ["ID", "Type", "Version", "Value", "Items"].contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let version = number(&it, "Version");
+    as_0_4.insert("Version".into(), n(version + 1));
+    as_0_4.insert("Value".into(), n(3));
+    if let Some(AttributeValue::Ss(v)) = as_0_4.get_mut("Items") {
+        v.push(r#"{"process_id":"old","counter":3}"#.into());
+    }
+    raw.put_item()
+        .table_name(&table)
+        .set_item(Some(as_0_4))
+        .condition_expression("Version = :version OR attribute_not_exists(Version)")
+        .expression_attribute_values(":version", n(version))
+        .send()
+        .await
+        .unwrap();
+    // Every ticket is still there, and permanent now.
+    let all = q.tickets().await.unwrap();
+    let seen: Vec<_> = all
+        .value
+        .iter()
+        .map(|t| (t.process_id.as_str(), t.lease.is_some()))
+        .collect();
+    assert_eq!(seen, [("perm", false), ("leased", false), ("old", false)]);
+    // The holder finds out at its next renewal, and leaves.
+    let lost = holder.lost().await;
+    assert_eq!(lost.kind(), ErrorKind::LeaseLost);
+    assert!(lost.to_string().contains("no lease"), "{lost}");
+    assert_eq!(holder.release().await.unwrap(), Some(FencingToken(4)));
+    let all = q.tickets().await.unwrap();
+    assert_eq!(all.value.len(), 2);
+    // A leased join after that builds the lease map again.
+    let again = q.join_leased("new", Tags::new(), LEASE).await.unwrap();
+    assert_eq!(again.value.counter, 4);
+    assert!(again.value.lease.is_some());
+    assert!(q.ticket("new").await.unwrap().value.lease.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_lease_operation() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, _) = fresh_store(&endpoint, "lease-requests").await;
+    let q = store.queue("q").unwrap();
+    let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    assert_eq!(
+        requests.take(),
+        r(&["GetItem", "UpdateItem"]),
+        "first leased join"
+    );
+    q.join("b", Tags::new()).await.unwrap();
+    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "join");
+    q.renew("a", a.value.counter).await.unwrap();
+    assert_eq!(requests.take(), r(&["UpdateItem"]), "renewal");
+    let expired = watch_until_expired(&*q).await;
+    requests.take();
+    assert_eq!(q.expire(&expired).await.unwrap().map(|t| t.get()), Some(3));
+    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "expiry");
+    q.join_leased("c", Tags::new(), LEASE).await.unwrap();
+    assert_eq!(
+        requests.take(),
+        r(&["GetItem", "UpdateItem"]),
+        "leased join"
+    );
+    assert_eq!(q.leave("c").await.unwrap(), FencingToken(5));
+    assert_eq!(
+        requests.take(),
+        r(&["GetItem", "UpdateItem"]),
+        "leave of a leased ticket"
+    );
+}
+
+/// 16 leased members renew as fast as they can while another client joins
+/// 20 times: every join still costs exactly one read and one write, because
+/// a renewal changes nothing a join's condition depends on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn renewals_never_make_a_join_retry() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, _) = fresh_store(&endpoint, "lease-renewing").await;
+    let renewing = Arc::new(store.clone());
+    let q = renewing.queue("q").unwrap();
+    let mut members = Vec::new();
+    for i in 0..16 {
+        let t = q
+            .join_leased(&format!("m{i}"), Tags::new(), LEASE)
+            .await
+            .unwrap();
+        members.push((format!("m{i}"), t.value.counter));
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewer = {
+        let stop = Arc::clone(&stop);
+        let q = renewing.queue("q").unwrap();
+        tokio::spawn(async move {
+            let mut renewals = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for (pid, counter) in &members {
+                    q.renew(pid, *counter).await.unwrap();
+                    renewals += 1;
+                }
+            }
+            renewals
+        })
+    };
+    // Another client, counting only its own requests.
+    let (joiner, joins) = counted_store(
+        &endpoint,
+        monotone::dynamodb::DynamoDbConfig::new(store.table()),
+    )
+    .await;
+    requests.take();
+    let jq = joiner.queue("q").unwrap();
+    for i in 0..20 {
+        let t = jq.join(&format!("j{i}"), Tags::new()).await.unwrap();
+        assert_eq!(t.fencing_token.get(), 17 + i);
+        assert_eq!(joins.take(), r(&["GetItem", "UpdateItem"]), "join {i}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let renewals = renewer.await.unwrap();
+    assert!(renewals >= 16, "renewals ran meanwhile: {renewals}");
+    println!("{renewals} renewals while 20 joins each took 2 requests");
+}
+
+/// The store reads the queue, finds the ticket as the observer saw it, and
+/// writes: a renewal that landed in between (here: a stale read, injected)
+/// must still win, through the write's condition on the renewal count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_on_a_stale_read_loses_to_the_renewal() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "lease-stale").await;
+    let table = store.table().to_owned();
+    let q = store.queue("q").unwrap();
+    let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    let expired = watch_until_expired(&*q).await;
+    let before = raw_item(&raw, &table, "q").await.unwrap();
+    q.renew("a", a.value.counter).await.unwrap();
+    // The next read answers with the item as it was before the renewal.
+    let stale = format!(
+        r#"{{"Item":{{"ID":{{"S":"q"}},"Type":{{"S":"QUEUE"}},"Version":{{"N":"1"}},"Value":{{"N":"1"}},
+           "Items":{{"SS":[{}]}},
+           "Leases":{{"M":{{"1":{{"M":{{"process_id":{{"S":"a"}},"lease_ms":{{"N":"400"}},
+           "renewals":{{"N":"0"}},"renewed_at_ms":{{"N":"0"}}}}}}}}}}}}}}"#,
+        serde_json::to_string(r#"{"process_id":"a","counter":1,"tags":{}}"#).unwrap()
+    );
+    assert_eq!(number(&before, "Version"), 1);
+    inject_answer(&endpoint, &table, "GetItem", &stale, 1).await;
+    assert_eq!(q.expire(&expired).await.unwrap(), None);
+    let all = q.tickets().await.unwrap();
+    assert_eq!(all.value.len(), 1, "the renewed ticket stays");
+    assert_eq!(all.fencing_token, FencingToken(1));
+    assert_eq!(all.value[0].lease.as_ref().unwrap().renewals, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_leases_are_reported_and_never_written_over() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "lease-corrupt").await;
+    let table = store.table().to_owned();
+    let entry = AttributeValue::Ss(vec![r#"{"process_id":"a","counter":1,"tags":{}}"#.into()]);
+    let lease = |process: &str, ms: &str| {
+        AttributeValue::M(HashMap::from([(
+            "1".to_string(),
+            AttributeValue::M(HashMap::from([
+                ("process_id".to_string(), AttributeValue::S(process.into())),
+                ("lease_ms".to_string(), AttributeValue::N(ms.into())),
+                ("renewals".to_string(), n(0)),
+                ("renewed_at_ms".to_string(), n(0)),
+            ])),
+        )]))
+    };
+    for (why, leases) in [
+        ("not a map (M)", AttributeValue::S("x".into())),
+        ("to process `b`", lease("b", "400")),
+        ("0 ms", lease("a", "0")),
+        ("not a whole number", lease("a", "1.5")),
+    ] {
+        let it: Item = HashMap::from([
+            ("ID".to_string(), AttributeValue::S("q".into())),
+            ("Type".to_string(), AttributeValue::S("QUEUE".into())),
+            ("Version".to_string(), n(1)),
+            ("Value".to_string(), n(1)),
+            ("Items".to_string(), entry.clone()),
+            ("Leases".to_string(), leases),
+        ]);
+        raw.put_item()
+            .table_name(&table)
+            .set_item(Some(it.clone()))
+            .send()
+            .await
+            .unwrap();
+        let q = store.queue("q").unwrap();
+        let err = q.tickets().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{why}: {err}");
+        assert!(err.to_string().contains("`Leases`"), "{err}");
+        assert!(err.to_string().contains(why), "{why}: {err}");
+        assert_eq!(
+            q.join("c", Tags::new()).await.unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        assert_eq!(q.leave("a").await.unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(
+            raw_item(&raw, &table, "q").await.unwrap(),
+            it,
+            "{why}: untouched"
+        );
+    }
+}
