@@ -1,6 +1,8 @@
 //! The command line, as clap derive types only. monotone 0.4's flags and
 //! commands are kept exactly; `--store` is new.
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
 
 const ABOUT: &str =
@@ -22,11 +24,14 @@ Output is one JSON document on stdout. On failure nothing is printed on
 stdout, one line goes to stderr, and the exit code says why:
   2 usage or invalid input   3 not found        4 wrong type (counter vs queue)
   5 contention or throttling 6 store unavailable 7 store misconfigured
-  8 corrupt data in the store 1 anything else
+  8 corrupt data in the store 9 not acquired in time (queue wait --timeout)
+  10 lease lost              1 anything else
 
 Examples:
   monotone -i mycounter counter next
-  monotone -i myzkcluster queue -p $(hostname -f) join | jq .ticket.counter";
+  monotone -i myzkcluster queue -p $(hostname -f) join | jq .ticket.counter
+  monotone -i leader queue -p $(hostname -f) join --ttl 15s
+  monotone -i leader queue -p $(hostname -f) wait --timeout 5m";
 
 /// `monotone [global flags] <counter|queue> ...`
 #[derive(Debug, Parser)]
@@ -94,11 +99,34 @@ pub enum QueueAction {
         /// Tag for the ticket, KEY=VALUE; repeat for more
         #[arg(short, long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
         tags: Vec<(String, String)>,
+        /// Give the ticket a lease: it expires unless renewed within this
+        /// long (e.g. 30s, 2m)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Renew the lease of the process's ticket once
+    Renew,
+    /// Wait until the process is among the first N tickets, removing expired
+    /// tickets ahead of it; print its ticket
+    Wait {
+        /// Wait until the ticket's position is below N (1: the head)
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        position: u64,
+        /// Give up after this long (exit code 9); 0 looks once
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
     },
     /// Remove the process from the queue
     Leave,
     /// Remove the queue from the store
     Rm,
+}
+
+/// A duration such as `15s`, `1m30s` or `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 15s, 2m or 500ms ({e})"))
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -129,7 +157,7 @@ mod tests {
             panic!("not a queue command")
         };
         assert_eq!(q.process_id.as_deref(), Some("foo"));
-        let QueueAction::Join { tags } = q.action else {
+        let QueueAction::Join { tags, .. } = q.action else {
             panic!("not join")
         };
         assert_eq!(tags, [("a".into(), "1".into()), ("b".into(), "x=y".into())]);

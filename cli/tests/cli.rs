@@ -120,7 +120,7 @@ fn readme_session_of_monotone_0_4() {
     assert_eq!(
         text(&["-i", "myqueue", "queue", "-p", "foo", "join"]),
         format!(
-            "{{\n  \"id\": \"myqueue\",\n  \"region\": \"local\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 1,\n  \"ticket\": {{\n    \"process_id\": \"foo\",\n    \"counter\": 1,\n    \"position\": 0,\n    \"tags\": {{}}\n  }}\n}}\n"
+            "{{\n  \"id\": \"myqueue\",\n  \"region\": \"local\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 1,\n  \"ticket\": {{\n    \"process_id\": \"foo\",\n    \"counter\": 1,\n    \"position\": 0,\n    \"tags\": {{}},\n    \"lease\": null\n  }}\n}}\n"
         )
     );
     assert_eq!(
@@ -189,7 +189,7 @@ fn queue_commands_field_by_field() {
         json!({
             "id": "q", "region": "local", "table": table, "fencing_token": 1,
             "ticket": {"process_id": "a", "counter": 1, "position": 0,
-                       "tags": {"role": "zk", "az": "eu-west-1a"}}
+                       "tags": {"role": "zk", "az": "eu-west-1a"}, "lease": null}
         })
     );
     // -p may also follow the action.
@@ -197,7 +197,7 @@ fn queue_commands_field_by_field() {
     assert_eq!(b["fencing_token"], 2);
     assert_eq!(
         b["ticket"],
-        json!({"process_id": "b", "counter": 2, "position": 1, "tags": {}})
+        json!({"process_id": "b", "counter": 2, "position": 1, "tags": {}, "lease": null})
     );
     // Joining again returns the same ticket and the current token.
     let again = s.json(&["-i", "q", "queue", "-p", "a", "join", "-t", "other=tag"]);
@@ -220,7 +220,7 @@ fn queue_commands_field_by_field() {
     let list = s.json(&["-i", "q", "queue", "list"]);
     assert_eq!(
         list["tickets"],
-        json!([{"process_id": "b", "counter": 2, "position": 0, "tags": {}}])
+        json!([{"process_id": "b", "counter": 2, "position": 0, "tags": {}, "lease": null}])
     );
     let rm = s.json(&["-i", "q", "queue", "rm"]);
     assert_eq!(
@@ -563,4 +563,62 @@ fn concurrent_joins_get_distinct_tickets() {
         assert_eq!(t["position"], i);
         assert_eq!(t["counter"], i + 1);
     }
+}
+
+/// Leased tickets from the shell: a holder that stops renewing is removed by
+/// the next process's `wait`, which then leads with a larger token.
+#[test]
+fn leased_join_renew_and_wait() {
+    let s = Sandbox::new();
+    let a = s.json(&["-i", "lead", "queue", "-p", "a", "join", "--ttl", "300ms"]);
+    assert_eq!(a["ticket"]["lease"]["ttl_ms"], 300);
+    assert_eq!(a["ticket"]["lease"]["renewals"], 0);
+    let renewed = s.json(&["-i", "lead", "queue", "-p", "a", "renew"]);
+    assert_eq!(renewed["ticket"]["lease"]["renewals"], 1);
+    assert_eq!(renewed["fencing_token"], 1);
+    let b = s.json(&["-i", "lead", "queue", "-p", "b", "join", "--ttl", "30s"]);
+    assert_eq!(b["ticket"]["position"], 1);
+    // Not the head, and not waiting: exit code 9 at once.
+    let msg = s.fails(
+        &["-i", "lead", "queue", "-p", "b", "wait", "--timeout", "0s"],
+        9,
+    );
+    assert!(msg.contains("position 1"), "{msg}");
+    // `a` is never renewed again: `b`'s wait removes it after a full lease.
+    let started = std::time::Instant::now();
+    let led = s.json(&["-i", "lead", "queue", "-p", "b", "wait", "--timeout", "20s"]);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(led["ticket"]["process_id"], "b");
+    assert_eq!(led["ticket"]["position"], 0);
+    assert_eq!(led["fencing_token"], 3, "the removal was a write");
+    // The removed holder finds out when it renews.
+    s.fails(&["-i", "lead", "queue", "-p", "a", "renew"], 3);
+    let list = s.json(&["-i", "lead", "queue", "list"]);
+    assert_eq!(list["tickets"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn lease_usage_errors() {
+    let s = Sandbox::new();
+    s.json(&["-i", "q", "queue", "-p", "perm", "join"]);
+    for (args, code, says) in [
+        (vec!["join", "--ttl", "soon"], 2, "not a duration"),
+        (vec!["join", "--ttl", "10ms"], 2, "out of range"),
+        (vec!["join", "--ttl", "3days"], 2, "out of range"),
+        (vec!["wait", "--position", "0"], 2, "0"),
+        (vec!["wait", "--timeout", "-1s"], 2, "unexpected argument"),
+    ] {
+        let mut all = vec!["-i", "q", "queue", "-p", "x"];
+        all.extend(args);
+        let msg = s.fails(&all, code);
+        assert!(msg.contains(says), "{all:?}: {msg}");
+    }
+    let msg = s.fails(&["-i", "q", "queue", "-p", "perm", "renew"], 2);
+    assert!(msg.contains("permanent"), "{msg}");
+    s.fails(&["-i", "q", "queue", "-p", "nobody", "renew"], 3);
+    s.fails(&["-i", "q", "queue", "-p", "nobody", "wait"], 3);
+    s.json(&["-i", "c", "counter", "next"]);
+    s.fails(&["-i", "c", "queue", "-p", "x", "wait"], 4);
+    // Nothing of that wrote anything.
+    assert_eq!(s.json(&["-i", "q", "queue", "list"])["fencing_token"], 1);
 }

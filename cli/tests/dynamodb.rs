@@ -130,7 +130,7 @@ fn store_url_and_failure_classes() {
     assert_eq!(
         v,
         json!({"id": "q", "region": "us-west-2", "table": table, "fencing_token": 1,
-               "ticket": {"process_id": "a", "counter": 1, "position": 0, "tags": {"k": "v"}}})
+               "ticket": {"process_id": "a", "counter": 1, "position": 0, "tags": {"k": "v"}, "lease": null}})
     );
     let fails = |out: Output, code: i32| {
         let stderr = String::from_utf8(out.stderr).unwrap();

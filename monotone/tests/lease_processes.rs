@@ -96,7 +96,10 @@ async fn takeover(url: &str) -> Duration {
         "the new head's token {waiter_token} is not above the dead holder's {holder_token}"
     );
     let status = waiter.wait().await.unwrap();
-    assert!(status.success(), "the waiter released and exited: {status:?}");
+    assert!(
+        status.success(),
+        "the waiter released and exited: {status:?}"
+    );
     // Never before the holder could have given up: its last renewal went
     // out at most a third of a lease before it died, and it gave up nine
     // tenths of a lease after that.

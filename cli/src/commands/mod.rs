@@ -103,7 +103,7 @@ mod tests {
             v,
             serde_json::json!({
                 "id": "q", "region": "local", "table": "memory", "fencing_token": 1,
-                "ticket": {"process_id": "foo", "counter": 1, "position": 0, "tags": {"k": "v"}}
+                "ticket": {"process_id": "foo", "counter": 1, "position": 0, "tags": {"k": "v"}, "lease": null}
             })
         );
         let v = run_line(&s, "monotone -i q queue -p foo leave").await;
@@ -119,9 +119,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn leased_tickets_show_their_lease() {
+        let s = MemoryStore::new();
+        let v = run_line(&s, "monotone -i q queue -p a join --ttl 1m30s").await;
+        let lease = &v["ticket"]["lease"];
+        assert_eq!(lease["ttl_ms"], 90_000);
+        assert_eq!(lease["renewals"], 0);
+        let at = lease["renewed_at"].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(at).is_ok(), "{at}");
+        let v = run_line(&s, "monotone -i q queue -p a renew").await;
+        assert_eq!(v["ticket"]["lease"]["renewals"], 1);
+        assert_eq!(
+            v["fencing_token"], 1,
+            "a renewal is not a write of the queue"
+        );
+        let v = run_line(&s, "monotone -i q queue -p b join").await;
+        assert_eq!(v["ticket"]["lease"], serde_json::Value::Null);
+        let v = run_line(&s, "monotone -i q queue -p a wait").await;
+        assert_eq!(
+            (v["ticket"]["position"].clone(), v["fencing_token"].clone()),
+            (0.into(), 2.into())
+        );
+        let v = run_line(
+            &s,
+            "monotone -i q queue -p b wait --position 2 --timeout 0s",
+        )
+        .await;
+        assert_eq!(v["ticket"]["position"], 1);
+        let v = run_line(&s, "monotone -i q queue list").await;
+        assert_eq!(v["tickets"][0]["lease"]["renewals"], 1);
+        assert_eq!(v["tickets"][1]["lease"], serde_json::Value::Null);
+    }
+
+    #[tokio::test]
     async fn process_id_is_required_where_it_is_used() {
         let s = MemoryStore::new();
-        for action in ["get", "join", "leave"] {
+        for action in ["get", "join", "renew", "wait", "leave"] {
             let cli = Cli::try_parse_from(["monotone", "-i", "q", "queue", action]).unwrap();
             match run(&s, &cli.id, cli.command).await {
                 Err(CommandError::Usage(m)) => assert!(m.contains("-p"), "{m}"),

@@ -1,18 +1,48 @@
-//! `monotone -i ID queue -p PID get|join|leave`, `monotone -i ID queue list|rm`
+//! `monotone -i ID queue -p PID get|join|renew|wait|leave`,
+//! `monotone -i ID queue list|rm`
 
-use monotone::{Queue, Tags, Ticket};
+use std::time::SystemTime;
+
+use monotone::{wait_for_position, Error, ErrorKind, Lease, Queue, Tags, Ticket, WaitOptions};
 use serde::Serialize;
 
 use super::{CommandError, Output, Place};
 use crate::args::{QueueAction, QueueArgs};
 
-/// monotone 0.4's ticket: `{"process_id", "counter", "position", "tags"}`.
+/// monotone 0.4's ticket: `{"process_id", "counter", "position", "tags"}`,
+/// and its `lease` (`null` for a permanent ticket).
 #[derive(Debug, Serialize)]
 pub struct TicketView {
     pub process_id: String,
     pub counter: u64,
     pub position: usize,
     pub tags: Tags,
+    pub lease: Option<LeaseView>,
+}
+
+/// A ticket's lease: `{"ttl_ms", "renewals", "renewed_at"}`. `renewed_at` is
+/// the holder's wall-clock time of its last renewal (or of the join), in
+/// RFC 3339 UTC; shown only, never used to expire anything.
+#[derive(Debug, Serialize)]
+pub struct LeaseView {
+    pub ttl_ms: u64,
+    pub renewals: u64,
+    pub renewed_at: Option<String>,
+}
+
+impl From<Lease> for LeaseView {
+    fn from(l: Lease) -> Self {
+        LeaseView {
+            ttl_ms: u64::try_from(l.duration.as_millis()).unwrap_or(u64::MAX),
+            renewals: l.renewals,
+            renewed_at: l.renewed_at.map(rfc3339),
+        }
+    }
+}
+
+/// A wall-clock time in RFC 3339, to the millisecond, in UTC.
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 impl From<Ticket> for TicketView {
@@ -22,6 +52,7 @@ impl From<Ticket> for TicketView {
             counter: t.counter,
             position: t.position,
             tags: t.tags,
+            lease: t.lease.map(LeaseView::from),
         }
     }
 }
@@ -92,11 +123,34 @@ pub async fn run(queue: &dyn Queue, place: Place, args: QueueArgs) -> Result<Out
     let id = queue.id().to_owned();
     let Place { region, table } = place;
     Ok(match args.action {
-        QueueAction::Get | QueueAction::Join { .. } => {
+        QueueAction::Get
+        | QueueAction::Join { .. }
+        | QueueAction::Renew
+        | QueueAction::Wait { .. } => {
             let ticket = match args.action {
-                QueueAction::Join { tags } => {
+                QueueAction::Join { tags, ttl } => {
                     let pid = process_id(&args.process_id, "join")?;
-                    queue.join(pid, tag_map(tags)?).await?
+                    queue.join_with(pid, tag_map(tags)?, ttl).await?.ticket
+                }
+                QueueAction::Renew => {
+                    let pid = process_id(&args.process_id, "renew")?;
+                    let held = queue.ticket(pid).await?;
+                    if held.value.lease.is_none() {
+                        return Err(CommandError::Store(Error::new(
+                            ErrorKind::InvalidInput,
+                            format!(
+                                "process `{pid}` holds a permanent ticket in queue `{id}`: \
+                                 only leased tickets (join --ttl) are renewed"
+                            ),
+                        )));
+                    }
+                    queue.renew(pid, held.value.counter).await?
+                }
+                QueueAction::Wait { position, timeout } => {
+                    let pid = process_id(&args.process_id, "wait")?;
+                    let within = usize::try_from(position).unwrap_or(usize::MAX);
+                    let options = WaitOptions::new().with_timeout(timeout);
+                    wait_for_position(queue, pid, within, &options).await?
                 }
                 _ => queue.ticket(process_id(&args.process_id, "get")?).await?,
             };
