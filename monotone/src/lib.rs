@@ -24,6 +24,34 @@ Each holds counters and queues under string ids; one id is either a counter
 or a queue. The contracts every store keeps are documented on [`Counter`]
 and [`Queue`], and a shared conformance suite checks each store against them.
 
+# Leases
+
+A ticket may be joined with a lease: it stays only while its holder renews
+it, so a leader or lock holder that dies is replaced. A [`LeaseHolder`]
+joins, renews in the background and says when the lease can no longer be
+counted on; [`wait_for_position`] waits for a place among the first N,
+removing expired tickets ahead. The protocol, and why it is safe when hosts'
+clocks disagree, is in the [`lease`] module.
+
+```
+use std::sync::Arc;
+use std::time::Duration;
+use monotone::{HolderOptions, LeaseHolder, Queue, Tags, WaitOptions};
+
+# #[tokio::main(flavor = "current_thread")]
+# async fn main() -> monotone::Result<()> {
+let store = monotone::open("memory:").await?;
+let queue: Arc<dyn Queue> = Arc::from(store.queue("leader")?);
+let holder = LeaseHolder::join(queue, "host-a", Tags::new(), Duration::from_secs(15), HolderOptions::new()).await?;
+let head = holder.wait_for_position(1, &WaitOptions::new()).await?;
+// Lead, handing `head.fencing_token` to whatever we write to, until
+// `holder.lost()` completes; then stop at once.
+assert_eq!(head.fencing_token.get(), 1);
+holder.release().await?;
+# Ok(())
+# }
+```
+
 # Example
 
 ```

@@ -29,6 +29,14 @@ clients can share a table during an upgrade:
 | `Version` | N | one more on every write; a queue's fencing token |
 | `Value` | N | a counter's value; a queue's last ticket counter |
 | `Items` | SS | a queue's members, each the JSON `{"process_id": "..", "counter": 1, "tags": {..}}`; absent when the queue is empty (DynamoDB has no empty sets) |
+| `Leases` | M | a queue's leases, by ticket counter (in decimal): `{"process_id": S, "lease_ms": N, "renewals": N, "renewed_at_ms": N}`; absent until the first leased join |
+
+`Leases` is new in this version; the members in `Items` stay exactly what
+monotone 0.4 reads and writes, so 0.4 still reads a queue with leased
+tickets. 0.4 writes a queue by putting back the whole item with only the
+attributes it knows, which drops `Leases`: every leased ticket becomes a
+permanent one, and its holder finds out at its next renewal (the lease is
+lost) and leaves.
 
 The table needs only its key; create it with
 
@@ -69,6 +77,21 @@ cannot read is never written over. The expressions are constants in the
   one member's JSON string in `Items` (leaving the other members' strings as
   they were written, by whichever client), or `REMOVE`s `Items` when the last
   member leaves.
+- **join with a lease**: as a join, and the same `UpdateItem` also sets the
+  ticket's lease, `#leases.#ticket` (or the whole `Leases` map, for the first
+  lease of a queue: a nested `SET` needs its map to exist).
+- **renew**: one `UpdateItem` adding one to `#leases.#ticket.#renewals` and
+  setting the holder's wall-clock time, conditional on
+  `#leases.#ticket.#lease_process = :process` (the lease is still this
+  process's ticket's), returning the item (`ALL_NEW`). It changes neither
+  `Version` nor `Items`, the attributes joins and leaves are conditional on,
+  so renewals never make them retry. A failed condition is
+  [`ErrorKind::LeaseLost`].
+- **expire** (an observer removing a ticket it watched go unrenewed for a
+  full lease, see [`lease`](crate::lease)): a consistent `GetItem`, then,
+  if the ticket is as the observer saw it, an `UpdateItem` as for a leave,
+  conditional on `Version` and on `#leases.#ticket.#renewals` being the
+  count the observer watched: a renewal that lands in between wins.
 - **remove**: one `DeleteItem` under a type condition, returning the old item
   (`ALL_OLD`).
 - **reads** (`counter get`, `ticket`, `tickets`): one strongly consistent
@@ -97,6 +120,9 @@ Requests per operation, once the table exists and without contention:
 | `queue leave` | 2: `GetItem`, `UpdateItem` |
 | `queue ticket`, `queue tickets` | 1 `GetItem` |
 | `queue remove` | 1 `DeleteItem` |
+| `queue join` with a lease | 2: `GetItem`, `UpdateItem` |
+| `queue renew` | 1 `UpdateItem` |
+| `queue expire` | 2: `GetItem`, `UpdateItem` |
 
 Each lost race adds one `UpdateItem`, and a `GetItem` when the retry waited
 long or the server did not return the item.
