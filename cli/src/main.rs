@@ -15,6 +15,7 @@ Diagnostics go through `tracing` to stderr, silent unless `RUST_LOG` asks
 mod args;
 mod commands;
 mod exit;
+mod group;
 mod store_url;
 
 use std::io::Write;
@@ -22,19 +23,23 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::Cli;
+use crate::args::{Cli, Command};
 use crate::commands::{CommandError, Output};
 use crate::exit::Failure;
 use crate::store_url::StoreChoice;
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == group::GUARD_ARG) {
+        return group::guard_main(args.collect());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return exit::clap_error(e),
     };
     init_tracing();
-    match run(cli).and_then(print) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(cli) {
+        Ok(code) => code,
         Err(failure) => failure.report(),
     }
 }
@@ -50,7 +55,7 @@ fn init_tracing() {
     }
 }
 
-fn run(cli: Cli) -> Result<Output, Failure> {
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let choice = store_url::choose(&cli, |k| std::env::var(k).ok()).map_err(Failure::Config)?;
     if let StoreChoice::DefaultSqlite(path) = &choice {
         if let Some(dir) = path.parent() {
@@ -66,15 +71,25 @@ fn run(cli: Cli) -> Result<Output, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let store = monotone::open(&choice.url()).await?;
-        commands::run(&*store, &cli.id, cli.command)
-            .await
-            .map_err(|e| match e {
-                CommandError::Usage(m) => Failure::Usage(m),
-                CommandError::Store(e) => Failure::Store(e),
-            })
-    })
+        match cli.command {
+            Command::Lock(args) => commands::lock::run(store, &cli.id, args, print).await,
+            command => {
+                let output =
+                    commands::run(&*store, &cli.id, command)
+                        .await
+                        .map_err(|e| match e {
+                            CommandError::Usage(m) => Failure::Usage(m),
+                            CommandError::Store(e) => Failure::Store(e),
+                        })?;
+                print(output).map(|()| ExitCode::SUCCESS)
+            }
+        }
+    });
+    // Do not wait for work left on blocking threads (a read of stdin).
+    runtime.shutdown_background();
+    result
 }
 
 fn print(output: Output) -> Result<(), Failure> {

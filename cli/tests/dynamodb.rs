@@ -101,7 +101,7 @@ fn readme_session_of_monotone_0_4_with_region_and_table() {
     );
     assert_eq!(
         text(&["-i", "myqueue", "queue", "-p", "foo", "join"]),
-        format!("{{\n  \"id\": \"myqueue\",\n  \"region\": \"{REGION}\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 1,\n  \"ticket\": {{\n    \"process_id\": \"foo\",\n    \"counter\": 1,\n    \"position\": 0,\n    \"tags\": {{}}\n  }}\n}}\n")
+        format!("{{\n  \"id\": \"myqueue\",\n  \"region\": \"{REGION}\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 1,\n  \"ticket\": {{\n    \"process_id\": \"foo\",\n    \"counter\": 1,\n    \"position\": 0,\n    \"tags\": {{}},\n    \"lease\": null\n  }}\n}}\n")
     );
     assert_eq!(
         text(&["-i", "myqueue", "queue", "-p", "foo", "leave"]),

@@ -132,9 +132,10 @@ impl LeaseHolder {
     /// Join `queue` as `process_id` with a lease of `lease` and start
     /// renewing it.
     ///
-    /// If the process is in the queue already with a leased ticket, that
-    /// ticket is renewed once first (its last renewal may be old) and then
-    /// held; a permanent ticket cannot be held and is an
+    /// The lease is counted from when the write that added the ticket was
+    /// sent ([`Joined::written_at`](crate::Joined::written_at)). If the
+    /// process is in the queue already with a leased ticket, that ticket is
+    /// renewed once first (its last renewal may be old) and then held; a permanent ticket cannot be held and is an
     /// [`ErrorKind::InvalidInput`] error, as are a lease out of range and
     /// options that leave no time to renew.
     pub async fn join(
@@ -156,7 +157,7 @@ impl LeaseHolder {
                     queue.id()
                 )))
             }
-            Some(_) if joined.added => (joined.ticket, sent),
+            Some(_) if joined.added => (joined.ticket, joined.written_at.unwrap_or(sent)),
             Some(_) => {
                 let sent = Instant::now();
                 let renewed = queue.renew(process_id, joined.ticket.value.counter).await?;

@@ -153,6 +153,7 @@ impl Queue for MemoryQueue {
             lease::validate(d)?;
         }
         let lease = lease.map(|d| LeaseRecord::new(d, lease::unix_millis(SystemTime::now())));
+        let written_at = tokio::time::Instant::now();
         let mut items = self.store.lock();
         let item = items
             .entry(self.id.clone())
@@ -163,7 +164,7 @@ impl Queue for MemoryQueue {
         // `QueueState::join` checks everything before it changes anything, so
         // a failed join leaves the queue as it was.
         match queue.join(&self.id, process_id, tags, lease)? {
-            JoinOutcome::Joined(t) => Ok(Joined::new(t, true)),
+            JoinOutcome::Joined(t) => Ok(Joined::written(t, written_at)),
             JoinOutcome::Existing(t) => Ok(Joined::new(t, false)),
         }
     }

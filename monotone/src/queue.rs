@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::lease::{Expired, Lease};
@@ -110,12 +111,30 @@ pub struct Joined {
     /// the queue already, in which case nothing was written and the ticket
     /// is the existing one.
     pub added: bool,
+    /// When the write that added the ticket was sent, on this process's
+    /// monotonic clock (at or before the moment the ticket came to exist):
+    /// a leased ticket's holder counts its lease from here, not from the
+    /// start of a join that may have retried for a while.
+    pub written_at: Option<Instant>,
 }
 
 impl Joined {
     /// What a join did; mostly useful to backends.
     pub fn new(ticket: Fenced<Ticket>, added: bool) -> Self {
-        Joined { ticket, added }
+        Joined {
+            ticket,
+            added,
+            written_at: None,
+        }
+    }
+
+    /// A join that added `ticket` with a write sent at `at`.
+    pub fn written(ticket: Fenced<Ticket>, at: Instant) -> Self {
+        Joined {
+            ticket,
+            added: true,
+            written_at: Some(at),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! monotone 0.4's JSON shapes. Nothing here prints or exits.
 
 pub mod counter;
+pub mod lock;
 pub mod queue;
 
 use monotone::{Location, Store};
@@ -74,6 +75,9 @@ pub async fn run(store: &dyn Store, id: &str, command: Command) -> Result<Output
             })
         }
         Command::Queue(args) => queue::run(&*store.queue(id)?, place, args).await,
+        Command::Lock(_) => Err(CommandError::Usage(
+            "lock runs through commands::lock::run".into(),
+        )),
     }
 }
 

@@ -106,7 +106,7 @@ fn process_id<'a>(args: &'a Option<String>, action: &str) -> Result<&'a str, Com
 }
 
 /// The `-t KEY=VALUE` pairs as tags; a key given twice is a usage error.
-fn tag_map(pairs: Vec<(String, String)>) -> Result<Tags, CommandError> {
+pub fn tag_map(pairs: Vec<(String, String)>) -> Result<Tags, CommandError> {
     let mut tags = Tags::new();
     for (k, v) in pairs {
         if tags.contains_key(&k) {

@@ -199,8 +199,9 @@ impl Queue for DynamoDbQueue {
                 returns: ReturnValue::None,
             };
             let names = ticket_name(update.update, counter);
+            let sent = tokio::time::Instant::now();
             match table.update_named(&what, &self.id, &update, &names).await? {
-                Written::Done(_) => return Ok(Joined::new(ticket, true)),
+                Written::Done(_) => return Ok(Joined::written(ticket, sent)),
                 Written::ConditionFailed(item) => {
                     seen = self.after_conflict(&what, item, &mut attempts).await?;
                 }

@@ -415,6 +415,9 @@ impl Queue for SqliteQueue {
                 if let Some(existing) = find_ticket(tx, shown, &id, &pid)? {
                     return Ok(Outcome::Unchanged(Joined::new(Fenced::new(existing, FencingToken(version)), false)));
                 }
+                // The write lock is ours from here: the ticket exists no
+                // earlier than this.
+                let written_at = tokio::time::Instant::now();
                 let counter = checked_next(value, &id)?;
                 let version = checked_next(version, &id)?;
                 let tags_json = serde_json::to_string(&tags).expect("a map of strings serializes");
@@ -435,7 +438,7 @@ impl Queue for SqliteQueue {
                 let ticket = find_ticket(tx, shown, &id, &pid)?.ok_or_else(|| {
                     Error::new(ErrorKind::Corrupt, format!("queue `{id}`: a ticket vanished while joining"))
                 })?;
-                Ok(Outcome::Commit(Joined::new(Fenced::new(ticket, FencingToken(version)), true)))
+                Ok(Outcome::Commit(Joined::written(Fenced::new(ticket, FencingToken(version)), written_at)))
             })
             .await
     }

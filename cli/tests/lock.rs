@@ -1,0 +1,579 @@
+//! `monotone lock` driven as users drive it, on SQLite and on DynamoDB (the
+//! local server of `scripts/test.sh`; without it those runs say they skip,
+//! except under CI): mutual exclusion among real processes, semaphores,
+//! exit codes passed through, signals, a holder killed with SIGKILL, and a
+//! store that stops answering while the command runs.
+//!
+//! Commands are small shell scripts that write what they saw (start and end
+//! times in nanoseconds, the fencing token, their pids) to files the test
+//! reads afterwards. Leases are short (a second or less).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_monotone");
+const ENDPOINT_VAR: &str = "MONOTONE_TEST_DYNAMODB_ENDPOINT";
+
+/// One store for one test, and a directory for the commands' files.
+struct Place {
+    url: String,
+    dir: TempDir,
+}
+
+impl Place {
+    fn sqlite() -> Place {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("lock.db").display());
+        Place { url, dir }
+    }
+
+    /// A table of its own on the local DynamoDB server (created by the first
+    /// command), or `None` (after saying so) without a server.
+    fn dynamodb(tag: &str) -> Option<Place> {
+        let endpoint = match std::env::var(ENDPOINT_VAR) {
+            Ok(e) if !e.is_empty() => e,
+            _ if std::env::var_os("CI").is_some() => {
+                panic!("{ENDPOINT_VAR} is not set under CI: run the tests through scripts/test.sh")
+            }
+            _ => {
+                println!("skipping: {ENDPOINT_VAR} not set");
+                return None;
+            }
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let table = format!("lock-{tag}-{}-{nanos}", std::process::id());
+        Some(Place {
+            url: format!("dynamodb://{table}?region=eu-west-1&endpoint={endpoint}"),
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `monotone --store URL ARGS`, with the commands' directory in `$OUT`.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        for var in [
+            "MONOTONE_STORE",
+            "RUST_LOG",
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("OUT", self.dir.path())
+            .arg("--store")
+            .arg(&self.url)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn list(&self, id: &str) -> Value {
+        let out = self.run(&["-i", id, "queue", "list"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// Wait (up to 20 s) until the file `name` has content.
+    fn await_file(&self, name: &str) -> String {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.read(name);
+            if text.ends_with('\n') {
+                return text.trim().to_owned();
+            }
+            assert!(Instant::now() < until, "{name} never written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether `pid` still runs: it exists and is not a zombie waiting to be
+/// reaped (by init, which may take its time in a container).
+fn alive(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state is the first field after the parenthesised command name.
+    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+    !(stat.is_empty() || state.starts_with('Z') || state.starts_with('X'))
+}
+
+/// Wait (up to 10 s) for `pid` to be gone; false if it stays.
+fn gone(pid: i32) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// The script every worker runs: note start, hold, note end and token.
+const RECORD: &str = r#"start=$(date +%s%N); sleep "$HOLD"; end=$(date +%s%N)
+echo "$start $end $MONOTONE_FENCING_TOKEN" > "$OUT/run-$MONOTONE_PROCESS_ID""#;
+
+/// `workers` processes run `lock -n holders` around RECORD at once; every
+/// (start, end, token), sorted by start.
+fn contend(place: &Place, workers: usize, holders: u32, hold: &str) -> Vec<(u128, u128, u64)> {
+    let holders = holders.to_string();
+    let children: Vec<_> = (0..workers)
+        .map(|i| {
+            let pid = format!("w{i}");
+            let mut cmd = place.command(&[
+                "-i", "job", "lock", "-p", &pid, "-n", &holders, "--ttl", "1s", "--", "sh", "-c",
+                RECORD,
+            ]);
+            cmd.env("HOLD", hold).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    }
+    let mut runs: Vec<(u128, u128, u64)> = (0..workers)
+        .map(|i| {
+            let line = place.read(&format!("run-w{i}"));
+            let v: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(v.len(), 3, "worker {i} ran its command: {line:?}");
+            (
+                v[0].parse().unwrap(),
+                v[1].parse().unwrap(),
+                v[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    runs.sort();
+    runs
+}
+
+/// The most runs that overlapped at any one time.
+fn most_at_once(runs: &[(u128, u128, u64)]) -> usize {
+    runs.iter()
+        .map(|(start, _, _)| {
+            runs.iter()
+                .filter(|(s, e, _)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn mutual_exclusion(place: &Place) {
+    let runs = contend(place, 8, 1, "0.05");
+    for w in runs.windows(2) {
+        assert!(w[1].0 >= w[0].1, "two commands ran at once: {runs:?}");
+        assert!(w[1].2 > w[0].2, "tokens grow with each holder: {runs:?}");
+    }
+    assert_eq!(most_at_once(&runs), 1);
+    assert_eq!(
+        place.list("job")["tickets"],
+        serde_json::json!([]),
+        "all left"
+    );
+}
+
+fn semaphore(place: &Place) {
+    let runs = contend(place, 8, 3, "0.6");
+    assert_eq!(
+        most_at_once(&runs),
+        3,
+        "at most 3, and 3 did run at once: {runs:?}"
+    );
+}
+
+#[test]
+fn one_at_a_time_on_sqlite() {
+    mutual_exclusion(&Place::sqlite());
+}
+
+#[test]
+fn one_at_a_time_on_dynamodb() {
+    let Some(place) = Place::dynamodb("mutex") else {
+        return;
+    };
+    mutual_exclusion(&place);
+}
+
+#[test]
+fn three_at_a_time_on_sqlite() {
+    semaphore(&Place::sqlite());
+}
+
+#[test]
+fn three_at_a_time_on_dynamodb() {
+    let Some(place) = Place::dynamodb("sem") else {
+        return;
+    };
+    semaphore(&place);
+}
+
+/// SIGKILL the holding `monotone`: its command and the command's own
+/// children die with it, and a waiter leads within about a lease, with a
+/// larger token.
+fn crash(place: &Place) {
+    let script = r#"echo $MONOTONE_FENCING_TOKEN > "$OUT/token1"; sleep 1000 &
+echo "$$ $!" > "$OUT/pids"; wait"#;
+    let mut holder = place.spawn(&["-i", "L", "lock", "--ttl", "1s", "--", "sh", "-c", script]);
+    let pids: Vec<i32> = place
+        .await_file("pids")
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let waiter = place.spawn(&[
+        "-i",
+        "L",
+        "lock",
+        "--ttl",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        r#"echo $MONOTONE_FENCING_TOKEN > "$OUT/token2""#,
+    ]);
+    std::thread::sleep(Duration::from_millis(700));
+    holder.kill().unwrap(); // SIGKILL
+    let killed = Instant::now();
+    holder.wait().unwrap();
+    for pid in &pids {
+        assert!(gone(*pid), "process {pid} of the command outlived monotone");
+    }
+    let out = waiter.wait_with_output().unwrap();
+    let took = killed.elapsed();
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let (t1, t2): (u64, u64) = (
+        place.read("token1").trim().parse().unwrap(),
+        place.read("token2").trim().parse().unwrap(),
+    );
+    assert!(t2 > t1, "the new holder's token {t2} is above the old {t1}");
+    // One lease plus one poll (a quarter lease), plus process start-up on
+    // a loaded machine.
+    assert!(
+        took < Duration::from_millis(1250) + Duration::from_secs(3),
+        "{took:?}"
+    );
+    println!("waiter ran its command {took:?} after the holder's SIGKILL");
+}
+
+#[test]
+fn a_killed_holder_takes_its_command_along_and_a_waiter_takes_over_on_sqlite() {
+    crash(&Place::sqlite());
+}
+
+#[test]
+fn a_killed_holder_takes_its_command_along_and_a_waiter_takes_over_on_dynamodb() {
+    let Some(place) = Place::dynamodb("crash") else {
+        return;
+    };
+    crash(&place);
+}
+
+/// The store stops answering while the command runs: the command's whole
+/// group is killed (SIGTERM, which it ignores, then SIGKILL) within the
+/// lease, and monotone exits with "lock lost".
+fn outage(place: &Place, stop_answering: impl FnOnce()) {
+    let script = r#"trap '' TERM; sleep 1000 & echo "$$ $!" > "$OUT/pids"; wait; wait"#;
+    let holder = place.spawn(&[
+        "-i",
+        "L",
+        "lock",
+        "--ttl",
+        "1s",
+        "--kill-after",
+        "100ms",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let pids: Vec<i32> = place
+        .await_file("pids")
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let cut = Instant::now();
+    stop_answering();
+    // Watch the command's processes die.
+    for pid in &pids {
+        assert!(gone(*pid), "process {pid} outlived the lock");
+    }
+    let killed = cut.elapsed();
+    let out = holder.wait_with_output().unwrap();
+    assert_eq!(code(&out), Some(10), "lock lost: {}", stderr(&out));
+    assert!(stderr(&out).contains("lock lost"), "{}", stderr(&out));
+    // Killed before anyone could take the lock: within the lease of the last
+    // renewal, which went out before the store stopped answering.
+    assert!(
+        killed < Duration::from_secs(1),
+        "killed {killed:?} after the outage began"
+    );
+    println!("the command was killed {killed:?} after the store stopped answering");
+}
+
+#[test]
+fn a_store_that_stops_answering_gets_the_command_killed_on_sqlite() {
+    let place = Place::sqlite();
+    let db = place.path("lock.db");
+    let place = Place {
+        url: format!("sqlite:{}?busy_timeout_ms=50", db.display()),
+        ..place
+    };
+    let mut blocker = None;
+    outage(&place, || {
+        // Another process takes the file's write lock and keeps it.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        blocker = Some(conn);
+    });
+    drop(blocker);
+    // The lease expires by itself once the file answers again.
+    let out = place.run(&["-i", "L", "lock", "--timeout", "5s", "--", "true"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn a_store_that_stops_answering_gets_the_command_killed_on_dynamodb() {
+    let Some(place) = Place::dynamodb("outage") else {
+        return;
+    };
+    let endpoint = std::env::var(ENDPOINT_VAR).unwrap();
+    let table = place.url["dynamodb://".len()..]
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    outage(&place, || {
+        // Every request on the table fails with a server error from now on.
+        inject_fault(&endpoint, &table, "InternalServerError", 500, 100_000);
+    });
+}
+
+/// Make the next `count` requests on `table` fail (scripts/moto_server.py).
+fn inject_fault(endpoint: &str, table: &str, code: &str, status: u16, count: u32) {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let body =
+        format!(r#"{{"table":"{table}","code":"{code}","status":{status},"count":{count}}}"#);
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "POST /_monotone/faults HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[test]
+fn exit_codes_come_back_exactly() {
+    let place = Place::sqlite();
+    for (script, expected) in [
+        ("exit 0", 0),
+        ("exit 3", 3),
+        ("exit 42", 42),
+        ("kill -TERM $$", 128 + 15),
+        ("kill -KILL $$", 128 + 9),
+    ] {
+        let out = place.run(&["-i", "L", "lock", "--", "sh", "-c", script]);
+        assert_eq!(code(&out), Some(expected), "{script}: {}", stderr(&out));
+        assert!(out.stdout.is_empty());
+    }
+    assert_eq!(place.list("L")["fencing_token"], 10, "each joined and left");
+    // The command's own output is its own.
+    let out = place.run(&[
+        "-i",
+        "L",
+        "lock",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(stderr(&out), "err\n");
+}
+
+#[test]
+fn the_environment_carries_the_token_and_the_place() {
+    let place = Place::sqlite();
+    let out = place.run(&[
+        "-i", "envq", "lock", "-p", "me", "--", "sh", "-c",
+        "echo $MONOTONE_ID $MONOTONE_PROCESS_ID $MONOTONE_FENCING_TOKEN $MONOTONE_POSITION $MONOTONE_COUNTER $MONOTONE_STORE",
+    ]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("envq me 1 0 1 {}", place.url)
+    );
+    // The default process id says where it runs, and differs per run.
+    let script = r#"echo $MONOTONE_PROCESS_ID"#;
+    let a = place.run(&["-i", "envq", "lock", "--", "sh", "-c", script]);
+    let b = place.run(&["-i", "envq", "lock", "--", "sh", "-c", script]);
+    let (a, b) = (
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&b.stdout),
+    );
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert!(a.starts_with(&format!("{host}:")), "{a}");
+    assert_ne!(a, b);
+}
+
+/// Without a command: the ticket once acquired, held until stdin closes.
+/// Meanwhile `--no-wait` fails at once and `--timeout 1s` after a second.
+#[test]
+fn holding_without_a_command_and_not_waiting() {
+    let place = Place::sqlite();
+    let mut held = place
+        .command(&["-i", "L", "lock", "-p", "holder"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(held.stdout.as_mut().unwrap());
+        // The document is pretty-printed: read up to its closing brace.
+        while !line.ends_with("\n}\n") {
+            assert!(out.read_line(&mut line).unwrap() > 0, "{line}");
+        }
+    }
+    let doc: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(doc["ticket"]["process_id"], "holder");
+    assert_eq!(doc["fencing_token"], 1);
+    assert_eq!(doc["ticket"]["lease"]["ttl_ms"], 15_000);
+
+    let started = Instant::now();
+    let out = place.run(&["-i", "L", "lock", "--no-wait", "--", "true"]);
+    assert_eq!(code(&out), Some(9), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not acquired"), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "at once: {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let out = place.run(&["-i", "L", "lock", "--timeout", "1s", "--", "true"]);
+    assert_eq!(code(&out), Some(9), "{}", stderr(&out));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    // Neither left a ticket behind.
+    assert_eq!(place.list("L")["tickets"].as_array().unwrap().len(), 1);
+
+    drop(held.stdin.take()); // stdin closes: release
+    let status = held.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(place.list("L")["tickets"], serde_json::json!([]));
+}
+
+/// SIGTERM to `monotone` goes to the command's group; the command exits as
+/// it likes, its leftovers are ended, the lock is released, and monotone
+/// exits as the command did.
+#[test]
+fn signals_are_passed_to_the_command() {
+    let place = Place::sqlite();
+    let script = r#"trap 'echo TERM > "$OUT/got"; exit 7' TERM
+sleep 1000 & echo "$$ $!" > "$OUT/pids"; wait"#;
+    let child = place.spawn(&["-i", "L", "lock", "--", "sh", "-c", script]);
+    let pids: Vec<i32> = place
+        .await_file("pids")
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), Some(7), "{}", stderr(&out));
+    assert_eq!(place.read("got").trim(), "TERM");
+    for pid in pids {
+        assert!(gone(pid), "process {pid} outlived the lock");
+    }
+    assert_eq!(
+        place.list("L")["tickets"],
+        serde_json::json!([]),
+        "released"
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_before_anything_is_locked() {
+    let place = Place::sqlite();
+    for (args, says) in [
+        (vec!["-n", "0", "--", "true"], "0 is not in"),
+        (vec!["--", "no-such-command-anywhere"], "cannot run"),
+        (vec!["--", "./not/here.sh"], "cannot run"),
+        (
+            vec!["--ttl", "100ms", "--", "true"],
+            "too short to renew safely",
+        ),
+        (
+            vec!["--ttl", "2s", "--kill-after", "1500ms", "--", "true"],
+            "--kill-after",
+        ),
+        (
+            vec!["--no-wait", "--timeout", "1s", "--", "true"],
+            "cannot be used with",
+        ),
+        (vec!["--ttl", "soon", "--", "true"], "not a duration"),
+    ] {
+        let mut all = vec!["-i", "L", "lock"];
+        all.extend(args);
+        let out = place.run(&all);
+        assert_eq!(code(&out), Some(2), "{all:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{all:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+    assert_eq!(place.list("L")["fencing_token"], 0, "nothing was written");
+}
