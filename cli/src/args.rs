@@ -114,6 +114,11 @@ pub struct LockArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 
+    /// While waiting, the longest time between two looks at the queue (each
+    /// look is one read of the store)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+    pub poll: Duration,
+
     /// Tag for the ticket, KEY=VALUE; repeat for more
     #[arg(short, long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
     pub tags: Vec<(String, String)>,
@@ -176,6 +181,9 @@ pub enum QueueAction {
         /// Give up after this long (exit code 9); 0 looks once
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         timeout: Option<Duration>,
+        /// The longest time between two looks at the queue
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+        poll: Duration,
     },
     /// Remove the process from the queue
     Leave,
@@ -187,6 +195,15 @@ pub enum QueueAction {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration like 15s, 2m or 500ms ({e})"))
+}
+
+/// A poll interval: a duration from 10 ms to an hour.
+fn parse_poll(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+        return Err(format!("`{s}` is out of range: poll between 10ms and 1h"));
+    }
+    Ok(d)
 }
 
 pub fn parse_tag(s: &str) -> Result<(String, String), String> {

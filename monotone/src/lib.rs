@@ -107,4 +107,4 @@ pub use queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{open, Location, Store};
 pub use validate::{MAX_ID_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES};
-pub use wait::{wait_for_position, WaitOptions};
+pub use wait::{wait_for_position, WaitOptions, DEFAULT_MAX_POLL, DEFAULT_MIN_POLL};

@@ -119,7 +119,9 @@ impl Plan {
             holder: HolderOptions::new()
                 .with_renew_every(renew_every)
                 .with_reserve(kill_after),
-            wait: WaitOptions::new().with_timeout(timeout),
+            wait: WaitOptions::new()
+                .with_timeout(timeout)
+                .with_poll(monotone::DEFAULT_MIN_POLL, args.poll),
             tags: tag_map(args.tags).map_err(|e| match e {
                 CommandError::Usage(m) => usage(m),
                 CommandError::Store(e) => Failure::Store(e),

@@ -146,10 +146,16 @@ pub async fn run(queue: &dyn Queue, place: Place, args: QueueArgs) -> Result<Out
                     }
                     queue.renew(pid, held.value.counter).await?
                 }
-                QueueAction::Wait { position, timeout } => {
+                QueueAction::Wait {
+                    position,
+                    timeout,
+                    poll,
+                } => {
                     let pid = process_id(&args.process_id, "wait")?;
                     let within = usize::try_from(position).unwrap_or(usize::MAX);
-                    let options = WaitOptions::new().with_timeout(timeout);
+                    let options = WaitOptions::new()
+                        .with_timeout(timeout)
+                        .with_poll(monotone::DEFAULT_MIN_POLL, poll);
                     wait_for_position(queue, pid, within, &options).await?
                 }
                 _ => queue.ticket(process_id(&args.process_id, "get")?).await?,
