@@ -1,105 +1,26 @@
 //! [`LeaseHolder`]: a leased ticket that renews itself in the background and
 //! says at once when it can no longer be counted on.
 //!
-//! The holder plays the holder's part of the [`lease`](crate::lease)
-//! protocol: it notes its monotonic time before each join or renewal it
-//! sends, renews every third of the lease (sooner after a failure), and
-//! counts on its lease only until [`holder_validity`] (nine tenths of the
-//! lease) after the send time of its last successful renewal, minus the
-//! [`reserve`](HolderOptions::reserve) its owner asked for. Then, or as soon
-//! as a renewal finds the ticket gone, the lease is lost for good: the
-//! status turns to [`LeaseStatus::Lost`] and [`LeaseHolder::lost`] completes.
-//! An owner that stops acting on the lease when told is therefore done
-//! strictly before any observer may remove the ticket.
-//!
-//! A renewal is one write; its request races the deadline, so a store that
-//! stops answering cannot hold the loss back.
+//! The holder joins (counting its lease from when the write that added its
+//! ticket was sent) and hands the renewals to a [`LeaseKeeper`], which plays
+//! the holder's part of the [`lease`](crate::lease) protocol: an owner that
+//! stops acting on the lease when told is done strictly before any observer
+//! may remove the ticket.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::{self, holder_validity};
+use crate::keeper::{HolderOptions, LeaseKeeper, LeaseStatus, Renew};
+use crate::lease;
 use crate::queue::{Fenced, FencingToken, Queue, Tags, Ticket};
 use crate::wait::{wait_for_position, WaitOptions};
-
-/// How a [`LeaseHolder`] renews and when it gives up.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct HolderOptions {
-    /// Time between renewals; `None`: a third of the lease.
-    pub renew_every: Option<Duration>,
-    /// Give up this much earlier than the holder's own deadline, to leave the
-    /// owner time to stop acting (for example to kill a command and wait for
-    /// it) before any observer may remove the ticket.
-    pub reserve: Duration,
-}
-
-impl HolderOptions {
-    /// Renew every third of the lease, reserve nothing.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Set [`renew_every`](Self::renew_every).
-    pub fn with_renew_every(mut self, every: Duration) -> Self {
-        self.renew_every = Some(every);
-        self
-    }
-
-    /// Set [`reserve`](Self::reserve).
-    pub fn with_reserve(mut self, reserve: Duration) -> Self {
-        self.reserve = reserve;
-        self
-    }
-
-    /// How long after a renewal was sent the lease may be counted on.
-    fn validity(&self, lease: Duration) -> Duration {
-        holder_validity(lease).saturating_sub(self.reserve)
-    }
-
-    fn renew_every(&self, lease: Duration) -> Duration {
-        self.renew_every.unwrap_or(lease / 3)
-    }
-
-    /// At least one renewal must fit before the deadline, with room for a
-    /// retry: renewals at most half the validity apart.
-    fn check(&self, lease: Duration) -> Result<()> {
-        let validity = self.validity(lease);
-        let every = self.renew_every(lease);
-        if every.is_zero() || every * 2 > validity {
-            return Err(Error::invalid(format!(
-                "a lease of {} ms cannot be renewed safely every {} ms while giving up {} ms \
-                 early: renewals must be at most half of the {} ms it may be counted on apart",
-                lease.as_millis(),
-                every.as_millis(),
-                (lease - validity).as_millis(),
-                validity.as_millis()
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Whether a lease may be counted on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseStatus {
-    /// Held, and may be counted on until `until` unless renewed before.
-    Held {
-        /// The holder's deadline, on this process's monotonic clock.
-        until: Instant,
-        /// Renewals that succeeded since the holder started.
-        renewals: u64,
-    },
-    /// Lost for good; why, in one line.
-    Lost(String),
-}
 
 /// A leased ticket, renewed in the background while this value lives.
 ///
@@ -113,9 +34,33 @@ pub struct LeaseHolder {
     queue: Arc<dyn Queue>,
     joined: Fenced<Ticket>,
     lease: Duration,
-    status: watch::Receiver<LeaseStatus>,
-    renewer: JoinHandle<()>,
+    keeper: LeaseKeeper,
     released: bool,
+}
+
+/// The renewal of one ticket.
+struct TicketRenewal {
+    queue: Arc<dyn Queue>,
+    process_id: String,
+    counter: u64,
+}
+
+#[async_trait]
+impl Renew for TicketRenewal {
+    async fn renew(&self) -> Result<()> {
+        self.queue
+            .renew(&self.process_id, self.counter)
+            .await
+            .map(|_| ())
+    }
+
+    fn what(&self) -> String {
+        format!(
+            "process `{}` in queue `{}`",
+            self.process_id,
+            self.queue.id()
+        )
+    }
 }
 
 impl fmt::Debug for LeaseHolder {
@@ -123,7 +68,7 @@ impl fmt::Debug for LeaseHolder {
         f.debug_struct("LeaseHolder")
             .field("queue", &self.queue.id())
             .field("ticket", &self.joined.value)
-            .field("status", &*self.status.borrow())
+            .field("status", &self.keeper.status())
             .finish_non_exhaustive()
     }
 }
@@ -167,26 +112,17 @@ impl LeaseHolder {
         // The lease actually stored: a re-join keeps the original one.
         let lease = joined.value.lease.as_ref().map_or(lease, |l| l.duration);
         options.check(lease)?;
-        let validity = options.validity(lease);
-        let (tx, rx) = watch::channel(LeaseStatus::Held {
-            until: since + validity,
-            renewals: 0,
-        });
-        let renewer = tokio::spawn(renew(
-            Arc::clone(&queue),
-            joined.value.process_id.clone(),
-            joined.value.counter,
-            options.renew_every(lease),
-            validity,
-            since,
-            tx,
-        ));
+        let renewal = TicketRenewal {
+            queue: Arc::clone(&queue),
+            process_id: joined.value.process_id.clone(),
+            counter: joined.value.counter,
+        };
+        let keeper = LeaseKeeper::start(Arc::new(renewal), lease, &options, since);
         Ok(LeaseHolder {
             queue,
             joined,
             lease,
-            status: rx,
-            renewer,
+            keeper,
             released: false,
         })
     }
@@ -211,56 +147,26 @@ impl LeaseHolder {
         &self.queue
     }
 
-    /// The current status. Checks the deadline itself, like
-    /// [`is_held`](Self::is_held).
+    /// The current status. Checks the deadline itself, so it is right even
+    /// if the renewing task has not run for a while.
     pub fn status(&self) -> LeaseStatus {
-        match &*self.status.borrow() {
-            LeaseStatus::Held { until, .. } if *until <= Instant::now() => {
-                LeaseStatus::Lost(lost_by_deadline(self.queue.id(), self.process_id()))
-            }
-            status => status.clone(),
-        }
+        self.keeper.status()
     }
 
     /// A receiver that sees every change of status, to select on.
     pub fn watch(&self) -> watch::Receiver<LeaseStatus> {
-        self.status.clone()
+        self.keeper.watch()
     }
 
-    /// Whether the lease may be counted on now. Checks the deadline itself,
-    /// so it is right even if the renewing task has not run for a while.
+    /// Whether the lease may be counted on now.
     pub fn is_held(&self) -> bool {
-        match &*self.status.borrow() {
-            LeaseStatus::Held { until, .. } => Instant::now() < *until,
-            LeaseStatus::Lost(_) => false,
-        }
+        self.keeper.is_held()
     }
 
     /// Complete when the lease is lost, with the reason as an
     /// [`ErrorKind::LeaseLost`] error. Cancel-safe: select on it.
     pub async fn lost(&self) -> Error {
-        let mut rx = self.status.clone();
-        loop {
-            let deadline = match &*rx.borrow_and_update() {
-                LeaseStatus::Lost(why) => return Error::new(ErrorKind::LeaseLost, why.clone()),
-                LeaseStatus::Held { until, .. } => *until,
-            };
-            tokio::select! {
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        // The renewer is gone (released or aborted).
-                        return Error::new(ErrorKind::LeaseLost, "the lease was released");
-                    }
-                }
-                // The renewer declares the loss at this very time; do not
-                // depend on it being scheduled.
-                () = sleep_until(deadline) => {
-                    if matches!(&*rx.borrow(), LeaseStatus::Held { until, .. } if *until <= Instant::now()) {
-                        return Error::new(ErrorKind::LeaseLost, lost_by_deadline(self.queue.id(), self.process_id()));
-                    }
-                }
-            }
-        }
+        self.keeper.lost().await
     }
 
     /// Wait until the held ticket is among the first `within` of its queue
@@ -285,7 +191,7 @@ impl LeaseHolder {
     /// or `None` if the ticket was gone already (it expired and was removed).
     pub async fn release(mut self) -> Result<Option<FencingToken>> {
         self.released = true;
-        self.renewer.abort();
+        self.keeper.stop();
         match self.queue.leave(self.process_id()).await {
             Ok(token) => Ok(Some(token)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -296,7 +202,7 @@ impl LeaseHolder {
 
 impl Drop for LeaseHolder {
     fn drop(&mut self) {
-        self.renewer.abort();
+        self.keeper.stop();
         if self.released {
             return;
         }
@@ -309,58 +215,4 @@ impl Drop for LeaseHolder {
             });
         }
     }
-}
-
-fn lost_by_deadline(id: &str, process_id: &str) -> String {
-    format!(
-        "the lease of process `{process_id}` in queue `{id}` can no longer be counted on: \
-         no renewal succeeded in time"
-    )
-}
-
-/// The renewing task: step 2 and 3 of the protocol.
-async fn renew(
-    queue: Arc<dyn Queue>,
-    process_id: String,
-    counter: u64,
-    every: Duration,
-    validity: Duration,
-    since: Instant,
-    status: watch::Sender<LeaseStatus>,
-) {
-    let retry = (every / 4).max(Duration::from_millis(5));
-    let mut last = since;
-    let mut next = since + every;
-    let mut renewals = 0u64;
-    loop {
-        let deadline = last + validity;
-        tokio::select! {
-            () = sleep_until(next) => {}
-            () = sleep_until(deadline) => break,
-        }
-        let sent = Instant::now();
-        tokio::select! {
-            renewed = queue.renew(&process_id, counter) => match renewed {
-                Ok(_) => {
-                    renewals += 1;
-                    last = sent;
-                    next = sent + every;
-                    debug!(queue = queue.id(), process = %process_id, renewals, "renewed the lease");
-                    status.send_replace(LeaseStatus::Held { until: sent + validity, renewals });
-                }
-                Err(e) if e.is_temporary() => {
-                    debug!(queue = queue.id(), process = %process_id, error = %e, "renewal failed; retrying");
-                    next = Instant::now() + retry;
-                }
-                Err(e) => {
-                    debug!(queue = queue.id(), process = %process_id, error = %e, "lease lost");
-                    status.send_replace(LeaseStatus::Lost(e.to_string()));
-                    return;
-                }
-            },
-            () = sleep_until(deadline) => break,
-        }
-    }
-    debug!(queue = queue.id(), process = %process_id, "lease lost: no renewal in time");
-    status.send_replace(LeaseStatus::Lost(lost_by_deadline(queue.id(), &process_id)));
 }

@@ -71,6 +71,7 @@ that ticket could expire rather than a whole poll past it.
 */
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -151,35 +152,77 @@ pub(crate) fn from_unix_millis(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// Proof that an observer watched a ticket go unrenewed for a full lease on
-/// its own clock: the only way to ask a store to remove another process's
-/// ticket ([`Queue::expire`](crate::Queue::expire)). Made by [`LeaseWatch`].
+/// A record that may carry a lease and that observers watch: a queue's
+/// [`Ticket`], or a claim of a claim pool.
+pub trait Leased: Clone {
+    /// What identifies the record across reads: the same key with the same
+    /// renewal count is the same, unrenewed lease.
+    type Key: Eq + Hash + Clone;
+
+    /// This record's key.
+    fn lease_key(&self) -> Self::Key;
+
+    /// Its lease; `None` for a permanent record, which never expires.
+    fn lease(&self) -> Option<&Lease>;
+}
+
+impl Leased for Ticket {
+    /// The process and its ticket's counter: a process that left and came
+    /// back holds another ticket.
+    type Key = (String, u64);
+
+    fn lease_key(&self) -> Self::Key {
+        (self.process_id.clone(), self.counter)
+    }
+
+    fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+}
+
+/// Proof that an observer watched a leased record (by default a
+/// [`Ticket`]) go unrenewed for a full lease on its own clock: the only way
+/// to ask a store to remove another process's ticket
+/// ([`Queue::expire`](crate::Queue::expire)) or claim. Made by
+/// [`LeaseWatch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expired {
-    ticket: Ticket,
+pub struct Expired<T = Ticket> {
+    item: T,
     token: FencingToken,
 }
 
-impl Expired {
-    /// The ticket as the observer last saw it, with the lease and renewal
+impl<T: Leased> Expired<T> {
+    /// The record as the observer last saw it, with the lease and renewal
     /// count it watched.
-    pub fn ticket(&self) -> &Ticket {
-        &self.ticket
+    pub fn item(&self) -> &T {
+        &self.item
     }
 
     /// The renewal count the observer watched.
     pub fn renewals(&self) -> u64 {
-        self.ticket.lease.as_ref().map_or(0, |l| l.renewals)
+        self.item.lease().map_or(0, |l| l.renewals)
     }
 
-    /// The queue's fencing token in the read that found the ticket expired.
-    /// A store may make its removal conditional on it, to save a read.
+    /// The lease the observer watched.
+    pub fn duration(&self) -> Duration {
+        self.item.lease().map_or(Duration::ZERO, |l| l.duration)
+    }
+
+    /// The fencing token in the read that found the record expired. A store
+    /// may make its removal conditional on it, to save a read.
     pub fn seen_token(&self) -> FencingToken {
         self.token
     }
 }
 
-/// What an observer remembers of one leased ticket.
+impl Expired<Ticket> {
+    /// The ticket as the observer last saw it.
+    pub fn ticket(&self) -> &Ticket {
+        &self.item
+    }
+}
+
+/// What an observer remembers of one leased record.
 #[derive(Debug, Clone, Copy)]
 struct Watched {
     renewals: u64,
@@ -188,37 +231,45 @@ struct Watched {
     since: Instant,
 }
 
-/// An observer's memory of the leased tickets it has seen: step 4 of the
-/// [protocol](self).
+/// An observer's memory of the leased records (by default [`Ticket`]s) it
+/// has seen: step 4 of the [protocol](self).
 ///
-/// Feed it every read of the queue with the time the read came back; it
-/// returns the tickets whose renewal count has not changed for at least their
-/// lease since this observer first saw that count.
-#[derive(Debug, Default)]
-pub struct LeaseWatch {
-    watched: HashMap<(String, u64), Watched>,
+/// Feed it every read with the time the read came back; it returns the
+/// records whose renewal count has not changed for at least their lease
+/// since this observer first saw that count.
+#[derive(Debug)]
+pub struct LeaseWatch<T: Leased = Ticket> {
+    watched: HashMap<T::Key, Watched>,
 }
 
-impl LeaseWatch {
+impl<T: Leased> Default for LeaseWatch<T> {
+    fn default() -> Self {
+        LeaseWatch {
+            watched: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Leased> LeaseWatch<T> {
     /// A watch that has seen nothing yet.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Record a read of `tickets` (with the queue's `token`) that came back
-    /// at `read_at`, and return those of them that expired. Tickets not in
-    /// `tickets` are forgotten; permanent tickets are never returned.
+    /// Record a read of `items` (with the store's `token`) that came back at
+    /// `read_at`, and return those of them that expired. Records not in
+    /// `items` are forgotten; permanent ones are never returned.
     pub fn observe(
         &mut self,
-        tickets: &[Ticket],
+        items: &[T],
         token: FencingToken,
         read_at: Instant,
-    ) -> Vec<Expired> {
+    ) -> Vec<Expired<T>> {
         let mut expired = Vec::new();
-        let mut still = HashMap::with_capacity(tickets.len());
-        for t in tickets {
-            let Some(lease) = &t.lease else { continue };
-            let key = (t.process_id.clone(), t.counter);
+        let mut still = HashMap::with_capacity(items.len());
+        for item in items {
+            let Some(lease) = item.lease() else { continue };
+            let key = item.lease_key();
             let watched = match self.watched.remove(&key) {
                 Some(w) if w.renewals == lease.renewals && w.duration == lease.duration => w,
                 // New to us, or renewed since: the full lease starts now.
@@ -230,7 +281,7 @@ impl LeaseWatch {
             };
             if read_at.saturating_duration_since(watched.since) >= watched.duration {
                 expired.push(Expired {
-                    ticket: t.clone(),
+                    item: item.clone(),
                     token,
                 });
             }
@@ -241,17 +292,17 @@ impl LeaseWatch {
     }
 
     /// The earliest time at which a read could find one of the watched
-    /// tickets expired, if any is watched.
+    /// records expired, if any is watched.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.watched.values().map(|w| w.since + w.duration).min()
     }
 
-    /// How many leased tickets are being watched.
+    /// How many leased records are being watched.
     pub fn len(&self) -> usize {
         self.watched.len()
     }
 
-    /// Whether no leased ticket is being watched.
+    /// Whether no leased record is being watched.
     pub fn is_empty(&self) -> bool {
         self.watched.is_empty()
     }
