@@ -150,14 +150,6 @@ impl Error {
         )
     }
 
-    pub(crate) fn counter_is_queue(id: &str) -> Self {
-        Error::wrong_type(id, "queue", "counter")
-    }
-
-    pub(crate) fn queue_is_counter(id: &str) -> Self {
-        Error::wrong_type(id, "counter", "queue")
-    }
-
     pub(crate) fn queue_not_found(id: &str) -> Self {
         Error::new(ErrorKind::NotFound, format!("queue `{id}` does not exist"))
     }

@@ -53,7 +53,12 @@ assert_eq!(joined.fencing_token.get(), 1);
 */
 #![warn(missing_docs)]
 
+mod backoff;
 mod counter;
+mod document;
+mod document_cache;
+mod document_changes;
+mod document_state;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 mod error;
@@ -65,7 +70,12 @@ mod state;
 mod store;
 mod validate;
 
+pub use backoff::Backoff;
 pub use counter::Counter;
+pub use document::{CasOutcome, Document, DocumentExt, Snapshot};
+pub use document_cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};
+pub use document_changes::{Change, Changes, DEFAULT_POLL_INTERVAL};
+pub use document_state::{Diff, Modified, MAX_DOCUMENT_BYTES};
 #[cfg(feature = "aws")]
 pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 pub use error::{Error, ErrorKind, Result};

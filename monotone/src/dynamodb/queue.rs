@@ -5,7 +5,6 @@ use async_trait::async_trait;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::backoff::Attempts;
 use super::schema::{
     decode, encode_entry, n, s, Item, Stored, StoredQueue, QUEUE, QUEUE_CREATE_CONDITION,
     QUEUE_JOIN_UPDATE, QUEUE_LEAVE_LAST_UPDATE, QUEUE_LEAVE_UPDATE, QUEUE_REMOVE_CONDITION,
@@ -13,7 +12,9 @@ use super::schema::{
 };
 use super::table::{Update, Written};
 use super::DynamoDbStore;
+use crate::backoff::Attempts;
 use crate::error::{Error, ErrorKind, Result};
+use crate::item_type::ItemType;
 use crate::queue::{Fenced, FencingToken, Queue, Tags, Ticket};
 use crate::state::{JoinOutcome, QueueEntry, QueueState};
 use crate::validate;
@@ -33,7 +34,7 @@ impl DynamoDbQueue {
             None => Ok(None),
             Some(item) => match decode(&self.store.inner.table.name, &self.id, item)? {
                 Stored::Queue(q) => Ok(Some(q)),
-                Stored::Counter { .. } => Err(Error::queue_is_counter(&self.id)),
+                other => Err(other.wrong_type(&self.id, ItemType::Queue)),
             },
         }
     }

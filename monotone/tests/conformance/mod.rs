@@ -12,6 +12,8 @@
 
 #![allow(dead_code)] // each test binary uses the suite through the macro
 
+pub mod document;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
