@@ -3,8 +3,8 @@
 
 use clap::{Args, Parser, Subcommand};
 
-const ABOUT: &str =
-    "Atomic counters and queues for configuration management in distributed systems";
+const ABOUT: &str = "Atomic counters, queues and shared JSON documents for configuration \
+management in distributed systems";
 
 const STORE_HELP: &str = "\
 Choosing the store:
@@ -18,21 +18,25 @@ Choosing the store:
   $XDG_DATA_HOME/monotone/monotone.db (else ~/.local/share/monotone/monotone.db),
   created on first use.
 
-Output is one JSON document on stdout. On failure nothing is printed on
-stdout, one line goes to stderr, and the exit code says why:
-  2 usage or invalid input   3 not found        4 wrong type (counter vs queue)
+Output is one JSON document on stdout (`doc watch`: one JSON line per
+change). On failure nothing is printed on stdout, one line goes to stderr,
+and the exit code says why:
+  2 usage or invalid input   3 not found        4 wrong type (counter, queue, document)
   5 contention or throttling 6 store unavailable 7 store misconfigured
-  8 corrupt data in the store 1 anything else
+  8 corrupt data in the store 12 --if-version found another version (stderr names it)
+  1 anything else
 
 Examples:
   monotone -i mycounter counter next
-  monotone -i myzkcluster queue -p $(hostname -f) join | jq .ticket.counter";
+  monotone -i myzkcluster queue -p $(hostname -f) join | jq .ticket.counter
+  echo '{\"globs\": [\"/usr/sbin/*\"]}' | monotone -i agent-config doc set
+  monotone -i agent-config doc watch --from-version 0 | jq -c .value";
 
 /// `monotone [global flags] <counter|queue> ...`
 #[derive(Debug, Parser)]
 #[command(name = "monotone", version, about = ABOUT, after_help = STORE_HELP)]
 pub struct Cli {
-    /// Id of the counter or queue to use
+    /// Id of the counter, queue or document to use
     #[arg(short, long, value_name = "ID")]
     pub id: String,
 
@@ -61,6 +65,11 @@ pub enum Command {
     },
     /// A queue of process ids, ordered by when they joined
     Queue(QueueArgs),
+    /// A shared JSON document whose version grows with every write
+    Doc {
+        #[command(subcommand)]
+        action: DocAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +108,46 @@ pub enum QueueAction {
     Leave,
     /// Remove the queue from the store
     Rm,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocAction {
+    /// Print the document and its version (one consistent read)
+    Get,
+    /// Replace the document with the JSON value in FILE (or standard input)
+    Set {
+        /// Write only if the document is at version N (0: does not exist yet)
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+        /// A file holding one JSON value; `-` or nothing for standard input
+        #[arg(value_name = "FILE")]
+        file: Option<String>,
+    },
+    /// Apply an RFC 7386 JSON merge patch from FILE (or standard input)
+    Patch {
+        /// Patch only if the document is at version N
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+        /// A file holding the merge patch; `-` or nothing for standard input
+        #[arg(value_name = "FILE")]
+        file: Option<String>,
+    },
+    /// Print one JSON line per change until interrupted
+    Watch {
+        /// Report the changes after version N (0: the whole document first);
+        /// by default, those from now on
+        #[arg(long, value_name = "N")]
+        from_version: Option<u64>,
+        /// How often to check the store for a new version, in milliseconds
+        #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        poll_ms: u64,
+    },
+    /// Remove the document (its version stays and goes on growing)
+    Rm {
+        /// Remove only if the document is at version N
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+    },
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
@@ -157,6 +206,49 @@ mod tests {
             panic!("not a queue command")
         };
         assert_eq!(q.process_id.as_deref(), Some("foo"));
+    }
+
+    #[test]
+    fn doc_forms_parse() {
+        let cli = Cli::try_parse_from([
+            "monotone",
+            "-i",
+            "d",
+            "doc",
+            "set",
+            "--if-version",
+            "3",
+            "new.json",
+        ])
+        .unwrap();
+        let Command::Doc {
+            action: DocAction::Set { if_version, file },
+        } = cli.command
+        else {
+            panic!("not doc set")
+        };
+        assert_eq!((if_version, file.as_deref()), (Some(3), Some("new.json")));
+        let cli = Cli::try_parse_from(["monotone", "-i", "d", "doc", "watch"]).unwrap();
+        let Command::Doc {
+            action:
+                DocAction::Watch {
+                    from_version,
+                    poll_ms,
+                },
+        } = cli.command
+        else {
+            panic!("not doc watch")
+        };
+        assert_eq!((from_version, poll_ms), (None, 1000));
+        for bad in [
+            &["doc", "set", "--if-version", "-1"][..],
+            &["doc", "watch", "--poll-ms", "0"],
+            &["doc", "get", "extra"],
+        ] {
+            let mut argv = vec!["monotone", "-i", "d"];
+            argv.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

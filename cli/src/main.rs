@@ -1,9 +1,12 @@
 /*!
-The `monotone` command: atomic counters and queues from the shell.
+The `monotone` command: atomic counters, queues and shared JSON documents
+from the shell.
 
 `main` parses the command line, opens the store it selects, runs one command
 and prints its result as one pretty-printed JSON document on stdout, in
-monotone 0.4's shapes, so boot scripts can pipe it into `jq`. On failure it
+monotone 0.4's shapes, so boot scripts can pipe it into `jq`. `doc watch`
+instead prints one compact JSON line per change, flushed at once, until it
+is interrupted (SIGINT or SIGTERM: exit code 0). On failure it
 prints nothing on stdout, one line on stderr, and exits with the code of the
 failure's class (see [`exit`]). A closed stdout is not a failure: a consumer
 like `head` may stop reading whenever it likes.
@@ -19,11 +22,15 @@ mod store_url;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use monotone::{Document, Store};
 
-use crate::args::Cli;
-use crate::commands::{CommandError, Output};
+use crate::args::{Cli, Command, DocAction};
+use crate::commands::doc::ChangeLine;
+use crate::commands::{CommandError, Output, Place};
 use crate::exit::Failure;
 use crate::store_url::StoreChoice;
 
@@ -33,7 +40,7 @@ fn main() -> ExitCode {
         Err(e) => return exit::clap_error(e),
     };
     init_tracing();
-    match run(cli).and_then(print) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
     }
@@ -50,7 +57,7 @@ fn init_tracing() {
     }
 }
 
-fn run(cli: Cli) -> Result<Output, Failure> {
+fn run(cli: Cli) -> Result<(), Failure> {
     let choice = store_url::choose(&cli, |k| std::env::var(k).ok()).map_err(Failure::Config)?;
     if let StoreChoice::DefaultSqlite(path) = &choice {
         if let Some(dir) = path.parent() {
@@ -68,12 +75,91 @@ fn run(cli: Cli) -> Result<Output, Failure> {
         .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         let store = monotone::open(&choice.url()).await?;
-        commands::run(&*store, &cli.id, cli.command)
-            .await
-            .map_err(|e| match e {
-                CommandError::Usage(m) => Failure::Usage(m),
-                CommandError::Store(e) => Failure::Store(e),
-            })
+        match cli.command {
+            Command::Doc {
+                action:
+                    DocAction::Watch {
+                        from_version,
+                        poll_ms,
+                    },
+            } => {
+                watch(
+                    &*store,
+                    &cli.id,
+                    from_version,
+                    Duration::from_millis(poll_ms),
+                )
+                .await
+            }
+            command => print(
+                commands::run(&*store, &cli.id, command)
+                    .await
+                    .map_err(failure)?,
+            ),
+        }
+    })
+}
+
+fn failure(e: CommandError) -> Failure {
+    match e {
+        CommandError::Usage(m) => Failure::Usage(m),
+        CommandError::Store(e) => Failure::Store(e),
+        CommandError::Output(e) => Failure::Other(format!("cannot write the result: {e}")),
+    }
+}
+
+/// `doc watch`: one line per change until a signal, a closed stdout (both
+/// exit 0) or a store error.
+async fn watch(
+    store: &dyn Store,
+    id: &str,
+    from_version: Option<u64>,
+    poll: Duration,
+) -> Result<(), Failure> {
+    let doc: Arc<dyn Document> = Arc::from(store.document(id)?);
+    // Listen before the first line, so that a signal sent on seeing it is
+    // caught rather than killing the process.
+    let interrupted = interrupted()?;
+    let mut emit = |line: &ChangeLine| -> std::io::Result<()> {
+        let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+        text.push('\n');
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()
+    };
+    let watching = commands::doc::watch(doc, Place::of(store), from_version, poll, &mut emit);
+    tokio::select! {
+        done = watching => match done {
+            Err(CommandError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.map_err(failure),
+        },
+        () = interrupted => Ok(()),
+    }
+}
+
+/// A future that completes on SIGINT or SIGTERM.
+#[cfg(unix)]
+fn interrupted() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen =
+        |kind| signal(kind).map_err(|e| Failure::Other(format!("cannot listen for signals: {e}")));
+    let (mut int, mut term) = (
+        listen(SignalKind::interrupt())?,
+        listen(SignalKind::terminate())?,
+    );
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+/// A future that completes on Ctrl-C.
+#[cfg(not(unix))]
+fn interrupted() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
     })
 }
 

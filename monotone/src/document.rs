@@ -226,17 +226,8 @@ fn now() -> std::time::Instant {
 fn cas_or_mismatch(id: &str, expected: u64, outcome: CasOutcome) -> Result<u64> {
     match outcome {
         CasOutcome::Done { version } => Ok(version),
-        CasOutcome::Conflict(current) => Err(version_mismatch(id, expected, current.version)),
+        CasOutcome::Conflict(current) => {
+            Err(Error::version_mismatch(id, expected, current.version))
+        }
     }
-}
-
-/// The error of a write conditional on `expected` that found `current`.
-pub(crate) fn version_mismatch(id: &str, expected: u64, current: u64) -> Error {
-    Error::new(
-        ErrorKind::VersionMismatch,
-        format!(
-            "document `{id}` is at version {current}, not {expected}: \
-             it was written since that version was read; nothing was written"
-        ),
-    )
 }

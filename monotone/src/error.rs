@@ -161,6 +161,18 @@ impl Error {
         )
     }
 
+    /// A write conditional on version `expected` of the document `id` found
+    /// version `current`: [`ErrorKind::VersionMismatch`], naming both.
+    pub fn version_mismatch(id: &str, expected: u64, current: u64) -> Self {
+        Error::new(
+            ErrorKind::VersionMismatch,
+            format!(
+                "document `{id}` is at version {current}, not {expected}: \
+                 it was written since that version was read; nothing was written"
+            ),
+        )
+    }
+
     pub(crate) fn overflow(id: &str) -> Self {
         Error::new(
             ErrorKind::Unsupported,

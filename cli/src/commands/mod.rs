@@ -2,6 +2,7 @@
 //! monotone 0.4's JSON shapes. Nothing here prints or exits.
 
 pub mod counter;
+pub mod doc;
 pub mod queue;
 
 use monotone::{Location, Store};
@@ -19,6 +20,8 @@ pub enum Output {
     Tickets(queue::TicketsOutput),
     Token(queue::TokenOutput),
     QueueRemoved(queue::QueueRemovedOutput),
+    Document(doc::DocumentOutput),
+    DocumentRemoved(doc::DocumentRemovedOutput),
 }
 
 /// Why a command could not run.
@@ -28,6 +31,8 @@ pub enum CommandError {
     Usage(String),
     /// The store refused or failed.
     Store(monotone::Error),
+    /// A streaming command could not write its output.
+    Output(std::io::Error),
 }
 
 impl From<monotone::Error> for CommandError {
@@ -74,6 +79,7 @@ pub async fn run(store: &dyn Store, id: &str, command: Command) -> Result<Output
             })
         }
         Command::Queue(args) => queue::run(&*store.queue(id)?, place, args).await,
+        Command::Doc { action } => doc::run(&*store.document(id)?, place, action).await,
     }
 }
 
@@ -115,6 +121,21 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"id": "q", "region": "local", "table": "memory", "fencing_token": 2, "tickets": []})
+        );
+    }
+
+    #[tokio::test]
+    async fn document_shapes() {
+        let s = MemoryStore::new();
+        let v = run_line(&s, "monotone -i d doc get").await;
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "d", "region": "local", "table": "memory", "version": 0, "exists": false, "value": null})
+        );
+        let v = run_line(&s, "monotone -i d doc rm").await;
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "d", "region": "local", "table": "memory", "version": 0, "removed": false})
         );
     }
 
