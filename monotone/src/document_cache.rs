@@ -215,3 +215,40 @@ async fn refresh_forever(shared: Arc<Shared>) {
         let _ = shared.refresh().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::DocumentExt;
+    use crate::{MemoryStore, Store};
+    use serde_json::json;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_task_keeps_the_copy_fresh_and_takes_new_versions() {
+        let store = MemoryStore::new();
+        let doc: Arc<dyn Document> = Arc::from(store.document("d").unwrap());
+        doc.write(0, &json!(1)).await.unwrap();
+        let cached = CachedDocument::open(Arc::clone(&doc), CacheOptions::default())
+            .await
+            .unwrap();
+        doc.write(1, &json!(2)).await.unwrap();
+        assert_eq!(cached.read().unwrap().version, 1, "not checked yet");
+        tokio::time::sleep(Duration::from_secs(10) + Duration::from_millis(1)).await;
+        assert_eq!(cached.read().unwrap(), Snapshot::new(Some(json!(2)), 2));
+        // Checked every 10 s, it never goes stale while the store answers.
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert!(cached.age() <= Duration::from_secs(10), "{:?}", cached.age());
+        assert_eq!(cached.read().unwrap().version, 2);
+        doc.remove().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(cached.read().unwrap(), Snapshot::new(None, 3));
+    }
+
+    #[test]
+    fn options() {
+        let o = CacheOptions::new(Duration::from_secs(9)).with_refresh_every(Duration::ZERO);
+        assert_eq!(o.max_staleness, Duration::from_secs(9));
+        assert_eq!(o.refresh_every, Duration::from_millis(1));
+        assert_eq!(CacheOptions::default().refresh_every, Duration::from_secs(10));
+    }
+}
