@@ -237,7 +237,11 @@ mod tests {
         assert_eq!(cached.read().unwrap(), Snapshot::new(Some(json!(2)), 2));
         // Checked every 10 s, it never goes stale while the store answers.
         tokio::time::sleep(Duration::from_secs(300)).await;
-        assert!(cached.age() <= Duration::from_secs(10), "{:?}", cached.age());
+        assert!(
+            cached.age() <= Duration::from_secs(10),
+            "{:?}",
+            cached.age()
+        );
         assert_eq!(cached.read().unwrap().version, 2);
         doc.remove().await.unwrap();
         tokio::time::sleep(Duration::from_secs(11)).await;
@@ -249,6 +253,9 @@ mod tests {
         let o = CacheOptions::new(Duration::from_secs(9)).with_refresh_every(Duration::ZERO);
         assert_eq!(o.max_staleness, Duration::from_secs(9));
         assert_eq!(o.refresh_every, Duration::from_millis(1));
-        assert_eq!(CacheOptions::default().refresh_every, Duration::from_secs(10));
+        assert_eq!(
+            CacheOptions::default().refresh_every,
+            Duration::from_secs(10)
+        );
     }
 }

@@ -242,6 +242,15 @@ impl Document for MemoryDocument {
         }
     }
 
+    /// Compares versions under the lock; clones the value only if changed.
+    async fn read_if_changed(&self, known: u64) -> Result<Option<Snapshot>> {
+        match self.store.lock().get(&self.id) {
+            None => Ok((known != 0).then(Snapshot::default)),
+            Some(Item::Document(doc)) => Ok((doc.version != known).then(|| doc.clone())),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Document)),
+        }
+    }
+
     async fn compare_and_set(
         &self,
         expected: u64,
