@@ -7,6 +7,12 @@
 //! mode with `synchronous=FULL`: a write is on disk before it is acknowledged.
 //! See [`schema`] for the tables and for how a file is recognised as ours.
 //!
+//! | operation | statements, in one transaction |
+//! |---|---|
+//! | document read | the `items` row, then the `documents` row |
+//! | a watcher's check ([`Document::read_if_changed`]) | the `items` row; the `documents` row only if the version changed |
+//! | document compare-and-set, remove | `BEGIN IMMEDIATE`; the `items` row; an upsert of it and of (or a delete of) the `documents` row |
+//!
 //! Not for network file systems: SQLite's locks need a local disk.
 
 mod error;
