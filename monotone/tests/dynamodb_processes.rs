@@ -14,6 +14,7 @@ mod dynamodb_support;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -283,14 +284,26 @@ async fn processes_updating_one_document_lose_nothing_while_watched() {
     let last = start + total;
     const POLL: Duration = Duration::from_millis(20);
 
+    let end = Arc::new(AtomicU64::new(0));
     let watcher = {
         let d = Arc::clone(&d);
+        let end = Arc::clone(&end);
         tokio::spawn(async move {
             let started = Instant::now();
             let mut changes = Changes::new(d, start).with_poll_interval(POLL);
             let mut seen = vec![];
-            while changes.version() < last {
-                seen.push(changes.next().await.unwrap());
+            // Until the version the document has once every worker is done
+            // (0 while they run): a lost update then fails the checks below
+            // rather than leaving the watcher waiting for it.
+            loop {
+                let end = end.load(Ordering::SeqCst);
+                if end != 0 && changes.version() >= end {
+                    break;
+                }
+                match changes.poll().await.unwrap() {
+                    Some(c) => seen.push(c),
+                    None => tokio::time::sleep(POLL).await,
+                }
             }
             (seen, started.elapsed())
         })
@@ -299,6 +312,7 @@ async fn processes_updating_one_document_lose_nothing_while_watched() {
     let (results, took) = tokio::task::spawn_blocking(move || run_workers(&u, "doc-incr"))
         .await
         .unwrap();
+    end.store(d.read().await.unwrap().version, Ordering::SeqCst);
     let (seen, watched) = tokio::time::timeout(Duration::from_secs(120), watcher)
         .await
         .expect("the watcher reaches the final version")

@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -212,14 +213,25 @@ async fn processes_updating_one_document_lose_nothing_while_watched() {
     let total = (PROCESSES * EACH) as u64;
     let last = start + total;
 
+    let end = Arc::new(AtomicU64::new(0));
     let watcher = {
         let d = Arc::clone(&d);
+        let end = Arc::clone(&end);
         tokio::spawn(async move {
             let mut changes = Changes::new(d, start).with_poll_interval(Duration::from_millis(2));
             let mut seen = vec![];
-            while changes.version() < last {
-                let c = changes.next().await.unwrap();
-                seen.push(c);
+            // Until the version the document has once every worker is done
+            // (0 while they run): a lost update then fails the checks below
+            // rather than leaving the watcher waiting for it.
+            loop {
+                let end = end.load(Ordering::SeqCst);
+                if end != 0 && changes.version() >= end {
+                    break;
+                }
+                match changes.poll().await.unwrap() {
+                    Some(c) => seen.push(c),
+                    None => tokio::time::sleep(Duration::from_millis(2)).await,
+                }
             }
             seen
         })
@@ -228,6 +240,7 @@ async fn processes_updating_one_document_lose_nothing_while_watched() {
     let results = tokio::task::spawn_blocking(move || run_workers(&db2, "doc-incr"))
         .await
         .unwrap();
+    end.store(d.read().await.unwrap().version, Ordering::SeqCst);
     let seen = tokio::time::timeout(Duration::from_secs(60), watcher)
         .await
         .expect("the watcher reaches the final version")
