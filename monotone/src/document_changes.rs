@@ -47,7 +47,9 @@ impl Change {
 }
 
 /// The changes of a document from a version on, found by polling its version
-/// (see [`Document::read_if_changed`] for one check's cost on each store).
+/// (see [`Document::read_if_changed`] for one check's cost on each store):
+/// [`next`](Self::next) checks once per poll interval, so a watcher's cost is
+/// one check per interval, changes or not.
 ///
 /// # Guarantees
 ///
@@ -70,6 +72,8 @@ pub struct Changes {
     /// The value at `since`, once known: from version 0 it is known (absent).
     seen: Option<Option<Value>>,
     poll_interval: Duration,
+    /// When [`next`](Changes::next) may check the store again.
+    next_check: Option<tokio::time::Instant>,
 }
 
 impl fmt::Debug for Changes {
@@ -92,6 +96,7 @@ impl Changes {
             since: from_version,
             seen: (from_version == 0).then_some(None),
             poll_interval: DEFAULT_POLL_INTERVAL,
+            next_check: None,
         }
     }
 
@@ -106,18 +111,25 @@ impl Changes {
         self.since
     }
 
-    /// The next change: checks the store at once, then every poll interval
-    /// until the document's version is past the last one reported.
+    /// The next change: checks the store every poll interval until the
+    /// document's version is past the last one reported. The first call
+    /// checks at once; later ones keep to the interval, counted from the
+    /// previous check, so a watcher costs one check per interval however
+    /// often the document changes.
     pub async fn next(&mut self) -> Result<Change> {
         loop {
+            if let Some(at) = self.next_check {
+                tokio::time::sleep_until(at).await;
+            }
+            self.next_check = Some(tokio::time::Instant::now() + self.poll_interval);
             if let Some(change) = self.poll().await? {
                 return Ok(change);
             }
-            tokio::time::sleep(self.poll_interval).await;
         }
     }
 
-    /// Check the store once: the change since the last one reported, if any.
+    /// Check the store once, now: the change since the last one reported, if
+    /// any.
     pub async fn poll(&mut self) -> Result<Option<Change>> {
         let read = match self.seen {
             // The value at `since` is unknown: read it whole, so that the
@@ -148,5 +160,50 @@ impl Changes {
         self.since = now.version;
         self.seen = Some(now.value);
         Ok(Some(change))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::DocumentExt;
+    use crate::{MemoryStore, Store};
+    use serde_json::json;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn next_checks_once_per_interval_however_often_it_changes() {
+        let store = MemoryStore::new();
+        let doc: Arc<dyn Document> = Arc::from(store.document("d").unwrap());
+        let mut changes =
+            Changes::new(Arc::clone(&doc), 0).with_poll_interval(Duration::from_secs(2));
+        let t0 = Instant::now();
+        doc.write(0, &json!(1)).await.unwrap();
+        assert_eq!(changes.next().await.unwrap().version, 1);
+        assert_eq!(Instant::now(), t0, "the first check is at once");
+        doc.write(1, &json!(2)).await.unwrap();
+        doc.write(2, &json!(3)).await.unwrap();
+        let c = changes.next().await.unwrap();
+        assert_eq!((c.version, c.since, c.folded()), (3, 1, true));
+        assert_eq!(
+            Instant::now() - t0,
+            Duration::from_secs(2),
+            "one interval later"
+        );
+        // Nothing changes: it keeps checking every interval until something does.
+        let writer = {
+            let doc = Arc::clone(&doc);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(7)).await;
+                doc.write(3, &json!(4)).await.unwrap();
+            })
+        };
+        assert_eq!(changes.next().await.unwrap().version, 4);
+        assert_eq!(
+            Instant::now() - t0,
+            Duration::from_secs(10),
+            "the check after the write"
+        );
+        writer.await.unwrap();
     }
 }
