@@ -10,6 +10,7 @@
 //! does, and prints one line per result.
 #![cfg(feature = "aws")]
 
+mod document_support;
 mod dynamodb_support;
 
 use std::collections::BTreeSet;
@@ -19,9 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monotone::dynamodb::{DynamoDbConfig, DynamoDbStore};
-use monotone::{Changes, Document, DocumentExt, Store, Tags};
-use serde_json::{json, Value};
+use monotone::{Document, DocumentExt, Store, Tags};
+use serde_json::json;
 
+use document_support::{check_history, follow, incremented};
 use dynamodb_support::*;
 
 const PROCESSES: usize = 8;
@@ -79,13 +81,6 @@ async fn worker() {
         }
         other => panic!("unknown worker op {other}"),
     }
-}
-
-/// `v` with the number under "n" one higher, the rest kept.
-fn incremented(v: Option<&Value>) -> monotone::Result<Option<Value>> {
-    let mut v = v.cloned().unwrap_or_else(|| json!({}));
-    v["n"] = json!(v["n"].as_u64().unwrap_or(0) + 1);
-    Ok(Some(v))
 }
 
 /// A worker's environment: nothing of the caller's AWS settings, test
@@ -286,27 +281,10 @@ async fn processes_updating_one_document_lose_nothing_while_watched() {
 
     let end = Arc::new(AtomicU64::new(0));
     let watcher = {
-        let d = Arc::clone(&d);
-        let end = Arc::clone(&end);
+        let (d, end) = (Arc::clone(&d), Arc::clone(&end));
         tokio::spawn(async move {
             let started = Instant::now();
-            let mut changes = Changes::new(d, start).with_poll_interval(POLL);
-            let mut seen = vec![];
-            // Until the version the document has once every worker is done
-            // (0 while they run): a lost update then fails the checks below
-            // rather than leaving the watcher waiting for it.
-            loop {
-                let end = end.load(Ordering::SeqCst);
-                if end != 0 && changes.version() >= end {
-                    break;
-                }
-                // One check per interval, as `Changes::next` keeps to.
-                let next_check = tokio::time::Instant::now() + POLL;
-                if let Some(c) = changes.poll().await.unwrap() {
-                    seen.push(c);
-                }
-                tokio::time::sleep_until(next_check).await;
-            }
+            let seen = follow(d, start, end, POLL).await;
             (seen, started.elapsed())
         })
     };
@@ -336,18 +314,7 @@ async fn processes_updating_one_document_lose_nothing_while_watched() {
     let now = d.read().await.unwrap();
     assert_eq!(now.version, last);
     assert_eq!(now.value, Some(json!({"n": total, "kept": "as it was"})));
-    let mut since = start;
-    for c in &seen {
-        assert_eq!(c.since, since, "each change starts where the last ended");
-        assert!(c.version > c.since, "versions only rise");
-        assert_eq!(c.value.as_ref().unwrap()["n"], c.version - start);
-        since = c.version;
-    }
-    assert_eq!(
-        seen.last().unwrap().snapshot(),
-        now,
-        "ends on the final state"
-    );
+    check_history(&seen, start, &now);
     assert!(
         polls.iter().all(|r| r == "GetItem"),
         "a watcher only reads: {polls:?}"

@@ -13,8 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use monotone::{Changes, Document, DocumentExt, SqliteStore, Store, Tags};
-use serde_json::{json, Value};
+use monotone::{Document, DocumentExt, SqliteStore, Store, Tags};
+use serde_json::json;
+
+mod document_support;
+use document_support::{check_history, follow, incremented};
 
 const PROCESSES: usize = 8;
 const EACH: usize = 50;
@@ -51,13 +54,6 @@ async fn work(db: &Path, op: &str, name: &str) -> Vec<(u64, u64)> {
         out.push(got);
     }
     out
-}
-
-/// `v` with the number under "n" one higher, the rest kept.
-fn incremented(v: Option<&Value>) -> monotone::Result<Option<Value>> {
-    let mut v = v.cloned().unwrap_or_else(|| json!({}));
-    v["n"] = json!(v["n"].as_u64().unwrap_or(0) + 1);
-    Ok(Some(v))
 }
 
 /// The entry point of worker processes. Run directly (no worker environment),
@@ -214,28 +210,12 @@ async fn processes_updating_one_document_lose_nothing_while_watched() {
     let last = start + total;
 
     let end = Arc::new(AtomicU64::new(0));
-    let watcher = {
-        let d = Arc::clone(&d);
-        let end = Arc::clone(&end);
-        tokio::spawn(async move {
-            let mut changes = Changes::new(d, start).with_poll_interval(Duration::from_millis(2));
-            let mut seen = vec![];
-            // Until the version the document has once every worker is done
-            // (0 while they run): a lost update then fails the checks below
-            // rather than leaving the watcher waiting for it.
-            loop {
-                let end = end.load(Ordering::SeqCst);
-                if end != 0 && changes.version() >= end {
-                    break;
-                }
-                match changes.poll().await.unwrap() {
-                    Some(c) => seen.push(c),
-                    None => tokio::time::sleep(Duration::from_millis(2)).await,
-                }
-            }
-            seen
-        })
-    };
+    let watcher = tokio::spawn(follow(
+        Arc::clone(&d),
+        start,
+        Arc::clone(&end),
+        Duration::from_millis(2),
+    ));
     let db2 = db.clone();
     let results = tokio::task::spawn_blocking(move || run_workers(&db2, "doc-incr"))
         .await
@@ -256,22 +236,7 @@ async fn processes_updating_one_document_lose_nothing_while_watched() {
     assert_eq!(now.version, last);
     assert_eq!(now.value, Some(json!({"n": total, "kept": "as it was"})));
 
-    let mut since = start;
-    for c in &seen {
-        assert_eq!(c.since, since, "each change starts where the last ended");
-        assert!(c.version > c.since, "versions only rise");
-        assert_eq!(
-            c.value.as_ref().unwrap()["n"],
-            c.version - start,
-            "the value of that version"
-        );
-        since = c.version;
-    }
-    assert_eq!(
-        seen.last().unwrap().snapshot(),
-        now,
-        "ends on the final state"
-    );
+    check_history(&seen, start, &now);
     let folded = seen.iter().filter(|c| c.folded()).count();
     println!(
         "{PROCESSES} processes x {EACH} updates: the watcher saw {} changes, {folded} of them folded",
