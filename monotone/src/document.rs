@@ -148,13 +148,10 @@ pub trait DocumentExt: Document {
     /// removal produced, or `None` if it was absent (nothing written).
     /// VersionMismatch at another version.
     async fn remove_if(&self, expected: u64) -> Result<Option<u64>> {
-        let before = expected;
-        let version = cas_or_mismatch(
-            self.id(),
-            expected,
-            self.compare_and_set(expected, None).await?,
-        )?;
-        Ok((version != before).then_some(version))
+        let outcome = self.compare_and_set(expected, None).await?;
+        let version = cas_or_mismatch(self.id(), expected, outcome)?;
+        // An absent document is "removed" without a write: same version.
+        Ok((version != expected).then_some(version))
     }
 
     /// Read the document, give its value to `change`, and write what it
@@ -166,7 +163,10 @@ pub trait DocumentExt: Document {
     /// ends the update, with nothing written. Gives up with
     /// [`ErrorKind::Conflict`] when the retry budget is spent.
     ///
-    /// `change` may run several times: keep it free of side effects.
+    /// `change` may run several times: keep it free of side effects. Each
+    /// attempt reads and writes the whole document, so under contention a
+    /// large document costs its size once more per lost race (on DynamoDB
+    /// in read and write units).
     async fn update<F>(&self, mut change: F) -> Result<Snapshot>
     where
         F: FnMut(Option<&Value>) -> Result<Option<Value>> + Send,
