@@ -415,7 +415,7 @@ fn diff(change: &monotone::Change) -> Value {
 
 pub async fn document_change_stream_reports_diffs_and_folds(store: S) {
     let d = doc(&store, "watched");
-    let mut changes = Changes::new(Arc::clone(&d), 0);
+    let mut changes = Changes::new(Arc::clone(&d), 0).with_poll_interval(Duration::from_millis(10));
     assert_eq!(changes.poll().await.unwrap(), None, "absent: nothing yet");
     d.write(0, &json!({"globs": ["/bin/*"], "level": 1}))
         .await
