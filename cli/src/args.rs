@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-const ABOUT: &str =
-    "Atomic counters and queues for configuration management in distributed systems";
+const ABOUT: &str = "Atomic counters, queues and shared JSON documents for configuration \
+management in distributed systems";
 
 const STORE_HELP: &str = "\
 Choosing the store:
@@ -21,24 +21,28 @@ Choosing the store:
   $XDG_DATA_HOME/monotone/monotone.db (else ~/.local/share/monotone/monotone.db),
   created on first use.
 
-Output is one JSON document on stdout. On failure nothing is printed on
-stdout, one line goes to stderr, and the exit code says why:
-  2 usage or invalid input   3 not found        4 wrong type (counter vs queue)
+Output is one JSON document on stdout (`doc watch`: one JSON line per
+change). On failure nothing is printed on stdout, one line goes to stderr,
+and the exit code says why:
+  2 usage or invalid input   3 not found        4 wrong type (counter, queue, document)
   5 contention or throttling 6 store unavailable 7 store misconfigured
-  8 corrupt data in the store 9 not acquired in time (queue wait --timeout)
-  10 lease lost              1 anything else
+  8 corrupt data in the store 9 not acquired in time (wait, lock)
+  10 lease lost              12 --if-version found another version (stderr names it)
+  1 anything else
 
 Examples:
   monotone -i mycounter counter next
   monotone -i myzkcluster queue -p $(hostname -f) join | jq .ticket.counter
   monotone -i leader queue -p $(hostname -f) join --ttl 15s
-  monotone -i leader queue -p $(hostname -f) wait --timeout 5m";
+  monotone -i leader queue -p $(hostname -f) wait --timeout 5m
+  echo '{\"globs\": [\"/usr/sbin/*\"]}' | monotone -i agent-config doc set
+  monotone -i agent-config doc watch --from-version 0 | jq -c .value";
 
 /// `monotone [global flags] <counter|queue> ...`
 #[derive(Debug, Parser)]
 #[command(name = "monotone", version, about = ABOUT, after_help = STORE_HELP)]
 pub struct Cli {
-    /// Id of the counter or queue to use
+    /// Id of the counter, queue or document to use
     #[arg(short, long, value_name = "ID")]
     pub id: String,
 
@@ -70,6 +74,11 @@ pub enum Command {
     /// Run a command while holding a lock (or one of N places) on the queue
     #[command(after_help = LOCK_HELP)]
     Lock(LockArgs),
+    /// A shared JSON document whose version grows with every write
+    Doc {
+        #[command(subcommand)]
+        action: DocAction,
+    },
 }
 
 const LOCK_HELP: &str = "\
@@ -206,6 +215,46 @@ fn parse_poll(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DocAction {
+    /// Print the document and its version (one consistent read)
+    Get,
+    /// Replace the document with the JSON value in FILE (or standard input)
+    Set {
+        /// Write only if the document is at version N (0: does not exist yet)
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+        /// A file holding one JSON value; `-` or nothing for standard input
+        #[arg(value_name = "FILE")]
+        file: Option<String>,
+    },
+    /// Apply an RFC 7386 JSON merge patch from FILE (or standard input)
+    Patch {
+        /// Patch only if the document is at version N
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+        /// A file holding the merge patch; `-` or nothing for standard input
+        #[arg(value_name = "FILE")]
+        file: Option<String>,
+    },
+    /// Print one JSON line per change until interrupted
+    Watch {
+        /// Report the changes after version N (0: the whole document first);
+        /// by default, those from now on
+        #[arg(long, value_name = "N")]
+        from_version: Option<u64>,
+        /// How often to check the store for a new version
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+        poll: Duration,
+    },
+    /// Remove the document (its version stays and goes on growing)
+    Rm {
+        /// Remove only if the document is at version N
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+    },
+}
+
 pub fn parse_tag(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some(("", _)) => Err(format!("tag `{s}` has an empty key")),
@@ -262,6 +311,48 @@ mod tests {
             panic!("not a queue command")
         };
         assert_eq!(q.process_id.as_deref(), Some("foo"));
+    }
+
+    #[test]
+    fn doc_forms_parse() {
+        let cli = Cli::try_parse_from([
+            "monotone",
+            "-i",
+            "d",
+            "doc",
+            "set",
+            "--if-version",
+            "3",
+            "new.json",
+        ])
+        .unwrap();
+        let Command::Doc {
+            action: DocAction::Set { if_version, file },
+        } = cli.command
+        else {
+            panic!("not doc set")
+        };
+        assert_eq!((if_version, file.as_deref()), (Some(3), Some("new.json")));
+        let cli = Cli::try_parse_from(["monotone", "-i", "d", "doc", "watch"]).unwrap();
+        let Command::Doc {
+            action: DocAction::Watch { from_version, poll },
+        } = cli.command
+        else {
+            panic!("not doc watch")
+        };
+        assert_eq!(
+            (from_version, poll),
+            (None, std::time::Duration::from_secs(1))
+        );
+        for bad in [
+            &["doc", "set", "--if-version", "-1"][..],
+            &["doc", "watch", "--poll", "0s"],
+            &["doc", "get", "extra"],
+        ] {
+            let mut argv = vec!["monotone", "-i", "d"];
+            argv.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

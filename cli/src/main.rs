@@ -1,9 +1,13 @@
 /*!
-The `monotone` command: atomic counters and queues from the shell.
+The `monotone` command: atomic counters, queues and shared JSON documents
+from the shell.
 
 `main` parses the command line, opens the store it selects, runs one command
 and prints its result as one pretty-printed JSON document on stdout, in
-monotone 0.4's shapes, so boot scripts can pipe it into `jq`. On failure it
+monotone 0.4's shapes, so boot scripts can pipe it into `jq`. `doc watch`
+instead prints one compact JSON line per change, flushed at once, until it
+is interrupted (SIGINT or SIGTERM: exit code 0), and `lock` runs a command
+under a lock and exits as it did (see [`commands::lock`]). On failure it
 prints nothing on stdout, one line on stderr, and exits with the code of the
 failure's class (see [`exit`]). A closed stdout is not a failure: a consumer
 like `head` may stop reading whenever it likes.
@@ -20,11 +24,15 @@ mod store_url;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use monotone::{Document, Store};
 
-use crate::args::{Cli, Command};
-use crate::commands::{CommandError, Output};
+use crate::args::{Cli, Command, DocAction};
+use crate::commands::doc::ChangeLine;
+use crate::commands::{CommandError, Output, Place};
 use crate::exit::Failure;
 use crate::store_url::StoreChoice;
 
@@ -75,21 +83,76 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         let store = monotone::open(&choice.url()).await?;
         match cli.command {
             Command::Lock(args) => commands::lock::run(store, &cli.id, args, print).await,
-            command => {
-                let output =
-                    commands::run(&*store, &cli.id, command)
-                        .await
-                        .map_err(|e| match e {
-                            CommandError::Usage(m) => Failure::Usage(m),
-                            CommandError::Store(e) => Failure::Store(e),
-                        })?;
-                print(output).map(|()| ExitCode::SUCCESS)
-            }
+            Command::Doc {
+                action: DocAction::Watch { from_version, poll },
+            } => watch(&*store, &cli.id, from_version, poll)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            command => print(
+                commands::run(&*store, &cli.id, command)
+                    .await
+                    .map_err(failure)?,
+            )
+            .map(|()| ExitCode::SUCCESS),
         }
     });
     // Do not wait for work left on blocking threads (a read of stdin).
     runtime.shutdown_background();
     result
+}
+
+fn failure(e: CommandError) -> Failure {
+    match e {
+        CommandError::Usage(m) => Failure::Usage(m),
+        CommandError::Store(e) => Failure::Store(e),
+        CommandError::Output(e) => Failure::Other(format!("cannot write the result: {e}")),
+    }
+}
+
+/// `doc watch`: one line per change until a signal, a closed stdout (both
+/// exit 0) or a store error.
+async fn watch(
+    store: &dyn Store,
+    id: &str,
+    from_version: Option<u64>,
+    poll: Duration,
+) -> Result<(), Failure> {
+    let doc: Arc<dyn Document> = Arc::from(store.document(id)?);
+    // Listen before the first line, so that a signal sent on seeing it is
+    // caught rather than killing the process.
+    let interrupted = interrupted()?;
+    let mut emit = |line: &ChangeLine| -> std::io::Result<()> {
+        let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+        text.push('\n');
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()
+    };
+    let watching = commands::doc::watch(doc, Place::of(store), from_version, poll, &mut emit);
+    tokio::select! {
+        done = watching => match done {
+            Err(CommandError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.map_err(failure),
+        },
+        () = interrupted => Ok(()),
+    }
+}
+
+/// A future that completes on SIGINT or SIGTERM.
+fn interrupted() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen =
+        |kind| signal(kind).map_err(|e| Failure::Other(format!("cannot listen for signals: {e}")));
+    let (mut int, mut term) = (
+        listen(SignalKind::interrupt())?,
+        listen(SignalKind::terminate())?,
+    );
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 fn print(output: Output) -> Result<(), Failure> {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
+
+mod with_input;
 use tempfile::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_monotone");
@@ -483,6 +485,8 @@ fn help_explains_stores_and_exit_codes() {
         "eu-west-1",
         "3 not found",
         "jq .ticket.counter",
+        "12 --if-version",
+        "doc watch --from-version 0",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
@@ -621,4 +625,243 @@ fn lease_usage_errors() {
     s.fails(&["-i", "c", "queue", "-p", "x", "wait"], 4);
     // Nothing of that wrote anything.
     assert_eq!(s.json(&["-i", "q", "queue", "list"])["fencing_token"], 1);
+}
+
+impl Sandbox {
+    /// Run with `input` on standard input.
+    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        with_input::output_with_input(self.command(args), input)
+    }
+
+    /// Run with `input` on standard input, expect success, parse stdout.
+    fn json_with_input(&self, args: &[&str], input: &str) -> Value {
+        let out = self.run_with_input(args, input);
+        assert!(
+            out.status.success(),
+            "monotone {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+    }
+}
+
+#[test]
+fn doc_commands_field_by_field() {
+    let s = Sandbox::new();
+    let table = s.db().display().to_string();
+    let v = s.json(&["-i", "d", "doc", "get"]);
+    assert_eq!(
+        v,
+        json!({"id": "d", "region": "local", "table": table, "version": 0, "exists": false, "value": null})
+    );
+    let v = s.json_with_input(
+        &["-i", "d", "doc", "set"],
+        r#"{"globs": ["/bin/*"], "level": 1}"#,
+    );
+    assert_eq!(
+        v,
+        json!({"id": "d", "region": "local", "table": table, "version": 1, "exists": true,
+               "value": {"globs": ["/bin/*"], "level": 1}})
+    );
+    // From a file, and `-` for standard input.
+    let file = s.dir.path().join("patch.json");
+    std::fs::write(&file, r#"{"level": null, "extra": {"x": 1}}"#).unwrap();
+    let v = s.json(&["-i", "d", "doc", "patch", file.to_str().unwrap()]);
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["value"], json!({"globs": ["/bin/*"], "extra": {"x": 1}}));
+    let v = s.json_with_input(
+        &["-i", "d", "doc", "patch", "--if-version", "2", "-"],
+        r#"{"extra": {"y": 2}}"#,
+    );
+    assert_eq!(v["version"], 3);
+    assert_eq!(v["value"]["extra"], json!({"x": 1, "y": 2}));
+    let v = s.json_with_input(&["-i", "d", "doc", "set", "--if-version", "3"], "null");
+    assert_eq!(
+        (&v["version"], &v["exists"], &v["value"]),
+        (&json!(4), &json!(true), &Value::Null)
+    );
+    assert_eq!(s.json(&["-i", "d", "doc", "get"])["version"], 4);
+    let v = s.json(&["-i", "d", "doc", "rm"]);
+    assert_eq!(
+        v,
+        json!({"id": "d", "region": "local", "table": table, "version": 5, "removed": true})
+    );
+    let v = s.json(&["-i", "d", "doc", "rm"]);
+    assert_eq!((&v["version"], &v["removed"]), (&json!(5), &json!(false)));
+    let v = s.json(&["-i", "d", "doc", "get"]);
+    assert_eq!((&v["version"], &v["exists"]), (&json!(5), &json!(false)));
+    // Written again, it goes on from there.
+    let v = s.json_with_input(&["-i", "d", "doc", "set", "--if-version", "5"], "[1]");
+    assert_eq!(v["version"], 6);
+    let v = s.json(&["-i", "d", "doc", "rm", "--if-version", "6"]);
+    assert_eq!((&v["version"], &v["removed"]), (&json!(7), &json!(true)));
+}
+
+#[test]
+fn a_failed_if_version_exits_12_naming_the_current_version() {
+    let s = Sandbox::new();
+    s.json_with_input(&["-i", "d", "doc", "set"], r#"{"a": 1}"#);
+    s.json_with_input(&["-i", "d", "doc", "set"], r#"{"a": 2}"#);
+    for (args, input) in [
+        (&["-i", "d", "doc", "set", "--if-version", "1"][..], "{}"),
+        (&["-i", "d", "doc", "set", "--if-version", "0"], "{}"),
+        (
+            &["-i", "d", "doc", "patch", "--if-version", "1"],
+            r#"{"b": 1}"#,
+        ),
+        (&["-i", "d", "doc", "rm", "--if-version", "3"], ""),
+    ] {
+        let line = failure(s.run_with_input(args, input), 12, args);
+        assert!(line.contains("at version 2"), "{line}");
+    }
+    let v = s.json(&["-i", "d", "doc", "get"]);
+    assert_eq!(
+        (&v["version"], &v["value"]),
+        (&json!(2), &json!({"a": 2})),
+        "nothing written"
+    );
+}
+
+#[test]
+fn doc_input_and_type_errors() {
+    let s = Sandbox::new();
+    let bad =
+        |args: &[&str], input: &str, code: i32| failure(s.run_with_input(args, input), code, args);
+    assert!(bad(&["-i", "d", "doc", "set"], "{not json", 2).contains("not one JSON value"));
+    assert!(bad(&["-i", "d", "doc", "set"], "1 2", 2).contains("not one JSON value"));
+    assert!(bad(&["-i", "d", "doc", "set", "/no/such/file"], "", 2).contains("/no/such/file"));
+    let big = format!("\"{}\"", "x".repeat(400 * 1024));
+    assert!(bad(&["-i", "d", "doc", "set"], &big, 2).contains("limit"));
+    s.json(&["-i", "c", "counter", "next"]);
+    let line = bad(&["-i", "c", "doc", "get"], "", 4);
+    assert!(line.contains("`c` is a counter, not a document"), "{line}");
+    s.json_with_input(&["-i", "d", "doc", "set"], "{}");
+    let line = bad(&["-i", "d", "counter", "next"], "", 4);
+    assert!(line.contains("`d` is a document, not a counter"), "{line}");
+    bad(&["-i", "d", "queue", "list"], "", 4);
+    assert_eq!(s.json(&["-i", "d", "doc", "get"])["version"], 1);
+}
+
+/// Read one line from the watcher's stdout, failing after a while.
+fn next_line(lines: &std::sync::mpsc::Receiver<String>) -> Value {
+    let line = lines
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a line from doc watch");
+    serde_json::from_str(&line).expect("each line is one JSON document")
+}
+
+#[test]
+fn doc_watch_prints_a_line_per_change_and_ends_cleanly_on_sigterm() {
+    let s = Sandbox::new();
+    s.json_with_input(&["-i", "d", "doc", "set"], r#"{"globs": ["/bin/*"]}"#);
+    let mut watcher = s
+        .command(&[
+            "-i",
+            "d",
+            "doc",
+            "watch",
+            "--from-version",
+            "0",
+            "--poll",
+            "20ms",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            tx.send(line.unwrap()).unwrap();
+        }
+    });
+    // The whole document first, as added keys.
+    let first = next_line(&lines);
+    let table = s.db().display().to_string();
+    assert_eq!(
+        first,
+        json!({"id": "d", "region": "local", "table": table, "version": 1, "since": 0,
+               "folded": false, "exists": true, "value": {"globs": ["/bin/*"]},
+               "diff": {"added": {"globs": ["/bin/*"]}, "modified": {}, "removed": {}}})
+    );
+    s.json_with_input(
+        &["-i", "d", "doc", "patch"],
+        r#"{"globs": ["/bin/*", "/sbin/*"]}"#,
+    );
+    let second = next_line(&lines);
+    assert_eq!(
+        (&second["version"], &second["since"]),
+        (&json!(2), &json!(1))
+    );
+    assert_eq!(
+        second["diff"]["modified"]["globs"],
+        json!({"old": ["/bin/*"], "new": ["/bin/*", "/sbin/*"]})
+    );
+    s.json(&["-i", "d", "doc", "rm"]);
+    let third = next_line(&lines);
+    assert_eq!(
+        (&third["version"], &third["exists"]),
+        (&json!(3), &json!(false))
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &watcher.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = watcher.wait_with_output().unwrap();
+    reader.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn doc_watch_from_now_and_on_a_closed_stdout() {
+    let s = Sandbox::new();
+    s.json_with_input(&["-i", "d", "doc", "set"], r#"{"a": 1}"#);
+    // Without --from-version: only what comes next. `head -1` closes the
+    // pipe after one line; the watcher then exits 0 at its next line.
+    let mut watcher = s
+        .command(&["-i", "d", "doc", "watch", "--poll", "20ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = watcher.stdout.take().unwrap();
+    // Time for the watcher to read the version it starts from (a wait, not
+    // an assertion: a late start would only make the test hang and fail).
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    s.json_with_input(&["-i", "d", "doc", "set"], r#"{"a": 2}"#);
+    let mut first = Vec::new();
+    loop {
+        let mut byte = [0u8; 1];
+        use std::io::Read;
+        stdout.read_exact(&mut byte).unwrap();
+        if byte[0] == b'\n' {
+            break;
+        }
+        first.push(byte[0]);
+    }
+    let line: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!((&line["version"], &line["since"]), (&json!(2), &json!(1)));
+    drop(stdout);
+    s.json_with_input(&["-i", "d", "doc", "set"], r#"{"a": 3}"#);
+    let out = watcher.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

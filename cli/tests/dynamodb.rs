@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod with_input;
+
 const BIN: &str = env!("CARGO_BIN_EXE_monotone");
 const ENDPOINT_VAR: &str = "MONOTONE_TEST_DYNAMODB_ENDPOINT";
 const REGION: &str = "eu-west-1";
@@ -225,4 +227,43 @@ fn concurrent_processes_join_without_loss() {
     );
     assert_eq!(list["tickets"].as_array().unwrap().len(), 8);
     assert_eq!(list["fencing_token"], 8);
+}
+
+/// The document commands on DynamoDB: set, patch, a failed `--if-version`
+/// (exit 12), rm, and get; with `-r`/`-t` as for the other commands.
+#[test]
+fn doc_commands_on_dynamodb() {
+    let Some(ep) = endpoint() else { return };
+    let table = unique_table("doc");
+    let run = |args: &[&str], input: &str| {
+        let mut all = vec!["-r", REGION, "-t", table.as_str()];
+        all.extend_from_slice(args);
+        with_input::output_with_input(command(&ep, &all), input)
+    };
+    let v = json(
+        run(&["-i", "agent", "doc", "set"], r#"{"globs": ["/bin/*"]}"#),
+        &[],
+    );
+    assert_eq!(
+        v,
+        json!({"id": "agent", "region": REGION, "table": table, "version": 1, "exists": true,
+               "value": {"globs": ["/bin/*"]}})
+    );
+    let v = json(
+        run(
+            &["-i", "agent", "doc", "patch", "--if-version", "1"],
+            r#"{"level": 2}"#,
+        ),
+        &[],
+    );
+    assert_eq!(v["value"], json!({"globs": ["/bin/*"], "level": 2}));
+    let out = run(&["-i", "agent", "doc", "set", "--if-version", "1"], "{}");
+    assert_eq!(out.status.code(), Some(12));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at version 2"));
+    let v = json(run(&["-i", "agent", "doc", "rm"], ""), &[]);
+    assert_eq!((&v["version"], &v["removed"]), (&json!(3), &json!(true)));
+    let v = json(run(&["-i", "agent", "doc", "get"], ""), &[]);
+    assert_eq!((&v["version"], &v["exists"]), (&json!(3), &json!(false)));
+    let out = run(&["-i", "agent", "counter", "next"], "");
+    assert_eq!(out.status.code(), Some(4));
 }

@@ -1,6 +1,7 @@
 //! Library benchmarks: `next`, `join` + `leave` and `tickets` on the memory
 //! and SQLite stores, from one task, from 8 concurrent tasks, and (SQLite) from
-//! 8 OS processes on one file.
+//! 8 OS processes on one file; and what a document watcher's change check
+//! costs against a full read, for a small and a large document.
 //!
 //! Run with `cargo bench -p monotone --bench stores`. The 8-process case
 //! starts copies of this benchmark binary as workers (see [`worker`]).
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use monotone::{MemoryStore, SqliteStore, Store, Tags};
+use monotone::{DocumentExt, MemoryStore, SqliteStore, Store, Tags};
 use tokio::runtime::Runtime;
 
 const TASKS: u64 = 8;
@@ -175,7 +176,43 @@ fn worker(spec: &str) {
     println!("{}", start.elapsed().as_nanos());
 }
 
-criterion_group!(benches, single_task, concurrent_tasks, sqlite_processes);
+/// A watcher's check of an unchanged document (`read_if_changed`) against a
+/// full read, for a document of about 100 bytes and one of 300 KB: on SQLite
+/// the check reads the version only, so its cost does not grow with the
+/// document.
+fn document_check(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("document");
+    group.throughput(Throughput::Elements(1));
+    for (name, store, _guard) in stores() {
+        for (size, value) in [
+            (
+                "100B",
+                serde_json::json!({"globs": ["/usr/sbin/*", "/opt/*/bin/*"], "interval": 5}),
+            ),
+            ("300KB", serde_json::json!({"blob": "x".repeat(300 * 1024)})),
+        ] {
+            let doc = store.document(&format!("bench-doc-{size}")).unwrap();
+            let version = rt.block_on(doc.write(0, &value)).unwrap();
+            group.bench_function(
+                BenchmarkId::new(format!("check_unchanged_{size}"), name),
+                |b| b.to_async(&rt).iter(|| doc.read_if_changed(version)),
+            );
+            group.bench_function(BenchmarkId::new(format!("read_{size}"), name), |b| {
+                b.to_async(&rt).iter(|| doc.read())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    single_task,
+    concurrent_tasks,
+    sqlite_processes,
+    document_check
+);
 
 fn main() {
     if let Ok(spec) = std::env::var(WORKER_ENV) {

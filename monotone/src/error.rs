@@ -150,14 +150,6 @@ impl Error {
         )
     }
 
-    pub(crate) fn counter_is_queue(id: &str) -> Self {
-        Error::wrong_type(id, "queue", "counter")
-    }
-
-    pub(crate) fn queue_is_counter(id: &str) -> Self {
-        Error::wrong_type(id, "counter", "queue")
-    }
-
     pub(crate) fn queue_not_found(id: &str) -> Self {
         Error::new(ErrorKind::NotFound, format!("queue `{id}` does not exist"))
     }
@@ -166,6 +158,18 @@ impl Error {
         Error::new(
             ErrorKind::NotFound,
             format!("process `{process_id}` is not in queue `{id}`"),
+        )
+    }
+
+    /// A write conditional on version `expected` of the document `id` found
+    /// version `current`: [`ErrorKind::VersionMismatch`], naming both.
+    pub fn version_mismatch(id: &str, expected: u64, current: u64) -> Self {
+        Error::new(
+            ErrorKind::VersionMismatch,
+            format!(
+                "document `{id}` is at version {current}, not {expected}: \
+                 it was written since that version was read; nothing was written"
+            ),
         )
     }
 

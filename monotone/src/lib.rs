@@ -1,11 +1,15 @@
 /*!
-Atomic counters and queues for configuration management in distributed
-systems.
+Atomic counters, queues and shared JSON documents for configuration
+management in distributed systems.
 
 monotone hands out numbers that are never repeated and places in queues that
 every participant agrees on, from a store shared by the whole cluster. Every
 write to a queue yields a [`FencingToken`] that grows by one, so other
-systems can refuse a request made from a stale view of the queue.
+systems can refuse a request made from a stale view of the queue. A
+[`Document`] is one JSON value shared under an id, with a version that grows
+by one with every write: read it fresh, write it conditional on the version
+read ([`DocumentExt::update`] retries for you), read it from a
+[`CachedDocument`] with a maximum staleness, or follow its [`Changes`].
 
 Typical uses: picking a unique ZooKeeper `myid` for each node of a new
 cluster, numbering builds or releases, electing the head of a queue as leader.
@@ -20,9 +24,10 @@ A [`Store`] is opened from a URL with [`open`]:
 | `sqlite:PATH` | [`SqliteStore`] | processes on one host |
 | `dynamodb://TABLE?region=R&endpoint=URL` | `DynamoDbStore` (cargo feature `aws`) | hosts anywhere |
 
-Each holds counters and queues under string ids; one id is either a counter
-or a queue. The contracts every store keeps are documented on [`Counter`]
-and [`Queue`], and a shared conformance suite checks each store against them.
+Each holds counters, queues and documents under string ids; one id holds
+one kind of item. The contracts every store keeps are documented on
+[`Counter`], [`Queue`] and [`Document`], and a shared conformance suite
+checks each store against them.
 
 # Leases
 
@@ -70,6 +75,22 @@ let joined = queue.join("zk-a.example.com", Tags::new()).await?;
 assert_eq!(joined.value.counter, 1); // use as this node's myid
 assert_eq!(joined.value.position, 0);
 assert_eq!(joined.fencing_token.get(), 1);
+
+use monotone::DocumentExt;
+use serde_json::json;
+let config = store.document("agent-config")?;
+assert_eq!(config.write(0, &json!({"processes": ["sshd", "cron"]})).await?, 1);
+let updated = config
+    .update(|v| {
+        let mut v = v.cloned().unwrap_or_default();
+        v["interval"] = json!(5);
+        Ok(Some(v))
+    })
+    .await?;
+assert_eq!(updated.version, 2);
+// A write on a version someone else has written since fails.
+let err = config.write(1, &json!({})).await.unwrap_err();
+assert_eq!(err.kind(), monotone::ErrorKind::VersionMismatch);
 # Ok(())
 # }
 ```
@@ -81,7 +102,12 @@ assert_eq!(joined.fencing_token.get(), 1);
 */
 #![warn(missing_docs)]
 
+mod backoff;
 mod counter;
+mod document;
+mod document_cache;
+mod document_changes;
+mod document_state;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 mod error;
@@ -97,7 +123,12 @@ mod store;
 mod validate;
 mod wait;
 
+pub use backoff::Backoff;
 pub use counter::Counter;
+pub use document::{CasOutcome, Document, DocumentExt, Snapshot};
+pub use document_cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};
+pub use document_changes::{Change, Changes, DEFAULT_POLL_INTERVAL};
+pub use document_state::{Diff, Modified, MAX_DOCUMENT_BYTES};
 #[cfg(feature = "aws")]
 pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 pub use error::{Error, ErrorKind, Result};

@@ -12,7 +12,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use crate::counter::Counter;
+use crate::document::{CasOutcome, Document, Snapshot};
+use crate::document_state;
 use crate::error::{Error, Result};
+use crate::item_type::ItemType;
 use crate::lease::{self, Expired};
 use crate::queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
 use crate::state::{JoinOutcome, LeaseRecord, QueueState};
@@ -23,6 +26,23 @@ use crate::validate;
 enum Item {
     Counter(u64),
     Queue(QueueState),
+    /// A document, or the marker of a removed one (`None`), and its version.
+    Document(Snapshot),
+}
+
+impl Item {
+    fn item_type(&self) -> ItemType {
+        match self {
+            Item::Counter(_) => ItemType::Counter,
+            Item::Queue(_) => ItemType::Queue,
+            Item::Document(_) => ItemType::Document,
+        }
+    }
+
+    /// The WrongType error for this item found where `wanted` was asked for.
+    fn wrong_type(&self, id: &str, wanted: ItemType) -> Error {
+        self.item_type().wrong_type(id, wanted)
+    }
 }
 
 /// A store in this process's memory. Clones share state.
@@ -62,6 +82,14 @@ impl Store for MemoryStore {
         }))
     }
 
+    fn document(&self, id: &str) -> Result<Box<dyn Document>> {
+        validate::id(id)?;
+        Ok(Box::new(MemoryDocument {
+            store: self.clone(),
+            id: id.to_owned(),
+        }))
+    }
+
     fn location(&self) -> Location {
         Location::Memory
     }
@@ -84,7 +112,7 @@ impl Counter for MemoryCounter {
         match self.store.lock().get(&self.id) {
             None => Ok(0),
             Some(Item::Counter(v)) => Ok(*v),
-            Some(Item::Queue(_)) => Err(Error::counter_is_queue(&self.id)),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Counter)),
         }
     }
 
@@ -95,7 +123,7 @@ impl Counter for MemoryCounter {
                 *v = v.checked_add(1).ok_or_else(|| Error::overflow(&self.id))?;
                 Ok(*v)
             }
-            Some(Item::Queue(_)) => Err(Error::counter_is_queue(&self.id)),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Counter)),
             None => {
                 items.insert(self.id.clone(), Item::Counter(1));
                 Ok(1)
@@ -107,12 +135,12 @@ impl Counter for MemoryCounter {
         let mut items = self.store.lock();
         match items.get(&self.id) {
             None => Ok(None),
-            Some(Item::Queue(_)) => Err(Error::counter_is_queue(&self.id)),
             Some(Item::Counter(v)) => {
                 let v = *v;
                 items.remove(&self.id);
                 Ok(Some(v))
             }
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Counter)),
         }
     }
 }
@@ -130,7 +158,7 @@ impl MemoryQueue {
         match self.store.lock().get(&self.id) {
             None => f(None),
             Some(Item::Queue(q)) => f(Some(q)),
-            Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
         }
     }
 }
@@ -158,8 +186,9 @@ impl Queue for MemoryQueue {
         let item = items
             .entry(self.id.clone())
             .or_insert_with(|| Item::Queue(QueueState::default()));
-        let Item::Queue(queue) = item else {
-            return Err(Error::queue_is_counter(&self.id));
+        let queue = match item {
+            Item::Queue(queue) => queue,
+            other => return Err(other.wrong_type(&self.id, ItemType::Queue)),
         };
         // `QueueState::join` checks everything before it changes anything, so
         // a failed join leaves the queue as it was.
@@ -174,8 +203,8 @@ impl Queue for MemoryQueue {
         let mut items = self.store.lock();
         match items.get_mut(&self.id) {
             None => Err(Error::queue_not_found(&self.id)),
-            Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
             Some(Item::Queue(q)) => q.leave(&self.id, process_id),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
         }
     }
 
@@ -185,8 +214,8 @@ impl Queue for MemoryQueue {
         let mut items = self.store.lock();
         match items.get_mut(&self.id) {
             None => Err(crate::state::lease_gone(&self.id, process_id, counter)),
-            Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
             Some(Item::Queue(q)) => q.renew(&self.id, process_id, counter, now),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
         }
     }
 
@@ -194,8 +223,8 @@ impl Queue for MemoryQueue {
         let mut items = self.store.lock();
         match items.get_mut(&self.id) {
             None => Ok(None),
-            Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
             Some(Item::Queue(q)) => q.expire(&self.id, expired),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
         }
     }
 
@@ -215,12 +244,91 @@ impl Queue for MemoryQueue {
         let mut items = self.store.lock();
         match items.get(&self.id) {
             None => Ok(None),
-            Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
             Some(Item::Queue(q)) => {
                 let token = q.token();
                 items.remove(&self.id);
                 Ok(Some(token))
             }
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
+        }
+    }
+}
+
+/// A document in a [`MemoryStore`]. A change check costs a map lookup.
+#[derive(Debug, Clone)]
+pub struct MemoryDocument {
+    store: MemoryStore,
+    id: String,
+}
+
+#[async_trait]
+impl Document for MemoryDocument {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn read(&self) -> Result<Snapshot> {
+        match self.store.lock().get(&self.id) {
+            None => Ok(Snapshot::default()),
+            Some(Item::Document(doc)) => Ok(doc.clone()),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Document)),
+        }
+    }
+
+    /// Compares versions under the lock; clones the value only if changed.
+    async fn read_if_changed(&self, known: u64) -> Result<Option<Snapshot>> {
+        match self.store.lock().get(&self.id) {
+            None => Ok((known != 0).then(Snapshot::default)),
+            Some(Item::Document(doc)) => Ok((doc.version != known).then(|| doc.clone())),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Document)),
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        expected: u64,
+        value: Option<&serde_json::Value>,
+    ) -> Result<CasOutcome> {
+        if let Some(v) = value {
+            document_state::encode(&self.id, v)?;
+        }
+        let mut items = self.store.lock();
+        let current = match items.get(&self.id) {
+            None => None,
+            Some(Item::Document(doc)) => Some(doc),
+            Some(other) => return Err(other.wrong_type(&self.id, ItemType::Document)),
+        };
+        let version = current.map_or(0, |d| d.version);
+        if version != expected {
+            return Ok(CasOutcome::Conflict(current.cloned().unwrap_or_default()));
+        }
+        if value.is_none() && current.is_none_or(|d| d.value.is_none()) {
+            return Ok(CasOutcome::Done { version });
+        }
+        let version = version
+            .checked_add(1)
+            .ok_or_else(|| Error::overflow(&self.id))?;
+        items.insert(
+            self.id.clone(),
+            Item::Document(Snapshot::new(value.cloned(), version)),
+        );
+        Ok(CasOutcome::Done { version })
+    }
+
+    async fn remove(&self) -> Result<Option<u64>> {
+        let mut items = self.store.lock();
+        match items.get_mut(&self.id) {
+            None => Ok(None),
+            Some(Item::Document(doc)) if doc.value.is_none() => Ok(None),
+            Some(Item::Document(doc)) => {
+                doc.version = doc
+                    .version
+                    .checked_add(1)
+                    .ok_or_else(|| Error::overflow(&self.id))?;
+                doc.value = None;
+                Ok(Some(doc.version))
+            }
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Document)),
         }
     }
 }

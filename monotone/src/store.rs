@@ -13,15 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::counter::Counter;
+use crate::document::Document;
 use crate::error::{Error, ErrorKind, Result};
 use crate::memory::MemoryStore;
 use crate::queue::Queue;
 use crate::sqlite::{SqliteOptions, SqliteStore};
 
-/// A place where counters and queues live, each under its own id.
+/// A place where counters, queues and documents live, each under its own id.
 ///
-/// An id holds either a counter or a queue, never both; the first write
-/// decides which.
+/// An id holds one kind of item, never two; the first write decides which.
 pub trait Store: Send + Sync + fmt::Debug {
     /// A handle on the counter under `id`. Fails with
     /// [`ErrorKind::InvalidInput`] if `id` is not a valid id (empty, longer
@@ -31,6 +31,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// A handle on the queue under `id`; validated as for [`Store::counter`].
     fn queue(&self, id: &str) -> Result<Box<dyn Queue>>;
+
+    /// A handle on the document under `id`; validated as for
+    /// [`Store::counter`].
+    fn document(&self, id: &str) -> Result<Box<dyn Document>>;
 
     /// Where this store keeps its data.
     fn location(&self) -> Location;

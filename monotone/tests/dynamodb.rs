@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use monotone::dynamodb::{Backoff, DynamoDbConfig, DynamoDbStore};
-use monotone::{ErrorKind, FencingToken, Store, Tags};
+use monotone::{
+    CasOutcome, Changes, Document, DocumentExt, ErrorKind, FencingToken, Snapshot, Store, Tags,
+};
+use serde_json::json;
 
 use dynamodb_support::*;
 
@@ -36,6 +39,10 @@ conformance_tests!({
     store(endpoint)
 });
 lease_conformance_tests!({
+    let Some(endpoint) = endpoint() else { return };
+    store(endpoint)
+});
+document_conformance_tests!({
     let Some(endpoint) = endpoint() else { return };
     store(endpoint)
 });
@@ -1038,4 +1045,134 @@ async fn a_server_that_never_answers_times_out() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.to_string().contains("did not answer in time"), "{err}");
     assert!(requests.take().len() >= 2, "attempts were retried");
+}
+
+/// A document's item, the requests of each document operation, and a
+/// removed document's item, read behind the store's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_items_and_requests_per_operation() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, raw) = fresh_store(&endpoint, "doc-requests").await;
+    let table = store.table().to_owned();
+    let d: Arc<dyn Document> = Arc::from(store.document("cfg").unwrap());
+
+    assert_eq!(d.read().await.unwrap(), Snapshot::default());
+    assert_eq!(requests.take(), ["GetItem"], "read of nothing");
+    assert_eq!(d.write(0, &json!({"globs": ["/bin/*"]})).await.unwrap(), 1);
+    assert_eq!(requests.take(), ["UpdateItem"], "create");
+    assert_eq!(
+        raw_item(&raw, &table, "cfg").await.unwrap(),
+        item(&[
+            ("ID", s("cfg")),
+            ("Type", s("DOCUMENT")),
+            ("Version", n(1)),
+            ("Body", s(r#"{"globs":["/bin/*"]}"#)),
+        ])
+    );
+    assert_eq!(d.write(1, &json!({"globs": []})).await.unwrap(), 2);
+    assert_eq!(requests.take(), ["UpdateItem"], "write");
+    d.read().await.unwrap();
+    assert_eq!(requests.take(), ["GetItem"], "read");
+    assert_eq!(d.read_if_changed(2).await.unwrap(), None);
+    assert_eq!(requests.take(), ["GetItem"], "a watcher's check");
+    match d.compare_and_set(1, Some(&json!(1))).await.unwrap() {
+        CasOutcome::Conflict(now) => assert_eq!(now.version, 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(requests.take(), ["UpdateItem"], "a conflict needs no read");
+    d.update(|_| Ok(Some(json!({"globs": ["/sbin/*"]}))))
+        .await
+        .unwrap();
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "update");
+
+    // A watcher polling an unchanged document: one GetItem per poll.
+    let mut changes = Changes::new(Arc::clone(&d), 3);
+    for _ in 0..5 {
+        assert_eq!(changes.poll().await.unwrap(), None);
+    }
+    assert_eq!(requests.take(), ["GetItem"; 5], "one request per poll");
+
+    assert_eq!(d.remove().await.unwrap(), Some(4));
+    assert_eq!(requests.take(), ["UpdateItem"], "remove");
+    assert_eq!(
+        raw_item(&raw, &table, "cfg").await.unwrap(),
+        item(&[("ID", s("cfg")), ("Type", s("DOCUMENT")), ("Version", n(4))]),
+        "a removed document keeps its item and version, without Body"
+    );
+    assert_eq!(d.remove().await.unwrap(), None);
+    assert_eq!(requests.take(), ["UpdateItem"], "remove of nothing");
+    assert_eq!(d.remove_if(4).await.unwrap(), None);
+    assert_eq!(
+        requests.take(),
+        ["UpdateItem"],
+        "conditional remove of nothing"
+    );
+
+    // Wrong types are told from the item a failed condition returns.
+    store.counter("c").unwrap().next().await.unwrap();
+    requests.take();
+    let as_doc = store.document("c").unwrap();
+    assert_eq!(
+        as_doc.write(0, &json!(1)).await.unwrap_err().kind(),
+        ErrorKind::WrongType
+    );
+    assert_eq!(requests.take(), ["UpdateItem"], "write on a counter");
+    assert_eq!(
+        store
+            .counter("cfg")
+            .unwrap()
+            .next()
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::WrongType
+    );
+    assert_eq!(requests.take(), ["UpdateItem"], "next on a document");
+    assert_eq!(
+        raw_item(&raw, &table, "c").await.unwrap(),
+        item(&[
+            ("ID", s("c")),
+            ("Type", s("COUNTER")),
+            ("Version", n(1)),
+            ("Value", n(1))
+        ]),
+        "the counter is as monotone 0.4 writes it"
+    );
+}
+
+/// A document whose `Body` is not JSON is reported by reads and by the update
+/// helper, which never write over it; a write at its version or a removal
+/// replaces it, as the way to repair it (as `queue rm` clears a queue whose
+/// members are unreadable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_documents_are_reported_and_can_be_replaced() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "doc-corrupt").await;
+    let table = store.table().to_owned();
+    let bad = item(&[
+        ("ID", s("d")),
+        ("Type", s("DOCUMENT")),
+        ("Version", n(3)),
+        ("Body", s("{not json")),
+    ]);
+    put(&raw, &table, bad.clone()).await;
+    let d = store.document("d").unwrap();
+    let err = d.read().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(
+        err.to_string().contains("`Body`") && err.to_string().contains("`d`"),
+        "{err}"
+    );
+    let err = d.update(|_| Ok(Some(json!(1)))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert_eq!(
+        raw_item(&raw, &table, "d").await.unwrap(),
+        bad,
+        "left as it was"
+    );
+    assert_eq!(d.write(3, &json!({"fixed": true})).await.unwrap(), 4);
+    assert_eq!(
+        d.read().await.unwrap(),
+        Snapshot::new(Some(json!({"fixed": true})), 4)
+    );
 }

@@ -1,5 +1,5 @@
 //! Many OS processes on one DynamoDB table at once: no value handed out
-//! twice, no join lost. Also what only a fresh process shows: opening the
+//! twice, no join lost, no document update lost while a watcher looks on. Also what only a fresh process shows: opening the
 //! store from a URL through the standard AWS chain, the default region, and
 //! the error for missing credentials.
 //!
@@ -10,16 +10,20 @@
 //! does, and prints one line per result.
 #![cfg(feature = "aws")]
 
+mod document_support;
 mod dynamodb_support;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monotone::dynamodb::{DynamoDbConfig, DynamoDbStore};
-use monotone::{Store, Tags};
+use monotone::{Document, DocumentExt, Store, Tags};
+use serde_json::json;
 
+use document_support::{check_history, follow, incremented};
 use dynamodb_support::*;
 
 const PROCESSES: usize = 8;
@@ -48,7 +52,7 @@ async fn worker() {
             Ok(v) => println!("VALUE {v} {v} 0 0 0"),
             Err(e) => println!("ERROR {:?} {e}", e.kind()),
         },
-        "next" | "join" => {
+        "next" | "join" | "doc-incr" => {
             // The URL's store again, with a client that counts requests.
             let config = DynamoDbConfig::from_url(&url).unwrap();
             let requests = Requests::default();
@@ -60,6 +64,10 @@ async fn worker() {
                 let (value, token) = if op == "next" {
                     let v = store.counter("c").unwrap().next().await.unwrap();
                     (v, v)
+                } else if op == "doc-incr" {
+                    let d = store.document("d").unwrap();
+                    let s = d.update(incremented).await.unwrap();
+                    (s.value.unwrap()["n"].as_u64().unwrap(), s.version)
                 } else {
                     let q = store.queue("q").unwrap();
                     let t = q.join(&format!("{name}-{i}"), Tags::new()).await.unwrap();
@@ -248,6 +256,80 @@ async fn processes_joining_one_queue_lose_nothing() {
         .enumerate()
         .all(|(i, t)| t.position == i && t.counter == i as u64 + 1));
     report("queue join", &results, took);
+}
+
+/// 8 processes each add 1 to a number inside one document 50 times with the
+/// update helper, while a watcher in this process follows the change
+/// stream: the number ends at 400 and the version 400 higher, each update
+/// took one version, and the watcher saw versions only rise and ended on the
+/// final state. Prints what the updates and the watcher cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_updating_one_document_lose_nothing_while_watched() {
+    let Some(endpoint) = endpoint() else { return };
+    let table = unique_table("procs-doc");
+    create_table(&raw_client(&endpoint).await, &table).await;
+    let (store, watcher_requests) = counted_store(&endpoint, DynamoDbConfig::new(&table)).await;
+    let d: Arc<dyn Document> = Arc::from(store.document("d").unwrap());
+    let start = d
+        .write(0, &json!({"n": 0, "kept": "as it was"}))
+        .await
+        .unwrap();
+    watcher_requests.take();
+    let total = (PROCESSES * EACH) as u64;
+    let last = start + total;
+    const POLL: Duration = Duration::from_millis(100);
+
+    let end = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let (d, end) = (Arc::clone(&d), Arc::clone(&end));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let seen = follow(d, start, end, POLL).await;
+            (seen, started.elapsed())
+        })
+    };
+    let u = url(&endpoint, &table);
+    let (results, took) = tokio::task::spawn_blocking(move || run_workers(&u, "doc-incr"))
+        .await
+        .unwrap();
+    end.store(d.read().await.unwrap().version, Ordering::SeqCst);
+    let (seen, watched) = tokio::time::timeout(Duration::from_secs(120), watcher)
+        .await
+        .expect("the watcher reaches the final version")
+        .unwrap();
+    let polls = watcher_requests.take();
+
+    let versions: BTreeSet<u64> = results.iter().map(|r| r.token).collect();
+    assert_eq!(
+        versions,
+        (start + 1..=last).collect(),
+        "one version per update"
+    );
+    let numbers: BTreeSet<u64> = results.iter().map(|r| r.value).collect();
+    assert_eq!(
+        numbers,
+        (1..=total).collect(),
+        "each update saw its own number"
+    );
+    let now = d.read().await.unwrap();
+    assert_eq!(now.version, last);
+    assert_eq!(now.value, Some(json!({"n": total, "kept": "as it was"})));
+    check_history(&seen, start, &now);
+    assert!(
+        polls.iter().all(|r| r == "GetItem"),
+        "a watcher only reads: {polls:?}"
+    );
+
+    report("document update", &results, took);
+    println!(
+        "watcher (a check every {} ms): {} GetItem in {:.2}s ({:.1}/s), {} changes, {} folded",
+        POLL.as_millis(),
+        polls.len(),
+        watched.as_secs_f64(),
+        polls.len() as f64 / watched.as_secs_f64(),
+        seen.len(),
+        seen.iter().filter(|c| c.folded()).count()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ async fn store() -> (Arc<dyn Store>, ()) {
 
 conformance_tests!(store());
 lease_conformance_tests!(store());
+document_conformance_tests!(store());
 
 #[tokio::test]
 async fn clones_share_state() {

@@ -5,7 +5,8 @@ mod conformance;
 
 use std::sync::Arc;
 
-use monotone::{ErrorKind, SqliteStore, Store, Tags};
+use monotone::{DocumentExt, ErrorKind, Snapshot, SqliteStore, Store, Tags};
+use serde_json::json;
 use tempfile::TempDir;
 
 async fn store() -> (Arc<dyn Store>, TempDir) {
@@ -16,6 +17,7 @@ async fn store() -> (Arc<dyn Store>, TempDir) {
 
 conformance_tests!(store());
 lease_conformance_tests!(store());
+document_conformance_tests!(store());
 
 #[tokio::test]
 async fn state_survives_reopening() {
@@ -191,6 +193,17 @@ async fn a_file_of_the_previous_release_is_migrated_in_place() {
     assert_eq!((d.value.counter, d.fencing_token.0), (4, 5));
     let e = s.queue("empty").unwrap().join("e", Tags::new()).await;
     assert_eq!(e.unwrap().value.counter, 2);
+    // Documents, which the old release did not have, work at once.
+    let d = s.document("doc").unwrap();
+    assert_eq!(d.write(0, &json!({"a": 1})).await.unwrap(), 1);
+    assert_eq!(
+        d.read().await.unwrap(),
+        Snapshot::new(Some(json!({"a": 1})), 1)
+    );
+    assert_eq!(
+        s.document("c").unwrap().read().await.unwrap_err().kind(),
+        ErrorKind::WrongType
+    );
     drop(s);
 
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -248,4 +261,51 @@ fn a_migration_that_fails_leaves_the_old_file_as_it_was() {
         )
         .unwrap();
     assert_eq!(columns, 4, "no column added");
+}
+
+/// A document's row in `items` and its text in `documents`; a removed
+/// document keeps its `items` row; a text that is not JSON is reported by
+/// reads and updates and left alone, and a write at its version replaces it.
+#[tokio::test]
+async fn documents_are_stored_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let d = s.document("cfg").unwrap();
+    d.write(0, &json!({"globs": ["/bin/*"]})).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let row = |id: &str| -> (String, i64, i64, Option<String>) {
+        conn.query_row(
+            "SELECT type, value, version, (SELECT body FROM documents WHERE id = ?1) FROM items WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        row("cfg"),
+        (
+            "DOCUMENT".into(),
+            0,
+            1,
+            Some(r#"{"globs":["/bin/*"]}"#.into())
+        )
+    );
+    assert_eq!(d.remove().await.unwrap(), Some(2));
+    assert_eq!(row("cfg"), ("DOCUMENT".into(), 0, 2, None));
+
+    d.write(2, &json!(1)).await.unwrap();
+    conn.execute(
+        "UPDATE documents SET body = '{not json' WHERE id = 'cfg'",
+        [],
+    )
+    .unwrap();
+    let err = d.read().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(err.to_string().contains("`cfg`"), "{err}");
+    let err = d.update(|_| Ok(Some(json!(2)))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert_eq!(row("cfg").3.as_deref(), Some("{not json"), "left alone");
+    assert_eq!(d.write(3, &json!({"fixed": true})).await.unwrap(), 4);
+    assert_eq!(row("cfg").3.as_deref(), Some(r#"{"fixed":true}"#));
 }

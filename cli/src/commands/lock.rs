@@ -39,7 +39,7 @@ use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::queue::{tag_map, TicketOutput};
-use super::{CommandError, Output, Place};
+use super::{Output, Place};
 use crate::args::LockArgs;
 use crate::exit::Failure;
 use crate::group::{shell_code, Group};
@@ -122,10 +122,7 @@ impl Plan {
             wait: WaitOptions::new()
                 .with_timeout(timeout)
                 .with_poll(monotone::DEFAULT_MIN_POLL, args.poll),
-            tags: tag_map(args.tags).map_err(|e| match e {
-                CommandError::Usage(m) => usage(m),
-                CommandError::Store(e) => Failure::Store(e),
-            })?,
+            tags: tag_map(args.tags).map_err(crate::failure)?,
             command: args.command,
         })
     }

@@ -2,6 +2,7 @@
 //! monotone 0.4's JSON shapes. Nothing here prints or exits.
 
 pub mod counter;
+pub mod doc;
 pub mod lock;
 pub mod queue;
 
@@ -20,6 +21,8 @@ pub enum Output {
     Tickets(queue::TicketsOutput),
     Token(queue::TokenOutput),
     QueueRemoved(queue::QueueRemovedOutput),
+    Document(doc::DocumentOutput),
+    DocumentRemoved(doc::DocumentRemovedOutput),
 }
 
 /// Why a command could not run.
@@ -29,6 +32,8 @@ pub enum CommandError {
     Usage(String),
     /// The store refused or failed.
     Store(monotone::Error),
+    /// A streaming command could not write its output.
+    Output(std::io::Error),
 }
 
 impl From<monotone::Error> for CommandError {
@@ -78,6 +83,7 @@ pub async fn run(store: &dyn Store, id: &str, command: Command) -> Result<Output
         Command::Lock(_) => Err(CommandError::Usage(
             "lock runs through commands::lock::run".into(),
         )),
+        Command::Doc { action } => doc::run(&*store.document(id)?, place, action).await,
     }
 }
 
@@ -153,6 +159,21 @@ mod tests {
         let v = run_line(&s, "monotone -i q queue list").await;
         assert_eq!(v["tickets"][0]["lease"]["renewals"], 1);
         assert_eq!(v["tickets"][1]["lease"], serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn document_shapes() {
+        let s = MemoryStore::new();
+        let v = run_line(&s, "monotone -i d doc get").await;
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "d", "region": "local", "table": "memory", "version": 0, "exists": false, "value": null})
+        );
+        let v = run_line(&s, "monotone -i d doc rm").await;
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "d", "region": "local", "table": "memory", "version": 0, "removed": false})
+        );
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The region used when none is configured anywhere, as in monotone 0.4.

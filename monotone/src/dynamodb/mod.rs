@@ -1,6 +1,6 @@
 /*!
-The DynamoDB store (cargo feature `aws`): counters and queues shared by hosts
-anywhere, in one table, through the official AWS SDK for Rust.
+The DynamoDB store (cargo feature `aws`): counters, queues and documents
+shared by hosts anywhere, in one table, through the official AWS SDK for Rust.
 
 ```no_run
 # #[tokio::main(flavor = "current_thread")]
@@ -18,16 +18,17 @@ let store = monotone::open("dynamodb://Counters?region=eu-west-1").await?;
 
 # The table
 
-One table holds every counter and queue, one item per id, in the layout
-monotone 0.4 wrote, so tables made by 0.4 keep working and old and new
-clients can share a table during an upgrade:
+One table holds every counter, queue and document, one item per id.
+Counters and queues keep the layout monotone 0.4 wrote, so tables made by
+0.4 keep working and old and new clients can share a table during an
+upgrade:
 
 | attribute | type | meaning |
 |---|---|---|
-| `ID` | S | hash key: the counter's or queue's id |
-| `Type` | S | `COUNTER` or `QUEUE` |
-| `Version` | N | one more on every write; a queue's fencing token |
-| `Value` | N | a counter's value; a queue's last ticket counter |
+| `ID` | S | hash key: the counter's, queue's or document's id |
+| `Type` | S | `COUNTER`, `QUEUE` or `DOCUMENT` |
+| `Version` | N | one more on every write; a queue's fencing token, a document's version |
+| `Value` | N | a counter's value; a queue's last ticket counter (not on documents) |
 | `Items` | SS | a queue's members, each the JSON `{"process_id": "..", "counter": 1, "tags": {..}}`; absent when the queue is empty (DynamoDB has no empty sets) |
 | `Leases` | M | a queue's leases, by ticket counter (in decimal): `{"process_id": S, "lease_ms": N, "renewals": N, "renewed_at_ms": N}`; absent until the first leased join |
 
@@ -37,6 +38,7 @@ tickets. 0.4 writes a queue by putting back the whole item with only the
 attributes it knows, which drops `Leases`: every leased ticket becomes a
 permanent one, and its holder finds out at its next renewal (the lease is
 lost) and leaves.
+| `Body` | S | a document's value as compact JSON text, at most [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES); absent once the document is removed (the item stays, keeping its `Version`, so that versions never repeat) |
 
 The table needs only its key; create it with
 
@@ -94,6 +96,16 @@ cannot read is never written over. The expressions are constants in the
   count the observer watched: a renewal that lands in between wins.
 - **remove**: one `DeleteItem` under a type condition, returning the old item
   (`ALL_OLD`).
+- **document compare-and-set**: one `UpdateItem` that sets `Type`, `Version`
+  (the version read + 1) and `Body` under `#type = :document AND #version =
+  :expected` (or `attribute_not_exists(#id)` for version 0); removal under
+  the same condition `REMOVE`s `Body` instead. A failed condition is
+  [`CasOutcome::Conflict`](crate::CasOutcome) with the document it returned:
+  no other request. The update helper ([`DocumentExt::update`](crate::DocumentExt::update))
+  is a `GetItem` and this `UpdateItem`, and after a lost race retries under
+  [`Backoff`] on the returned document (after a short wait) or a new read.
+- **document remove**: one `UpdateItem`, `SET #version = #version + :one
+  REMOVE #body`, under `#type = :document AND attribute_exists(#body)`.
 - **reads** (`counter get`, `ticket`, `tickets`): one strongly consistent
   `GetItem`.
 
@@ -123,6 +135,19 @@ Requests per operation, once the table exists and without contention:
 | `queue join` with a lease | 2: `GetItem`, `UpdateItem` |
 | `queue renew` | 1 `UpdateItem` |
 | `queue expire` | 2: `GetItem`, `UpdateItem` |
+| document read, or a watcher's or cached reader's check | 1 `GetItem` (strongly consistent) |
+| document compare-and-set, remove | 1 `UpdateItem` |
+| document update | 2: `GetItem`, `UpdateItem` |
+
+A read costs read units by the size of the whole item (one per 4 KB,
+strongly consistent), so a watcher polling every second costs one `GetItem`
+per second: 1 read unit for a document up to 4 KB, 88 for one of 350 KB.
+A projection of the version alone would cost the same units, and a second
+item holding only the version would need every write to be a two-item
+transaction (twice the write units); neither is done. A large document
+under contention costs its size in write units on every attempt, including
+the failed ones (a failed condition is charged as a write), so frequently
+updated documents are best kept small.
 
 Each lost race adds one `UpdateItem`, and a `GetItem` when the retry waited
 long or the server did not return the item.
@@ -154,9 +179,9 @@ one given, else `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`), else
 the region's; set it for DynamoDB Local and other compatible servers.
 */
 
-mod backoff;
 mod config;
 mod counter;
+mod document;
 mod error;
 mod queue;
 mod schema;
@@ -168,18 +193,20 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-pub use self::backoff::Backoff;
 pub use self::config::{
     DynamoDbConfig, ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_REGION, DEFAULT_TABLE,
     OPERATION_TIMEOUT, SDK_MAX_ATTEMPTS,
 };
 pub use self::counter::DynamoDbCounter;
+pub use self::document::DynamoDbDocument;
 pub use self::queue::DynamoDbQueue;
 pub use self::table::{create_table_command, TABLE_ACTIVE_TIMEOUT};
+pub use crate::backoff::Backoff;
 
-use self::backoff::{Attempts, Jitter};
 use self::table::Table;
+use crate::backoff::{Attempts, Jitter};
 use crate::counter::Counter;
+use crate::document::Document;
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::Queue;
 use crate::store::{Location, Store};
@@ -311,6 +338,14 @@ impl Store for DynamoDbStore {
     fn queue(&self, id: &str) -> Result<Box<dyn Queue>> {
         validate::id(id)?;
         Ok(Box::new(DynamoDbQueue {
+            store: self.clone(),
+            id: id.to_owned(),
+        }))
+    }
+
+    fn document(&self, id: &str) -> Result<Box<dyn Document>> {
+        validate::id(id)?;
+        Ok(Box::new(DynamoDbDocument {
             store: self.clone(),
             id: id.to_owned(),
         }))

@@ -8,7 +8,6 @@ use async_trait::async_trait;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::backoff::Attempts;
 use super::schema::{
     decode, encode_entry, encode_lease, n, s, Item, Stored, StoredQueue, QUEUE,
     QUEUE_CREATE_CONDITION, QUEUE_EXPIRE_CONDITION, QUEUE_JOIN_FIRST_LEASE_UPDATE,
@@ -19,7 +18,9 @@ use super::schema::{
 };
 use super::table::{Update, Written};
 use super::DynamoDbStore;
+use crate::backoff::Attempts;
 use crate::error::{Error, ErrorKind, Result};
+use crate::item_type::ItemType;
 use crate::lease::{self, Expired};
 use crate::queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
 use crate::state::{self, JoinOutcome, LeaseRecord, QueueEntry, QueueState};
@@ -40,7 +41,7 @@ impl DynamoDbQueue {
             None => Ok(None),
             Some(item) => match decode(&self.store.inner.table.name, &self.id, item)? {
                 Stored::Queue(q) => Ok(Some(q)),
-                Stored::Counter { .. } => Err(Error::queue_is_counter(&self.id)),
+                other => Err(other.wrong_type(&self.id, ItemType::Queue)),
             },
         }
     }

@@ -1,5 +1,6 @@
-//! The item layout (monotone 0.4's), the expressions that read and write it,
-//! and the decoding of items into counters and queues.
+//! The item layout (monotone 0.4's, and the documents'), the expressions
+//! that read and write it, and the decoding of items into counters, queues
+//! and documents.
 //!
 //! Every expression names attributes through `#placeholders` (`Value`,
 //! `Type` and others are reserved words in DynamoDB's expression language)
@@ -10,17 +11,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::document::Snapshot;
+use crate::document_state;
 use crate::error::{Error, ErrorKind, Result};
+use crate::item_type::ItemType;
 use crate::state::{LeaseRecord, QueueEntry, QueueState};
 
 /// An item as the SDK gives and takes it.
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-/// Hash key (S): the counter's or queue's id.
+/// Hash key (S): the counter's, queue's or document's id.
 pub const ID: &str = "ID";
-/// `COUNTER` or `QUEUE` (S).
+/// `COUNTER`, `QUEUE` or `DOCUMENT` (S).
 pub const TYPE: &str = "Type";
-/// Grows by one with every write (N); a queue's fencing token.
+/// Grows by one with every write (N); a queue's fencing token, a document's
+/// version.
 pub const VERSION: &str = "Version";
 /// A counter's value, or a queue's last ticket counter (N).
 pub const VALUE: &str = "Value";
@@ -50,14 +55,19 @@ pub const LEASE_RENEWED_AT: &str = "renewed_at_ms";
 /// (`#leases.#ticket`); its attribute name (the counter) is given per
 /// request.
 pub const TICKET_PLACEHOLDER: &str = "#ticket";
+/// A document's value (S): its compact JSON text; absent for a removed
+/// document, whose item stays to keep its `Version`.
+pub const BODY: &str = "Body";
 
 /// `Type` of a counter.
 pub const COUNTER: &str = "COUNTER";
 /// `Type` of a queue.
 pub const QUEUE: &str = "QUEUE";
+/// `Type` of a document.
+pub const DOCUMENT: &str = "DOCUMENT";
 
 /// Every attribute name placeholder, and the attribute it stands for.
-const NAMES: [(&str, &str); 10] = [
+const NAMES: [(&str, &str); 11] = [
     ("#id", ID),
     ("#type", TYPE),
     ("#version", VERSION),
@@ -68,6 +78,7 @@ const NAMES: [(&str, &str); 10] = [
     ("#lease_ms", LEASE_MS),
     ("#renewals", LEASE_RENEWALS),
     ("#renewed_at", LEASE_RENEWED_AT),
+    ("#body", BODY),
 ];
 
 /// A readable counter whose `Value` and `Version` can both still grow:
@@ -144,6 +155,32 @@ pub const QUEUE_RENEW_CONDITION: &str =
 /// change `Version`, so the version alone would not see them.
 pub const QUEUE_EXPIRE_CONDITION: &str =
     "#type = :queue AND #version = :expected AND #leases.#ticket.#renewals = :renewals";
+/// A document write on a document never written (no item at all).
+pub const DOCUMENT_CREATE_CONDITION: &str = "attribute_not_exists(#id)";
+
+/// A document write on a document read at `Version` = `:expected`.
+pub const DOCUMENT_VERSION_CONDITION: &str = "#type = :document AND #version = :expected";
+
+/// A removal conditional on the version: the document must also exist, so
+/// that removing an absent document writes nothing.
+pub const DOCUMENT_VERSION_EXISTS_CONDITION: &str =
+    "#type = :document AND #version = :expected AND attribute_exists(#body)";
+
+/// A removal whatever the version: an existing document with a readable
+/// version.
+pub const DOCUMENT_EXISTS_CONDITION: &str = "#type = :document AND attribute_exists(#body) \
+     AND attribute_type(#version, :number) AND #version BETWEEN :zero AND :below_max";
+
+/// Set a document: the value and the version after the one read. `SET
+/// #type` is a no-op on an existing document and names a new one.
+pub const DOCUMENT_SET_UPDATE: &str = "SET #type = :document, #version = :version, #body = :body";
+
+/// Remove a document read at a known version: the value goes, the item and
+/// its version stay.
+pub const DOCUMENT_REMOVE_UPDATE: &str = "SET #version = :version REMOVE #body";
+
+/// Remove a document whatever its version, in one request.
+pub const DOCUMENT_DROP_UPDATE: &str = "SET #version = #version + :one REMOVE #body";
 
 /// The placeholders of `expressions` that stand for attribute names, mapped
 /// to their attributes: exactly those used, as DynamoDB refuses unused ones.
@@ -198,6 +235,22 @@ pub(crate) fn encode_lease(process_id: &str, lease: &LeaseRecord) -> AttributeVa
 pub(crate) enum Stored {
     Counter { value: u64, version: u64 },
     Queue(StoredQueue),
+    Document(Snapshot),
+}
+
+impl Stored {
+    pub fn item_type(&self) -> ItemType {
+        match self {
+            Stored::Counter { .. } => ItemType::Counter,
+            Stored::Queue(_) => ItemType::Queue,
+            Stored::Document(_) => ItemType::Document,
+        }
+    }
+
+    /// The WrongType error for this item found where `wanted` was asked for.
+    pub fn wrong_type(&self, id: &str, wanted: ItemType) -> Error {
+        self.item_type().wrong_type(id, wanted)
+    }
 }
 
 /// A queue as read: its state, plus each member's JSON string exactly as
@@ -307,9 +360,34 @@ pub(crate) fn decode(table: &str, id: &str, item: &Item) -> Result<Stored> {
                 raw,
             }))
         }
+        DOCUMENT => {
+            let version = number(VERSION)?;
+            let value = match item.get(BODY) {
+                None => None,
+                Some(AttributeValue::S(text)) => Some(
+                    document_state::decode(&format!("dynamodb table `{table}`"), id, text)
+                        .map_err(|_| {
+                            corrupt(
+                                BODY,
+                                format!("holds `{}`, which is not JSON", shorten(text)),
+                            )
+                        })?,
+                ),
+                Some(other) => {
+                    return Err(corrupt(
+                        BODY,
+                        format!("is {}, not a string (S)", type_name(other)),
+                    ))
+                }
+            };
+            Ok(Stored::Document(Snapshot::new(value, version)))
+        }
         other => Err(corrupt(
             TYPE,
-            format!("is `{}`, neither {COUNTER} nor {QUEUE}", shorten(other)),
+            format!(
+                "is `{}`, none of {COUNTER}, {QUEUE} and {DOCUMENT}",
+                shorten(other)
+            ),
         )),
     }
 }
@@ -536,7 +614,7 @@ mod tests {
         );
         assert!(
             corrupt(&base(&[(TYPE, s("LOCK")), (VERSION, n(1)), (VALUE, n(1))]))
-                .contains("`LOCK`, neither COUNTER nor QUEUE")
+                .contains("`LOCK`, none of COUNTER, QUEUE and DOCUMENT")
         );
         assert!(
             corrupt(&base(&[(TYPE, s(COUNTER)), (VERSION, n(1))])).contains("`Value` is missing")
@@ -587,6 +665,40 @@ mod tests {
     }
 
     #[test]
+    fn documents_and_removed_documents() {
+        let it = item(&[
+            (ID, s("d")),
+            (TYPE, s(DOCUMENT)),
+            (VERSION, n(3)),
+            (BODY, s(r#"{"globs":["/usr/bin/*"]}"#)),
+        ]);
+        assert_eq!(
+            decode("T", "d", &it).unwrap(),
+            Stored::Document(Snapshot::new(
+                Some(serde_json::json!({"globs": ["/usr/bin/*"]})),
+                3
+            ))
+        );
+        let removed = item(&[(ID, s("d")), (TYPE, s(DOCUMENT)), (VERSION, n(4))]);
+        assert_eq!(
+            decode("T", "d", &removed).unwrap(),
+            Stored::Document(Snapshot::new(None, 4))
+        );
+        let doc = |body: AttributeValue| {
+            item(&[
+                (ID, s("the-id")),
+                (TYPE, s(DOCUMENT)),
+                (VERSION, n(1)),
+                (BODY, body),
+            ])
+        };
+        assert!(corrupt(&doc(s("{not json"))).contains("`Body` holds `{not json`"));
+        assert!(corrupt(&doc(n(1))).contains("`Body` is a number (N)"));
+        assert!(corrupt(&item(&[(ID, s("the-id")), (TYPE, s(DOCUMENT))]))
+            .contains("`Version` is missing"));
+    }
+
+    #[test]
     fn returned_value_is_checked() {
         let it = item(&[(VALUE, n(42)), (VERSION, n(42))]);
         assert_eq!(returned_value("T", "c", &it).unwrap(), 42);
@@ -633,6 +745,13 @@ mod tests {
             QUEUE_RENEW_UPDATE,
             QUEUE_RENEW_CONDITION,
             QUEUE_EXPIRE_CONDITION,
+            DOCUMENT_CREATE_CONDITION,
+            DOCUMENT_VERSION_CONDITION,
+            DOCUMENT_VERSION_EXISTS_CONDITION,
+            DOCUMENT_EXISTS_CONDITION,
+            DOCUMENT_SET_UPDATE,
+            DOCUMENT_REMOVE_UPDATE,
+            DOCUMENT_DROP_UPDATE,
         ] {
             for word in
                 expr.split(|c: char| !c.is_alphanumeric() && c != '#' && c != ':' && c != '_')
@@ -648,7 +767,8 @@ mod tests {
                         LEASE_PROCESS,
                         LEASE_MS,
                         LEASE_RENEWALS,
-                        LEASE_RENEWED_AT
+                        LEASE_RENEWED_AT,
+                        BODY
                     ]
                     .contains(&word),
                     "`{word}` written without a placeholder in: {expr}"

@@ -97,7 +97,7 @@ CREATE TABLE tickets (
 /// transaction, with foreign key enforcement off, so a step may rebuild a
 /// table (SQLite's documented twelve-step procedure, without the
 /// `PRAGMA`s that a transaction cannot hold).
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_V2];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_V2, MIGRATION_V3];
 
 /// Version 2: leases on tickets, and room for the other kinds of item.
 ///
@@ -124,6 +124,21 @@ ALTER TABLE items_v2 RENAME TO items;
 ALTER TABLE tickets ADD COLUMN lease_ms INTEGER CHECK (lease_ms IS NULL OR lease_ms > 0);
 ALTER TABLE tickets ADD COLUMN renewals INTEGER NOT NULL DEFAULT 0 CHECK (renewals >= 0);
 ALTER TABLE tickets ADD COLUMN renewed_at_ms INTEGER;
+";
+
+/// Version 3: the values of documents.
+///
+/// A document's row in `items` has the type `DOCUMENT`, `value` 0 and its
+/// version; its JSON text is the row of the same id in `documents`, absent
+/// for a removed document (whose `items` row stays, keeping its version).
+/// Apart, so that a watcher's change check reads the small `items` row and
+/// never the text of an unchanged document. A rowid table, as SQLite
+/// advises for rows this large.
+const MIGRATION_V3: &str = "
+CREATE TABLE documents (
+    id   TEXT NOT NULL PRIMARY KEY REFERENCES items (id),
+    body TEXT NOT NULL
+);
 ";
 
 /// Open (creating if needed) the database at `path`, ready for use.

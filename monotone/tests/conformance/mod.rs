@@ -12,6 +12,7 @@
 
 #![allow(dead_code)] // each test binary uses the suite through the macro
 
+pub mod document;
 pub mod lease;
 
 use std::collections::BTreeSet;

@@ -1,5 +1,7 @@
 //! How long to wait before trying a conditional write again, and when to give
-//! up.
+//! up: one policy for every store, used by the DynamoDB queue and counter and
+//! by the document update helper
+//! ([`DocumentExt::update`](crate::DocumentExt::update)) on any store.
 //!
 //! A write conditional on the item's `Version` fails when another client
 //! wrote first. Retrying at once would collide again with the other losers of
@@ -24,7 +26,8 @@ use std::time::{Duration, Instant};
 
 /// The retry policy for conditional writes that lost a race with another
 /// client (optimistic concurrency). Throttling and network errors are retried
-/// by the AWS SDK itself, under its own policy.
+/// by the AWS SDK itself, under its own policy. Also exported as
+/// `monotone::dynamodb::Backoff`, where it started.
 ///
 /// The defaults allow 32 attempts within 15 seconds, waiting up to
 /// 25 ms × 2ⁿ⁻¹ (at most 500 ms) before the n-th retry. Measured on the

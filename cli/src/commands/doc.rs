@@ -1,0 +1,189 @@
+//! `monotone -i ID doc get|set|patch|watch|rm`
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monotone::{Change, Changes, Diff, Document, DocumentExt, Error, Snapshot};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{CommandError, Output, Place};
+use crate::args::DocAction;
+
+/// `doc get`, `doc set` and `doc patch`: the document as read or written.
+/// `value` is `null` both for a document holding `null` and for one that
+/// does not exist; `exists` tells them apart.
+#[derive(Debug, Serialize)]
+pub struct DocumentOutput {
+    pub id: String,
+    pub region: String,
+    pub table: String,
+    pub version: u64,
+    pub exists: bool,
+    pub value: Option<Value>,
+}
+
+/// `doc rm`: the version the removal produced (the current version if
+/// there was nothing to remove) and whether anything was removed.
+#[derive(Debug, Serialize)]
+pub struct DocumentRemovedOutput {
+    pub id: String,
+    pub region: String,
+    pub table: String,
+    pub version: u64,
+    pub removed: bool,
+}
+
+/// One line of `doc watch`: the version a change produced, the version it
+/// is a change from, whether several writes were folded into it, the
+/// document at `version`, and what changed at its top level (`null` when
+/// the watch started from an older version, whose value the store no
+/// longer has).
+#[derive(Debug, Serialize)]
+pub struct ChangeLine {
+    pub id: String,
+    pub region: String,
+    pub table: String,
+    pub version: u64,
+    pub since: u64,
+    pub folded: bool,
+    pub exists: bool,
+    pub value: Option<Value>,
+    pub diff: Option<Diff>,
+}
+
+impl ChangeLine {
+    fn new(id: &str, place: &Place, change: Change) -> Self {
+        ChangeLine {
+            id: id.to_owned(),
+            region: place.region.clone(),
+            table: place.table.clone(),
+            version: change.version,
+            since: change.since,
+            folded: change.folded(),
+            exists: change.value.is_some(),
+            value: change.value,
+            diff: change.diff,
+        }
+    }
+}
+
+fn output(doc: &dyn Document, place: Place, s: Snapshot) -> Output {
+    Output::Document(DocumentOutput {
+        id: doc.id().to_owned(),
+        region: place.region,
+        table: place.table,
+        version: s.version,
+        exists: s.exists(),
+        value: s.value,
+    })
+}
+
+/// The JSON value in `file`, `-` or `None` being standard input.
+fn read_json(file: Option<&str>, what: &str) -> Result<Value, CommandError> {
+    let (name, text) = match file {
+        None | Some("-") => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| {
+                CommandError::Usage(format!("cannot read the {what} from standard input: {e}"))
+            })?;
+            ("standard input".to_owned(), text)
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CommandError::Usage(format!("cannot read the {what} from {path}: {e}"))
+            })?;
+            (path.to_owned(), text)
+        }
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        CommandError::Usage(format!("the {what} in {name} is not one JSON value: {e}"))
+    })
+}
+
+/// `value` with the RFC 7386 merge `patch` applied; an absent document is
+/// patched as `null` (so a patch that is an object becomes the document).
+fn merged(value: Option<&Value>, patch: &Value) -> Value {
+    let mut out = value.cloned().unwrap_or(Value::Null);
+    json_patch::merge(&mut out, patch);
+    out
+}
+
+/// Every `doc` action but `watch`, which streams (see [`watch`]).
+pub async fn run(
+    doc: &dyn Document,
+    place: Place,
+    action: DocAction,
+) -> Result<Output, CommandError> {
+    Ok(match action {
+        DocAction::Get => output(doc, place, doc.read().await?),
+        DocAction::Set { if_version, file } => {
+            let value = read_json(file.as_deref(), "document")?;
+            let written = match if_version {
+                Some(n) => Snapshot::new(Some(value.clone()), doc.write(n, &value).await?),
+                None => doc.update(|_| Ok(Some(value.clone()))).await?,
+            };
+            output(doc, place, written)
+        }
+        DocAction::Patch { if_version, file } => {
+            let patch = read_json(file.as_deref(), "merge patch")?;
+            let written = match if_version {
+                Some(n) => {
+                    let seen = doc.read().await?;
+                    if seen.version != n {
+                        return Err(Error::version_mismatch(doc.id(), n, seen.version).into());
+                    }
+                    let value = merged(seen.value.as_ref(), &patch);
+                    Snapshot::new(Some(value.clone()), doc.write(n, &value).await?)
+                }
+                None => doc.update(|v| Ok(Some(merged(v, &patch)))).await?,
+            };
+            output(doc, place, written)
+        }
+        DocAction::Rm { if_version } => {
+            let removed = match if_version {
+                Some(n) => doc.remove_if(n).await?,
+                None => doc.remove().await?,
+            };
+            let version = match removed {
+                Some(v) => v,
+                None => doc.read().await?.version,
+            };
+            Output::DocumentRemoved(DocumentRemovedOutput {
+                id: doc.id().to_owned(),
+                region: place.region,
+                table: place.table,
+                version,
+                removed: removed.is_some(),
+            })
+        }
+        DocAction::Watch { .. } => {
+            return Err(CommandError::Usage(
+                "doc watch streams; run it through `watch`".into(),
+            ))
+        }
+    })
+}
+
+/// `doc watch`: give `emit` one line per change, from `from_version` (by
+/// default the current version), checking every `poll`. Returns when `emit`
+/// fails (a closed stdout) or the store does.
+pub async fn watch(
+    doc: Arc<dyn Document>,
+    place: Place,
+    from_version: Option<u64>,
+    poll: Duration,
+    emit: &mut dyn FnMut(&ChangeLine) -> std::io::Result<()>,
+) -> Result<(), CommandError> {
+    let from = match from_version {
+        Some(v) => v,
+        None => doc.read().await?.version,
+    };
+    let id = doc.id().to_owned();
+    let mut changes = Changes::new(doc, from).with_poll_interval(poll);
+    loop {
+        let change = changes.next().await?;
+        emit(&ChangeLine::new(&id, &place, change)).map_err(CommandError::Output)?;
+    }
+}
