@@ -52,7 +52,7 @@ type S = Arc<dyn Store>;
 
 /// Short enough for tests, long enough for a debug build on a loaded
 /// machine to renew in time.
-const LEASE: Duration = Duration::from_millis(400);
+const LEASE: Duration = Duration::from_millis(600);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
