@@ -12,15 +12,31 @@ use async_trait::async_trait;
 
 use crate::counter::Counter;
 use crate::error::{Error, Result};
+use crate::item_type::ItemType;
 use crate::queue::{Fenced, FencingToken, Queue, Tags, Ticket};
 use crate::state::{JoinOutcome, QueueState};
 use crate::store::{Location, Store};
+use crate::tally::{Freshness, Tally, TallyReading};
 use crate::validate;
 
 #[derive(Debug)]
 enum Item {
     Counter(u64),
     Queue(QueueState),
+    Tally(TallyReading),
+}
+
+impl Item {
+    /// The WrongType error for this item found under `id` where `wanted`
+    /// was asked for.
+    fn wrong_type(&self, id: &str, wanted: ItemType) -> Error {
+        let found = match self {
+            Item::Counter(_) => ItemType::Counter,
+            Item::Queue(_) => ItemType::Queue,
+            Item::Tally(_) => ItemType::Tally,
+        };
+        found.wrong_type(id, wanted)
+    }
 }
 
 /// A store in this process's memory. Clones share state.
@@ -41,6 +57,23 @@ impl MemoryStore {
         // guards valid data.
         self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Delete the item `id` if it is a `wanted`, which `last` recognises by
+    /// returning what the removal reports (its last value or token).
+    fn remove<T>(
+        &self,
+        id: &str,
+        wanted: ItemType,
+        last: impl FnOnce(&Item) -> Option<T>,
+    ) -> Result<Option<T>> {
+        let mut items = self.lock();
+        let Some(item) = items.get(id) else {
+            return Ok(None);
+        };
+        let last = last(item).ok_or_else(|| item.wrong_type(id, wanted))?;
+        items.remove(id);
+        Ok(Some(last))
+    }
 }
 
 impl Store for MemoryStore {
@@ -55,6 +88,14 @@ impl Store for MemoryStore {
     fn queue(&self, id: &str) -> Result<Box<dyn Queue>> {
         validate::id(id)?;
         Ok(Box::new(MemoryQueue {
+            store: self.clone(),
+            id: id.to_owned(),
+        }))
+    }
+
+    fn tally(&self, id: &str) -> Result<Box<dyn Tally>> {
+        validate::id(id)?;
+        Ok(Box::new(MemoryTally {
             store: self.clone(),
             id: id.to_owned(),
         }))
@@ -82,7 +123,7 @@ impl Counter for MemoryCounter {
         match self.store.lock().get(&self.id) {
             None => Ok(0),
             Some(Item::Counter(v)) => Ok(*v),
-            Some(Item::Queue(_)) => Err(Error::counter_is_queue(&self.id)),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Counter)),
         }
     }
 
@@ -93,7 +134,7 @@ impl Counter for MemoryCounter {
                 *v = v.checked_add(1).ok_or_else(|| Error::overflow(&self.id))?;
                 Ok(*v)
             }
-            Some(Item::Queue(_)) => Err(Error::counter_is_queue(&self.id)),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Counter)),
             None => {
                 items.insert(self.id.clone(), Item::Counter(1));
                 Ok(1)
@@ -102,16 +143,11 @@ impl Counter for MemoryCounter {
     }
 
     async fn remove(&self) -> Result<Option<u64>> {
-        let mut items = self.store.lock();
-        match items.get(&self.id) {
-            None => Ok(None),
-            Some(Item::Queue(_)) => Err(Error::counter_is_queue(&self.id)),
-            Some(Item::Counter(v)) => {
-                let v = *v;
-                items.remove(&self.id);
-                Ok(Some(v))
-            }
-        }
+        self.store
+            .remove(&self.id, ItemType::Counter, |item| match item {
+                Item::Counter(v) => Some(*v),
+                _ => None,
+            })
     }
 }
 
@@ -128,7 +164,7 @@ impl MemoryQueue {
         match self.store.lock().get(&self.id) {
             None => f(None),
             Some(Item::Queue(q)) => f(Some(q)),
-            Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
         }
     }
 }
@@ -147,7 +183,7 @@ impl Queue for MemoryQueue {
             .entry(self.id.clone())
             .or_insert_with(|| Item::Queue(QueueState::default()));
         let Item::Queue(queue) = item else {
-            return Err(Error::queue_is_counter(&self.id));
+            return Err(item.wrong_type(&self.id, ItemType::Queue));
         };
         // `QueueState::join` checks everything before it changes anything, so
         // a failed join leaves the queue as it was.
@@ -161,8 +197,8 @@ impl Queue for MemoryQueue {
         let mut items = self.store.lock();
         match items.get_mut(&self.id) {
             None => Err(Error::queue_not_found(&self.id)),
-            Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
             Some(Item::Queue(q)) => q.leave(&self.id, process_id),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
         }
     }
 
@@ -179,15 +215,53 @@ impl Queue for MemoryQueue {
     }
 
     async fn remove(&self) -> Result<Option<FencingToken>> {
+        self.store
+            .remove(&self.id, ItemType::Queue, |item| match item {
+                Item::Queue(q) => Some(q.token()),
+                _ => None,
+            })
+    }
+}
+
+/// A tally in a [`MemoryStore`].
+#[derive(Debug, Clone)]
+pub struct MemoryTally {
+    store: MemoryStore,
+    id: String,
+}
+
+#[async_trait]
+impl Tally for MemoryTally {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn add(&self, n: i64) -> Result<TallyReading> {
         let mut items = self.store.lock();
-        match items.get(&self.id) {
-            None => Ok(None),
-            Some(Item::Counter(_)) => Err(Error::queue_is_counter(&self.id)),
-            Some(Item::Queue(q)) => {
-                let token = q.token();
-                items.remove(&self.id);
-                Ok(Some(token))
-            }
+        let item = items
+            .entry(self.id.clone())
+            .or_insert_with(|| Item::Tally(TallyReading::default()));
+        let Item::Tally(reading) = item else {
+            return Err(item.wrong_type(&self.id, ItemType::Tally));
+        };
+        *reading = reading.plus(&self.id, n)?;
+        Ok(*reading)
+    }
+
+    /// Fresh either way: there is nothing cheaper than the lock.
+    async fn get(&self, _: Freshness) -> Result<TallyReading> {
+        match self.store.lock().get(&self.id) {
+            None => Ok(TallyReading::default()),
+            Some(Item::Tally(reading)) => Ok(*reading),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Tally)),
         }
+    }
+
+    async fn remove(&self) -> Result<Option<TallyReading>> {
+        self.store
+            .remove(&self.id, ItemType::Tally, |item| match item {
+                Item::Tally(reading) => Some(*reading),
+                _ => None,
+            })
     }
 }

@@ -17,11 +17,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::memory::MemoryStore;
 use crate::queue::Queue;
 use crate::sqlite::{SqliteOptions, SqliteStore};
+use crate::tally::Tally;
 
-/// A place where counters and queues live, each under its own id.
+/// A place where counters, queues and tallies live, each under its own id.
 ///
-/// An id holds either a counter or a queue, never both; the first write
-/// decides which.
+/// An id holds one kind of item, never two; the first write decides which.
 pub trait Store: Send + Sync + fmt::Debug {
     /// A handle on the counter under `id`. Fails with
     /// [`ErrorKind::InvalidInput`] if `id` is not a valid id (empty, longer
@@ -31,6 +31,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// A handle on the queue under `id`; validated as for [`Store::counter`].
     fn queue(&self, id: &str) -> Result<Box<dyn Queue>>;
+
+    /// A handle on the tally under `id`; validated as for [`Store::counter`].
+    fn tally(&self, id: &str) -> Result<Box<dyn Tally>>;
 
     /// Where this store keeps its data.
     fn location(&self) -> Location;

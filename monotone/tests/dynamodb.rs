@@ -35,6 +35,10 @@ conformance_tests!({
     let Some(endpoint) = endpoint() else { return };
     store(endpoint)
 });
+tally_conformance_tests!({
+    let Some(endpoint) = endpoint() else { return };
+    store(endpoint)
+});
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.into())

@@ -11,6 +11,7 @@ async fn store() -> (Arc<dyn Store>, ()) {
 }
 
 conformance_tests!(store());
+tally_conformance_tests!(store());
 
 #[tokio::test]
 async fn clones_share_state() {

@@ -15,6 +15,7 @@ async fn store() -> (Arc<dyn Store>, TempDir) {
 }
 
 conformance_tests!(store());
+tally_conformance_tests!(store());
 
 #[tokio::test]
 async fn state_survives_reopening() {

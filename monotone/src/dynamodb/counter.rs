@@ -12,6 +12,7 @@ use super::table::{Update, Written};
 use super::DynamoDbStore;
 use crate::counter::Counter;
 use crate::error::{Error, Result};
+use crate::item_type::ItemType;
 
 /// A counter in a [`DynamoDbStore`].
 #[derive(Debug, Clone)]
@@ -33,15 +34,15 @@ fn why_not_a_counter(
 ) -> Option<Error> {
     match item.map(|i| decode(table, id, i)) {
         Some(Err(corrupt)) => Some(corrupt),
-        Some(Ok(Stored::Queue(_))) => Some(Error::counter_is_queue(id)),
-        Some(Ok(Stored::Counter { value, version }))
-            if incrementing && (value > BELOW_MAX || version > BELOW_MAX) =>
-        {
-            Some(Error::overflow(id))
+        Some(Ok(Stored::Counter { value, version })) => {
+            // A counter we can use changed since the condition was evaluated
+            // (removed, re-created): try again.
+            (incrementing && (value > BELOW_MAX || version > BELOW_MAX))
+                .then(|| Error::overflow(id))
         }
-        // Absent, or a counter we can use: changed since the condition was
-        // evaluated (removed, re-created). Try again.
-        _ => None,
+        Some(Ok(other)) => Some(other.wrong_type(id, ItemType::Counter)),
+        // Absent: removed since the condition was evaluated. Try again.
+        None => None,
     }
 }
 
@@ -59,7 +60,7 @@ impl Counter for DynamoDbCounter {
             None => Ok(0),
             Some(item) => match decode(&table.name, &self.id, &item)? {
                 Stored::Counter { value, .. } => Ok(value),
-                Stored::Queue(_) => Err(Error::counter_is_queue(&self.id)),
+                other => Err(other.wrong_type(&self.id, ItemType::Counter)),
             },
         }
     }
@@ -81,6 +82,7 @@ impl Counter for DynamoDbCounter {
                 (":below_max", n(BELOW_MAX)),
             ],
             returns: ReturnValue::UpdatedNew,
+            resend_unanswered: true,
         };
         let mut attempts = self.store.attempts();
         loop {
@@ -117,7 +119,7 @@ impl Counter for DynamoDbCounter {
                 Written::Done(old) => {
                     return match decode(&table.name, &self.id, &old)? {
                         Stored::Counter { value, .. } => Ok(Some(value)),
-                        Stored::Queue(_) => Err(Error::counter_is_queue(&self.id)),
+                        other => Err(other.wrong_type(&self.id, ItemType::Counter)),
                     }
                 }
                 Written::ConditionFailed(item) => {

@@ -1,6 +1,6 @@
 /*!
-The DynamoDB store (cargo feature `aws`): counters and queues shared by hosts
-anywhere, in one table, through the official AWS SDK for Rust.
+The DynamoDB store (cargo feature `aws`): counters, queues and tallies shared
+by hosts anywhere, in one table, through the official AWS SDK for Rust.
 
 ```no_run
 # #[tokio::main(flavor = "current_thread")]
@@ -18,17 +18,21 @@ let store = monotone::open("dynamodb://Counters?region=eu-west-1").await?;
 
 # The table
 
-One table holds every counter and queue, one item per id, in the layout
-monotone 0.4 wrote, so tables made by 0.4 keep working and old and new
-clients can share a table during an upgrade:
+One table holds every counter, queue and tally, one item per id. Counters
+and queues keep the layout monotone 0.4 wrote, byte for byte, so tables made
+by 0.4 keep working and old and new clients can share a table during an
+upgrade; a tally is an item of the same shape with a `Type` of its own:
 
 | attribute | type | meaning |
 |---|---|---|
-| `ID` | S | hash key: the counter's or queue's id |
-| `Type` | S | `COUNTER` or `QUEUE` |
-| `Version` | N | one more on every write; a queue's fencing token |
-| `Value` | N | a counter's value; a queue's last ticket counter |
+| `ID` | S | hash key: the counter's, queue's or tally's id |
+| `Type` | S | `COUNTER`, `QUEUE` or `TALLY` |
+| `Version` | N | one more on every write; a queue's fencing token, the number of a tally's adds |
+| `Value` | N | a counter's value; a queue's last ticket counter; a tally's sum, signed, from `i64::MIN` to `i64::MAX` |
 | `Items` | SS | a queue's members, each the JSON `{"process_id": "..", "counter": 1, "tags": {..}}`; absent when the queue is empty (DynamoDB has no empty sets) |
+
+monotone 0.4 does not know `TALLY` items: it must not be pointed at a tally's
+id (it would report a decoding error).
 
 The table needs only its key; create it with
 
@@ -69,10 +73,22 @@ cannot read is never written over. The expressions are constants in the
   one member's JSON string in `Items` (leaving the other members' strings as
   they were written, by whichever client), or `REMOVE`s `Items` when the last
   member leaves.
+- **tally add**: one `UpdateItem`, `SET #type = :tally ADD #value :n,
+  #version :one`, under `attribute_not_exists(#id) OR (#type = :tally AND
+  <Value and Version are numbers> AND #value BETWEEN :low AND :high AND
+  <Version can grow>)`, returning the new item (`ALL_NEW`). DynamoDB's
+  numbers have 38 digits, so the bounds are what keeps the sum in `i64`:
+  for `n >= 0` they are `i64::MIN` and `i64::MAX - n`, for `n < 0`
+  `i64::MIN - n` and `i64::MAX`. An add that would leave the range fails the
+  condition and is reported as [`ErrorKind::InvalidInput`], never wrapped
+  and never retried.
 - **remove**: one `DeleteItem` under a type condition, returning the old item
   (`ALL_OLD`).
-- **reads** (`counter get`, `ticket`, `tickets`): one strongly consistent
-  `GetItem`.
+- **reads** (`counter get`, `ticket`, `tickets`, a fresh `tally get`): one
+  strongly consistent `GetItem`. A stale `tally get` is one eventually
+  consistent `GetItem`, at half the read capacity; it may miss the latest
+  adds (usually by well under a second) but never returns a value the item
+  did not hold.
 
 When a condition fails, the request asks for the item as it was
 (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so the store can tell a
@@ -97,6 +113,9 @@ Requests per operation, once the table exists and without contention:
 | `queue leave` | 2: `GetItem`, `UpdateItem` |
 | `queue ticket`, `queue tickets` | 1 `GetItem` |
 | `queue remove` | 1 `DeleteItem` |
+| `tally add` | 1 `UpdateItem` |
+| `tally get` | 1 `GetItem` (consistent; eventually consistent when stale) |
+| `tally remove` | 1 `DeleteItem` |
 
 Each lost race adds one `UpdateItem`, and a `GetItem` when the retry waited
 long or the server did not return the item.
@@ -135,6 +154,7 @@ mod error;
 mod queue;
 mod schema;
 mod table;
+mod tally;
 
 use std::fmt;
 use std::sync::Arc;
@@ -150,6 +170,7 @@ pub use self::config::{
 pub use self::counter::DynamoDbCounter;
 pub use self::queue::DynamoDbQueue;
 pub use self::table::{create_table_command, TABLE_ACTIVE_TIMEOUT};
+pub use self::tally::DynamoDbTally;
 
 use self::backoff::{Attempts, Jitter};
 use self::table::Table;
@@ -157,6 +178,7 @@ use crate::counter::Counter;
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::Queue;
 use crate::store::{Location, Store};
+use crate::tally::Tally;
 use crate::validate;
 
 /// A store in a DynamoDB table. Clones share one client.
@@ -285,6 +307,14 @@ impl Store for DynamoDbStore {
     fn queue(&self, id: &str) -> Result<Box<dyn Queue>> {
         validate::id(id)?;
         Ok(Box::new(DynamoDbQueue {
+            store: self.clone(),
+            id: id.to_owned(),
+        }))
+    }
+
+    fn tally(&self, id: &str) -> Result<Box<dyn Tally>> {
+        validate::id(id)?;
+        Ok(Box::new(DynamoDbTally {
             store: self.clone(),
             id: id.to_owned(),
         }))

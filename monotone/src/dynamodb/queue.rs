@@ -14,6 +14,7 @@ use super::schema::{
 use super::table::{Update, Written};
 use super::DynamoDbStore;
 use crate::error::{Error, ErrorKind, Result};
+use crate::item_type::ItemType;
 use crate::queue::{Fenced, FencingToken, Queue, Tags, Ticket};
 use crate::state::{JoinOutcome, QueueEntry, QueueState};
 use crate::validate;
@@ -26,14 +27,14 @@ pub struct DynamoDbQueue {
 }
 
 impl DynamoDbQueue {
-    /// The queue in `item`: `None` if absent, WrongType if a counter,
+    /// The queue in `item`: `None` if absent, WrongType if another kind,
     /// Corrupt if unreadable.
     fn decode(&self, item: Option<&Item>) -> Result<Option<StoredQueue>> {
         match item {
             None => Ok(None),
             Some(item) => match decode(&self.store.inner.table.name, &self.id, item)? {
                 Stored::Queue(q) => Ok(Some(q)),
-                Stored::Counter { .. } => Err(Error::queue_is_counter(&self.id)),
+                other => Err(other.wrong_type(&self.id, ItemType::Queue)),
             },
         }
     }
@@ -115,6 +116,7 @@ impl Queue for DynamoDbQueue {
                 condition,
                 values: dedup(values),
                 returns: ReturnValue::None,
+                resend_unanswered: true,
             };
             match table.update(&what, &self.id, &update).await? {
                 Written::Done(_) => return Ok(ticket),
@@ -156,6 +158,7 @@ impl Queue for DynamoDbQueue {
                 condition,
                 values,
                 returns: ReturnValue::None,
+                resend_unanswered: true,
             };
             match table.update(&what, &self.id, &update).await? {
                 Written::Done(_) => return Ok(token),
