@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use monotone::dynamodb::{Backoff, DynamoDbConfig, DynamoDbStore};
-use monotone::{ErrorKind, FencingToken, Store, Tags};
+use monotone::{ErrorKind, FencingToken, Freshness, Store, Tags, TallyReading};
 
 use dynamodb_support::*;
 
@@ -1038,4 +1038,170 @@ async fn a_server_that_never_answers_times_out() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.to_string().contains("did not answer in time"), "{err}");
     assert!(requests.take().len() >= 2, "attempts were retried");
+}
+
+/// A tally's item, its requests (one `UpdateItem` per add, a consistent or
+/// an eventually consistent `GetItem`), and the counters and queues around
+/// it left as monotone 0.4 writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tally_items_and_requests() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, raw) = fresh_store(&endpoint, "tally").await;
+    let table = store.table().to_owned();
+    let t = store.tally("quota").unwrap();
+    assert_eq!(t.add(-3).await.unwrap(), TallyReading::new(-3, 1));
+    assert_eq!(requests.take(), ["UpdateItem"], "add to a new tally");
+    assert_eq!(t.add(10).await.unwrap(), TallyReading::new(7, 2));
+    assert_eq!(requests.take(), ["UpdateItem"], "add");
+    assert_eq!(
+        raw_item(&raw, &table, "quota").await.unwrap(),
+        item(&[
+            ("ID", s("quota")),
+            ("Type", s("TALLY")),
+            ("Value", n(7)),
+            ("Version", n(2)),
+        ])
+    );
+    t.add(-20).await.unwrap();
+    requests.take();
+    assert_eq!(
+        raw_item(&raw, &table, "quota").await.unwrap()["Value"],
+        AttributeValue::N("-13".into())
+    );
+
+    for (freshness, consistent) in [(Freshness::Fresh, true), (Freshness::Stale, false)] {
+        assert_eq!(t.get(freshness).await.unwrap(), TallyReading::new(-13, 3));
+        let sent = requests.take_with_bodies();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].0, "GetItem");
+        let body: serde_json::Value = serde_json::from_str(&sent[0].1).unwrap();
+        assert_eq!(body["ConsistentRead"], consistent, "{freshness:?}: {body}");
+    }
+    // Past the range of i64: refused by the condition, so one request.
+    let err = t.add(i64::MIN).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(requests.take(), ["UpdateItem"], "an add that overflows");
+    assert_eq!(t.remove().await.unwrap(), Some(TallyReading::new(-13, 3)));
+    assert_eq!(requests.take(), ["DeleteItem"], "remove");
+
+    // Wrong types cost the one request and change nothing.
+    store.counter("c").unwrap().next().await.unwrap();
+    t.add(1).await.unwrap();
+    requests.take();
+    let before_c = raw_item(&raw, &table, "c").await.unwrap();
+    let err = store.tally("c").unwrap().add(1).await.unwrap_err();
+    assert_eq!(err.to_string(), "`c` is a counter, not a tally");
+    assert_eq!(requests.take(), ["UpdateItem"], "add on a counter");
+    let err = store.counter("quota").unwrap().next().await.unwrap_err();
+    assert_eq!(err.to_string(), "`quota` is a tally, not a counter");
+    assert_eq!(requests.take(), ["UpdateItem"], "next on a tally");
+    let err = store
+        .queue("quota")
+        .unwrap()
+        .join("p", Tags::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "`quota` is a tally, not a queue");
+    assert_eq!(raw_item(&raw, &table, "c").await.unwrap(), before_c);
+    assert_eq!(
+        raw_item(&raw, &table, "quota").await.unwrap()["Version"],
+        n(1)
+    );
+}
+
+/// Tallies that monotone did not write are reported, never written over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_tallies_are_corrupt() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "tally-corrupt").await;
+    let table = store.table().to_owned();
+    let too_big = (i64::MAX as i128 + 1).to_string();
+    for (id, value, needle) in [
+        ("fraction", "1.5", "`Value` holds 1.5"),
+        (
+            "huge",
+            too_big.as_str(),
+            "not a whole number from -9223372036854775808",
+        ),
+    ] {
+        let it = item(&[
+            ("ID", s(id)),
+            ("Type", s("TALLY")),
+            ("Value", AttributeValue::N(value.into())),
+            ("Version", n(4)),
+        ]);
+        put(&raw, &table, it.clone()).await;
+        let t = store.tally(id).unwrap();
+        for err in [
+            t.get(Freshness::Fresh).await.unwrap_err(),
+            t.add(1).await.unwrap_err(),
+            t.add(-1).await.unwrap_err(),
+            t.remove().await.unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{id}: {err}");
+            assert!(err.to_string().contains(needle), "{id}: {err}");
+        }
+        assert_eq!(raw_item(&raw, &table, id).await.unwrap(), it, "untouched");
+    }
+}
+
+/// Throttling, which DynamoDB applied nothing for, is retried; an error
+/// that leaves it unknown whether the add was applied is not, as adding
+/// twice would be wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tally_add_is_resent_only_when_surely_not_applied() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, _) = fresh_store(&endpoint, "tally-faults").await;
+    let table = store.table().to_owned();
+    let t = store.tally("t").unwrap();
+    t.add(5).await.unwrap();
+    requests.take();
+
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("UpdateItem"),
+        "ThrottlingException",
+        400,
+        2,
+    )
+    .await;
+    assert_eq!(t.add(1).await.unwrap(), TallyReading::new(6, 2));
+    assert_eq!(requests.take(), ["UpdateItem"; 3]);
+
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("UpdateItem"),
+        "InternalServerError",
+        500,
+        1,
+    )
+    .await;
+    let err = t.add(1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.to_string().contains("may or may not have been applied"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains('\n'), "{err}");
+    assert_eq!(requests.take(), ["UpdateItem"], "sent once");
+    assert_eq!(
+        t.get(Freshness::Fresh).await.unwrap(),
+        TallyReading::new(6, 2)
+    );
+    requests.take();
+
+    // Counters keep the SDK's retries: a skipped value is allowed there.
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("UpdateItem"),
+        "InternalServerError",
+        500,
+        1,
+    )
+    .await;
+    assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
+    assert_eq!(requests.take(), ["UpdateItem"; 2]);
 }

@@ -249,3 +249,29 @@ fn a_migration_that_fails_leaves_the_old_file_as_it_was() {
         .unwrap();
     assert_eq!(columns, 4, "no column added");
 }
+
+#[tokio::test]
+async fn a_tally_is_a_row_of_items_with_a_signed_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let t = s.tally("t").unwrap();
+    t.add(-5).await.unwrap();
+    t.add(2).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let row: (String, i64, i64) = conn
+        .query_row(
+            "SELECT type, value, version FROM items WHERE id = 't'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(row, ("TALLY".to_string(), -3, 2));
+    drop(s);
+    let again = SqliteStore::open(&path).unwrap().tally("t").unwrap();
+    assert_eq!(
+        again.get(monotone::Freshness::Fresh).await.unwrap(),
+        monotone::TallyReading::new(-3, 2),
+        "kept across opens"
+    );
+}
