@@ -1,5 +1,6 @@
 /*!
-The `monotone` command: atomic counters and queues from the shell.
+The `monotone` command: atomic counters, queues and tallies from the shell,
+and over HTTP (`monotone serve`, see [`serve`]).
 
 `main` parses the command line, opens the store it selects, runs one command
 and prints its result as one pretty-printed JSON document on stdout, in
@@ -15,15 +16,17 @@ Diagnostics go through `tracing` to stderr, silent unless `RUST_LOG` asks
 mod args;
 mod commands;
 mod exit;
+mod serve;
 mod store_url;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use serde::Serialize;
 
-use crate::args::Cli;
-use crate::commands::{CommandError, Output};
+use crate::args::{Cli, Command};
+use crate::commands::CommandError;
 use crate::exit::Failure;
 use crate::store_url::StoreChoice;
 
@@ -33,7 +36,7 @@ fn main() -> ExitCode {
         Err(e) => return exit::clap_error(e),
     };
     init_tracing();
-    match run(cli).and_then(print) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
     }
@@ -50,7 +53,22 @@ fn init_tracing() {
     }
 }
 
-fn run(cli: Cli) -> Result<Output, Failure> {
+fn run(cli: Cli) -> Result<(), Failure> {
+    // What needs no store is checked before the store is opened.
+    let (id, serving) = match (&cli.command, cli.id.as_deref()) {
+        (Command::Serve(args), None) => (String::new(), Some(serve::prepare(args)?)),
+        (Command::Serve(_), Some(_)) => {
+            return Err(Failure::Usage(
+                "serve serves every id of the store; it takes no -i/--id".into(),
+            ))
+        }
+        (_, Some(id)) => (id.to_owned(), None),
+        (_, None) => {
+            return Err(Failure::Usage(
+                "the following required arguments were not provided: --id <ID>".into(),
+            ))
+        }
+    };
     let choice = store_url::choose(&cli, |k| std::env::var(k).ok()).map_err(Failure::Config)?;
     if let StoreChoice::DefaultSqlite(path) = &choice {
         if let Some(dir) = path.parent() {
@@ -62,23 +80,34 @@ fn run(cli: Cli) -> Result<Output, Failure> {
             })?;
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
+    // One command needs one thread; a server uses every core.
+    let runtime = match serving {
+        Some(_) => tokio::runtime::Builder::new_multi_thread(),
+        None => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         let store = monotone::open(&choice.url()).await?;
-        commands::run(&*store, &cli.id, cli.command)
-            .await
-            .map_err(|e| match e {
-                CommandError::Usage(m) => Failure::Usage(m),
-                CommandError::Store(e) => Failure::Store(e),
-            })
+        match (cli.command, serving) {
+            (Command::Serve(args), Some(token)) => serve::run(store, args, token).await,
+            (command, _) => {
+                let output = commands::run(&*store, &id, command)
+                    .await
+                    .map_err(|e| match e {
+                        CommandError::Usage(m) => Failure::Usage(m),
+                        CommandError::Store(e) => Failure::Store(e),
+                    })?;
+                print(&output)
+            }
+        }
     })
 }
 
-fn print(output: Output) -> Result<(), Failure> {
-    let mut text = serde_json::to_string_pretty(&output)
+/// Print `output` as one pretty-printed JSON document on stdout.
+pub fn print(output: &impl Serialize) -> Result<(), Failure> {
+    let mut text = serde_json::to_string_pretty(output)
         .map_err(|e| Failure::Other(format!("cannot encode the result: {e}")))?;
     text.push('\n');
     let mut stdout = std::io::stdout().lock();

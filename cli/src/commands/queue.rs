@@ -1,6 +1,6 @@
 //! `monotone -i ID queue -p PID get|join|leave`, `monotone -i ID queue list|rm`
 
-use monotone::{Queue, Tags, Ticket};
+use monotone::{Fenced, Queue, Tags, Ticket};
 use serde::Serialize;
 
 use super::{CommandError, Output, Place};
@@ -89,53 +89,83 @@ fn tag_map(pairs: Vec<(String, String)>) -> Result<Tags, CommandError> {
 }
 
 pub async fn run(queue: &dyn Queue, place: Place, args: QueueArgs) -> Result<Output, CommandError> {
-    let id = queue.id().to_owned();
-    let Place { region, table } = place;
     Ok(match args.action {
-        QueueAction::Get | QueueAction::Join { .. } => {
-            let ticket = match args.action {
-                QueueAction::Join { tags } => {
-                    let pid = process_id(&args.process_id, "join")?;
-                    queue.join(pid, tag_map(tags)?).await?
-                }
-                _ => queue.ticket(process_id(&args.process_id, "get")?).await?,
-            };
-            Output::Ticket(TicketOutput {
-                id,
-                region,
-                table,
-                fencing_token: ticket.fencing_token.get(),
-                ticket: ticket.value.into(),
-            })
+        QueueAction::Join { tags } => {
+            let pid = process_id(&args.process_id, "join")?;
+            Output::Ticket(join(queue, pid, tag_map(tags)?, place).await?)
+        }
+        QueueAction::Get => {
+            Output::Ticket(get(queue, process_id(&args.process_id, "get")?, place).await?)
         }
         QueueAction::Leave => {
-            let token = queue.leave(process_id(&args.process_id, "leave")?).await?;
-            Output::Token(TokenOutput {
-                id,
-                region,
-                table,
-                fencing_token: token.get(),
-            })
+            Output::Token(leave(queue, process_id(&args.process_id, "leave")?, place).await?)
         }
-        QueueAction::List => {
-            let all = queue.tickets().await?;
-            Output::Tickets(TicketsOutput {
-                id,
-                region,
-                table,
-                fencing_token: all.fencing_token.get(),
-                tickets: all.value.into_iter().map(TicketView::from).collect(),
-            })
-        }
-        QueueAction::Rm => {
-            let removed = queue.remove().await?;
-            Output::QueueRemoved(QueueRemovedOutput {
-                id,
-                region,
-                table,
-                fencing_token: removed.map_or(0, |t| t.get()),
-                removed: removed.is_some(),
-            })
-        }
+        QueueAction::List => Output::Tickets(list(queue, place).await?),
+        QueueAction::Rm => Output::QueueRemoved(rm(queue, place).await?),
+    })
+}
+
+fn ticket_output(queue: &dyn Queue, ticket: Fenced<Ticket>, place: Place) -> TicketOutput {
+    TicketOutput {
+        id: queue.id().to_owned(),
+        region: place.region,
+        table: place.table,
+        fencing_token: ticket.fencing_token.get(),
+        ticket: ticket.value.into(),
+    }
+}
+
+pub async fn join(
+    queue: &dyn Queue,
+    process_id: &str,
+    tags: Tags,
+    place: Place,
+) -> monotone::Result<TicketOutput> {
+    let ticket = queue.join(process_id, tags).await?;
+    Ok(ticket_output(queue, ticket, place))
+}
+
+pub async fn get(
+    queue: &dyn Queue,
+    process_id: &str,
+    place: Place,
+) -> monotone::Result<TicketOutput> {
+    let ticket = queue.ticket(process_id).await?;
+    Ok(ticket_output(queue, ticket, place))
+}
+
+pub async fn leave(
+    queue: &dyn Queue,
+    process_id: &str,
+    place: Place,
+) -> monotone::Result<TokenOutput> {
+    let token = queue.leave(process_id).await?;
+    Ok(TokenOutput {
+        id: queue.id().to_owned(),
+        region: place.region,
+        table: place.table,
+        fencing_token: token.get(),
+    })
+}
+
+pub async fn list(queue: &dyn Queue, place: Place) -> monotone::Result<TicketsOutput> {
+    let all = queue.tickets().await?;
+    Ok(TicketsOutput {
+        id: queue.id().to_owned(),
+        region: place.region,
+        table: place.table,
+        fencing_token: all.fencing_token.get(),
+        tickets: all.value.into_iter().map(TicketView::from).collect(),
+    })
+}
+
+pub async fn rm(queue: &dyn Queue, place: Place) -> monotone::Result<QueueRemovedOutput> {
+    let removed = queue.remove().await?;
+    Ok(QueueRemovedOutput {
+        id: queue.id().to_owned(),
+        region: place.region,
+        table: place.table,
+        fencing_token: removed.map_or(0, |t| t.get()),
+        removed: removed.is_some(),
     })
 }
