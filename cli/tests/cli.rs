@@ -483,6 +483,8 @@ fn help_explains_stores_and_exit_codes() {
         "eu-west-1",
         "3 not found",
         "jq .ticket.counter",
+        "tally add -- -3",
+        "serve --listen",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }

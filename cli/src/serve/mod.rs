@@ -194,3 +194,45 @@ async fn stopped() {
     }
     info!("stopping: finishing the requests in flight");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(listen: &str, token_file: Option<std::path::PathBuf>, insecure: bool) -> ServeArgs {
+        ServeArgs {
+            listen: listen.parse().unwrap(),
+            token_file,
+            insecure,
+        }
+    }
+
+    #[test]
+    fn off_loopback_needs_a_token_or_insecure() {
+        assert!(prepare(&args("127.0.0.1:7777", None, false))
+            .unwrap()
+            .is_none());
+        assert!(prepare(&args("[::1]:7777", None, false)).unwrap().is_none());
+        for addr in ["0.0.0.0:7777", "[::]:7777", "192.0.2.1:7777"] {
+            match prepare(&args(addr, None, false)) {
+                Err(Failure::Usage(m)) => assert!(m.contains("--token-file"), "{m}"),
+                other => panic!("{addr}: {other:?}"),
+            }
+            assert!(prepare(&args(addr, None, true)).unwrap().is_none());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "t0ken").unwrap();
+        assert!(prepare(&args("0.0.0.0:7777", Some(path), false))
+            .unwrap()
+            .is_some());
+        match prepare(&args(
+            "127.0.0.1:7777",
+            Some(dir.path().join("none")),
+            false,
+        )) {
+            Err(Failure::Config(m)) => assert!(m.contains("cannot read"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
