@@ -31,8 +31,8 @@ upgrade; a tally is an item of the same shape with a `Type` of its own:
 | `Value` | N | a counter's value; a queue's last ticket counter; a tally's sum, signed, from `i64::MIN` to `i64::MAX` |
 | `Items` | SS | a queue's members, each the JSON `{"process_id": "..", "counter": 1, "tags": {..}}`; absent when the queue is empty (DynamoDB has no empty sets) |
 
-monotone 0.4 does not know `TALLY` items: it must not be pointed at a tally's
-id (it would report a decoding error).
+monotone 0.4 knows only `COUNTER` and `QUEUE` items: keep it away from the
+ids of tallies.
 
 The table needs only its key; create it with
 
