@@ -1109,40 +1109,72 @@ async fn tally_items_and_requests() {
     );
 }
 
-/// Tallies that monotone did not write are reported, never written over.
+/// Tallies that monotone did not write are reported. One out of range is
+/// never written over; one with a fraction passes any condition, so a write
+/// goes through and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_tallies_are_corrupt() {
     let Some(endpoint) = endpoint() else { return };
     let (store, _, raw) = fresh_store(&endpoint, "tally-corrupt").await;
     let table = store.table().to_owned();
-    let too_big = (i64::MAX as i128 + 1).to_string();
-    for (id, value, needle) in [
-        ("fraction", "1.5", "`Value` holds 1.5"),
-        (
-            "huge",
-            too_big.as_str(),
-            "not a whole number from -9223372036854775808",
-        ),
-    ] {
-        let it = item(&[
+    let tally_item = |id: &str, value: &str| {
+        item(&[
             ("ID", s(id)),
             ("Type", s("TALLY")),
             ("Value", AttributeValue::N(value.into())),
             ("Version", n(4)),
-        ]);
-        put(&raw, &table, it.clone()).await;
-        let t = store.tally(id).unwrap();
-        for err in [
-            t.get(Freshness::Fresh).await.unwrap_err(),
-            t.add(1).await.unwrap_err(),
-            t.add(-1).await.unwrap_err(),
-            t.remove().await.unwrap_err(),
-        ] {
-            assert_eq!(err.kind(), ErrorKind::Corrupt, "{id}: {err}");
-            assert!(err.to_string().contains(needle), "{id}: {err}");
-        }
-        assert_eq!(raw_item(&raw, &table, id).await.unwrap(), it, "untouched");
+        ])
+    };
+    let too_big = (i64::MAX as i128 + 1).to_string();
+    let it = tally_item("huge", &too_big);
+    put(&raw, &table, it.clone()).await;
+    let t = store.tally("huge").unwrap();
+    for err in [
+        t.get(Freshness::Fresh).await.unwrap_err(),
+        t.get(Freshness::Stale).await.unwrap_err(),
+        t.add(1).await.unwrap_err(),
+        t.add(-1).await.unwrap_err(),
+        t.remove().await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("not a whole number from -9223372036854775808"),
+            "{msg}"
+        );
+        assert!(msg.contains("`huge`") && !msg.contains('\n'), "{msg}");
     }
+    assert_eq!(
+        raw_item(&raw, &table, "huge").await.unwrap(),
+        it,
+        "untouched"
+    );
+
+    let it = tally_item("fraction", "1.5");
+    put(&raw, &table, it.clone()).await;
+    let t = store.tally("fraction").unwrap();
+    let err = t.get(Freshness::Fresh).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("`Value` holds 1.5"), "{err}");
+    assert_eq!(
+        raw_item(&raw, &table, "fraction").await.unwrap(),
+        it,
+        "a read writes nothing"
+    );
+    let err = t.add(1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        err.to_string()
+            .contains("(2.5), which no condition can detect: the add was applied"),
+        "{err}"
+    );
+    let err = t.remove().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        err.to_string().contains("it was removed all the same"),
+        "{err}"
+    );
+    assert_eq!(raw_item(&raw, &table, "fraction").await, None);
 }
 
 /// Throttling, which DynamoDB applied nothing for, is retried; an error

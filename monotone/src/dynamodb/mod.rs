@@ -57,7 +57,9 @@ turns creation off.
 # The write protocol
 
 Every write is conditional, so no update is ever lost and an item this store
-cannot read is never written over. The expressions are constants in the
+cannot read is never written over (save one whose number has a fraction,
+which no monotone writes and no condition can detect: see the `tally`
+module). The expressions are constants in the
 `schema` module, with `#placeholders` for every attribute name.
 
 - **counter next**: one `UpdateItem`,

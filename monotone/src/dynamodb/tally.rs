@@ -7,16 +7,23 @@
 //! have been applied: it fails with
 //! [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable), saying so,
 //! rather than risk adding twice.
+//!
+//! The conditions keep the sum in `i64` and refuse items of another kind or
+//! with numbers out of range, but no condition can tell a fraction from a
+//! whole number: a `Value` of 1.5 (which no monotone writes) is added to or
+//! removed like any other, and the result is reported as
+//! [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt), saying so. Reads never
+//! write.
 
 use std::time::Instant;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use tracing::debug;
 
 use super::schema::{
     decode, n, s, Item, Stored, TALLY, TALLY_ADD_CONDITION, TALLY_ADD_UPDATE,
-    TALLY_REMOVE_CONDITION,
+    TALLY_REMOVE_CONDITION, VALUE,
 };
 use super::table::{Update, Written};
 use super::DynamoDbStore;
@@ -51,6 +58,29 @@ impl DynamoDbTally {
             Stored::Tally(reading) => Ok(reading),
             other => Err(other.wrong_type(&self.id, ItemType::Tally)),
         }
+    }
+
+    /// The error for a write that went through on an item it cannot read:
+    /// a `Value` with a fraction (which no monotone writes) is inside the
+    /// condition's range, and no condition can tell a fraction from a whole
+    /// number. `item` is the item the write returned; `done` says what
+    /// happened to it.
+    fn fraction_written(&self, e: Error, item: &Item, done: &str) -> Error {
+        if e.kind() != ErrorKind::Corrupt {
+            return e;
+        }
+        let value = match item.get(VALUE) {
+            Some(AttributeValue::N(v)) => v.as_str(),
+            _ => "not a number",
+        };
+        Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "dynamodb table `{}`: tally `{}` holds a `Value` that is not a whole number \
+                 ({value}), which no condition can detect: {done}",
+                self.store.inner.table.name, self.id
+            ),
+        )
     }
 
     /// What an item that failed the condition of adding `n` (or of removing,
@@ -112,7 +142,11 @@ impl Tally for DynamoDbTally {
                 // The whole new item (`ALL_NEW`: a few bytes), so the type is
                 // checked even by servers that leave an unchanged `Type` out
                 // of `UPDATED_NEW`.
-                Ok(Written::Done(new)) => return self.decode(&new),
+                Ok(Written::Done(new)) => {
+                    return self
+                        .decode(&new)
+                        .map_err(|e| self.fraction_written(e, &new, "the add was applied to it"))
+                }
                 Ok(Written::ConditionFailed(item)) => {
                     let item = table.returned_or_read(&what, &self.id, item).await?;
                     if let Some(e) = self.why_not(item.as_ref(), Some(amount)) {
@@ -172,7 +206,12 @@ impl Tally for DynamoDbTally {
                 .await?
             {
                 Written::Done(old) if old.is_empty() => return Ok(None),
-                Written::Done(old) => return self.decode(&old).map(Some),
+                Written::Done(old) => {
+                    return self
+                        .decode(&old)
+                        .map(Some)
+                        .map_err(|e| self.fraction_written(e, &old, "it was removed all the same"))
+                }
                 Written::ConditionFailed(item) => {
                     let item = table.returned_or_read(&what, &self.id, item).await?;
                     if let Some(e) = self.why_not(item.as_ref(), None) {
