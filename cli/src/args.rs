@@ -1,5 +1,8 @@
 //! The command line, as clap derive types only. monotone 0.4's flags and
-//! commands are kept exactly; `--store` is new.
+//! commands are kept exactly; `--store`, `tally` and `serve` are new.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -24,7 +27,7 @@ Choosing the store:
 Output is one JSON document on stdout (`doc watch`: one JSON line per
 change). On failure nothing is printed on stdout, one line goes to stderr,
 and the exit code says why:
-  2 usage or invalid input   3 not found        4 wrong type (counter, queue, document)
+  2 usage or invalid input   3 not found        4 wrong type (counter, queue, document, tally)
   5 contention or throttling 6 store unavailable 7 store misconfigured
   8 corrupt data in the store 9 not acquired in time (wait, lock)
   10 lease lost              12 --if-version found another version (stderr names it)
@@ -36,15 +39,18 @@ Examples:
   monotone -i leader queue -p $(hostname -f) join --ttl 15s
   monotone -i leader queue -p $(hostname -f) wait --timeout 5m
   echo '{\"globs\": [\"/usr/sbin/*\"]}' | monotone -i agent-config doc set
-  monotone -i agent-config doc watch --from-version 0 | jq -c .value";
+  monotone -i agent-config doc watch --from-version 0 | jq -c .value
+  monotone -i gpu-quota tally add -- -3      (or: tally add --by -3)
+  monotone --store sqlite:/var/lib/monotone.db serve --listen 127.0.0.1:7777";
 
-/// `monotone [global flags] <counter|queue> ...`
+/// `monotone [global flags] <counter|queue|lock|doc|tally|serve> ...`
 #[derive(Debug, Parser)]
 #[command(name = "monotone", version, about = ABOUT, after_help = STORE_HELP)]
 pub struct Cli {
-    /// Id of the counter, queue or document to use
+    /// Id of the counter, queue, lock, document or tally to use (every
+    /// command but serve)
     #[arg(short, long, value_name = "ID")]
-    pub id: String,
+    pub id: Option<String>,
 
     /// AWS region of the DynamoDB table (selects DynamoDB)
     #[arg(short, long, value_name = "REGION")]
@@ -79,6 +85,13 @@ pub enum Command {
         #[command(subcommand)]
         action: DocAction,
     },
+    /// A signed sum that goes up and down (quotas, pools, gauges)
+    Tally {
+        #[command(subcommand)]
+        action: TallyAction,
+    },
+    /// Serve every counter, queue and tally of the store over HTTP
+    Serve(ServeArgs),
 }
 
 const LOCK_HELP: &str = "\
@@ -140,6 +153,50 @@ pub struct LockArgs {
     /// The command to run under the lock, after --
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TallyAction {
+    /// Add N (negative to subtract) and get the new value
+    Add {
+        /// The amount; a negative one after `--` or as `--by -3`
+        #[arg(
+            value_name = "N",
+            allow_negative_numbers = true,
+            required_unless_present = "by",
+            conflicts_with = "by"
+        )]
+        n: Option<i64>,
+        /// The amount, as an option
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        by: Option<i64>,
+    },
+    /// Get the value of the tally
+    Get {
+        /// Accept a value that may lag behind the latest adds (DynamoDB: an
+        /// eventually consistent read, at half the price)
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Remove the tally from the store
+    Rm,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777")]
+    pub listen: SocketAddr,
+
+    /// File holding the bearer token every request must carry
+    /// (`Authorization: Bearer TOKEN`); required off loopback
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Listen off loopback without a token: anyone who reaches the port can
+    /// change every item
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -311,6 +368,45 @@ mod tests {
             panic!("not a queue command")
         };
         assert_eq!(q.process_id.as_deref(), Some("foo"));
+    }
+
+    fn tally_amount(args: &[&str]) -> Result<(Option<i64>, Option<i64>), clap::Error> {
+        let mut argv = vec!["monotone", "-i", "t", "tally", "add"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Tally {
+                action: TallyAction::Add { n, by },
+            } => Ok((n, by)),
+            other => panic!("not tally add: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tally_amounts_of_either_sign() {
+        assert_eq!(tally_amount(&["5"]).unwrap(), (Some(5), None));
+        assert_eq!(tally_amount(&["--", "-3"]).unwrap(), (Some(-3), None));
+        assert_eq!(tally_amount(&["-3"]).unwrap(), (Some(-3), None));
+        assert_eq!(tally_amount(&["--by", "-3"]).unwrap(), (None, Some(-3)));
+        assert_eq!(tally_amount(&["--by=-3"]).unwrap(), (None, Some(-3)));
+        for bad in [
+            &[][..],
+            &["1", "--by", "2"],
+            &["1.5"],
+            &["9223372036854775808"],
+        ] {
+            assert!(tally_amount(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn serve_needs_no_id_and_listens_on_loopback_by_default() {
+        let cli = Cli::try_parse_from(["monotone", "serve"]).unwrap();
+        assert_eq!(cli.id, None);
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.listen, "127.0.0.1:7777".parse().unwrap());
+        assert!(!args.insecure && args.token_file.is_none());
     }
 
     #[test]

@@ -4,12 +4,12 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | anything else (cannot write the output, internal error) |
-//! | 2 | usage: unknown flag, missing argument, invalid id, process id or tag |
+//! | 2 | usage: unknown flag, missing argument, invalid id, process id, tag or amount (also a tally add that would overflow), `serve` off loopback without a token |
 //! | 3 | not found: the process is not in the queue, or the queue does not exist |
-//! | 4 | wrong type: a counter command on a queue, or the reverse |
+//! | 4 | wrong type: a counter command on a queue or a tally, and so on |
 //! | 5 | contention: other writers kept winning, or the store throttled us |
 //! | 6 | the store is unavailable (network, timeout, I/O error) |
-//! | 7 | the store is misconfigured (bad URL, not a monotone database, no table, credentials, permissions, feature not built) |
+//! | 7 | the store is misconfigured (bad URL, not a monotone database, no table, credentials, permissions, feature not built); `serve` cannot listen or read its token file |
 //! | 8 | the store holds data monotone cannot read (reported, never overwritten) |
 //! | 9 | not acquired: a wait timed out, or `--no-wait` found the place taken |
 //! | 10 | lease lost: the ticket's lease expired or was removed while held |
@@ -164,10 +164,11 @@ mod tests {
     #[test]
     fn clap_errors_become_one_line() {
         use clap::Parser;
-        let e = crate::args::Cli::try_parse_from(["monotone", "counter", "get"]).unwrap_err();
+        let e =
+            crate::args::Cli::try_parse_from(["monotone", "-i", "t", "tally", "add"]).unwrap_err();
         assert_eq!(
             clap_message(&e),
-            "the following required arguments were not provided: --id <ID>"
+            "the following required arguments were not provided: <N>"
         );
     }
 

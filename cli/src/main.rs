@@ -1,6 +1,7 @@
 /*!
-The `monotone` command: atomic counters, queues and shared JSON documents
-from the shell.
+The `monotone` command: atomic counters, queues, locks, tallies and shared
+JSON documents from the shell, and over HTTP (`monotone serve`, see
+[`serve`]).
 
 `main` parses the command line, opens the store it selects, runs one command
 and prints its result as one pretty-printed JSON document on stdout, in
@@ -20,6 +21,7 @@ mod args;
 mod commands;
 mod exit;
 mod group;
+mod serve;
 mod store_url;
 
 use std::io::Write;
@@ -29,10 +31,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use monotone::{Document, Store};
+use serde::Serialize;
 
 use crate::args::{Cli, Command, DocAction};
 use crate::commands::doc::ChangeLine;
-use crate::commands::{CommandError, Output, Place};
+use crate::commands::{CommandError, Place};
 use crate::exit::Failure;
 use crate::store_url::StoreChoice;
 
@@ -64,6 +67,21 @@ fn init_tracing() {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    // What needs no store is checked before the store is opened.
+    let (id, serving) = match (&cli.command, cli.id.as_deref()) {
+        (Command::Serve(args), None) => (String::new(), Some(serve::prepare(args)?)),
+        (Command::Serve(_), Some(_)) => {
+            return Err(Failure::Usage(
+                "serve serves every id of the store; it takes no -i/--id".into(),
+            ))
+        }
+        (_, Some(id)) => (id.to_owned(), None),
+        (_, None) => {
+            return Err(Failure::Usage(
+                "the following required arguments were not provided: --id <ID>".into(),
+            ))
+        }
+    };
     let choice = store_url::choose(&cli, |k| std::env::var(k).ok()).map_err(Failure::Config)?;
     if let StoreChoice::DefaultSqlite(path) = &choice {
         if let Some(dir) = path.parent() {
@@ -75,21 +93,33 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             })?;
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
+    // One command needs one thread; a server uses every core.
+    let runtime = match serving {
+        Some(_) => tokio::runtime::Builder::new_multi_thread(),
+        None => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
     let result = runtime.block_on(async {
         let store = monotone::open(&choice.url()).await?;
-        match cli.command {
-            Command::Lock(args) => commands::lock::run(store, &cli.id, args, print).await,
-            Command::Doc {
-                action: DocAction::Watch { from_version, poll },
-            } => watch(&*store, &cli.id, from_version, poll)
+        match (cli.command, serving) {
+            (Command::Serve(args), Some(token)) => serve::run(store, args, token)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            command => print(
-                commands::run(&*store, &cli.id, command)
+            (Command::Lock(args), _) => {
+                commands::lock::run(store, &id, args, |output| print(&output)).await
+            }
+            (
+                Command::Doc {
+                    action: DocAction::Watch { from_version, poll },
+                },
+                _,
+            ) => watch(&*store, &id, from_version, poll)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            (command, _) => print(
+                &commands::run(&*store, &id, command)
                     .await
                     .map_err(failure)?,
             )
@@ -155,8 +185,9 @@ fn interrupted() -> Result<impl std::future::Future<Output = ()>, Failure> {
     })
 }
 
-fn print(output: Output) -> Result<(), Failure> {
-    let mut text = serde_json::to_string_pretty(&output)
+/// Print `output` as one pretty-printed JSON document on stdout.
+pub fn print(output: &impl Serialize) -> Result<(), Failure> {
+    let mut text = serde_json::to_string_pretty(output)
         .map_err(|e| Failure::Other(format!("cannot encode the result: {e}")))?;
     text.push('\n');
     let mut stdout = std::io::stdout().lock();

@@ -487,6 +487,8 @@ fn help_explains_stores_and_exit_codes() {
         "jq .ticket.counter",
         "12 --if-version",
         "doc watch --from-version 0",
+        "tally add -- -3",
+        "serve --listen",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
@@ -864,4 +866,141 @@ fn doc_watch_from_now_and_on_a_closed_stdout() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn tally_commands_field_by_field() {
+    let s = Sandbox::new();
+    let table = s.db().display().to_string();
+    let v = s.json(&["-i", "t", "tally", "get"]);
+    assert_eq!(
+        v,
+        json!({"id": "t", "value": 0, "version": 0, "consistent": true,
+               "region": "local", "table": table})
+    );
+    // Every way to give an amount, either sign.
+    for (args, value, version) in [
+        (&["5"][..], 5, 1),
+        (&["--", "-3"], 2, 2),
+        (&["--by", "-3"], -1, 3),
+        (&["--by=10"], 9, 4),
+        (&["-10"], -1, 5),
+        (&["0"], -1, 6),
+    ] {
+        let mut argv = vec!["-i", "t", "tally", "add"];
+        argv.extend_from_slice(args);
+        let v = s.json(&argv);
+        assert_eq!(
+            keys(&v),
+            ["consistent", "id", "region", "table", "value", "version"]
+        );
+        assert_eq!(
+            (&v["value"], &v["version"]),
+            (&json!(value), &json!(version)),
+            "{args:?}"
+        );
+        assert_eq!(v["consistent"], true);
+    }
+    let v = s.json(&["-i", "t", "tally", "get", "--stale"]);
+    assert_eq!(
+        (&v["value"], &v["version"], &v["consistent"]),
+        (&json!(-1), &json!(6), &json!(false))
+    );
+    let v = s.json(&["-i", "t", "tally", "rm"]);
+    assert_eq!(
+        v,
+        json!({"id": "t", "value": -1, "version": 6, "region": "local", "table": table,
+               "removed": true})
+    );
+    let v = s.json(&["-i", "t", "tally", "rm"]);
+    assert_eq!(
+        (&v["value"], &v["version"], &v["removed"]),
+        (&json!(0), &json!(0), &json!(false))
+    );
+}
+
+#[test]
+fn tally_failures_and_their_exit_codes() {
+    let s = Sandbox::new();
+    for (args, needle) in [
+        (&["-i", "t", "tally", "add"][..], "<N>"),
+        (
+            &["-i", "t", "tally", "add", "1", "--by", "2"],
+            "cannot be used with",
+        ),
+        (&["-i", "t", "tally", "add", "1.5"], "1.5"),
+        (
+            &["-i", "t", "tally", "add", "9223372036854775808"],
+            "9223372036854775808",
+        ),
+        (&["-i", "t", "tally", "add", "--by"], "--by"),
+    ] {
+        let line = s.fails(args, 2);
+        assert!(line.contains(needle), "{args:?}: {line}");
+    }
+    s.json(&["-i", "t", "tally", "add", "9223372036854775800"]);
+    let line = s.fails(&["-i", "t", "tally", "add", "8"], 2);
+    assert!(
+        line.contains("tally `t` holds 9223372036854775800; adding 8"),
+        "{line}"
+    );
+    assert_eq!(
+        s.json(&["-i", "t", "tally", "get"])["version"],
+        1,
+        "nothing added"
+    );
+
+    s.json(&["-i", "c", "counter", "next"]);
+    s.json(&["-i", "q", "queue", "-p", "a", "join"]);
+    for (id, found) in [("c", "counter"), ("q", "queue")] {
+        for action in [&["add", "1"][..], &["get"], &["get", "--stale"], &["rm"]] {
+            let mut argv = vec!["-i", id, "tally"];
+            argv.extend_from_slice(action);
+            let line = s.fails(&argv, 4);
+            assert!(
+                line.contains(&format!("`{id}` is a {found}, not a tally")),
+                "{line}"
+            );
+        }
+    }
+    let line = s.fails(&["-i", "t", "counter", "next"], 4);
+    assert!(line.contains("`t` is a tally, not a counter"), "{line}");
+    let line = s.fails(&["-i", "t", "queue", "-p", "a", "join"], 4);
+    assert!(line.contains("`t` is a tally, not a queue"), "{line}");
+}
+
+/// 16 processes at a time, each adding 8 amounts of both signs.
+#[test]
+fn concurrent_processes_lose_no_add() {
+    let s = Sandbox::new();
+    let amount = |p: i64, i: i64| if (p + i) % 2 == 0 { p + i } else { -2 * i - 1 };
+    let versions: Vec<u64> = std::thread::scope(|scope| {
+        let s = &s;
+        let workers: Vec<_> = (0..16)
+            .map(|p| {
+                scope.spawn(move || {
+                    (0..8)
+                        .map(|i| {
+                            let n = amount(p, i).to_string();
+                            s.json(&["-i", "pool", "tally", "add", "--by", &n])["version"]
+                                .as_u64()
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut sorted = versions;
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=128).collect::<Vec<_>>());
+    let sum: i64 = (0..16)
+        .flat_map(|p| (0..8).map(move |i| amount(p, i)))
+        .sum();
+    let v = s.json(&["-i", "pool", "tally", "get"]);
+    assert_eq!((&v["value"], &v["version"]), (&json!(sum), &json!(128)));
 }

@@ -267,3 +267,63 @@ fn doc_commands_on_dynamodb() {
     let out = run(&["-i", "agent", "counter", "next"], "");
     assert_eq!(out.status.code(), Some(4));
 }
+
+/// Tally commands on DynamoDB, and 8 processes adding both signs at once.
+#[test]
+fn tally_commands_and_concurrent_adds() {
+    let Some(ep) = endpoint() else { return };
+    let table = unique_table("tally");
+    let base = ["-r", REGION, "-t", table.as_str(), "-i", "pool"];
+    let run = |args: &[&str]| {
+        json(
+            command(&ep, &[&base[..], args].concat()).output().unwrap(),
+            args,
+        )
+    };
+    assert_eq!(
+        run(&["tally", "add", "--", "-3"]),
+        json!({"id": "pool", "value": -3, "version": 1, "consistent": true,
+               "region": REGION, "table": table})
+    );
+    let children: Vec<_> = (1..=8)
+        .map(|i: i64| {
+            let n = if i % 2 == 0 { i } else { -i * 3 };
+            command(
+                &ep,
+                &[&base[..], &["tally", "add", "--by", &n.to_string()]].concat(),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut versions: Vec<u64> = children
+        .into_iter()
+        .map(|c| {
+            json(c.wait_with_output().unwrap(), &["add"])["version"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=9).collect::<Vec<_>>());
+    let sum = -3
+        + (1..=8)
+            .map(|i: i64| if i % 2 == 0 { i } else { -i * 3 })
+            .sum::<i64>();
+    for read in [&["tally", "get"][..], &["tally", "get", "--stale"]] {
+        let v = run(read);
+        assert_eq!(
+            (&v["value"], &v["version"]),
+            (&json!(sum), &json!(9)),
+            "{read:?}"
+        );
+    }
+    let out = command(&ep, &[&base[..], &["counter", "next"]].concat())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let rm = run(&["tally", "rm"]);
+    assert_eq!((&rm["value"], &rm["removed"]), (&json!(sum), &json!(true)));
+}

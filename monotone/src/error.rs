@@ -16,7 +16,8 @@ type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum ErrorKind {
     /// The item, or the process in a queue, does not exist.
     NotFound,
-    /// A counter operation on a queue id, or a queue operation on a counter id.
+    /// An operation on an id that holds another kind of item: a counter
+    /// operation on a queue or a tally id, and so on.
     WrongType,
     /// The caller passed something invalid: an empty or oversized id, a
     /// control character, a malformed tag. Nothing was changed.
@@ -173,11 +174,26 @@ impl Error {
         )
     }
 
+    /// A counter (or a version) has reached the largest value a store can
+    /// hold: nothing the caller passed was wrong, the item is full.
     pub(crate) fn overflow(id: &str) -> Self {
         Error::new(
             ErrorKind::Unsupported,
             format!("`{id}` has reached the largest value this store can hold"),
         )
+    }
+
+    /// Adding `n` to the tally `id` holding `value` would leave the range of
+    /// `i64`. Unlike a counter's [`overflow`](Error::overflow), this is the
+    /// amount's doing (a smaller one, or one of the other sign, still
+    /// fits), so it is [`ErrorKind::InvalidInput`]: nothing is changed.
+    pub(crate) fn tally_overflow(id: &str, value: i64, n: i64) -> Self {
+        Error::invalid(format!(
+            "tally `{id}` holds {value}; adding {n} would leave the range of a signed \
+             64-bit integer ({} to {}), so nothing was added",
+            i64::MIN,
+            i64::MAX
+        ))
     }
 }
 

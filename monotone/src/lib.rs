@@ -1,5 +1,5 @@
 /*!
-Atomic counters, queues and shared JSON documents for configuration
+Atomic counters, queues, tallies and shared JSON documents for configuration
 management in distributed systems.
 
 monotone hands out numbers that are never repeated and places in queues that
@@ -10,6 +10,8 @@ systems can refuse a request made from a stale view of the queue. A
 by one with every write: read it fresh, write it conditional on the version
 read ([`DocumentExt::update`] retries for you), read it from a
 [`CachedDocument`] with a maximum staleness, or follow its [`Changes`].
+Tallies are signed sums that many processes add to, up and down, with no
+update ever lost: quotas, capacity pools, gauges.
 
 Typical uses: picking a unique ZooKeeper `myid` for each node of a new
 cluster, numbering builds or releases, electing the head of a queue as leader.
@@ -24,10 +26,10 @@ A [`Store`] is opened from a URL with [`open`]:
 | `sqlite:PATH` | [`SqliteStore`] | processes on one host |
 | `dynamodb://TABLE?region=R&endpoint=URL` | `DynamoDbStore` (cargo feature `aws`) | hosts anywhere |
 
-Each holds counters, queues and documents under string ids; one id holds
-one kind of item. The contracts every store keeps are documented on
-[`Counter`], [`Queue`] and [`Document`], and a shared conformance suite
-checks each store against them.
+Each holds counters, queues, documents and tallies under string ids; one id
+holds one kind of item. The contracts every store keeps are documented on
+[`Counter`], [`Queue`], [`Document`] and [`Tally`], and a shared conformance
+suite checks each store against them.
 
 # Leases
 
@@ -91,6 +93,12 @@ assert_eq!(updated.version, 2);
 // A write on a version someone else has written since fails.
 let err = config.write(1, &json!({})).await.unwrap_err();
 assert_eq!(err.kind(), monotone::ErrorKind::VersionMismatch);
+
+let quota = store.tally("gpu-hours")?;
+assert_eq!(quota.add(10).await?.value, 10);
+assert_eq!(quota.add(-3).await?.value, 7);
+let now = quota.get(monotone::Freshness::Fresh).await?;
+assert_eq!((now.value, now.version), (7, 2));
 # Ok(())
 # }
 ```
@@ -120,6 +128,7 @@ mod queue;
 pub mod sqlite;
 mod state;
 mod store;
+mod tally;
 mod validate;
 mod wait;
 
@@ -139,5 +148,6 @@ pub use memory::MemoryStore;
 pub use queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::{open, Location, Store};
+pub use tally::{Freshness, Tally, TallyReading};
 pub use validate::{MAX_ID_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES};
 pub use wait::{wait_for_position, WaitOptions, DEFAULT_MAX_POLL, DEFAULT_MIN_POLL};

@@ -18,8 +18,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::memory::MemoryStore;
 use crate::queue::Queue;
 use crate::sqlite::{SqliteOptions, SqliteStore};
+use crate::tally::Tally;
 
-/// A place where counters, queues and documents live, each under its own id.
+/// A place where counters, queues, documents and tallies live, each under
+/// its own id.
 ///
 /// An id holds one kind of item, never two; the first write decides which.
 pub trait Store: Send + Sync + fmt::Debug {
@@ -35,6 +37,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A handle on the document under `id`; validated as for
     /// [`Store::counter`].
     fn document(&self, id: &str) -> Result<Box<dyn Document>>;
+
+    /// A handle on the tally under `id`; validated as for [`Store::counter`].
+    fn tally(&self, id: &str) -> Result<Box<dyn Tally>>;
 
     /// Where this store keeps its data.
     fn location(&self) -> Location;

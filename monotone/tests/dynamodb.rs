@@ -19,7 +19,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use monotone::dynamodb::{Backoff, DynamoDbConfig, DynamoDbStore};
 use monotone::{
-    CasOutcome, Changes, Document, DocumentExt, ErrorKind, FencingToken, Snapshot, Store, Tags,
+    CasOutcome, Changes, Document, DocumentExt, ErrorKind, FencingToken, Freshness, Snapshot,
+    Store, Tags, TallyReading,
 };
 use serde_json::json;
 
@@ -43,6 +44,10 @@ lease_conformance_tests!({
     store(endpoint)
 });
 document_conformance_tests!({
+    let Some(endpoint) = endpoint() else { return };
+    store(endpoint)
+});
+tally_conformance_tests!({
     let Some(endpoint) = endpoint() else { return };
     store(endpoint)
 });
@@ -1175,4 +1180,202 @@ async fn corrupt_documents_are_reported_and_can_be_replaced() {
         d.read().await.unwrap(),
         Snapshot::new(Some(json!({"fixed": true})), 4)
     );
+}
+
+/// A tally's item, its requests (one `UpdateItem` per add, a consistent or
+/// an eventually consistent `GetItem`), and the counters and queues around
+/// it left as monotone 0.4 writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tally_items_and_requests() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, raw) = fresh_store(&endpoint, "tally").await;
+    let table = store.table().to_owned();
+    let t = store.tally("quota").unwrap();
+    assert_eq!(t.add(-3).await.unwrap(), TallyReading::new(-3, 1));
+    assert_eq!(requests.take(), ["UpdateItem"], "add to a new tally");
+    assert_eq!(t.add(10).await.unwrap(), TallyReading::new(7, 2));
+    assert_eq!(requests.take(), ["UpdateItem"], "add");
+    assert_eq!(
+        raw_item(&raw, &table, "quota").await.unwrap(),
+        item(&[
+            ("ID", s("quota")),
+            ("Type", s("TALLY")),
+            ("Value", n(7)),
+            ("Version", n(2)),
+        ])
+    );
+    t.add(-20).await.unwrap();
+    requests.take();
+    assert_eq!(
+        raw_item(&raw, &table, "quota").await.unwrap()["Value"],
+        AttributeValue::N("-13".into())
+    );
+
+    for (freshness, consistent) in [(Freshness::Fresh, true), (Freshness::Stale, false)] {
+        assert_eq!(t.get(freshness).await.unwrap(), TallyReading::new(-13, 3));
+        let sent = requests.take_with_bodies();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].0, "GetItem");
+        let body: serde_json::Value = serde_json::from_str(&sent[0].1).unwrap();
+        assert_eq!(body["ConsistentRead"], consistent, "{freshness:?}: {body}");
+    }
+    // Past the range of i64: refused by the condition, so one request.
+    let err = t.add(i64::MIN).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(requests.take(), ["UpdateItem"], "an add that overflows");
+    assert_eq!(t.remove().await.unwrap(), Some(TallyReading::new(-13, 3)));
+    assert_eq!(requests.take(), ["DeleteItem"], "remove");
+
+    // Wrong types cost the one request and change nothing.
+    store.counter("c").unwrap().next().await.unwrap();
+    t.add(1).await.unwrap();
+    requests.take();
+    let before_c = raw_item(&raw, &table, "c").await.unwrap();
+    let err = store.tally("c").unwrap().add(1).await.unwrap_err();
+    assert_eq!(err.to_string(), "`c` is a counter, not a tally");
+    assert_eq!(requests.take(), ["UpdateItem"], "add on a counter");
+    let err = store.counter("quota").unwrap().next().await.unwrap_err();
+    assert_eq!(err.to_string(), "`quota` is a tally, not a counter");
+    assert_eq!(requests.take(), ["UpdateItem"], "next on a tally");
+    let err = store
+        .queue("quota")
+        .unwrap()
+        .join("p", Tags::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "`quota` is a tally, not a queue");
+    assert_eq!(raw_item(&raw, &table, "c").await.unwrap(), before_c);
+    assert_eq!(
+        raw_item(&raw, &table, "quota").await.unwrap()["Version"],
+        n(1)
+    );
+}
+
+/// Tallies that monotone did not write are reported. One out of range is
+/// never written over; one with a fraction passes any condition, so a write
+/// goes through and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_tallies_are_corrupt() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "tally-corrupt").await;
+    let table = store.table().to_owned();
+    let tally_item = |id: &str, value: &str| {
+        item(&[
+            ("ID", s(id)),
+            ("Type", s("TALLY")),
+            ("Value", AttributeValue::N(value.into())),
+            ("Version", n(4)),
+        ])
+    };
+    let too_big = (i64::MAX as i128 + 1).to_string();
+    let it = tally_item("huge", &too_big);
+    put(&raw, &table, it.clone()).await;
+    let t = store.tally("huge").unwrap();
+    for err in [
+        t.get(Freshness::Fresh).await.unwrap_err(),
+        t.get(Freshness::Stale).await.unwrap_err(),
+        t.add(1).await.unwrap_err(),
+        t.add(-1).await.unwrap_err(),
+        t.remove().await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("not a whole number from -9223372036854775808"),
+            "{msg}"
+        );
+        assert!(msg.contains("`huge`") && !msg.contains('\n'), "{msg}");
+    }
+    assert_eq!(
+        raw_item(&raw, &table, "huge").await.unwrap(),
+        it,
+        "untouched"
+    );
+
+    let it = tally_item("fraction", "1.5");
+    put(&raw, &table, it.clone()).await;
+    let t = store.tally("fraction").unwrap();
+    let err = t.get(Freshness::Fresh).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("`Value` holds 1.5"), "{err}");
+    assert_eq!(
+        raw_item(&raw, &table, "fraction").await.unwrap(),
+        it,
+        "a read writes nothing"
+    );
+    let err = t.add(1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        err.to_string()
+            .contains("(2.5), which no condition can detect: the add was applied"),
+        "{err}"
+    );
+    let err = t.remove().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        err.to_string().contains("it was removed all the same"),
+        "{err}"
+    );
+    assert_eq!(raw_item(&raw, &table, "fraction").await, None);
+}
+
+/// Throttling, which DynamoDB applied nothing for, is retried; an error
+/// that leaves it unknown whether the add was applied is not, as adding
+/// twice would be wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tally_add_is_resent_only_when_surely_not_applied() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, _) = fresh_store(&endpoint, "tally-faults").await;
+    let table = store.table().to_owned();
+    let t = store.tally("t").unwrap();
+    t.add(5).await.unwrap();
+    requests.take();
+
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("UpdateItem"),
+        "ThrottlingException",
+        400,
+        2,
+    )
+    .await;
+    assert_eq!(t.add(1).await.unwrap(), TallyReading::new(6, 2));
+    assert_eq!(requests.take(), ["UpdateItem"; 3]);
+
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("UpdateItem"),
+        "InternalServerError",
+        500,
+        1,
+    )
+    .await;
+    let err = t.add(1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        err.to_string().contains("may or may not have been applied"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains('\n'), "{err}");
+    assert_eq!(requests.take(), ["UpdateItem"], "sent once");
+    assert_eq!(
+        t.get(Freshness::Fresh).await.unwrap(),
+        TallyReading::new(6, 2)
+    );
+    requests.take();
+
+    // Counters keep the SDK's retries: a skipped value is allowed there.
+    inject_fault(
+        &endpoint,
+        &table,
+        Some("UpdateItem"),
+        "InternalServerError",
+        500,
+        1,
+    )
+    .await;
+    assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
+    assert_eq!(requests.take(), ["UpdateItem"; 2]);
 }

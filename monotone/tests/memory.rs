@@ -13,6 +13,7 @@ async fn store() -> (Arc<dyn Store>, ()) {
 conformance_tests!(store());
 lease_conformance_tests!(store());
 document_conformance_tests!(store());
+tally_conformance_tests!(store());
 
 #[tokio::test]
 async fn clones_share_state() {

@@ -18,6 +18,7 @@ async fn store() -> (Arc<dyn Store>, TempDir) {
 conformance_tests!(store());
 lease_conformance_tests!(store());
 document_conformance_tests!(store());
+tally_conformance_tests!(store());
 
 #[tokio::test]
 async fn state_survives_reopening() {
@@ -308,4 +309,30 @@ async fn documents_are_stored_as_documented() {
     assert_eq!(row("cfg").3.as_deref(), Some("{not json"), "left alone");
     assert_eq!(d.write(3, &json!({"fixed": true})).await.unwrap(), 4);
     assert_eq!(row("cfg").3.as_deref(), Some(r#"{"fixed":true}"#));
+}
+
+#[tokio::test]
+async fn a_tally_is_a_row_of_items_with_a_signed_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let t = s.tally("t").unwrap();
+    t.add(-5).await.unwrap();
+    t.add(2).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let row: (String, i64, i64) = conn
+        .query_row(
+            "SELECT type, value, version FROM items WHERE id = 't'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(row, ("TALLY".to_string(), -3, 2));
+    drop(s);
+    let again = SqliteStore::open(&path).unwrap().tally("t").unwrap();
+    assert_eq!(
+        again.get(monotone::Freshness::Fresh).await.unwrap(),
+        monotone::TallyReading::new(-3, 2),
+        "kept across opens"
+    );
 }

@@ -5,11 +5,12 @@ pub mod counter;
 pub mod doc;
 pub mod lock;
 pub mod queue;
+pub mod tally;
 
-use monotone::{Location, Store};
+use monotone::{Freshness, Location, Store};
 use serde::Serialize;
 
-use crate::args::{Command, CounterAction};
+use crate::args::{Command, CounterAction, TallyAction};
 
 /// One command's result; printed as one JSON document.
 #[derive(Debug, Serialize)]
@@ -23,6 +24,8 @@ pub enum Output {
     QueueRemoved(queue::QueueRemovedOutput),
     Document(doc::DocumentOutput),
     DocumentRemoved(doc::DocumentRemovedOutput),
+    Tally(tally::TallyOutput),
+    TallyRemoved(tally::TallyRemovedOutput),
 }
 
 /// Why a command could not run.
@@ -67,7 +70,8 @@ impl Place {
     }
 }
 
-/// Run `command` on the item `id` of `store`.
+/// Run `command` on the item `id` of `store`. `serve` is not one of these
+/// commands: it runs until stopped (see `crate::serve`).
 pub async fn run(store: &dyn Store, id: &str, command: Command) -> Result<Output, CommandError> {
     let place = Place::of(store);
     match command {
@@ -84,6 +88,29 @@ pub async fn run(store: &dyn Store, id: &str, command: Command) -> Result<Output
             "lock runs through commands::lock::run".into(),
         )),
         Command::Doc { action } => doc::run(&*store.document(id)?, place, action).await,
+        Command::Tally { action } => {
+            let tally = store.tally(id)?;
+            Ok(match action {
+                TallyAction::Add { n, by } => {
+                    let n = n.or(by).ok_or_else(|| {
+                        CommandError::Usage("tally add needs an amount: N or --by N".into())
+                    })?;
+                    Output::Tally(tally::add(&*tally, n, place).await?)
+                }
+                TallyAction::Get { stale } => {
+                    let freshness = if stale {
+                        Freshness::Stale
+                    } else {
+                        Freshness::Fresh
+                    };
+                    Output::Tally(tally::get(&*tally, freshness, place).await?)
+                }
+                TallyAction::Rm => Output::TallyRemoved(tally::rm(&*tally, place).await?),
+            })
+        }
+        Command::Serve(_) => Err(CommandError::Usage(
+            "serve is not a command on one id".into(),
+        )),
     }
 }
 
@@ -93,10 +120,11 @@ mod tests {
     use crate::args::Cli;
     use clap::Parser;
     use monotone::MemoryStore;
+    use serde_json::json;
 
     async fn run_line(store: &MemoryStore, line: &str) -> serde_json::Value {
         let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
-        let out = run(store, &cli.id, cli.command).await.unwrap();
+        let out = run(store, &cli.id.unwrap(), cli.command).await.unwrap();
         serde_json::to_value(out).unwrap()
     }
 
@@ -177,11 +205,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn tally_shapes() {
+        let s = MemoryStore::new();
+        let v = run_line(&s, "monotone -i t tally add --by -3").await;
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "t", "value": -3, "version": 1, "consistent": true,
+                               "region": "local", "table": "memory"})
+        );
+        let v = run_line(&s, "monotone -i t tally get --stale").await;
+        assert_eq!((&v["value"], &v["consistent"]), (&json!(-3), &json!(false)));
+        let v = run_line(&s, "monotone -i t tally rm").await;
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "t", "value": -3, "version": 1,
+                               "region": "local", "table": "memory", "removed": true})
+        );
+    }
+
+    #[tokio::test]
     async fn process_id_is_required_where_it_is_used() {
         let s = MemoryStore::new();
         for action in ["get", "join", "renew", "wait", "leave"] {
             let cli = Cli::try_parse_from(["monotone", "-i", "q", "queue", action]).unwrap();
-            match run(&s, &cli.id, cli.command).await {
+            match run(&s, cli.id.as_deref().unwrap(), cli.command).await {
                 Err(CommandError::Usage(m)) => assert!(m.contains("-p"), "{m}"),
                 other => panic!("{action}: expected a usage error, got {other:?}"),
             }

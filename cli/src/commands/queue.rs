@@ -3,7 +3,11 @@
 
 use std::time::SystemTime;
 
-use monotone::{wait_for_position, Error, ErrorKind, Lease, Queue, Tags, Ticket, WaitOptions};
+use std::time::Duration;
+
+use monotone::{
+    wait_for_position, Error, ErrorKind, Fenced, Lease, Queue, Tags, Ticket, WaitOptions,
+};
 use serde::Serialize;
 
 use super::{CommandError, Output, Place};
@@ -120,82 +124,123 @@ pub fn tag_map(pairs: Vec<(String, String)>) -> Result<Tags, CommandError> {
 }
 
 pub async fn run(queue: &dyn Queue, place: Place, args: QueueArgs) -> Result<Output, CommandError> {
-    let id = queue.id().to_owned();
-    let Place { region, table } = place;
     Ok(match args.action {
-        QueueAction::Get
-        | QueueAction::Join { .. }
-        | QueueAction::Renew
-        | QueueAction::Wait { .. } => {
-            let ticket = match args.action {
-                QueueAction::Join { tags, ttl } => {
-                    let pid = process_id(&args.process_id, "join")?;
-                    queue.join_with(pid, tag_map(tags)?, ttl).await?.ticket
-                }
-                QueueAction::Renew => {
-                    let pid = process_id(&args.process_id, "renew")?;
-                    let held = queue.ticket(pid).await?;
-                    if held.value.lease.is_none() {
-                        return Err(CommandError::Store(Error::new(
-                            ErrorKind::InvalidInput,
-                            format!(
-                                "process `{pid}` holds a permanent ticket in queue `{id}`: \
-                                 only leased tickets (join --ttl) are renewed"
-                            ),
-                        )));
-                    }
-                    queue.renew(pid, held.value.counter).await?
-                }
-                QueueAction::Wait {
-                    position,
-                    timeout,
-                    poll,
-                } => {
-                    let pid = process_id(&args.process_id, "wait")?;
-                    let within = usize::try_from(position).unwrap_or(usize::MAX);
-                    let options = WaitOptions::new()
-                        .with_timeout(timeout)
-                        .with_poll(monotone::DEFAULT_MIN_POLL, poll);
-                    wait_for_position(queue, pid, within, &options).await?
-                }
-                _ => queue.ticket(process_id(&args.process_id, "get")?).await?,
-            };
-            Output::Ticket(TicketOutput {
-                id,
-                region,
-                table,
-                fencing_token: ticket.fencing_token.get(),
-                ticket: ticket.value.into(),
-            })
+        QueueAction::Join { tags, ttl } => {
+            let pid = process_id(&args.process_id, "join")?;
+            Output::Ticket(join(queue, pid, tag_map(tags)?, ttl, place).await?)
+        }
+        QueueAction::Renew => {
+            Output::Ticket(renew(queue, process_id(&args.process_id, "renew")?, place).await?)
+        }
+        QueueAction::Wait {
+            position,
+            timeout,
+            poll,
+        } => {
+            let pid = process_id(&args.process_id, "wait")?;
+            let within = usize::try_from(position).unwrap_or(usize::MAX);
+            let options = WaitOptions::new()
+                .with_timeout(timeout)
+                .with_poll(monotone::DEFAULT_MIN_POLL, poll);
+            let ticket = wait_for_position(queue, pid, within, &options).await?;
+            Output::Ticket(ticket_output(queue, ticket, place))
+        }
+        QueueAction::Get => {
+            Output::Ticket(get(queue, process_id(&args.process_id, "get")?, place).await?)
         }
         QueueAction::Leave => {
-            let token = queue.leave(process_id(&args.process_id, "leave")?).await?;
-            Output::Token(TokenOutput {
-                id,
-                region,
-                table,
-                fencing_token: token.get(),
-            })
+            Output::Token(leave(queue, process_id(&args.process_id, "leave")?, place).await?)
         }
-        QueueAction::List => {
-            let all = queue.tickets().await?;
-            Output::Tickets(TicketsOutput {
-                id,
-                region,
-                table,
-                fencing_token: all.fencing_token.get(),
-                tickets: all.value.into_iter().map(TicketView::from).collect(),
-            })
-        }
-        QueueAction::Rm => {
-            let removed = queue.remove().await?;
-            Output::QueueRemoved(QueueRemovedOutput {
-                id,
-                region,
-                table,
-                fencing_token: removed.map_or(0, |t| t.get()),
-                removed: removed.is_some(),
-            })
-        }
+        QueueAction::List => Output::Tickets(list(queue, place).await?),
+        QueueAction::Rm => Output::QueueRemoved(rm(queue, place).await?),
+    })
+}
+
+fn ticket_output(queue: &dyn Queue, ticket: Fenced<Ticket>, place: Place) -> TicketOutput {
+    TicketOutput {
+        id: queue.id().to_owned(),
+        region: place.region,
+        table: place.table,
+        fencing_token: ticket.fencing_token.get(),
+        ticket: ticket.value.into(),
+    }
+}
+
+/// Join, with a lease of `ttl` or (`None`) a permanent ticket.
+pub async fn join(
+    queue: &dyn Queue,
+    process_id: &str,
+    tags: Tags,
+    ttl: Option<Duration>,
+    place: Place,
+) -> monotone::Result<TicketOutput> {
+    let ticket = queue.join_with(process_id, tags, ttl).await?.ticket;
+    Ok(ticket_output(queue, ticket, place))
+}
+
+/// Renew the lease of the process's ticket once: a read to find the
+/// ticket, then the renewal.
+pub async fn renew(
+    queue: &dyn Queue,
+    process_id: &str,
+    place: Place,
+) -> monotone::Result<TicketOutput> {
+    let held = queue.ticket(process_id).await?;
+    if held.value.lease.is_none() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "process `{process_id}` holds a permanent ticket in queue `{}`: \
+                 only leased tickets (join --ttl) are renewed",
+                queue.id()
+            ),
+        ));
+    }
+    let ticket = queue.renew(process_id, held.value.counter).await?;
+    Ok(ticket_output(queue, ticket, place))
+}
+
+pub async fn get(
+    queue: &dyn Queue,
+    process_id: &str,
+    place: Place,
+) -> monotone::Result<TicketOutput> {
+    let ticket = queue.ticket(process_id).await?;
+    Ok(ticket_output(queue, ticket, place))
+}
+
+pub async fn leave(
+    queue: &dyn Queue,
+    process_id: &str,
+    place: Place,
+) -> monotone::Result<TokenOutput> {
+    let token = queue.leave(process_id).await?;
+    Ok(TokenOutput {
+        id: queue.id().to_owned(),
+        region: place.region,
+        table: place.table,
+        fencing_token: token.get(),
+    })
+}
+
+pub async fn list(queue: &dyn Queue, place: Place) -> monotone::Result<TicketsOutput> {
+    let all = queue.tickets().await?;
+    Ok(TicketsOutput {
+        id: queue.id().to_owned(),
+        region: place.region,
+        table: place.table,
+        fencing_token: all.fencing_token.get(),
+        tickets: all.value.into_iter().map(TicketView::from).collect(),
+    })
+}
+
+pub async fn rm(queue: &dyn Queue, place: Place) -> monotone::Result<QueueRemovedOutput> {
+    let removed = queue.remove().await?;
+    Ok(QueueRemovedOutput {
+        id: queue.id().to_owned(),
+        region: place.region,
+        table: place.table,
+        fencing_token: removed.map_or(0, |t| t.get()),
+        removed: removed.is_some(),
     })
 }

@@ -34,16 +34,15 @@ fn why_not_a_counter(
 ) -> Option<Error> {
     match item.map(|i| decode(table, id, i)) {
         Some(Err(corrupt)) => Some(corrupt),
-        Some(Ok(Stored::Counter { value, version }))
-            if incrementing && (value > BELOW_MAX || version > BELOW_MAX) =>
-        {
-            Some(Error::overflow(id))
+        Some(Ok(Stored::Counter { value, version })) => {
+            // A counter we can use changed since the condition was evaluated
+            // (removed, re-created): try again.
+            (incrementing && (value > BELOW_MAX || version > BELOW_MAX))
+                .then(|| Error::overflow(id))
         }
-        Some(Ok(Stored::Counter { .. })) => None,
         Some(Ok(other)) => Some(other.wrong_type(id, ItemType::Counter)),
-        // Absent, or a counter we can use: changed since the condition was
-        // evaluated (removed, re-created). Try again.
-        _ => None,
+        // Absent: removed since the condition was evaluated. Try again.
+        None => None,
     }
 }
 
@@ -83,6 +82,7 @@ impl Counter for DynamoDbCounter {
                 (":below_max", n(BELOW_MAX)),
             ],
             returns: ReturnValue::UpdatedNew,
+            resend_unanswered: true,
         };
         let mut attempts = self.store.attempts();
         loop {

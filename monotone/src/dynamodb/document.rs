@@ -97,6 +97,7 @@ impl Document for DynamoDbDocument {
             condition,
             values,
             returns: ReturnValue::None,
+            resend_unanswered: true,
         };
         let table = &self.store.inner.table;
         match table.update(&what, &self.id, &update).await? {
@@ -129,6 +130,7 @@ impl Document for DynamoDbDocument {
                 (":below_max", n(u64::MAX - 1)),
             ],
             returns: ReturnValue::UpdatedNew,
+            resend_unanswered: true,
         };
         let mut attempts = self.store.attempts();
         loop {

@@ -1,6 +1,7 @@
 /*!
-The DynamoDB store (cargo feature `aws`): counters, queues and documents
-shared by hosts anywhere, in one table, through the official AWS SDK for Rust.
+The DynamoDB store (cargo feature `aws`): counters, queues, documents and
+tallies shared by hosts anywhere, in one table, through the official AWS SDK
+for Rust.
 
 ```no_run
 # #[tokio::main(flavor = "current_thread")]
@@ -18,17 +19,17 @@ let store = monotone::open("dynamodb://Counters?region=eu-west-1").await?;
 
 # The table
 
-One table holds every counter, queue and document, one item per id.
-Counters and queues keep the layout monotone 0.4 wrote, so tables made by
-0.4 keep working and old and new clients can share a table during an
-upgrade:
+One table holds every counter, queue, document and tally, one item per id.
+Counters and queues keep the layout monotone 0.4 wrote, byte for byte, so
+tables made by 0.4 keep working and old and new clients can share a table
+during an upgrade; documents and tallies have `Type`s of their own:
 
 | attribute | type | meaning |
 |---|---|---|
-| `ID` | S | hash key: the counter's, queue's or document's id |
-| `Type` | S | `COUNTER`, `QUEUE` or `DOCUMENT` |
-| `Version` | N | one more on every write; a queue's fencing token, a document's version |
-| `Value` | N | a counter's value; a queue's last ticket counter (not on documents) |
+| `ID` | S | hash key: the counter's, queue's, document's or tally's id |
+| `Type` | S | `COUNTER`, `QUEUE`, `DOCUMENT` or `TALLY` |
+| `Version` | N | one more on every write; a queue's fencing token, a document's version, the number of a tally's adds |
+| `Value` | N | a counter's value; a queue's last ticket counter; a tally's sum, signed, from `i64::MIN` to `i64::MAX` (not on documents) |
 | `Items` | SS | a queue's members, each the JSON `{"process_id": "..", "counter": 1, "tags": {..}}`; absent when the queue is empty (DynamoDB has no empty sets) |
 | `Leases` | M | a queue's leases, by ticket counter (in decimal): `{"process_id": S, "lease_ms": N, "renewals": N, "renewed_at_ms": N}`; absent until the first leased join |
 
@@ -39,6 +40,9 @@ attributes it knows, which drops `Leases`: every leased ticket becomes a
 permanent one, and its holder finds out at its next renewal (the lease is
 lost) and leaves.
 | `Body` | S | a document's value as compact JSON text, at most [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES); absent once the document is removed (the item stays, keeping its `Version`, so that versions never repeat) |
+
+monotone 0.4 knows only `COUNTER` and `QUEUE` items: keep it away from the
+ids of tallies.
 
 The table needs only its key; create it with
 
@@ -63,7 +67,9 @@ turns creation off.
 # The write protocol
 
 Every write is conditional, so no update is ever lost and an item this store
-cannot read is never written over. The expressions are constants in the
+cannot read is never written over (save one whose number has a fraction,
+which no monotone writes and no condition can detect: see the `tally`
+module). The expressions are constants in the
 `schema` module, with `#placeholders` for every attribute name.
 
 - **counter next**: one `UpdateItem`,
@@ -94,6 +100,15 @@ cannot read is never written over. The expressions are constants in the
   if the ticket is as the observer saw it, an `UpdateItem` as for a leave,
   conditional on `Version` and on `#leases.#ticket.#renewals` being the
   count the observer watched: a renewal that lands in between wins.
+- **tally add**: one `UpdateItem`, `SET #type = :tally ADD #value :n,
+  #version :one`, under `attribute_not_exists(#id) OR (#type = :tally AND
+  <Value and Version are numbers> AND #value BETWEEN :low AND :high AND
+  <Version can grow>)`, returning the new item (`ALL_NEW`). DynamoDB's
+  numbers have 38 digits, so the bounds are what keeps the sum in `i64`:
+  for `n >= 0` they are `i64::MIN` and `i64::MAX - n`, for `n < 0`
+  `i64::MIN - n` and `i64::MAX`. An add that would leave the range fails the
+  condition and is reported as [`ErrorKind::InvalidInput`], never wrapped
+  and never retried.
 - **remove**: one `DeleteItem` under a type condition, returning the old item
   (`ALL_OLD`).
 - **document compare-and-set**: one `UpdateItem` that sets `Type`, `Version`
@@ -106,8 +121,11 @@ cannot read is never written over. The expressions are constants in the
   [`Backoff`] on the returned document (after a short wait) or a new read.
 - **document remove**: one `UpdateItem`, `SET #version = #version + :one
   REMOVE #body`, under `#type = :document AND attribute_exists(#body)`.
-- **reads** (`counter get`, `ticket`, `tickets`): one strongly consistent
-  `GetItem`.
+- **reads** (`counter get`, `ticket`, `tickets`, a fresh `tally get`): one
+  strongly consistent `GetItem`. A stale `tally get` is one eventually
+  consistent `GetItem`, at half the read capacity; it may miss the latest
+  adds (usually by well under a second) but never returns a value the item
+  did not hold.
 
 When a condition fails, the request asks for the item as it was
 (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so the store can tell a
@@ -138,6 +156,9 @@ Requests per operation, once the table exists and without contention:
 | document read, or a watcher's or cached reader's check | 1 `GetItem` (strongly consistent) |
 | document compare-and-set, remove | 1 `UpdateItem` |
 | document update | 2: `GetItem`, `UpdateItem` |
+| `tally add` | 1 `UpdateItem` |
+| `tally get` | 1 `GetItem` (consistent; eventually consistent when stale) |
+| `tally remove` | 1 `DeleteItem` |
 
 A read costs read units by the size of the whole item (one per 4 KB,
 strongly consistent), so a watcher polling every second costs one `GetItem`
@@ -186,6 +207,7 @@ mod error;
 mod queue;
 mod schema;
 mod table;
+mod tally;
 
 use std::fmt;
 use std::sync::Arc;
@@ -201,6 +223,7 @@ pub use self::counter::DynamoDbCounter;
 pub use self::document::DynamoDbDocument;
 pub use self::queue::DynamoDbQueue;
 pub use self::table::{create_table_command, TABLE_ACTIVE_TIMEOUT};
+pub use self::tally::DynamoDbTally;
 pub use crate::backoff::Backoff;
 
 use self::table::Table;
@@ -210,6 +233,7 @@ use crate::document::Document;
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::Queue;
 use crate::store::{Location, Store};
+use crate::tally::Tally;
 use crate::validate;
 
 /// A store in a DynamoDB table. Clones share one client.
@@ -346,6 +370,14 @@ impl Store for DynamoDbStore {
     fn document(&self, id: &str) -> Result<Box<dyn Document>> {
         validate::id(id)?;
         Ok(Box::new(DynamoDbDocument {
+            store: self.clone(),
+            id: id.to_owned(),
+        }))
+    }
+
+    fn tally(&self, id: &str) -> Result<Box<dyn Tally>> {
+        validate::id(id)?;
+        Ok(Box::new(DynamoDbTally {
             store: self.clone(),
             id: id.to_owned(),
         }))

@@ -34,7 +34,7 @@ pub struct DynamoDbQueue {
 }
 
 impl DynamoDbQueue {
-    /// The queue in `item`: `None` if absent, WrongType if a counter,
+    /// The queue in `item`: `None` if absent, WrongType if another kind,
     /// Corrupt if unreadable.
     fn decode(&self, item: Option<&Item>) -> Result<Option<StoredQueue>> {
         match item {
@@ -110,6 +110,7 @@ impl DynamoDbQueue {
             condition,
             values,
             returns: ReturnValue::None,
+            resend_unanswered: true,
         };
         let names = ticket_name(&format!("{} {}", update.update, update.condition), counter);
         self.store
@@ -198,6 +199,7 @@ impl Queue for DynamoDbQueue {
                 condition,
                 values: dedup(values),
                 returns: ReturnValue::None,
+                resend_unanswered: true,
             };
             let names = ticket_name(update.update, counter);
             let sent = tokio::time::Instant::now();
@@ -250,6 +252,7 @@ impl Queue for DynamoDbQueue {
                     (":now", n(now)),
                 ],
                 returns: ReturnValue::AllNew,
+                resend_unanswered: true,
             };
             let names = ticket_name(QUEUE_RENEW_UPDATE, counter);
             let item = match table.update_named(&what, &self.id, &update, &names).await? {

@@ -1,6 +1,6 @@
-//! The item layout (monotone 0.4's, and the documents'), the expressions
-//! that read and write it, and the decoding of items into counters, queues
-//! and documents.
+//! The item layout (monotone 0.4's, with the documents' and tallies' beside
+//! it), the expressions that read and write it, and the decoding of items
+//! into counters, queues, documents and tallies.
 //!
 //! Every expression names attributes through `#placeholders` (`Value`,
 //! `Type` and others are reserved words in DynamoDB's expression language)
@@ -16,18 +16,20 @@ use crate::document_state;
 use crate::error::{Error, ErrorKind, Result};
 use crate::item_type::ItemType;
 use crate::state::{LeaseRecord, QueueEntry, QueueState};
+use crate::tally::TallyReading;
 
 /// An item as the SDK gives and takes it.
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// Hash key (S): the counter's, queue's or document's id.
 pub const ID: &str = "ID";
-/// `COUNTER`, `QUEUE` or `DOCUMENT` (S).
+/// `COUNTER`, `QUEUE`, `DOCUMENT` or `TALLY` (S).
 pub const TYPE: &str = "Type";
 /// Grows by one with every write (N); a queue's fencing token, a document's
 /// version.
 pub const VERSION: &str = "Version";
-/// A counter's value, or a queue's last ticket counter (N).
+/// A counter's value, a queue's last ticket counter (N), or a tally's
+/// signed sum.
 pub const VALUE: &str = "Value";
 /// A queue's members (SS of JSON `{"process_id","counter","tags"}`), absent
 /// when the queue is empty: DynamoDB has no empty sets.
@@ -65,6 +67,8 @@ pub const COUNTER: &str = "COUNTER";
 pub const QUEUE: &str = "QUEUE";
 /// `Type` of a document.
 pub const DOCUMENT: &str = "DOCUMENT";
+/// `Type` of a tally.
+pub const TALLY: &str = "TALLY";
 
 /// Every attribute name placeholder, and the attribute it stands for.
 const NAMES: [(&str, &str); 11] = [
@@ -182,6 +186,25 @@ pub const DOCUMENT_REMOVE_UPDATE: &str = "SET #version = :version REMOVE #body";
 /// Remove a document whatever its version, in one request.
 pub const DOCUMENT_DROP_UPDATE: &str = "SET #version = #version + :one REMOVE #body";
 
+/// `tally add`: a readable tally (or none) to which `:n` can be added
+/// without leaving `i64`: `:low` and `:high` bound `Value` so that the sum
+/// stays in range (`i64::MIN - n` and `i64::MAX` for a negative `n`,
+/// `i64::MIN` and `i64::MAX - n` otherwise), since DynamoDB's numbers have
+/// 38 digits and would not stop at `i64`'s limits by themselves.
+/// `:below_max` (`i64::MAX - 1`) bounds `Version` likewise.
+pub const TALLY_ADD_CONDITION: &str = "attribute_not_exists(#id) OR (#type = :tally \
+     AND attribute_type(#value, :number) AND attribute_type(#version, :number) \
+     AND #value BETWEEN :low AND :high AND #version BETWEEN :zero AND :below_max)";
+
+/// `tally add`: one request that creates the tally or adds to it. `ADD`
+/// treats a missing attribute as 0, so a new item gets `:n` and 1.
+pub const TALLY_ADD_UPDATE: &str = "SET #type = :tally ADD #value :n, #version :one";
+
+/// `tally remove`: absent (nothing to do) or a tally this crate can read.
+pub const TALLY_REMOVE_CONDITION: &str = "attribute_not_exists(#id) OR (#type = :tally \
+     AND attribute_type(#value, :number) AND attribute_type(#version, :number) \
+     AND #value BETWEEN :min AND :max AND #version BETWEEN :zero AND :max)";
+
 /// The placeholders of `expressions` that stand for attribute names, mapped
 /// to their attributes: exactly those used, as DynamoDB refuses unused ones.
 pub(crate) fn names_in(expressions: &[&str]) -> HashMap<String, String> {
@@ -200,8 +223,8 @@ pub(crate) fn names_in(expressions: &[&str]) -> HashMap<String, String> {
 }
 
 /// A number attribute value.
-pub(crate) fn n(v: u64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
+pub(crate) fn n(v: impl Into<i128>) -> AttributeValue {
+    AttributeValue::N(v.into().to_string())
 }
 
 /// A string attribute value.
@@ -236,6 +259,7 @@ pub(crate) enum Stored {
     Counter { value: u64, version: u64 },
     Queue(StoredQueue),
     Document(Snapshot),
+    Tally(TallyReading),
 }
 
 impl Stored {
@@ -244,6 +268,7 @@ impl Stored {
             Stored::Counter { .. } => ItemType::Counter,
             Stored::Queue(_) => ItemType::Queue,
             Stored::Document(_) => ItemType::Document,
+            Stored::Tally(_) => ItemType::Tally,
         }
     }
 
@@ -283,19 +308,26 @@ pub(crate) fn decode(table: &str, id: &str, item: &Item) -> Result<Stored> {
         )
     };
     let number = |attribute: &str| -> Result<u64> {
-        match item.get(attribute) {
-            None => Err(corrupt(attribute, "is missing".into())),
-            Some(AttributeValue::N(v)) => v.parse().map_err(|_| {
-                corrupt(
-                    attribute,
-                    format!("holds {v}, not a whole number from 0 to {}", u64::MAX),
-                )
-            }),
-            Some(other) => Err(corrupt(
+        let v = stored_number(item, attribute).map_err(|why| corrupt(attribute, why))?;
+        v.parse().map_err(|_| {
+            corrupt(
                 attribute,
-                format!("is {}, not a number (N)", type_name(other)),
-            )),
-        }
+                format!("holds {v}, not a whole number from 0 to {}", u64::MAX),
+            )
+        })
+    };
+    let signed = |attribute: &str| -> Result<i64> {
+        let v = stored_number(item, attribute).map_err(|why| corrupt(attribute, why))?;
+        v.parse().map_err(|_| {
+            corrupt(
+                attribute,
+                format!(
+                    "holds {v}, not a whole number from {} to {}",
+                    i64::MIN,
+                    i64::MAX
+                ),
+            )
+        })
     };
     let kind = match item.get(TYPE) {
         None => return Err(corrupt(TYPE, "is missing".into())),
@@ -382,10 +414,14 @@ pub(crate) fn decode(table: &str, id: &str, item: &Item) -> Result<Stored> {
             };
             Ok(Stored::Document(Snapshot::new(value, version)))
         }
+        TALLY => Ok(Stored::Tally(TallyReading::new(
+            signed(VALUE)?,
+            number(VERSION)?,
+        ))),
         other => Err(corrupt(
             TYPE,
             format!(
-                "is `{}`, none of {COUNTER}, {QUEUE} and {DOCUMENT}",
+                "is `{}`, none of {COUNTER}, {QUEUE}, {DOCUMENT} and {TALLY}",
                 shorten(other)
             ),
         )),
@@ -452,6 +488,15 @@ fn decode_leases(
         out.insert(counter, record);
     }
     Ok(out)
+}
+
+/// The text of the number attribute `attribute`, or why there is none.
+fn stored_number<'a>(item: &'a Item, attribute: &str) -> std::result::Result<&'a str, String> {
+    match item.get(attribute) {
+        None => Err("is missing".into()),
+        Some(AttributeValue::N(v)) => Ok(v),
+        Some(other) => Err(format!("is {}, not a number (N)", type_name(other))),
+    }
 }
 
 /// Decode the `Value` of an `UpdateItem`'s returned attributes.
@@ -614,7 +659,7 @@ mod tests {
         );
         assert!(
             corrupt(&base(&[(TYPE, s("LOCK")), (VERSION, n(1)), (VALUE, n(1))]))
-                .contains("`LOCK`, none of COUNTER, QUEUE and DOCUMENT")
+                .contains("`LOCK`, none of COUNTER, QUEUE, DOCUMENT and TALLY")
         );
         assert!(
             corrupt(&base(&[(TYPE, s(COUNTER)), (VERSION, n(1))])).contains("`Value` is missing")

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -73,6 +74,13 @@ pub(crate) struct Update {
     pub condition: &'static str,
     pub values: Vec<(&'static str, AttributeValue)>,
     pub returns: ReturnValue,
+    /// Whether the SDK may send the request again after an attempt that got
+    /// no clear answer (a timeout, a broken connection, HTTP 5xx), which
+    /// DynamoDB may have applied. True where applying it twice is harmless
+    /// (it is conditional on a version, or skipping a counter value is
+    /// allowed); false makes one attempt, and the caller retries only what
+    /// surely was not applied.
+    pub resend_unanswered: bool,
 }
 
 fn values(pairs: &[(&'static str, AttributeValue)]) -> HashMap<String, AttributeValue> {
@@ -129,6 +137,12 @@ impl Table {
 
     /// A strongly consistent read of the item `id`.
     pub async fn get(&self, what: &str, id: &str) -> Result<Option<Item>> {
+        self.read(what, id, true).await
+    }
+
+    /// A read of the item `id`, strongly consistent or (at half the price)
+    /// eventually consistent.
+    pub async fn read(&self, what: &str, id: &str, consistent: bool) -> Result<Option<Item>> {
         let ctx = self.context(what);
         self.with_table(&ctx, || async {
             let started = Instant::now();
@@ -137,10 +151,10 @@ impl Table {
                 .get_item()
                 .table_name(&self.name)
                 .set_key(Some(schema::key(id)))
-                .consistent_read(true)
+                .consistent_read(consistent)
                 .send()
                 .await;
-            debug!(table = %self.name, id, request = "GetItem", ok = out.is_ok(), elapsed = ?started.elapsed(), "{what}");
+            debug!(table = %self.name, id, request = "GetItem", consistent, ok = out.is_ok(), elapsed = ?started.elapsed(), "{what}");
             out.map(|o| o.item).map_err(|e| map(e, &ctx))
         })
         .await
@@ -164,7 +178,7 @@ impl Table {
         let ctx = self.context(what);
         self.with_table(&ctx, || async {
             let started = Instant::now();
-            let out = self
+            let request = self
                 .client
                 .update_item()
                 .table_name(&self.name)
@@ -178,9 +192,19 @@ impl Table {
                 }))
                 .set_expression_attribute_values(Some(values(&update.values)))
                 .return_values(update.returns.clone())
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .send()
-                .await;
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            let out = if update.resend_unanswered {
+                request.send().await
+            } else {
+                request
+                    .customize()
+                    .config_override(
+                        aws_sdk_dynamodb::config::Builder::new()
+                            .retry_config(RetryConfig::disabled()),
+                    )
+                    .send()
+                    .await
+            };
             let result = match out {
                 Ok(o) => Ok(Written::Done(o.attributes.unwrap_or_default())),
                 Err(e) => match e.as_service_error() {

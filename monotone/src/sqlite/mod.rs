@@ -17,6 +17,7 @@
 
 mod error;
 mod schema;
+mod tally;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use self::error::map_err;
 pub use self::schema::{SqliteOptions, APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};
+pub use self::tally::SqliteTally;
 use crate::counter::Counter;
 use crate::document::{CasOutcome, Document, Snapshot};
 use crate::document_state;
@@ -36,6 +38,7 @@ use crate::lease::{self, Expired, Lease};
 use crate::queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
 use crate::state;
 use crate::store::{Location, Store};
+use crate::tally::Tally;
 use crate::validate;
 
 const COUNTER: &str = "COUNTER";
@@ -113,6 +116,33 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Delete the row of `id`, a counter or a tally (a queue's tickets go
+    /// too, see its `remove`), if `last` accepts it: `last` gives what the
+    /// removal reports, or the WrongType error that keeps the row.
+    async fn remove_item<T: Send + 'static>(
+        &self,
+        id: &str,
+        last: fn(&Row, &str) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let id = id.to_owned();
+        self.run(
+            TransactionBehavior::Immediate,
+            "cannot delete",
+            move |tx, shown| {
+                let Some(row) = item(tx, shown, &id)? else {
+                    return Ok(Outcome::Unchanged(None));
+                };
+                let last = last(&row, &id)?;
+                tx.execute("DELETE FROM items WHERE id = ?1", [&id])
+                    .map_err(|e| map_err(shown, "cannot delete", e))?;
+                Ok(Outcome::Commit(Some(last)))
+            },
+        )
+        .await
+    }
+}
+
 /// Whether an operation wrote something that must be committed.
 enum Outcome<T> {
     Commit(T),
@@ -144,6 +174,14 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn tally(&self, id: &str) -> Result<Box<dyn Tally>> {
+        validate::id(id)?;
+        Ok(Box::new(SqliteTally {
+            store: self.clone(),
+            id: id.into(),
+        }))
+    }
+
     fn location(&self) -> Location {
         Location::Sqlite {
             path: self.inner.path.clone(),
@@ -151,10 +189,11 @@ impl Store for SqliteStore {
     }
 }
 
-/// An item's row: its type, value and version.
+/// An item's row: its type, value and version. The value is signed, as a
+/// tally's may be; [`Row::count`] reads a counter's or queue's.
 struct Row {
     kind: String,
-    value: u64,
+    value: i64,
     version: u64,
 }
 
@@ -176,7 +215,7 @@ fn item(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<Row>> {
     row.map(|(kind, value, version)| {
         Ok(Row {
             kind,
-            value: to_u64(value, id, "value")?,
+            value,
             version: to_u64(version, id, "version")?,
         })
     })
@@ -184,6 +223,11 @@ fn item(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<Row>> {
 }
 
 impl Row {
+    /// The value of a counter or queue, which is never negative.
+    fn count(&self, id: &str) -> Result<u64> {
+        to_u64(self.value, id, "value")
+    }
+
     /// The WrongType error for this row found where `wanted` was asked for.
     /// A type this build does not know cannot be in the file: the schema's
     /// `CHECK` admits only known ones.
@@ -235,7 +279,7 @@ impl Counter for SqliteCounter {
                 "cannot read",
                 move |tx, shown| match item(tx, shown, &id)? {
                     None => Ok(Outcome::Unchanged(0)),
-                    Some(r) if r.kind == COUNTER => Ok(Outcome::Unchanged(r.value)),
+                    Some(r) if r.kind == COUNTER => Ok(Outcome::Unchanged(r.count(&id)?)),
                     Some(r) => Err(r.wrong_type(&id, ItemType::Counter)),
                 },
             )
@@ -250,7 +294,7 @@ impl Counter for SqliteCounter {
                 let (value, version) = match row {
                     None => (1, 1),
                     Some(r) if r.kind == COUNTER => {
-                        (checked_next(r.value, &id)?, checked_next(r.version, &id)?)
+                        (checked_next(r.count(&id)?, &id)?, checked_next(r.version, &id)?)
                     }
                     Some(r) => return Err(r.wrong_type(&id, ItemType::Counter)),
                 };
@@ -266,21 +310,11 @@ impl Counter for SqliteCounter {
     }
 
     async fn remove(&self) -> Result<Option<u64>> {
-        let id = self.id.clone();
         self.store
-            .run(
-                TransactionBehavior::Immediate,
-                "cannot delete",
-                move |tx, shown| match item(tx, shown, &id)? {
-                    None => Ok(Outcome::Unchanged(None)),
-                    Some(r) if r.kind == COUNTER => {
-                        tx.execute("DELETE FROM items WHERE id = ?1", [&id])
-                            .map_err(|e| map_err(shown, "cannot delete", e))?;
-                        Ok(Outcome::Commit(Some(r.value)))
-                    }
-                    Some(r) => Err(r.wrong_type(&id, ItemType::Counter)),
-                },
-            )
+            .remove_item(&self.id, |r, id| match r.kind.as_str() {
+                COUNTER => r.count(id),
+                _ => Err(r.wrong_type(id, ItemType::Counter)),
+            })
             .await
     }
 }
@@ -426,7 +460,7 @@ impl Queue for SqliteQueue {
             .run(TransactionBehavior::Immediate, "cannot join", move |tx, shown| {
                 let map = |e| map_err(shown, "cannot join", e);
                 let (value, version) = match queue_row(tx, shown, &id)? {
-                    Some(r) => (r.value, r.version),
+                    Some(r) => (r.count(&id)?, r.version),
                     None => (0, 0),
                 };
                 if let Some(existing) = find_ticket(tx, shown, &id, &pid)? {

@@ -1,5 +1,6 @@
 //! The contracts of `Counter` and `Queue` as plain async functions taking a
-//! store, run unchanged against every backend.
+//! store, run unchanged against every backend; those of `Tally` are in
+//! [`tally`], expanded by its own macro.
 //!
 //! A backend's test file calls [`conformance_tests!`] with an async
 //! expression that yields `(Arc<dyn Store>, guard)`: a fresh, empty store and
@@ -14,6 +15,7 @@
 
 pub mod document;
 pub mod lease;
+pub mod tally;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

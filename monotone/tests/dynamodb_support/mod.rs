@@ -63,14 +63,22 @@ pub fn unique_table(tag: &str) -> String {
     )
 }
 
-/// Every request a client sends, by operation name, in order (each attempt
-/// of an SDK retry counts).
+/// Every request a client sends, by operation name, with its JSON body, in
+/// order (each attempt of an SDK retry counts).
 #[derive(Debug, Clone, Default)]
-pub struct Requests(Arc<Mutex<Vec<String>>>);
+pub struct Requests(Arc<Mutex<Vec<(String, String)>>>);
 
 impl Requests {
     /// The requests since the last call, oldest first.
     pub fn take(&self) -> Vec<String> {
+        self.take_with_bodies()
+            .into_iter()
+            .map(|(op, _)| op)
+            .collect()
+    }
+
+    /// The requests since the last call with their bodies, oldest first.
+    pub fn take_with_bodies(&self) -> Vec<(String, String)> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
@@ -93,7 +101,9 @@ impl Intercept for Requests {
             .get("x-amz-target")
             .unwrap_or("unknown.unknown");
         let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
-        self.0.lock().unwrap().push(operation);
+        let body = context.request().body().bytes().unwrap_or_default();
+        let body = String::from_utf8_lossy(body).into_owned();
+        self.0.lock().unwrap().push((operation, body));
         Ok(())
     }
 }
