@@ -113,7 +113,8 @@ async fn takeover(url: &str) -> Duration {
         took <= LEASE + LEASE / 4 + Duration::from_secs(2),
         "took over {took:?} after the kill"
     );
-    println!("lease {LEASE:?}: the waiter led {took:?} after the holder's SIGKILL");
+    let store = url.split(':').next().unwrap_or(url);
+    println!("{store}, lease {LEASE:?}: the waiter led {took:?} after the holder's SIGKILL");
     took
 }
 
