@@ -97,19 +97,26 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let map = |e| map_err(&inner.shown, what, e);
             // A panic while holding the lock drops the transaction, which
             // rolls back, so the connection is still usable.
             let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
             let tx = conn.transaction_with_behavior(behavior).map_err(map)?;
-            match f(&tx, &inner.shown)? {
-                Outcome::Commit(v) => {
-                    tx.commit().map_err(map)?;
-                    Ok(v)
-                }
+            let result = match f(&tx, &inner.shown) {
+                Ok(Outcome::Commit(v)) => tx.commit().map_err(map).map(|()| (v, "committed")),
                 // Dropping the transaction rolls it back: nothing was written.
-                Outcome::Unchanged(v) => Ok(v),
-            }
+                Ok(Outcome::Unchanged(v)) => Ok((v, "nothing written")),
+                Err(e) => Err(e),
+            };
+            tracing::debug!(
+                file = %inner.shown,
+                operation = what.trim_start_matches("cannot "),
+                outcome = result.as_ref().map_or("error", |(_, o)| *o),
+                elapsed = ?started.elapsed(),
+                "sqlite transaction"
+            );
+            result.map(|(v, _)| v)
         })
         .await
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("sqlite task failed: {e}")))?
