@@ -111,6 +111,10 @@ assert_eq!((now.value, now.version), (7, 2));
 #![warn(missing_docs)]
 
 mod backoff;
+mod claim;
+mod claim_holder;
+mod claim_state;
+mod claim_wait;
 mod counter;
 mod document;
 mod document_cache;
@@ -133,6 +137,9 @@ mod validate;
 mod wait;
 
 pub use backoff::Backoff;
+pub use claim::{Candidates, Claim, ClaimPool, Claimed, MAX_CANDIDATES, MAX_NAME_BYTES};
+pub use claim_holder::ClaimHolder;
+pub use claim_wait::wait_for_claim;
 pub use counter::Counter;
 pub use document::{CasOutcome, Document, DocumentExt, Snapshot};
 pub use document_cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};

@@ -51,6 +51,10 @@ tally_conformance_tests!({
     let Some(endpoint) = endpoint() else { return };
     store(endpoint)
 });
+claim_conformance_tests!({
+    let Some(endpoint) = endpoint() else { return };
+    store(endpoint)
+});
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.into())

@@ -228,6 +228,7 @@ pub use crate::backoff::Backoff;
 
 use self::table::Table;
 use crate::backoff::{Attempts, Jitter};
+use crate::claim::ClaimPool;
 use crate::counter::Counter;
 use crate::document::Document;
 use crate::error::{Error, ErrorKind, Result};
@@ -381,6 +382,11 @@ impl Store for DynamoDbStore {
             store: self.clone(),
             id: id.to_owned(),
         }))
+    }
+
+    fn claim_pool(&self, id: &str) -> Result<Box<dyn ClaimPool>> {
+        validate::id(id)?;
+        Err(Error::new(ErrorKind::Unsupported, "claim pools: not yet"))
     }
 
     fn location(&self) -> Location {
