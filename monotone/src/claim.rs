@@ -28,9 +28,10 @@ use crate::queue::{Fenced, FencingToken};
 /// members from a list names a few hundred at most. The bound keeps a full
 /// pool inside one DynamoDB item (400 KB) even with owner ids of the longest
 /// length accepted ([`MAX_ID_BYTES`](crate::MAX_ID_BYTES), 1024 bytes) and
-/// names of [`MAX_NAME_BYTES`]: 256 such claims take about 315 KB, which
-/// leaves room for the claimers waiting to be served (see the DynamoDB
-/// store's docs).
+/// names of [`MAX_NAME_BYTES`]: 256 such claims take 347,057 of an item's
+/// 409,600 bytes by DynamoDB's count, which leaves room for the claimers
+/// waiting to be served (see the DynamoDB store's docs). Larger input is
+/// refused before anything is written.
 pub const MAX_CANDIDATES: usize = 256;
 
 /// The longest candidate name, in bytes: a host name (253) fits, and with

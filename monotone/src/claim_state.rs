@@ -261,8 +261,9 @@ impl ClaimPoolState {
         ))
     }
 
-    /// Add `owner` to the waiting claimers (again: replaced).
-    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    /// Add `owner` to the waiting claimers (again: replaced), as the
+    /// DynamoDB store's request does.
+    #[cfg(test)]
     pub fn wait(&mut self, owner: &str, waiter: Waiter) {
         self.waiting.insert(owner.to_owned(), waiter);
     }
