@@ -37,6 +37,7 @@ use crate::wait::WaitOptions;
 pub struct ClaimHolder {
     pool: Arc<dyn ClaimPool>,
     claim: Fenced<Claim>,
+    added: bool,
     lease: Duration,
     keeper: LeaseKeeper,
     released: bool,
@@ -146,6 +147,7 @@ impl ClaimHolder {
         Ok(ClaimHolder {
             pool,
             claim,
+            added,
             lease: stored,
             keeper,
             released: false,
@@ -155,6 +157,12 @@ impl ClaimHolder {
     /// The claim and the pool's token as claimed.
     pub fn claimed(&self) -> &Fenced<Claim> {
         &self.claim
+    }
+
+    /// Whether this holder's claim was made for it; `false` if the owner
+    /// held the claim already (see [`Claimed::added`]).
+    pub fn added(&self) -> bool {
+        self.added
     }
 
     /// The name held.
