@@ -277,14 +277,7 @@ fn held_around_a_command(place: &Place) {
         "-i", "agents", "claim", "-p", "me", "--names", "a,b,c", "--ttl", "600ms", "--", "sh",
         "-c", script,
     ]);
-    let until = Instant::now() + Duration::from_secs(20);
-    while std::fs::read_to_string(place.path("env"))
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(Instant::now() < until, "the command never ran");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    place.await_file("env");
     std::thread::sleep(Duration::from_millis(500));
     let list = place.json(&["-i", "agents", "claim", "list"]);
     let mine = &list["claims"][1];
@@ -301,7 +294,7 @@ fn held_around_a_command(place: &Place) {
         "the claim is not printed around a command"
     );
     assert_eq!(
-        std::fs::read_to_string(place.path("env")).unwrap().trim(),
+        place.read("env").trim(),
         format!("agents b 1 me 2 {}", place.url)
     );
     assert_eq!(place.held("agents"), held(&[("a", "first")]), "released");
@@ -390,14 +383,7 @@ fn a_claim_whose_store_stops_answering_gets_its_command_killed() {
         "-c",
         r#"trap '' TERM; echo $$ > "$OUT/pid"; sleep 1000 & wait; wait"#,
     ]);
-    let until = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(place.path("pid"))
-        .unwrap_or_default()
-        .ends_with('\n')
-    {
-        assert!(Instant::now() < until, "the command never ran");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    place.await_file("pid");
     let cut = Instant::now();
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -437,14 +423,7 @@ fn a_waiting_claimer_takes_a_dead_holders_name() {
         "-c",
         r#"echo $MONOTONE_FENCING_TOKEN > "$OUT/token"; sleep 1000"#,
     ]);
-    let until = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(place.path("token"))
-        .unwrap_or_default()
-        .ends_with('\n')
-    {
-        assert!(Instant::now() < until, "the command never ran");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    place.await_file("token");
     place.fails(&["-i", "one", "claim", "-p", "new", "--names", "only"], 11);
     holder.kill().unwrap();
     holder.wait().unwrap();
@@ -464,11 +443,7 @@ fn a_waiting_claimer_takes_a_dead_holders_name() {
     ]);
     let took = started.elapsed();
     assert_eq!(v["name"], "only");
-    let dead: u64 = std::fs::read_to_string(place.path("token"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let dead: u64 = place.read("token").trim().parse().unwrap();
     assert!(
         v["fencing_token"].as_u64().unwrap() > dead + 1,
         "expired, then claimed: {v}"

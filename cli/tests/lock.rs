@@ -28,23 +28,6 @@ impl Place {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-
-    /// Wait (up to 20 s) until the file `name` has content.
-    fn await_file(&self, name: &str) -> String {
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = self.read(name);
-            if text.ends_with('\n') {
-                return text.trim().to_owned();
-            }
-            assert!(Instant::now() < until, "{name} never written");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 }
 
 fn code(out: &Output) -> Option<i32> {

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -93,5 +94,23 @@ impl Place {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
+    }
+
+    /// The file `name` of the commands' directory (empty if absent).
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// Wait (up to 20 s) until the file `name` has a whole line.
+    pub fn await_file(&self, name: &str) -> String {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.read(name);
+            if text.ends_with('\n') {
+                return text.trim().to_owned();
+            }
+            assert!(Instant::now() < until, "{name} never written");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
