@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use monotone::dynamodb::{DynamoDbConfig, DynamoDbStore};
+use monotone::dynamodb::{Backoff, DynamoDbConfig, DynamoDbStore};
 use monotone::{Candidates, ErrorKind, FencingToken, LeaseWatch, Store};
 
 use dynamodb_support::*;
@@ -50,6 +50,15 @@ async fn intruded_store(
     table: &str,
     intruder: IntrudeOnWrite,
 ) -> (DynamoDbStore, Requests) {
+    intruded_store_with(endpoint, DynamoDbConfig::new(table), intruder).await
+}
+
+/// [`intruded_store`] with a configuration of its own.
+async fn intruded_store_with(
+    endpoint: &str,
+    config: DynamoDbConfig,
+    intruder: IntrudeOnWrite,
+) -> (DynamoDbStore, Requests) {
     let requests = Requests::default();
     let client = Client::from_conf(
         sdk_config(endpoint)
@@ -58,23 +67,29 @@ async fn intruded_store(
             .interceptor(requests.clone())
             .build(),
     );
-    let store = DynamoDbStore::from_client(client, DynamoDbConfig::new(table)).unwrap();
+    let store = DynamoDbStore::from_client(client, config).unwrap();
     (store, requests)
 }
 
-/// Claim for `owner` from `candidates` in pool `id` through `store`, on a
-/// thread of its own (as an intrusion runs), returning the name.
+/// Run `work` to its end on a runtime of its own, as an intrusion (on a
+/// thread of its own) does.
+fn elsewhere<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
+/// Claim for `owner` from `candidates` in pool `id` through `store`,
+/// elsewhere, returning the name.
 fn claim_elsewhere(
     store: &DynamoDbStore,
     id: &str,
     owner: &str,
     candidates: &Candidates,
 ) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    elsewhere(async {
         store
             .claim_pool(id)
             .unwrap()
@@ -347,6 +362,65 @@ async fn a_waiting_claimer_that_finds_nothing_free_leaves() {
     let it = raw_item(&raw, &table, "p").await.unwrap();
     assert_eq!(it["Waiting"], m(&[]));
     assert_eq!(it["Version"], n(2));
+}
+
+/// A waiting claimer that gives up (its retry budget is spent) leaves
+/// `Waiting` first, so that no later writer makes a claim it no longer
+/// waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_claimer_that_gives_up_leaves() {
+    let Some(endpoint) = endpoint() else { return };
+    let (other, _, raw) = fresh_store(&endpoint, "claim-give-up").await;
+    let table = other.table().to_owned();
+    let c = range(1, 9);
+    other
+        .claim_pool("p")
+        .unwrap()
+        .claim("first", &c)
+        .await
+        .unwrap();
+    let (a, b, c1) = (other.clone(), other.clone(), c.clone());
+    let intruder = IntrudeOnWrite::new()
+        .on(1, move || {
+            assert_eq!(claim_elsewhere(&a, "p", "intruder", &c1), "2")
+        })
+        // Before its own claim: a release, which moves the version on and
+        // serves nobody.
+        .on(3, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(b.claim_pool("p").unwrap().release("first"))
+                .unwrap();
+        });
+    let config = DynamoDbConfig::new(&table).with_backoff(Backoff::new().with_max_attempts(1));
+    let (store, requests) = intruded_store_with(&endpoint, config, intruder).await;
+    let err = store
+        .claim_pool("p")
+        .unwrap()
+        .claim("me", &c)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let u = updates(&requests.take_with_bodies());
+    assert_eq!(u.len(), 4, "{u:?}");
+    assert_eq!(u[1], "SET #waiting.#me = :waiter");
+    assert_eq!(u[3], "REMOVE #waiting.#me", "left the pool");
+    let it = raw_item(&raw, &table, "p").await.unwrap();
+    assert_eq!(it["Waiting"], m(&[]));
+    // The next claimer serves nobody: `me` claims nothing behind its back.
+    other
+        .claim_pool("p")
+        .unwrap()
+        .claim("next", &c)
+        .await
+        .unwrap();
+    let p = store.claim_pool("p").unwrap();
+    assert_eq!(
+        p.claim_of("me").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }
 
 /// Waiting claimers of other candidates are left waiting; those that hold a

@@ -438,7 +438,18 @@ impl ClaimPool for DynamoDbClaimPool {
                             continue;
                         }
                     }
-                    seen = self.after_conflict(&what, returned, &mut attempts).await?;
+                    seen = match self.after_conflict(&what, returned, &mut attempts).await {
+                        Ok(seen) => seen,
+                        // Giving up: not without leaving `Waiting`, where a
+                        // later writer would make a claim nobody asked for.
+                        Err(e) if waiting_since.is_some() => {
+                            match self.stop_waiting(&what, owner).await {
+                                Ok(Some(now)) if now.holds(owner) => now,
+                                _ => return Err(e),
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    };
                 }
             }
         }
