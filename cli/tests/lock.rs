@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 mod place;
-use place::{Place, ENDPOINT_VAR};
+use place::{gone, Place, ENDPOINT_VAR};
 
 impl Place {
     fn list(&self, id: &str) -> Value {
@@ -36,30 +36,6 @@ fn code(out: &Output) -> Option<i32> {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Whether `pid` still runs: it exists and is not a zombie waiting to be
-/// reaped (by init, which may take its time in a container).
-fn alive(pid: i32) -> bool {
-    if kill(Pid::from_raw(pid), None).is_err() {
-        return false;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The state is the first field after the parenthesised command name.
-    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-    !(stat.is_empty() || state.starts_with('Z') || state.starts_with('X'))
-}
-
-/// Wait (up to 10 s) for `pid` to be gone; false if it stays.
-fn gone(pid: i32) -> bool {
-    let until = Instant::now() + Duration::from_secs(10);
-    while alive(pid) {
-        if Instant::now() > until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
 }
 
 /// The script every worker runs: note start, hold, note end and token.

@@ -114,3 +114,27 @@ impl Place {
         }
     }
 }
+
+/// Whether `pid` still runs: it exists and is not a zombie waiting to be
+/// reaped (by init, which may take its time in a container).
+pub fn alive(pid: i32) -> bool {
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state is the first field after the parenthesised command name.
+    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+    !(stat.is_empty() || state.starts_with('Z') || state.starts_with('X'))
+}
+
+/// Wait (up to 10 s) for `pid` to be gone; false if it stays.
+pub fn gone(pid: i32) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
