@@ -1,6 +1,6 @@
 /*!
-The `monotone` command: atomic counters, queues, locks, tallies and shared
-JSON documents from the shell, and over HTTP (`monotone serve`, see
+The `monotone` command: atomic counters, queues, locks, tallies, claim pools
+and shared JSON documents from the shell, and over HTTP (`monotone serve`, see
 [`serve`]).
 
 `main` parses the command line, opens the store it selects, runs one command
@@ -8,7 +8,8 @@ and prints its result as one pretty-printed JSON document on stdout, in
 monotone 0.4's shapes, so boot scripts can pipe it into `jq`. `doc watch`
 instead prints one compact JSON line per change, flushed at once, until it
 is interrupted (SIGINT or SIGTERM: exit code 0), and `lock` runs a command
-under a lock and exits as it did (see [`commands::lock`]). On failure it
+under a lock and exits as it did (see [`commands::lock`]), as `claim --ttl`
+does around a command (see [`commands::claim`]). On failure it
 prints nothing on stdout, one line on stderr, and exits with the code of the
 failure's class (see [`exit`]). A closed stdout is not a failure: a consumer
 like `head` may stop reading whenever it likes.
@@ -109,6 +110,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .map(|()| ExitCode::SUCCESS),
             (Command::Lock(args), _) => {
                 commands::lock::run(store, &id, args, |output| print(&output)).await
+            }
+            (Command::Claim(args), _) => {
+                commands::claim::run(store, &id, args, |output| print(&output)).await
             }
             (
                 Command::Doc {

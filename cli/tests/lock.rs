@@ -8,93 +8,17 @@
 //! times in nanoseconds, the fencing token, their pids) to files the test
 //! reads afterwards. Leases are short (a second or less).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_monotone");
-const ENDPOINT_VAR: &str = "MONOTONE_TEST_DYNAMODB_ENDPOINT";
-
-/// One store for one test, and a directory for the commands' files.
-struct Place {
-    url: String,
-    dir: TempDir,
-}
+mod place;
+use place::{gone, Place, ENDPOINT_VAR};
 
 impl Place {
-    fn sqlite() -> Place {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}", dir.path().join("lock.db").display());
-        Place { url, dir }
-    }
-
-    /// A table of its own on the local DynamoDB server (created by the first
-    /// command), or `None` (after saying so) without a server.
-    fn dynamodb(tag: &str) -> Option<Place> {
-        let endpoint = match std::env::var(ENDPOINT_VAR) {
-            Ok(e) if !e.is_empty() => e,
-            _ if std::env::var_os("CI").is_some() => {
-                panic!("{ENDPOINT_VAR} is not set under CI: run the tests through scripts/test.sh")
-            }
-            _ => {
-                println!("skipping: {ENDPOINT_VAR} not set");
-                return None;
-            }
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let table = format!("lock-{tag}-{}-{nanos}", std::process::id());
-        Some(Place {
-            url: format!("dynamodb://{table}?region=eu-west-1&endpoint={endpoint}"),
-            dir: tempfile::tempdir().unwrap(),
-        })
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `monotone --store URL ARGS`, with the commands' directory in `$OUT`.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        for var in [
-            "MONOTONE_STORE",
-            "RUST_LOG",
-            "AWS_PROFILE",
-            "AWS_ENDPOINT_URL",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("OUT", self.dir.path())
-            .arg("--store")
-            .arg(&self.url)
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
     fn list(&self, id: &str) -> Value {
         let out = self.run(&["-i", id, "queue", "list"]);
         assert!(
@@ -104,23 +28,6 @@ impl Place {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-
-    /// Wait (up to 20 s) until the file `name` has content.
-    fn await_file(&self, name: &str) -> String {
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = self.read(name);
-            if text.ends_with('\n') {
-                return text.trim().to_owned();
-            }
-            assert!(Instant::now() < until, "{name} never written");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 }
 
 fn code(out: &Output) -> Option<i32> {
@@ -129,30 +36,6 @@ fn code(out: &Output) -> Option<i32> {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Whether `pid` still runs: it exists and is not a zombie waiting to be
-/// reaped (by init, which may take its time in a container).
-fn alive(pid: i32) -> bool {
-    if kill(Pid::from_raw(pid), None).is_err() {
-        return false;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The state is the first field after the parenthesised command name.
-    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-    !(stat.is_empty() || state.starts_with('Z') || state.starts_with('X'))
-}
-
-/// Wait (up to 10 s) for `pid` to be gone; false if it stays.
-fn gone(pid: i32) -> bool {
-    let until = Instant::now() + Duration::from_secs(10);
-    while alive(pid) {
-        if Instant::now() > until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
 }
 
 /// The script every worker runs: note start, hold, note end and token.
@@ -362,7 +245,7 @@ fn outage(place: &Place, stop_answering: impl FnOnce()) {
 #[test]
 fn a_store_that_stops_answering_gets_the_command_killed_on_sqlite() {
     let place = Place::sqlite();
-    let db = place.path("lock.db");
+    let db = place.db();
     let place = Place {
         url: format!("sqlite:{}?busy_timeout_ms=50", db.display()),
         ..place

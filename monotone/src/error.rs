@@ -162,6 +162,27 @@ impl Error {
         )
     }
 
+    /// `owner` holds no claim in the pool `id` (or there is no such pool).
+    pub(crate) fn claim_not_found(id: &str, owner: &str) -> Self {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("`{owner}` holds no claim in claim pool `{id}`"),
+        )
+    }
+
+    /// Every one of the `candidates` of a claim in the pool `id` is taken.
+    pub(crate) fn exhausted(id: &str, candidates: usize) -> Self {
+        let what = if candidates == 1 {
+            "the only candidate is taken".to_owned()
+        } else {
+            format!("all {candidates} candidates are taken")
+        };
+        Error::new(
+            ErrorKind::Exhausted,
+            format!("claim pool `{id}` is exhausted: {what}; nothing was claimed"),
+        )
+    }
+
     /// A write conditional on version `expected` of the document `id` found
     /// version `current`: [`ErrorKind::VersionMismatch`], naming both.
     pub fn version_mismatch(id: &str, expected: u64, current: u64) -> Self {

@@ -12,6 +12,8 @@ read ([`DocumentExt::update`] retries for you), read it from a
 [`CachedDocument`] with a maximum staleness, or follow its [`Changes`].
 Tallies are signed sums that many processes add to, up and down, with no
 update ever lost: quotas, capacity pools, gauges.
+A [`ClaimPool`] hands out names from a list or a range: each owner gets
+the first free one, keeps it, and gives it back for the next.
 
 Typical uses: picking a unique ZooKeeper `myid` for each node of a new
 cluster, numbering builds or releases, electing the head of a queue as leader.
@@ -26,10 +28,11 @@ A [`Store`] is opened from a URL with [`open`]:
 | `sqlite:PATH` | [`SqliteStore`] | processes on one host |
 | `dynamodb://TABLE?region=R&endpoint=URL` | `DynamoDbStore` (cargo feature `aws`) | hosts anywhere |
 
-Each holds counters, queues, documents and tallies under string ids; one id
-holds one kind of item. The contracts every store keeps are documented on
-[`Counter`], [`Queue`], [`Document`] and [`Tally`], and a shared conformance
-suite checks each store against them.
+Each holds counters, queues, documents, tallies and claim pools under
+string ids; one id holds one kind of item. The contracts every store keeps
+are documented on [`Counter`], [`Queue`], [`Document`], [`Tally`] and
+[`ClaimPool`], and a shared conformance suite checks each store against
+them.
 
 # Leases
 
@@ -55,6 +58,31 @@ let head = holder.wait_for_position(1, &WaitOptions::new()).await?;
 // `holder.lost()` completes; then stop at once.
 assert_eq!(head.fencing_token.get(), 1);
 holder.release().await?;
+# Ok(())
+# }
+```
+
+# Claims
+
+A claim pool gives each owner the first candidate no one holds, in the
+order given; the same owner gets the same claim again, and a released name
+goes to the next claimer. Claims are permanent, or leased and held by a
+[`ClaimHolder`] (which renews them as a [`LeaseHolder`] renews a ticket).
+
+```
+use monotone::Candidates;
+
+# #[tokio::main(flavor = "current_thread")]
+# async fn main() -> monotone::Result<()> {
+let store = monotone::open("memory:").await?;
+let myids = store.claim_pool("myzkcluster")?;
+let ids = Candidates::range(1..=255)?;
+assert_eq!(myids.claim("zk-a", &ids).await?.value.name, "1");
+assert_eq!(myids.claim("zk-b", &ids).await?.value.name, "2");
+assert_eq!(myids.claim("zk-a", &ids).await?.value.name, "1", "the same again");
+let released = myids.release("zk-a").await?;
+assert_eq!(released.fencing_token.get(), 3);
+assert_eq!(myids.claim("zk-c", &ids).await?.value.name, "1", "reused");
 # Ok(())
 # }
 ```
@@ -111,6 +139,10 @@ assert_eq!((now.value, now.version), (7, 2));
 #![warn(missing_docs)]
 
 mod backoff;
+mod claim;
+mod claim_holder;
+mod claim_state;
+mod claim_wait;
 mod counter;
 mod document;
 mod document_cache;
@@ -133,6 +165,9 @@ mod validate;
 mod wait;
 
 pub use backoff::Backoff;
+pub use claim::{Candidates, Claim, ClaimPool, Claimed, MAX_CANDIDATES, MAX_NAME_BYTES};
+pub use claim_holder::ClaimHolder;
+pub use claim_wait::wait_for_claim;
 pub use counter::Counter;
 pub use document::{CasOutcome, Document, DocumentExt, Snapshot};
 pub use document_cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use crate::claim::{Candidates, Claim, ClaimPool, Claimed};
+use crate::claim_state::{ClaimOutcome, ClaimPoolState, ClaimRequest};
 use crate::counter::Counter;
 use crate::document::{CasOutcome, Document, Snapshot};
 use crate::document_state;
@@ -30,6 +32,7 @@ enum Item {
     /// A document, or the marker of a removed one (`None`), and its version.
     Document(Snapshot),
     Tally(TallyReading),
+    ClaimPool(ClaimPoolState),
 }
 
 impl Item {
@@ -39,6 +42,7 @@ impl Item {
             Item::Queue(_) => ItemType::Queue,
             Item::Document(_) => ItemType::Document,
             Item::Tally(_) => ItemType::Tally,
+            Item::ClaimPool(_) => ItemType::ClaimPool,
         }
     }
 
@@ -96,6 +100,14 @@ impl Store for MemoryStore {
     fn tally(&self, id: &str) -> Result<Box<dyn Tally>> {
         validate::id(id)?;
         Ok(Box::new(MemoryTally {
+            store: self.clone(),
+            id: id.to_owned(),
+        }))
+    }
+
+    fn claim_pool(&self, id: &str) -> Result<Box<dyn ClaimPool>> {
+        validate::id(id)?;
+        Ok(Box::new(MemoryClaimPool {
             store: self.clone(),
             id: id.to_owned(),
         }))
@@ -188,10 +200,7 @@ impl Queue for MemoryQueue {
     ) -> Result<Joined> {
         validate::process_id(process_id)?;
         validate::tags(&tags)?;
-        if let Some(d) = lease {
-            lease::validate(d)?;
-        }
-        let lease = lease.map(|d| LeaseRecord::new(d, lease::unix_millis(SystemTime::now())));
+        let lease = LeaseRecord::starting_now(lease)?;
         let written_at = tokio::time::Instant::now();
         let mut items = self.store.lock();
         let item = items
@@ -388,6 +397,124 @@ impl Tally for MemoryTally {
                 Ok(Some(reading))
             }
             Some(other) => Err(other.wrong_type(&self.id, ItemType::Tally)),
+        }
+    }
+}
+
+/// A claim pool in a [`MemoryStore`].
+#[derive(Debug, Clone)]
+pub struct MemoryClaimPool {
+    store: MemoryStore,
+    id: String,
+}
+
+impl MemoryClaimPool {
+    /// Run `f` on the pool's state, or on `None` if the pool is absent.
+    fn read<T>(&self, f: impl FnOnce(Option<&ClaimPoolState>) -> Result<T>) -> Result<T> {
+        match self.store.lock().get(&self.id) {
+            None => f(None),
+            Some(Item::ClaimPool(p)) => f(Some(p)),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::ClaimPool)),
+        }
+    }
+
+    /// Run `f` on the pool's state, or on `None` if the pool is absent,
+    /// under the lock, to change it.
+    fn write<T>(&self, f: impl FnOnce(Option<&mut ClaimPoolState>) -> Result<T>) -> Result<T> {
+        match self.store.lock().get_mut(&self.id) {
+            None => f(None),
+            Some(Item::ClaimPool(p)) => f(Some(p)),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::ClaimPool)),
+        }
+    }
+}
+
+#[async_trait]
+impl ClaimPool for MemoryClaimPool {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn claim_with(
+        &self,
+        owner: &str,
+        candidates: &Candidates,
+        lease: Option<Duration>,
+    ) -> Result<Claimed> {
+        validate::owner(owner)?;
+        let lease = LeaseRecord::starting_now(lease)?;
+        let written_at = tokio::time::Instant::now();
+        let mut items = self.store.lock();
+        let item = items
+            .entry(self.id.clone())
+            .or_insert_with(|| Item::ClaimPool(ClaimPoolState::default()));
+        let Item::ClaimPool(pool) = item else {
+            return Err(item.wrong_type(&self.id, ItemType::ClaimPool));
+        };
+        let request = ClaimRequest {
+            owner,
+            candidates,
+            lease,
+        };
+        // `claim` checks everything before it changes anything; a new pool
+        // always has a free candidate, so it is never left empty.
+        match pool.claim(&self.id, &request)? {
+            ClaimOutcome::Claimed(c) => Ok(Claimed::made(c, written_at)),
+            ClaimOutcome::Existing(c) => Ok(Claimed::existing(c)),
+        }
+    }
+
+    async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>> {
+        validate::owner(owner)?;
+        let now = lease::unix_millis(SystemTime::now());
+        self.write(|p| match p {
+            None => Err(crate::claim_state::claim_lease_gone(&self.id, owner, name)),
+            Some(p) => p.renew(&self.id, owner, name, now),
+        })
+    }
+
+    async fn expire(&self, expired: &Expired<Claim>) -> Result<Option<FencingToken>> {
+        self.write(|p| match p {
+            None => Ok(None),
+            Some(p) => p.expire(&self.id, expired),
+        })
+    }
+
+    async fn release(&self, owner: &str) -> Result<Fenced<Claim>> {
+        validate::owner(owner)?;
+        self.write(|p| match p {
+            None => Err(Error::claim_not_found(&self.id, owner)),
+            Some(p) => p.release(&self.id, owner),
+        })
+    }
+
+    async fn claim_of(&self, owner: &str) -> Result<Fenced<Claim>> {
+        validate::owner(owner)?;
+        self.read(|p| match p {
+            None => Err(Error::claim_not_found(&self.id, owner)),
+            Some(p) => p.claim_of(&self.id, owner),
+        })
+    }
+
+    async fn claims(&self) -> Result<Fenced<Vec<Claim>>> {
+        self.read(|p| {
+            Ok(p.map_or_else(
+                || Fenced::new(vec![], FencingToken(0)),
+                ClaimPoolState::claims,
+            ))
+        })
+    }
+
+    async fn remove(&self) -> Result<Option<FencingToken>> {
+        let mut items = self.store.lock();
+        match items.get(&self.id) {
+            None => Ok(None),
+            Some(Item::ClaimPool(p)) => {
+                let token = p.token();
+                items.remove(&self.id);
+                Ok(Some(token))
+            }
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::ClaimPool)),
         }
     }
 }

@@ -45,6 +45,15 @@ impl LeaseRecord {
         }
     }
 
+    /// The lease of a record made now with a lease of `lease` (`None`: a
+    /// permanent one), after checking its duration.
+    pub fn starting_now(lease: Option<Duration>) -> Result<Option<Self>> {
+        let Some(d) = lease else { return Ok(None) };
+        crate::lease::validate(d)?;
+        let now = crate::lease::unix_millis(std::time::SystemTime::now());
+        Ok(Some(LeaseRecord::new(d, now)))
+    }
+
     pub fn lease(&self) -> Lease {
         Lease::new(
             Duration::from_millis(self.duration_ms),

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::claim::ClaimPool;
 use crate::counter::Counter;
 use crate::document::Document;
 use crate::error::{Error, ErrorKind, Result};
@@ -20,7 +21,7 @@ use crate::queue::Queue;
 use crate::sqlite::{SqliteOptions, SqliteStore};
 use crate::tally::Tally;
 
-/// A place where counters, queues, documents and tallies live, each under
+/// A place where counters, queues, documents, tallies and claim pools live, each under
 /// its own id.
 ///
 /// An id holds one kind of item, never two; the first write decides which.
@@ -40,6 +41,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// A handle on the tally under `id`; validated as for [`Store::counter`].
     fn tally(&self, id: &str) -> Result<Box<dyn Tally>>;
+
+    /// A handle on the claim pool under `id`; validated as for
+    /// [`Store::counter`].
+    fn claim_pool(&self, id: &str) -> Result<Box<dyn ClaimPool>>;
 
     /// Where this store keeps its data.
     fn location(&self) -> Location;

@@ -24,6 +24,11 @@ pub fn process_id(process_id: &str) -> Result<()> {
     name("process id", process_id)
 }
 
+/// Check a claim's owner (the `-p` of `monotone claim`).
+pub fn owner(owner: &str) -> Result<()> {
+    name("owner", owner)
+}
+
 fn name(what: &str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid(format!("{what} must not be empty")));

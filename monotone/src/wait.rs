@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::LeaseWatch;
+use crate::lease::{Lease, LeaseWatch};
 use crate::queue::{Fenced, Queue, Ticket};
 
 /// The longest time between two reads of a waiter, unless
@@ -86,11 +86,36 @@ impl WaitOptions {
     /// The poll interval behind `ahead`: a quarter of the shortest lease,
     /// within the bounds, or the longest interval if none is leased.
     pub fn poll_interval(&self, ahead: &[Ticket]) -> Duration {
-        ahead
-            .iter()
-            .filter_map(|t| t.lease.as_ref().map(|l| l.duration / 4))
+        self.poll_among(ahead.iter().filter_map(|t| t.lease.as_ref()))
+    }
+
+    /// The poll interval among records with `leases`: a quarter of the
+    /// shortest, within the bounds, or the longest interval if there is
+    /// none.
+    pub(crate) fn poll_among<'a>(&self, leases: impl Iterator<Item = &'a Lease>) -> Duration {
+        leases
+            .map(|l| l.duration / 4)
             .min()
             .map_or(self.max_poll, |d| d.clamp(self.min_poll, self.max_poll))
+    }
+
+    /// When to look again after a look at `now` that found nothing to do:
+    /// a random time between half and all of `poll`, but never past
+    /// `expiry` (when a watched record could expire) nor `deadline`.
+    pub(crate) fn next_look(
+        poll: Duration,
+        now: Instant,
+        expiry: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Instant {
+        let mut wake = now + poll.mul_f64(0.5 + fastrand::f64() / 2.0);
+        if let Some(expiry) = expiry {
+            wake = wake.min(expiry.max(now));
+        }
+        if let Some(d) = deadline {
+            wake = wake.min(d);
+        }
+        wake
     }
 }
 
@@ -164,13 +189,7 @@ pub async fn wait_for_position(
             ));
         }
         let poll = options.poll_interval(ahead);
-        let mut wake = now + poll.mul_f64(0.5 + fastrand::f64() / 2.0);
-        if let Some(expiry) = watch.next_expiry() {
-            wake = wake.min(expiry.max(now));
-        }
-        if let Some(d) = deadline {
-            wake = wake.min(d);
-        }
+        let wake = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
         tokio::time::sleep_until(wake).await;
     }
 }
@@ -178,7 +197,6 @@ pub async fn wait_for_position(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::Lease;
     use crate::queue::Tags;
 
     #[test]

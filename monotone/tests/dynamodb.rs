@@ -51,6 +51,10 @@ tally_conformance_tests!({
     let Some(endpoint) = endpoint() else { return };
     store(endpoint)
 });
+claim_conformance_tests!({
+    let Some(endpoint) = endpoint() else { return };
+    store(endpoint)
+});
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -707,47 +711,6 @@ async fn wrong_types_change_nothing_in_either_direction() {
     assert_eq!(raw_item(&raw, &table, "q").await.unwrap(), before_q);
 }
 
-/// Run `intrude` on another thread (with its own runtime) the first time the
-/// store sends an `UpdateItem`, before it reaches the server: a race lost on
-/// purpose.
-type Intrusion = Box<dyn FnOnce() + Send>;
-
-#[derive(Clone)]
-struct IntrudeOnFirstWrite {
-    intrude: Arc<std::sync::Mutex<Option<Intrusion>>>,
-}
-
-impl std::fmt::Debug for IntrudeOnFirstWrite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IntrudeOnFirstWrite")
-    }
-}
-
-impl aws_sdk_dynamodb::config::Intercept for IntrudeOnFirstWrite {
-    fn name(&self) -> &'static str {
-        "IntrudeOnFirstWrite"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or("");
-        if target.ends_with(".UpdateItem") {
-            if let Some(intrude) = self.intrude.lock().unwrap().take() {
-                std::thread::spawn(intrude).join().unwrap();
-            }
-        }
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_is_retried_on_the_item_the_server_returns() {
     let Some(endpoint) = endpoint() else { return };
@@ -763,23 +726,21 @@ async fn a_lost_race_is_retried_on_the_item_the_server_returns() {
     let requests = Requests::default();
     let intruder = {
         let other = other.clone();
-        IntrudeOnFirstWrite {
-            intrude: Arc::new(std::sync::Mutex::new(Some(Box::new(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
+        IntrudeOnWrite::new().on(1, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let t = other
+                    .queue("q")
+                    .unwrap()
+                    .join("intruder", Tags::new())
+                    .await
                     .unwrap();
-                rt.block_on(async {
-                    let t = other
-                        .queue("q")
-                        .unwrap()
-                        .join("intruder", Tags::new())
-                        .await
-                        .unwrap();
-                    assert_eq!(t.value.counter, 2);
-                });
-            })))),
-        }
+                assert_eq!(t.value.counter, 2);
+            });
+        })
     };
     let client = Client::from_conf(
         sdk_config(&endpoint)

@@ -14,6 +14,7 @@ conformance_tests!(store());
 lease_conformance_tests!(store());
 document_conformance_tests!(store());
 tally_conformance_tests!(store());
+claim_conformance_tests!(store());
 
 #[tokio::test]
 async fn clones_share_state() {

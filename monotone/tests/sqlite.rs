@@ -5,7 +5,7 @@ mod conformance;
 
 use std::sync::Arc;
 
-use monotone::{DocumentExt, ErrorKind, Snapshot, SqliteStore, Store, Tags};
+use monotone::{Candidates, DocumentExt, ErrorKind, Snapshot, SqliteStore, Store, Tags};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -19,6 +19,7 @@ conformance_tests!(store());
 lease_conformance_tests!(store());
 document_conformance_tests!(store());
 tally_conformance_tests!(store());
+claim_conformance_tests!(store());
 
 #[tokio::test]
 async fn state_survives_reopening() {
@@ -205,6 +206,15 @@ async fn a_file_of_the_previous_release_is_migrated_in_place() {
         s.document("c").unwrap().read().await.unwrap_err().kind(),
         ErrorKind::WrongType
     );
+    // So do claim pools, and the old items are not theirs.
+    let c = Candidates::range(1..=255).unwrap();
+    let pool = s.claim_pool("myzk").unwrap();
+    assert_eq!(pool.claim("zk-a", &c).await.unwrap().value.name, "1");
+    assert_eq!(pool.claim("zk-b", &c).await.unwrap().fencing_token.get(), 2);
+    for id in ["c", "q"] {
+        let err = s.claim_pool(id).unwrap().claim("x", &c).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WrongType, "{err}");
+    }
     drop(s);
 
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -335,4 +345,66 @@ async fn a_tally_is_a_row_of_items_with_a_signed_value() {
         monotone::TallyReading::new(-3, 2),
         "kept across opens"
     );
+}
+
+/// A pool's row in `items` and a row of `claims` per claim; the table's
+/// keys refuse a name held twice and an owner holding two names, whoever
+/// writes the file.
+#[tokio::test]
+async fn claims_are_rows_of_the_claims_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let p = s.claim_pool("pool").unwrap();
+    let c = Candidates::names(["Denali", "MtLogan"]).unwrap();
+    p.claim("a", &c).await.unwrap();
+    p.claim_leased("b", &c, std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    p.release("a").await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let item: (String, i64, i64) = conn
+        .query_row(
+            "SELECT type, value, version FROM items WHERE id = 'pool'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(item, ("CLAIMS".into(), 0, 3));
+    let rows: Vec<(String, String, i64, i64, Option<i64>, i64)> = conn
+        .prepare(
+            "SELECT name, owner, candidate_index, token, lease_ms, renewals FROM claims \
+             WHERE pool_id = 'pool' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [("MtLogan".into(), "b".into(), 1, 2, Some(15_000), 0)]
+    );
+    for sql in [
+        "INSERT INTO claims (pool_id, name, owner, candidate_index, token) \
+         VALUES ('pool', 'MtLogan', 'c', 1, 9)",
+        "INSERT INTO claims (pool_id, name, owner, candidate_index, token) \
+         VALUES ('pool', 'Denali', 'b', 0, 9)",
+    ] {
+        let err = conn.execute(sql, []).unwrap_err();
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation),
+            "{sql}"
+        );
+    }
 }

@@ -1,8 +1,10 @@
 //! The commands: each takes a store and returns a serializable result, in
 //! monotone 0.4's JSON shapes. Nothing here prints or exits.
 
+pub mod claim;
 pub mod counter;
 pub mod doc;
+pub mod hold;
 pub mod lock;
 pub mod queue;
 pub mod tally;
@@ -26,6 +28,9 @@ pub enum Output {
     DocumentRemoved(doc::DocumentRemovedOutput),
     Tally(tally::TallyOutput),
     TallyRemoved(tally::TallyRemovedOutput),
+    Claim(claim::ClaimOutput),
+    Claims(claim::ClaimsOutput),
+    Released(claim::ReleasedOutput),
 }
 
 /// Why a command could not run.
@@ -108,6 +113,9 @@ pub async fn run(store: &dyn Store, id: &str, command: Command) -> Result<Output
                 TallyAction::Rm => Output::TallyRemoved(tally::rm(&*tally, place).await?),
             })
         }
+        Command::Claim(_) => Err(CommandError::Usage(
+            "claim runs through commands::claim::run".into(),
+        )),
         Command::Serve(_) => Err(CommandError::Usage(
             "serve is not a command on one id".into(),
         )),

@@ -1,7 +1,7 @@
 /*!
-The DynamoDB store (cargo feature `aws`): counters, queues, documents and
-tallies shared by hosts anywhere, in one table, through the official AWS SDK
-for Rust.
+The DynamoDB store (cargo feature `aws`): counters, queues, documents,
+tallies and claim pools shared by hosts anywhere, in one table, through the
+official AWS SDK for Rust.
 
 ```no_run
 # #[tokio::main(flavor = "current_thread")]
@@ -19,16 +19,17 @@ let store = monotone::open("dynamodb://Counters?region=eu-west-1").await?;
 
 # The table
 
-One table holds every counter, queue, document and tally, one item per id.
-Counters and queues keep the layout monotone 0.4 wrote, byte for byte, so
-tables made by 0.4 keep working and old and new clients can share a table
-during an upgrade; documents and tallies have `Type`s of their own:
+One table holds every counter, queue, document, tally and claim pool, one
+item per id. Counters and queues keep the layout monotone 0.4 wrote, byte
+for byte, so tables made by 0.4 keep working and old and new clients can
+share a table during an upgrade; documents, tallies and claim pools have
+`Type`s of their own:
 
 | attribute | type | meaning |
 |---|---|---|
 | `ID` | S | hash key: the counter's, queue's, document's or tally's id |
-| `Type` | S | `COUNTER`, `QUEUE`, `DOCUMENT` or `TALLY` |
-| `Version` | N | one more on every write; a queue's fencing token, a document's version, the number of a tally's adds |
+| `Type` | S | `COUNTER`, `QUEUE`, `DOCUMENT`, `TALLY` or `CLAIMS` |
+| `Version` | N | one more on every write; a queue's or claim pool's fencing token, a document's version, the number of a tally's adds |
 | `Value` | N | a counter's value; a queue's last ticket counter; a tally's sum, signed, from `i64::MIN` to `i64::MAX` (not on documents) |
 | `Items` | SS | a queue's members, each the JSON `{"process_id": "..", "counter": 1, "tags": {..}}`; absent when the queue is empty (DynamoDB has no empty sets) |
 | `Leases` | M | a queue's leases, by ticket counter (in decimal): `{"process_id": S, "lease_ms": N, "renewals": N, "renewed_at_ms": N}`; absent until the first leased join |
@@ -40,9 +41,19 @@ attributes it knows, which drops `Leases`: every leased ticket becomes a
 permanent one, and its holder finds out at its next renewal (the lease is
 lost) and leaves.
 | `Body` | S | a document's value as compact JSON text, at most [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES); absent once the document is removed (the item stays, keeping its `Version`, so that versions never repeat) |
+| `Claims` | M | a claim pool's claims, by name: `{"owner": S, "index": N, "token": N}`, and for a leased claim also `"lease_ms"`, `"renewals"` and `"renewed_at_ms"` as in `Leases`; `index` is the name's place in the candidates it was claimed from, `token` the pool's `Version` right after the claim |
+| `Waiting` | M | a claim pool's claimers waiting to be served, by owner: `{"candidates": S, "lease_ms": N}` (`lease_ms` absent for a permanent claim); usually empty (see the `claim` module) |
 
 monotone 0.4 knows only `COUNTER` and `QUEUE` items: keep it away from the
-ids of tallies.
+ids of tallies and claim pools.
+
+A claim pool is one item, so that a claim is one conditional write on the
+pool as read (the first free candidate is still free when it lands); a full
+pool of [`MAX_CANDIDATES`](crate::MAX_CANDIDATES) claims with owners of
+1024 bytes and names of [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) takes
+347,057 of an item's 409,600 bytes, by DynamoDB's count. With short names
+(`1` to `255`), an item would hold about 4,600 claims of owners of 16 bytes,
+3,000 of 64 bytes, 370 of 1024 bytes; the pool stops at 256 either way.
 
 The table needs only its key; create it with
 
@@ -111,6 +122,19 @@ module). The expressions are constants in the
   and never retried.
 - **remove**: one `DeleteItem` under a type condition, returning the old item
   (`ALL_OLD`).
+- **claim** (claim pools, see the `claim` module): a consistent `GetItem`;
+  the pool's rule (`claim_state`) picks the first free candidate; one
+  `UpdateItem` conditional on `#version = :expected` sets `Version` (+1 per
+  claim made) and `#claims.#name` for each claim made, and `REMOVE`s the
+  entries of the waiting claimers it served. A claimer that lost the race
+  first writes its request into `Waiting` (`SET #waiting.#me`, which leaves
+  `Version` alone), so that the next writer serves it.
+- **claim release** and **expiry**: `REMOVE #claims.#name ADD #version :one`,
+  conditional on the claim (its owner and token; for an expiry also its
+  renewals and lease) rather than on `Version`, so a claim of another owner
+  in between does not make them retry; `ADD` keeps the token exact.
+- **claim renew**: as a queue's renew, on `#claims.#name.#renewals`,
+  conditional on `#claims.#name.#owner`.
 - **document compare-and-set**: one `UpdateItem` that sets `Type`, `Version`
   (the version read + 1) and `Body` under `#type = :document AND #version =
   :expected` (or `attribute_not_exists(#id)` for version 0); removal under
@@ -159,6 +183,11 @@ Requests per operation, once the table exists and without contention:
 | `tally add` | 1 `UpdateItem` |
 | `tally get` | 1 `GetItem` (consistent; eventually consistent when stale) |
 | `tally remove` | 1 `DeleteItem` |
+| claim | 2: `GetItem`, `UpdateItem`; 1 if the owner holds a claim or every candidate is taken; after a lost race one more `UpdateItem` to wait in the pool, then one per attempt |
+| claim release | 2: `GetItem`, `UpdateItem` (conditional on the claim, not the version) |
+| claim renew, expire | 1 `UpdateItem` |
+| claim of an owner, claim list | 1 `GetItem` |
+| claim pool remove | 1 `DeleteItem` |
 
 A read costs read units by the size of the whole item (one per 4 KB,
 strongly consistent), so a watcher polling every second costs one `GetItem`
@@ -200,6 +229,7 @@ one given, else `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`), else
 the region's; set it for DynamoDB Local and other compatible servers.
 */
 
+mod claim;
 mod config;
 mod counter;
 mod document;
@@ -215,6 +245,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
+pub use self::claim::DynamoDbClaimPool;
 pub use self::config::{
     DynamoDbConfig, ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_REGION, DEFAULT_TABLE,
     OPERATION_TIMEOUT, SDK_MAX_ATTEMPTS,
@@ -228,6 +259,7 @@ pub use crate::backoff::Backoff;
 
 use self::table::Table;
 use crate::backoff::{Attempts, Jitter};
+use crate::claim::ClaimPool;
 use crate::counter::Counter;
 use crate::document::Document;
 use crate::error::{Error, ErrorKind, Result};
@@ -350,6 +382,54 @@ impl DynamoDbStore {
     }
 }
 
+impl DynamoDbStore {
+    /// Delete `id` under `condition` (with `values`), returning the old
+    /// item's `Version`: a queue's or claim pool's token, or `None` if there
+    /// was no item. When the condition fails, `readable` says why from the
+    /// item as it was: an error (another kind of item, an unreadable one)
+    /// ends the removal; otherwise it changed meanwhile, and is tried again.
+    pub(crate) async fn remove_versioned(
+        &self,
+        what: &str,
+        id: &str,
+        condition: &'static str,
+        values: &[(&'static str, aws_sdk_dynamodb::types::AttributeValue)],
+        readable: impl Fn(Option<&schema::Item>) -> Result<()>,
+    ) -> Result<Option<crate::queue::FencingToken>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let table = &self.inner.table;
+        let mut attempts = self.attempts();
+        loop {
+            match table.delete(what, id, condition, values).await? {
+                table::Written::Done(old) if old.is_empty() => return Ok(None),
+                table::Written::Done(old) => {
+                    let version = match old.get(schema::VERSION) {
+                        Some(AttributeValue::N(v)) => v.parse().ok(),
+                        _ => None,
+                    };
+                    return version
+                        .map(|v| Some(crate::queue::FencingToken(v)))
+                        .ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::Corrupt,
+                                format!(
+                                    "dynamodb table `{}`: {what}: removed, but its `{}` was unreadable",
+                                    table.name,
+                                    schema::VERSION
+                                ),
+                            )
+                        });
+                }
+                table::Written::ConditionFailed(item) => {
+                    let item = table.returned_or_read(what, id, item).await?;
+                    readable(item.as_ref())?;
+                    self.back_off(&mut attempts, what).await?;
+                }
+            }
+        }
+    }
+}
+
 impl Store for DynamoDbStore {
     fn counter(&self, id: &str) -> Result<Box<dyn Counter>> {
         validate::id(id)?;
@@ -378,6 +458,14 @@ impl Store for DynamoDbStore {
     fn tally(&self, id: &str) -> Result<Box<dyn Tally>> {
         validate::id(id)?;
         Ok(Box::new(DynamoDbTally {
+            store: self.clone(),
+            id: id.to_owned(),
+        }))
+    }
+
+    fn claim_pool(&self, id: &str) -> Result<Box<dyn ClaimPool>> {
+        validate::id(id)?;
+        Ok(Box::new(DynamoDbClaimPool {
             store: self.clone(),
             id: id.to_owned(),
         }))

@@ -14,7 +14,6 @@ use super::schema::{
     QUEUE_JOIN_LEASED_UPDATE, QUEUE_JOIN_UPDATE, QUEUE_LEAVE_LAST_LEASED_UPDATE,
     QUEUE_LEAVE_LAST_UPDATE, QUEUE_LEAVE_LEASED_UPDATE, QUEUE_LEAVE_UPDATE, QUEUE_REMOVE_CONDITION,
     QUEUE_RENEW_CONDITION, QUEUE_RENEW_UPDATE, QUEUE_VERSION_CONDITION, TICKET_PLACEHOLDER,
-    VERSION,
 };
 use super::table::{Update, Written};
 use super::DynamoDbStore;
@@ -333,41 +332,17 @@ impl Queue for DynamoDbQueue {
     /// unreadable can still be removed.
     async fn remove(&self) -> Result<Option<FencingToken>> {
         let what = format!("queue `{}`: remove", self.id);
-        let table = &self.store.inner.table;
         let values = [
             (":queue", s(QUEUE)),
             (":number", s("N")),
             (":zero", n(0)),
             (":max", n(u64::MAX)),
         ];
-        let mut attempts = self.store.attempts();
-        loop {
-            match table
-                .delete(&what, &self.id, QUEUE_REMOVE_CONDITION, &values)
-                .await?
-            {
-                Written::Done(old) if old.is_empty() => return Ok(None),
-                Written::Done(old) => {
-                    let version = match old.get(VERSION) {
-                        Some(AttributeValue::N(v)) => v.parse().ok(),
-                        _ => None,
-                    };
-                    return version.map(|v| Some(FencingToken(v))).ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::Corrupt,
-                            format!(
-                                "dynamodb table `{}`: queue `{}` was removed, but its `{VERSION}` was unreadable",
-                                table.name, self.id
-                            ),
-                        )
-                    });
-                }
-                Written::ConditionFailed(item) => {
-                    // Not a readable queue: say why, or retry if it changed.
-                    let _ = self.after_conflict(&what, item, &mut attempts).await?;
-                }
-            }
-        }
+        self.store
+            .remove_versioned(&what, &self.id, QUEUE_REMOVE_CONDITION, &values, |item| {
+                self.decode(item).map(|_| ())
+            })
+            .await
     }
 }
 

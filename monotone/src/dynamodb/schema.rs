@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::claim_state::{ClaimPoolState, ClaimRecord, Waiter};
 use crate::document::Snapshot;
 use crate::document_state;
 use crate::error::{Error, ErrorKind, Result};
@@ -69,9 +70,37 @@ pub const QUEUE: &str = "QUEUE";
 pub const DOCUMENT: &str = "DOCUMENT";
 /// `Type` of a tally.
 pub const TALLY: &str = "TALLY";
+/// `Type` of a claim pool.
+pub const CLAIM_POOL: &str = "CLAIMS";
+
+/// A claim pool's claims (M), by name: each a map of [`CLAIM_OWNER`],
+/// [`CLAIM_INDEX`], [`CLAIM_TOKEN`] and, for a leased claim, [`LEASE_MS`],
+/// [`LEASE_RENEWALS`] and [`LEASE_RENEWED_AT`] as a ticket's lease has them.
+/// Always present on a pool, possibly empty.
+pub const CLAIMS: &str = "Claims";
+/// In a claim: its owner (S).
+pub const CLAIM_OWNER: &str = "owner";
+/// In a claim: the name's index in the candidates it was claimed from (N).
+pub const CLAIM_INDEX: &str = "index";
+/// In a claim: the pool's `Version` right after the claim was made (N).
+pub const CLAIM_TOKEN: &str = "token";
+/// A claim pool's claimers waiting to be served (M), by owner: each a map
+/// of [`WAITER_CANDIDATES`] and, for a leased claim, [`LEASE_MS`]. Always
+/// present on a pool, usually empty.
+pub const WAITING: &str = "Waiting";
+/// In a waiting claimer: the digest of its candidates (S): `1..=255` for a
+/// range, the number of names and a 128-bit hash of them for a list.
+pub const WAITER_CANDIDATES: &str = "candidates";
+
+/// The placeholder of the one claim a request touches (`#claims.#name`);
+/// its attribute name (the claim's name) is given per request.
+pub const NAME_PLACEHOLDER: &str = "#name";
+/// The placeholder of the claimer's own entry in `Waiting`
+/// (`#waiting.#me`); its attribute name (the owner) is given per request.
+pub const ME_PLACEHOLDER: &str = "#me";
 
 /// Every attribute name placeholder, and the attribute it stands for.
-const NAMES: [(&str, &str); 11] = [
+const NAMES: [(&str, &str); 17] = [
     ("#id", ID),
     ("#type", TYPE),
     ("#version", VERSION),
@@ -83,6 +112,12 @@ const NAMES: [(&str, &str); 11] = [
     ("#renewals", LEASE_RENEWALS),
     ("#renewed_at", LEASE_RENEWED_AT),
     ("#body", BODY),
+    ("#claims", CLAIMS),
+    ("#owner", CLAIM_OWNER),
+    ("#index", CLAIM_INDEX),
+    ("#token", CLAIM_TOKEN),
+    ("#waiting", WAITING),
+    ("#candidates", WAITER_CANDIDATES),
 ];
 
 /// A readable counter whose `Value` and `Version` can both still grow:
@@ -205,6 +240,94 @@ pub const TALLY_REMOVE_CONDITION: &str = "attribute_not_exists(#id) OR (#type = 
      AND attribute_type(#value, :number) AND attribute_type(#version, :number) \
      AND #value BETWEEN :min AND :max AND #version BETWEEN :zero AND :max)";
 
+/// A claim pool write on a pool that did not exist when it was read.
+pub const CLAIMS_CREATE_CONDITION: &str = "attribute_not_exists(#id)";
+
+/// A claim pool write on a pool read at `Version` = `:expected`: claims are
+/// made on the pool as read, so the first free candidate is still free.
+pub const CLAIMS_VERSION_CONDITION: &str = "#type = :pool AND #version = :expected";
+
+/// The first claim of a pool: the pool, with its claim and nobody waiting.
+pub const CLAIMS_CREATE_UPDATE: &str =
+    "SET #type = :pool, #version = :version, #claims = :claims, #waiting = :waiting";
+
+/// Claims on a pool read at a known version: the new version, then (see
+/// [`claims_write_update`]) `#claims.#nI = :cI` for each claim made and
+/// `REMOVE #waiting.#wJ` for each waiting claimer served or dropped.
+pub const CLAIMS_SET_VERSION: &str = "SET #version = :version";
+
+/// A claimer that lost a race waits in the pool, to be served by the next
+/// writer: its entry in `Waiting`. Neither `Version` nor `Claims` changes,
+/// so nobody's claim has to retry because of it.
+pub const CLAIMS_WAIT_UPDATE: &str = "SET #waiting.#me = :waiter";
+
+/// Waiting in an existing pool.
+pub const CLAIMS_WAIT_CONDITION: &str = "#type = :pool AND attribute_type(#waiting, :map)";
+
+/// Waiting in a pool that is gone since it was read: a new, empty pool with
+/// the waiter in it.
+pub const CLAIMS_CREATE_WAITING_UPDATE: &str =
+    "SET #type = :pool, #version = :zero, #claims = :empty, #waiting = :waiting";
+
+/// A waiting claimer leaves without a claim (every candidate is taken) ...
+pub const CLAIMS_UNWAIT_UPDATE: &str = "REMOVE #waiting.#me";
+
+/// ... only if it is still waiting: if its entry is gone, a writer served
+/// it meanwhile, and it holds a claim.
+pub const CLAIMS_UNWAIT_CONDITION: &str = "#type = :pool AND attribute_exists(#waiting.#me)";
+
+/// `renew`: one more renewal and the holder's wall-clock time. Neither
+/// `Version` nor another claim changes, so no claim or release of another
+/// owner has to retry.
+pub const CLAIMS_RENEW_UPDATE: &str = "SET #claims.#name.#renewals = \
+     #claims.#name.#renewals + :one, #claims.#name.#renewed_at = :now";
+
+/// `renew`: the name is still this owner's, with a lease.
+pub const CLAIMS_RENEW_CONDITION: &str = "#type = :pool AND #claims.#name.#owner = :owner \
+     AND attribute_exists(#claims.#name.#lease_ms)";
+
+/// `release` and expiry: the claim goes, the token grows by one. `ADD` is
+/// atomic, so they need no read of the version: they are conditional on
+/// the claim instead.
+pub const CLAIMS_DROP_UPDATE: &str = "REMOVE #claims.#name ADD #version :one";
+
+/// `release`: the claim read is still there, the owner's.
+pub const CLAIMS_RELEASE_CONDITION: &str =
+    "#type = :pool AND #claims.#name.#owner = :owner AND #claims.#name.#token = :token";
+
+/// Expiry: the claim is exactly as the observer watched it, not renewed
+/// since.
+pub const CLAIMS_EXPIRE_CONDITION: &str = "#type = :pool AND #claims.#name.#owner = :owner \
+     AND #claims.#name.#token = :token AND #claims.#name.#renewals = :renewals \
+     AND #claims.#name.#lease_ms = :lease_ms";
+
+/// `claim pool remove`: absent, or a pool whose token this crate can read.
+pub const CLAIMS_REMOVE_CONDITION: &str = "attribute_not_exists(#id) OR (#type = :pool \
+     AND attribute_type(#version, :number) AND #version BETWEEN :zero AND :max)";
+
+/// The placeholders of a claim write's `i`-th claim name and `i`-th waiting
+/// claimer removed, and of the `i`-th claim's value.
+pub fn claim_placeholders(i: usize) -> (String, String, String) {
+    (format!("#n{i}"), format!("#w{i}"), format!(":c{i}"))
+}
+
+/// The update of a claim write that makes `claims` claims and removes
+/// `removed` waiting claimers: [`CLAIMS_SET_VERSION`], then each claim
+/// under its name, then the waiting claimers' entries out.
+pub fn claims_write_update(claims: usize, removed: usize) -> String {
+    let mut update = CLAIMS_SET_VERSION.to_owned();
+    for i in 0..claims {
+        let (name, _, value) = claim_placeholders(i);
+        update.push_str(&format!(", #claims.{name} = {value}"));
+    }
+    for i in 0..removed {
+        let (_, waiter, _) = claim_placeholders(i);
+        update.push_str(if i == 0 { " REMOVE " } else { ", " });
+        update.push_str(&format!("#waiting.{waiter}"));
+    }
+    update
+}
+
 /// The placeholders of `expressions` that stand for attribute names, mapped
 /// to their attributes: exactly those used, as DynamoDB refuses unused ones.
 pub(crate) fn names_in(expressions: &[&str]) -> HashMap<String, String> {
@@ -260,6 +383,7 @@ pub(crate) enum Stored {
     Queue(StoredQueue),
     Document(Snapshot),
     Tally(TallyReading),
+    ClaimPool(ClaimPoolState),
 }
 
 impl Stored {
@@ -269,6 +393,7 @@ impl Stored {
             Stored::Queue(_) => ItemType::Queue,
             Stored::Document(_) => ItemType::Document,
             Stored::Tally(_) => ItemType::Tally,
+            Stored::ClaimPool(_) => ItemType::ClaimPool,
         }
     }
 
@@ -418,10 +543,18 @@ pub(crate) fn decode(table: &str, id: &str, item: &Item) -> Result<Stored> {
             signed(VALUE)?,
             number(VERSION)?,
         ))),
+        CLAIM_POOL => {
+            let version = number(VERSION)?;
+            let claims = decode_claims(item.get(CLAIMS)).map_err(|why| corrupt(CLAIMS, why))?;
+            let waiting = decode_waiting(item.get(WAITING)).map_err(|why| corrupt(WAITING, why))?;
+            Ok(Stored::ClaimPool(ClaimPoolState::new(
+                version, claims, waiting,
+            )))
+        }
         other => Err(corrupt(
             TYPE,
             format!(
-                "is `{}`, none of {COUNTER}, {QUEUE}, {DOCUMENT} and {TALLY}",
+                "is `{}`, none of {COUNTER}, {QUEUE}, {DOCUMENT}, {TALLY} and {CLAIM_POOL}",
                 shorten(other)
             ),
         )),
@@ -488,6 +621,204 @@ fn decode_leases(
         out.insert(counter, record);
     }
     Ok(out)
+}
+
+/// The fields of the map `value` stored under `key`, or why it is not a map.
+fn fields<'a>(
+    key: &str,
+    value: &'a AttributeValue,
+) -> std::result::Result<&'a HashMap<String, AttributeValue>, String> {
+    match value {
+        AttributeValue::M(fields) => Ok(fields),
+        other => Err(format!(
+            "holds {} under `{}`, not a map (M)",
+            type_name(other),
+            shorten(key)
+        )),
+    }
+}
+
+/// The whole number `name` of `fields` (the map under `key`), if present.
+fn optional_number(
+    fields: &HashMap<String, AttributeValue>,
+    key: &str,
+    name: &str,
+) -> std::result::Result<Option<u64>, String> {
+    match fields.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|_| {
+            format!(
+                "has `{name}` {v} under `{}`, not a whole number",
+                shorten(key)
+            )
+        }),
+        Some(other) => Err(format!(
+            "has `{name}` under `{}` as {}, not a number (N)",
+            shorten(key),
+            type_name(other)
+        )),
+    }
+}
+
+/// The whole number `name` of `fields`, which must be present.
+fn required_number(
+    fields: &HashMap<String, AttributeValue>,
+    key: &str,
+    name: &str,
+) -> std::result::Result<u64, String> {
+    optional_number(fields, key, name)?
+        .ok_or_else(|| format!("lacks the number `{name}` under `{}`", shorten(key)))
+}
+
+/// Decode a pool's `Claims`: each claim's owner, index, token and lease
+/// (all three lease fields, or none). An owner holding two names is not
+/// what any monotone writes.
+fn decode_claims(
+    claims: Option<&AttributeValue>,
+) -> std::result::Result<BTreeMap<String, ClaimRecord>, String> {
+    let map = match claims {
+        None => return Err("is missing".into()),
+        Some(AttributeValue::M(map)) => map,
+        Some(other) => return Err(format!("is {}, not a map (M)", type_name(other))),
+    };
+    let mut out = BTreeMap::new();
+    let mut owners = std::collections::HashSet::new();
+    for (name, value) in map {
+        let fields = fields(name, value)?;
+        let owner = match fields.get(CLAIM_OWNER) {
+            Some(AttributeValue::S(o)) if !o.is_empty() => o.clone(),
+            _ => {
+                return Err(format!(
+                    "lacks the string `{CLAIM_OWNER}` under `{}`",
+                    shorten(name)
+                ))
+            }
+        };
+        let index = usize::try_from(required_number(fields, name, CLAIM_INDEX)?)
+            .map_err(|_| format!("has too large an `{CLAIM_INDEX}` under `{}`", shorten(name)))?;
+        let token = required_number(fields, name, CLAIM_TOKEN)?;
+        let lease = match optional_number(fields, name, LEASE_MS)? {
+            None => None,
+            Some(0) => return Err(format!("has a lease of 0 ms under `{}`", shorten(name))),
+            Some(duration_ms) => Some(LeaseRecord {
+                duration_ms,
+                renewals: required_number(fields, name, LEASE_RENEWALS)?,
+                renewed_at_ms: required_number(fields, name, LEASE_RENEWED_AT)?,
+            }),
+        };
+        if !owners.insert(owner.clone()) {
+            return Err(format!("gives owner `{}` two names", shorten(&owner)));
+        }
+        out.insert(
+            name.clone(),
+            ClaimRecord {
+                owner,
+                index,
+                token,
+                lease,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Decode a pool's `Waiting`: each waiting claimer's candidates and lease.
+fn decode_waiting(
+    waiting: Option<&AttributeValue>,
+) -> std::result::Result<BTreeMap<String, Waiter>, String> {
+    let map = match waiting {
+        None => return Err("is missing".into()),
+        Some(AttributeValue::M(map)) => map,
+        Some(other) => return Err(format!("is {}, not a map (M)", type_name(other))),
+    };
+    let mut out = BTreeMap::new();
+    for (owner, value) in map {
+        let fields = fields(owner, value)?;
+        let candidates = match fields.get(WAITER_CANDIDATES) {
+            Some(AttributeValue::S(c)) => c.clone(),
+            _ => {
+                return Err(format!(
+                    "lacks the string `{WAITER_CANDIDATES}` under `{}`",
+                    shorten(owner)
+                ))
+            }
+        };
+        let lease_ms = optional_number(fields, owner, LEASE_MS)?;
+        out.insert(
+            owner.clone(),
+            Waiter {
+                candidates,
+                lease_ms,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A claim as stored in `Claims`.
+pub(crate) fn encode_claim(record: &ClaimRecord) -> AttributeValue {
+    let mut fields = HashMap::from([
+        (CLAIM_OWNER.to_owned(), s(&record.owner)),
+        (CLAIM_INDEX.to_owned(), n(record.index as u64)),
+        (CLAIM_TOKEN.to_owned(), n(record.token)),
+    ]);
+    if let Some(lease) = &record.lease {
+        fields.insert(LEASE_MS.to_owned(), n(lease.duration_ms));
+        fields.insert(LEASE_RENEWALS.to_owned(), n(lease.renewals));
+        fields.insert(LEASE_RENEWED_AT.to_owned(), n(lease.renewed_at_ms));
+    }
+    AttributeValue::M(fields)
+}
+
+/// A waiting claimer as stored in `Waiting`.
+pub(crate) fn encode_waiter(waiter: &Waiter) -> AttributeValue {
+    let mut fields = HashMap::from([(WAITER_CANDIDATES.to_owned(), s(&waiter.candidates))]);
+    if let Some(ms) = waiter.lease_ms {
+        fields.insert(LEASE_MS.to_owned(), n(ms));
+    }
+    AttributeValue::M(fields)
+}
+
+/// The size DynamoDB counts for `item` against its 400 KB limit (and its
+/// capacity units): attribute names plus values, strings by their UTF-8
+/// bytes, numbers by one byte per two significant digits plus one, maps and
+/// lists three bytes plus one per element plus their elements (keys
+/// included), as the DynamoDB developer guide says.
+pub fn item_bytes(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_bytes(v)).sum()
+}
+
+/// The size DynamoDB counts for the value `v` (see [`item_bytes`]).
+pub fn value_bytes(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => {
+            let digits = n
+                .trim_start_matches('-')
+                .split(['e', 'E'])
+                .next()
+                .unwrap_or("")
+                .replace('.', "");
+            let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+            significant.div_ceil(2) + 1
+        }
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::Ss(set) => set.iter().map(String::len).sum(),
+        AttributeValue::Ns(set) => set
+            .iter()
+            .map(|x| value_bytes(&AttributeValue::N(x.clone())))
+            .sum(),
+        AttributeValue::Bs(set) => set.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(list) => 3 + list.iter().map(|x| 1 + value_bytes(x)).sum::<usize>(),
+        AttributeValue::M(map) => {
+            3 + map
+                .iter()
+                .map(|(k, x)| 1 + k.len() + value_bytes(x))
+                .sum::<usize>()
+        }
+        _ => 0,
+    }
 }
 
 /// The text of the number attribute `attribute`, or why there is none.
@@ -659,7 +990,7 @@ mod tests {
         );
         assert!(
             corrupt(&base(&[(TYPE, s("LOCK")), (VERSION, n(1)), (VALUE, n(1))]))
-                .contains("`LOCK`, none of COUNTER, QUEUE, DOCUMENT and TALLY")
+                .contains("`LOCK`, none of COUNTER, QUEUE, DOCUMENT, TALLY and CLAIMS")
         );
         assert!(
             corrupt(&base(&[(TYPE, s(COUNTER)), (VERSION, n(1))])).contains("`Value` is missing")

@@ -83,6 +83,21 @@ pub(crate) struct Update {
     pub resend_unanswered: bool,
 }
 
+/// An `UpdateItem` request with its names and values, apart from table and
+/// key: what [`Update`] becomes, or what a caller builds whose expressions
+/// are not fixed.
+#[derive(Debug, Clone)]
+pub(crate) struct UpdateRequest {
+    pub update: String,
+    pub condition: &'static str,
+    /// Every attribute name placeholder the expressions use, and no other.
+    pub names: HashMap<String, String>,
+    pub values: HashMap<String, AttributeValue>,
+    pub returns: ReturnValue,
+    /// As [`Update::resend_unanswered`].
+    pub resend_unanswered: bool,
+}
+
 fn values(pairs: &[(&'static str, AttributeValue)]) -> HashMap<String, AttributeValue> {
     pairs
         .iter()
@@ -175,6 +190,27 @@ impl Table {
         update: &Update,
         names: &[(&str, String)],
     ) -> Result<Written> {
+        let mut all = schema::names_in(&[update.update, update.condition]);
+        all.extend(names.iter().map(|(p, n)| (p.to_string(), n.clone())));
+        let request = UpdateRequest {
+            update: update.update.to_owned(),
+            condition: update.condition,
+            names: all,
+            values: values(&update.values),
+            returns: update.returns.clone(),
+            resend_unanswered: update.resend_unanswered,
+        };
+        self.send_update(what, id, &request).await
+    }
+
+    /// An `UpdateItem` on `id` whose expressions are made per request (a
+    /// claim pool's writes touch as many claims as they serve).
+    pub async fn send_update(
+        &self,
+        what: &str,
+        id: &str,
+        update: &UpdateRequest,
+    ) -> Result<Written> {
         let ctx = self.context(what);
         self.with_table(&ctx, || async {
             let started = Instant::now();
@@ -183,14 +219,10 @@ impl Table {
                 .update_item()
                 .table_name(&self.name)
                 .set_key(Some(schema::key(id)))
-                .update_expression(update.update)
+                .update_expression(&update.update)
                 .condition_expression(update.condition)
-                .set_expression_attribute_names(Some({
-                    let mut all = schema::names_in(&[update.update, update.condition]);
-                    all.extend(names.iter().map(|(p, n)| (p.to_string(), n.clone())));
-                    all
-                }))
-                .set_expression_attribute_values(Some(values(&update.values)))
+                .set_expression_attribute_names(Some(update.names.clone()))
+                .set_expression_attribute_values(Some(update.values.clone()))
                 .return_values(update.returns.clone())
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
             let out = if update.resend_unanswered {

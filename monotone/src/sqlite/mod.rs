@@ -13,8 +13,11 @@
 //! | a watcher's check ([`Document::read_if_changed`]) | the `items` row; the `documents` row only if the version changed |
 //! | document compare-and-set, remove | `BEGIN IMMEDIATE`; the `items` row; an upsert of it and of (or a delete of) the `documents` row |
 //!
+//! Claim pools are in the `claim` module.
+//!
 //! Not for network file systems: SQLite's locks need a local disk.
 
+mod claim;
 mod error;
 mod schema;
 mod tally;
@@ -26,9 +29,11 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+pub use self::claim::SqliteClaimPool;
 use self::error::map_err;
 pub use self::schema::{SqliteOptions, APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSION};
 pub use self::tally::SqliteTally;
+use crate::claim::ClaimPool;
 use crate::counter::Counter;
 use crate::document::{CasOutcome, Document, Snapshot};
 use crate::document_state;
@@ -124,12 +129,14 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Delete the row of `id`, a counter or a tally (a queue's tickets go
-    /// too, see its `remove`), if `last` accepts it: `last` gives what the
-    /// removal reports, or the WrongType error that keeps the row.
+    /// Delete the row of `id` (and, for a queue or a claim pool, its other
+    /// rows, with `rows`: a `DELETE` whose `?1` is the id), if `last`
+    /// accepts it: `last` gives what the removal reports, or the WrongType
+    /// error that keeps the row.
     async fn remove_item<T: Send + 'static>(
         &self,
         id: &str,
+        rows: Option<&'static str>,
         last: fn(&Row, &str) -> Result<T>,
     ) -> Result<Option<T>> {
         let id = id.to_owned();
@@ -141,8 +148,12 @@ impl SqliteStore {
                     return Ok(Outcome::Unchanged(None));
                 };
                 let last = last(&row, &id)?;
+                let map = |e| map_err(shown, "cannot delete", e);
+                if let Some(delete) = rows {
+                    tx.execute(delete, [&id]).map_err(map)?;
+                }
                 tx.execute("DELETE FROM items WHERE id = ?1", [&id])
-                    .map_err(|e| map_err(shown, "cannot delete", e))?;
+                    .map_err(map)?;
                 Ok(Outcome::Commit(Some(last)))
             },
         )
@@ -184,6 +195,14 @@ impl Store for SqliteStore {
     fn tally(&self, id: &str) -> Result<Box<dyn Tally>> {
         validate::id(id)?;
         Ok(Box::new(SqliteTally {
+            store: self.clone(),
+            id: id.into(),
+        }))
+    }
+
+    fn claim_pool(&self, id: &str) -> Result<Box<dyn ClaimPool>> {
+        validate::id(id)?;
+        Ok(Box::new(SqliteClaimPool {
             store: self.clone(),
             id: id.into(),
         }))
@@ -318,7 +337,7 @@ impl Counter for SqliteCounter {
 
     async fn remove(&self) -> Result<Option<u64>> {
         self.store
-            .remove_item(&self.id, |r, id| match r.kind.as_str() {
+            .remove_item(&self.id, None, |r, id| match r.kind.as_str() {
                 COUNTER => r.count(id),
                 _ => Err(r.wrong_type(id, ItemType::Counter)),
             })
@@ -641,21 +660,13 @@ impl Queue for SqliteQueue {
     }
 
     async fn remove(&self) -> Result<Option<FencingToken>> {
-        let id = self.id.clone();
         self.store
-            .run(
-                TransactionBehavior::Immediate,
-                "cannot delete",
-                move |tx, shown| {
-                    let Some(row) = queue_row(tx, shown, &id)? else {
-                        return Ok(Outcome::Unchanged(None));
-                    };
-                    let map = |e| map_err(shown, "cannot delete", e);
-                    tx.execute("DELETE FROM tickets WHERE queue_id = ?1", [&id])
-                        .map_err(map)?;
-                    tx.execute("DELETE FROM items WHERE id = ?1", [&id])
-                        .map_err(map)?;
-                    Ok(Outcome::Commit(Some(FencingToken(row.version))))
+            .remove_item(
+                &self.id,
+                Some("DELETE FROM tickets WHERE queue_id = ?1"),
+                |r, id| match r.kind.as_str() {
+                    QUEUE => Ok(FencingToken(r.version)),
+                    _ => Err(r.wrong_type(id, ItemType::Queue)),
                 },
             )
             .await

@@ -97,7 +97,7 @@ CREATE TABLE tickets (
 /// transaction, with foreign key enforcement off, so a step may rebuild a
 /// table (SQLite's documented twelve-step procedure, without the
 /// `PRAGMA`s that a transaction cannot hold).
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_V2, MIGRATION_V3];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_V2, MIGRATION_V3, MIGRATION_V4];
 
 /// Version 2: leases on tickets, and room for the other kinds of item.
 ///
@@ -139,6 +139,30 @@ CREATE TABLE documents (
     id   TEXT NOT NULL PRIMARY KEY REFERENCES items (id),
     body TEXT NOT NULL
 );
+";
+
+/// Version 4: the claims of claim pools.
+///
+/// A pool's row in `items` has the type `CLAIMS`, `value` 0 and its
+/// fencing token in `version`; each claim is a row of `claims`: the name,
+/// its owner, the name's index in the candidates it was claimed from (the
+/// order `claim list` shows), the pool's token right after the claim was
+/// made, and the lease as a ticket's (`lease_ms` NULL for a permanent
+/// claim). The keys say what the pool's rules say: one owner per name, one
+/// name per owner.
+const MIGRATION_V4: &str = "
+CREATE TABLE claims (
+    pool_id         TEXT    NOT NULL REFERENCES items (id),
+    name            TEXT    NOT NULL,
+    owner           TEXT    NOT NULL,
+    candidate_index INTEGER NOT NULL CHECK (candidate_index >= 0),
+    token           INTEGER NOT NULL CHECK (token > 0),
+    lease_ms        INTEGER CHECK (lease_ms IS NULL OR lease_ms > 0),
+    renewals        INTEGER NOT NULL DEFAULT 0 CHECK (renewals >= 0),
+    renewed_at_ms   INTEGER,
+    PRIMARY KEY (pool_id, name),
+    UNIQUE (pool_id, owner)
+) WITHOUT ROWID;
 ";
 
 /// Open (creating if needed) the database at `path`, ready for use.

@@ -73,6 +73,6 @@ impl Tally for SqliteTally {
     }
 
     async fn remove(&self) -> Result<Option<TallyReading>> {
-        self.store.remove_item(&self.id, Row::tally).await
+        self.store.remove_item(&self.id, None, Row::tally).await
     }
 }

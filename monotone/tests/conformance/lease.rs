@@ -74,16 +74,55 @@ fn kind<T: std::fmt::Debug>(r: monotone::Result<T>) -> ErrorKind {
     }
 }
 
-/// A queue whose holder-side requests can be cut off, as if this process
-/// lost its network: renewals (and, once everything is cut, every request)
-/// fail as Unavailable without reaching the store, or renewals hang. Other
-/// handles on the same store still work, as other processes would. It also
-/// counts reads of the whole queue.
+/// Switches that cut a handle off from its store, as if its process lost
+/// its network: renewals (and, once everything is cut, every request) fail
+/// as Unavailable without reaching the store. Other handles on the same
+/// store still work, as other processes would.
+#[derive(Debug, Default)]
+pub struct Cutoff {
+    renewals: AtomicBool,
+    everything: AtomicBool,
+}
+
+impl Cutoff {
+    /// From now on renewals fail.
+    pub fn cut_renewals(&self) {
+        self.renewals.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on every request fails: the process is as good as dead.
+    pub fn cut_everything(&self) {
+        self.renewals.store(true, Ordering::SeqCst);
+        self.everything.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a renewal may go through.
+    pub fn renewal(&self) -> monotone::Result<()> {
+        Self::check(&self.renewals)
+    }
+
+    /// Whether any other request may go through.
+    pub fn request(&self) -> monotone::Result<()> {
+        Self::check(&self.everything)
+    }
+
+    fn check(flag: &AtomicBool) -> monotone::Result<()> {
+        if flag.load(Ordering::SeqCst) {
+            return Err(monotone::Error::new(
+                ErrorKind::Unavailable,
+                "cut off from the store by the test",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A queue whose holder-side requests can be cut off (see [`Cutoff`]) or
+/// whose renewals hang. It also counts reads of the whole queue.
 #[derive(Debug)]
 pub struct Cut {
     inner: Box<dyn Queue>,
-    renewals: AtomicBool,
-    everything: AtomicBool,
+    cutoff: Cutoff,
     hang: AtomicBool,
     reads: AtomicU64,
 }
@@ -92,8 +131,7 @@ impl Cut {
     pub fn new(inner: Box<dyn Queue>) -> Arc<Cut> {
         Arc::new(Cut {
             inner,
-            renewals: AtomicBool::new(false),
-            everything: AtomicBool::new(false),
+            cutoff: Cutoff::default(),
             hang: AtomicBool::new(false),
             reads: AtomicU64::new(0),
         })
@@ -111,23 +149,12 @@ impl Cut {
 
     /// From now on renewals fail.
     pub fn cut_renewals(&self) {
-        self.renewals.store(true, Ordering::SeqCst);
+        self.cutoff.cut_renewals();
     }
 
     /// From now on every request fails: the process is as good as dead.
     pub fn cut_everything(&self) {
-        self.renewals.store(true, Ordering::SeqCst);
-        self.everything.store(true, Ordering::SeqCst);
-    }
-
-    fn check(&self, flag: &AtomicBool) -> monotone::Result<()> {
-        if flag.load(Ordering::SeqCst) {
-            return Err(monotone::Error::new(
-                ErrorKind::Unavailable,
-                "cut off from the store by the test",
-            ));
-        }
-        Ok(())
+        self.cutoff.cut_everything();
     }
 }
 
@@ -142,35 +169,35 @@ impl Queue for Cut {
         tags: Tags,
         lease: Option<Duration>,
     ) -> monotone::Result<Joined> {
-        self.check(&self.everything)?;
+        self.cutoff.request()?;
         self.inner.join_with(process_id, tags, lease).await
     }
     async fn leave(&self, process_id: &str) -> monotone::Result<FencingToken> {
-        self.check(&self.everything)?;
+        self.cutoff.request()?;
         self.inner.leave(process_id).await
     }
     async fn renew(&self, process_id: &str, counter: u64) -> monotone::Result<Fenced<Ticket>> {
         if self.hang.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
-        self.check(&self.renewals)?;
+        self.cutoff.renewal()?;
         self.inner.renew(process_id, counter).await
     }
     async fn expire(&self, expired: &Expired) -> monotone::Result<Option<FencingToken>> {
-        self.check(&self.everything)?;
+        self.cutoff.request()?;
         self.inner.expire(expired).await
     }
     async fn ticket(&self, process_id: &str) -> monotone::Result<Fenced<Ticket>> {
-        self.check(&self.everything)?;
+        self.cutoff.request()?;
         self.inner.ticket(process_id).await
     }
     async fn tickets(&self) -> monotone::Result<Fenced<Vec<Ticket>>> {
-        self.check(&self.everything)?;
+        self.cutoff.request()?;
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.tickets().await
     }
     async fn remove(&self) -> monotone::Result<Option<FencingToken>> {
-        self.check(&self.everything)?;
+        self.cutoff.request()?;
         self.inner.remove().await
     }
 }

@@ -1,6 +1,7 @@
 //! The contracts of `Counter` and `Queue` as plain async functions taking a
-//! store, run unchanged against every backend; those of `Tally` are in
-//! [`tally`], expanded by its own macro.
+//! store, run unchanged against every backend; those of `Tally`, `Document`,
+//! `ClaimPool` and leases are in [`tally`], [`document`], [`claim`] and
+//! [`lease`], each expanded by its own macro.
 //!
 //! A backend's test file calls [`conformance_tests!`] with an async
 //! expression that yields `(Arc<dyn Store>, guard)`: a fresh, empty store and
@@ -13,6 +14,7 @@
 
 #![allow(dead_code)] // each test binary uses the suite through the macro
 
+pub mod claim;
 pub mod document;
 pub mod lease;
 pub mod tally;

@@ -94,13 +94,7 @@ impl Intercept for Requests {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        // DynamoDB's JSON protocol names the operation in this header.
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or("unknown.unknown");
-        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        let operation = operation(context).to_owned();
         let body = context.request().body().bytes().unwrap_or_default();
         let body = String::from_utf8_lossy(body).into_owned();
         self.0.lock().unwrap().push((operation, body));
@@ -142,6 +136,77 @@ pub async fn counted_store(endpoint: &str, config: DynamoDbConfig) -> (DynamoDbS
     );
     let store = DynamoDbStore::from_client(client, config.with_endpoint(endpoint)).unwrap();
     (store, requests)
+}
+
+/// The operation of a request: DynamoDB's JSON protocol names it in a
+/// header.
+fn operation<'a>(context: &'a BeforeTransmitInterceptorContextRef<'_>) -> &'a str {
+    let target = context
+        .request()
+        .headers()
+        .get("x-amz-target")
+        .unwrap_or("unknown.unknown");
+    target.rsplit('.').next().unwrap_or(target)
+}
+
+/// Something to do on another thread before a request goes out.
+type Intrusion = Box<dyn FnOnce() + Send>;
+
+/// An interceptor that runs an intrusion (on another thread, which may
+/// start its own runtime) before the store's n-th `UpdateItem` reaches the
+/// server: a race lost on purpose, at a chosen point.
+#[derive(Clone, Default)]
+pub struct IntrudeOnWrite {
+    writes: Arc<AtomicU64>,
+    intrusions: Arc<Mutex<Vec<(u64, Intrusion)>>>,
+}
+
+impl std::fmt::Debug for IntrudeOnWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IntrudeOnWrite")
+    }
+}
+
+impl IntrudeOnWrite {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Run `intrude` before the `nth` `UpdateItem` (counting from 1).
+    pub fn on(self, nth: u64, intrude: impl FnOnce() + Send + 'static) -> Self {
+        self.intrusions
+            .lock()
+            .unwrap()
+            .push((nth, Box::new(intrude)));
+        self
+    }
+}
+
+impl Intercept for IntrudeOnWrite {
+    fn name(&self) -> &'static str {
+        "IntrudeOnWrite"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if operation(context) == "UpdateItem" {
+            let nth = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+            let due: Vec<Intrusion> = {
+                let mut all = self.intrusions.lock().unwrap();
+                let (due, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(n, _)| *n == nth);
+                *all = rest;
+                due.into_iter().map(|(_, f)| f).collect()
+            };
+            for intrude in due {
+                std::thread::spawn(intrude).join().unwrap();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Create `table` as the README says to.

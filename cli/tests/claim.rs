@@ -1,0 +1,459 @@
+//! `monotone claim` driven as users drive it, on SQLite and on DynamoDB (the
+//! local server of `scripts/test.sh`; without it those runs say they skip,
+//! except under CI): the JSON documents and exit codes, ZooKeeper `myid`s
+//! from a range, names from a file, a claim held around a command (its
+//! environment, its exit status, killed when the lease is lost), and a
+//! claimer that waits for a dead holder's name.
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+mod place;
+use place::Place;
+
+impl Place {
+    /// Run, expect success, parse stdout as JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("one JSON document")
+    }
+
+    /// Run, expect failure with `code`, nothing on stdout and one line on
+    /// stderr; return that line.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        err
+    }
+
+    /// (name, owner) of every claim of `pool`, in the listed order.
+    fn held(&self, pool: &str) -> Vec<(String, String)> {
+        let list = self.json(&["-i", pool, "claim", "list"]);
+        list["claims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["owner"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The region and table the documents show.
+    fn place(&self) -> (Value, Value) {
+        let v = self.json(&["-i", "where-am-i", "claim", "list"]);
+        (v["region"].clone(), v["table"].clone())
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn held(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(n, o)| (n.to_string(), o.to_string()))
+        .collect()
+}
+
+/// The README's ZooKeeper example: ids from 1 to 255, the same id again for
+/// the same host, a replaced node's id reused; the documents' shapes; the
+/// exit codes.
+fn myids(place: &Place) {
+    let (region, table) = place.place();
+    let a = place.json(&["-i", "myzk", "claim", "-p", "zk-a", "--range", "1..255"]);
+    assert_eq!(
+        a,
+        json!({"id": "myzk", "region": region, "table": table, "name": "1", "owner": "zk-a",
+               "index": 0, "fencing_token": 1, "new": true, "lease": null})
+    );
+    let b = place.json(&["-i", "myzk", "claim", "-p", "zk-b", "--range", "1..=255"]);
+    assert_eq!((&b["name"], &b["fencing_token"]), (&json!("2"), &json!(2)));
+    let again = place.json(&["-i", "myzk", "claim", "-p", "zk-a", "--range", "1..255"]);
+    let mut expected = a.clone();
+    expected["new"] = json!(false);
+    assert_eq!(again, expected, "the same claim, and its own token");
+    place.json(&["-i", "myzk", "claim", "-p", "zk-c", "--range", "1..255"]);
+    let list = place.json(&["-i", "myzk", "claim", "list"]);
+    assert_eq!(list["fencing_token"], 3);
+    assert_eq!(
+        list["claims"][1],
+        json!({"name": "2", "owner": "zk-b", "index": 1, "token": 2, "lease": null})
+    );
+    let get = place.json(&["-i", "myzk", "claim", "-p", "zk-b", "get"]);
+    assert_eq!(get, {
+        let mut g = b.clone();
+        g.as_object_mut().unwrap().remove("new");
+        g
+    });
+    // zk-b is replaced by zk-d: its id is given back and reused.
+    let released = place.json(&["-i", "myzk", "claim", "-p", "zk-b", "release"]);
+    assert_eq!(
+        released,
+        json!({"id": "myzk", "region": region, "table": table, "fencing_token": 4,
+               "name": "2", "owner": "zk-b"})
+    );
+    let d = place.json(&["-i", "myzk", "claim", "-p", "zk-d", "--range", "1..255"]);
+    assert_eq!((&d["name"], &d["fencing_token"]), (&json!("2"), &json!(5)));
+    assert_eq!(
+        place.held("myzk"),
+        held(&[("1", "zk-a"), ("2", "zk-d"), ("3", "zk-c")])
+    );
+
+    let err = place.fails(&["-i", "myzk", "claim", "-p", "zk-b", "release"], 3);
+    assert!(
+        err.contains("`zk-b` holds no claim in claim pool `myzk`"),
+        "{err}"
+    );
+    place.fails(&["-i", "myzk", "claim", "-p", "zk-b", "get"], 3);
+    let err = place.fails(
+        &["-i", "myzk", "claim", "-p", "zk-e", "--range", "1..3"],
+        11,
+    );
+    assert!(
+        err.contains("claim pool `myzk` is exhausted: all 3 candidates are taken"),
+        "{err}"
+    );
+    let err = place.fails(&["-i", "myzk", "counter", "next"], 4);
+    assert!(
+        err.contains("`myzk` is a claim pool, not a counter"),
+        "{err}"
+    );
+    place.json(&["-i", "count", "counter", "next"]);
+    let err = place.fails(&["-i", "count", "claim", "-p", "x", "--range", "1..3"], 4);
+    assert!(
+        err.contains("`count` is a counter, not a claim pool"),
+        "{err}"
+    );
+    assert_eq!(
+        place.json(&["-i", "myzk", "claim", "list"])["fencing_token"],
+        5,
+        "unchanged"
+    );
+    let rm = place.json(&["-i", "myzk", "claim", "rm"]);
+    assert_eq!(
+        (&rm["removed"], &rm["fencing_token"]),
+        (&json!(true), &json!(5))
+    );
+    assert_eq!(place.held("myzk"), held(&[]));
+}
+
+#[test]
+fn myids_from_a_range_on_sqlite() {
+    myids(&Place::sqlite());
+}
+
+#[test]
+fn myids_from_a_range_on_dynamodb() {
+    let Some(place) = Place::dynamodb("claim-myids") else {
+        return;
+    };
+    myids(&place);
+}
+
+#[test]
+fn bad_candidates_and_arguments_are_usage_errors_that_write_nothing() {
+    let place = Place::sqlite();
+    fn c<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["-i", "p", "claim", "-p", "me"];
+        args.extend_from_slice(extra);
+        args
+    }
+    for (args, says) in [
+        (
+            c(&["--range", "1..257"]),
+            "257 candidates given; the limit is 256",
+        ),
+        (c(&["--range", "5..1"]), "is empty"),
+        (c(&["--range", "1-5"]), "not a range like 1..255"),
+        (c(&["--range", "a..5"]), "not a whole number"),
+        (c(&["--names", "a,b,a"]), "`a` is given more than once"),
+        (c(&["--names", "a,,b"]), "candidate 2 is empty"),
+        (
+            c(&["--range", "1..3", "--names", "a"]),
+            "cannot be used with",
+        ),
+        (c(&[]), "required arguments were not provided"),
+        (c(&["--range", "1..3", "--", "true"]), "give --ttl too"),
+        (
+            c(&["--range", "1..3", "--ttl", "100ms"]),
+            "too short to renew safely",
+        ),
+        (
+            c(&[
+                "--range",
+                "1..3",
+                "--ttl",
+                "1s",
+                "--",
+                "no-such-command-anywhere",
+            ]),
+            "nothing was claimed",
+        ),
+        (
+            c(&["--names-file", "/nonexistent/names.txt"]),
+            "cannot read the names file",
+        ),
+        (
+            vec!["-i", "p", "claim", "--range", "1..3"],
+            "needs an owner",
+        ),
+        (vec!["-i", "p", "claim", "release"], "needs an owner"),
+        (
+            vec!["-i", "p", "claim", "--range", "1..3", "list"],
+            "takes no candidates",
+        ),
+    ] {
+        let err = place.fails(&args, 2);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let long = "x".repeat(257);
+    let err = place.fails(&c(&["--names", &long]), 2);
+    assert!(err.contains("the limit is 256"), "{err}");
+    assert_eq!(
+        place.json(&["-i", "p", "claim", "list"])["fencing_token"],
+        0,
+        "nothing written"
+    );
+}
+
+#[test]
+fn names_from_a_file_in_its_order() {
+    let place = Place::sqlite();
+    let file = place.path("mountains.txt");
+    std::fs::write(
+        &file,
+        "# The highest mountains of North America\nDenali\nMount Logan\n\nPico de Orizaba\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    for (host, name) in [
+        ("h1", "Denali"),
+        ("h2", "Mount Logan"),
+        ("h3", "Pico de Orizaba"),
+    ] {
+        let v = place.json(&["-i", "names", "claim", "-p", host, "--names-file", file]);
+        assert_eq!(v["name"], name);
+    }
+    let err = place.fails(
+        &["-i", "names", "claim", "-p", "h4", "--names-file", file],
+        11,
+    );
+    assert!(err.contains("all 3 candidates are taken"), "{err}");
+    place.json(&["-i", "names", "claim", "-p", "h2", "release"]);
+    let v = place.json(&[
+        "-i",
+        "names",
+        "claim",
+        "-p",
+        "h4",
+        "--names",
+        "Denali,Mount Logan",
+    ]);
+    assert_eq!(
+        (&v["name"], &v["index"]),
+        (&json!("Mount Logan"), &json!(1))
+    );
+}
+
+/// A command runs under a leased claim: its name and token in the
+/// environment, its exit status passed through, renewals while it runs, and
+/// the claim released when it ends.
+fn held_around_a_command(place: &Place) {
+    let script = r#"echo "$MONOTONE_ID $MONOTONE_CLAIM_NAME $MONOTONE_CLAIM_INDEX $MONOTONE_CLAIM_OWNER $MONOTONE_FENCING_TOKEN $MONOTONE_STORE" > "$OUT/env"; sleep 1; exit 7"#;
+    let other = place.json(&["-i", "agents", "claim", "-p", "first", "--names", "a,b,c"]);
+    assert_eq!(other["name"], "a");
+    let runner = place.spawn(&[
+        "-i", "agents", "claim", "-p", "me", "--names", "a,b,c", "--ttl", "600ms", "--", "sh",
+        "-c", script,
+    ]);
+    place.await_file("env");
+    std::thread::sleep(Duration::from_millis(500));
+    let list = place.json(&["-i", "agents", "claim", "list"]);
+    let mine = &list["claims"][1];
+    assert_eq!((&mine["name"], &mine["owner"]), (&json!("b"), &json!("me")));
+    assert_eq!(mine["lease"]["ttl_ms"], 600);
+    assert!(
+        mine["lease"]["renewals"].as_u64().unwrap() >= 1,
+        "renewed: {mine}"
+    );
+    let out = runner.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(
+        out.stdout.is_empty(),
+        "the claim is not printed around a command"
+    );
+    assert_eq!(
+        place.read("env").trim(),
+        format!("agents b 1 me 2 {}", place.url)
+    );
+    assert_eq!(place.held("agents"), held(&[("a", "first")]), "released");
+    assert_eq!(
+        place.json(&["-i", "agents", "claim", "list"])["fencing_token"],
+        3
+    );
+}
+
+#[test]
+fn a_claim_held_around_a_command_on_sqlite() {
+    held_around_a_command(&Place::sqlite());
+}
+
+#[test]
+fn a_claim_held_around_a_command_on_dynamodb() {
+    let Some(place) = Place::dynamodb("claim-held") else {
+        return;
+    };
+    held_around_a_command(&place);
+}
+
+/// Without a command: the claim is printed once made and held until stdin
+/// closes, then released.
+#[test]
+fn a_claim_held_until_stdin_closes() {
+    let place = Place::sqlite();
+    let mut holder = place
+        .command(&[
+            "-i", "p", "claim", "-p", "me", "--range", "1..3", "--ttl", "1s",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The document is pretty-printed: it ends with a `}` of its own line.
+    let mut first = String::new();
+    {
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(holder.stdout.as_mut().unwrap());
+        let mut line = String::new();
+        while line != "}\n" {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "ended early: {first}"
+            );
+            first.push_str(&line);
+        }
+    }
+    let doc: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!((&doc["name"], &doc["new"]), (&json!("1"), &json!(true)));
+    assert_eq!(doc["lease"]["ttl_ms"], 1000);
+    assert_eq!(place.held("p"), held(&[("1", "me")]));
+    drop(holder.stdin.take());
+    let out = holder.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(place.held("p"), held(&[]), "released");
+}
+
+/// The store stops answering while the command runs: the command is killed
+/// within the lease (SIGTERM, which it ignores, then SIGKILL) and monotone
+/// exits with "claim lost". A ttl of 2 s, so that the holder's margin (a
+/// tenth of it) absorbs a loaded machine, as the lock's outage tests do.
+#[test]
+fn a_claim_whose_store_stops_answering_gets_its_command_killed() {
+    let place = Place::sqlite();
+    let db = place.db();
+    let place = Place {
+        url: format!("sqlite:{}?busy_timeout_ms=50", db.display()),
+        ..place
+    };
+    let holder = place.spawn(&[
+        "-i",
+        "p",
+        "claim",
+        "-p",
+        "me",
+        "--range",
+        "1..3",
+        "--ttl",
+        "2s",
+        "--kill-after",
+        "200ms",
+        "--",
+        "sh",
+        "-c",
+        r#"trap '' TERM; echo $$ > "$OUT/pid"; sleep 1000 & wait; wait"#,
+    ]);
+    let pid: i32 = place.await_file("pid").parse().unwrap();
+    let cut = Instant::now();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    assert!(place::gone(pid), "the command outlived the claim");
+    let killed = cut.elapsed();
+    let out = holder.wait_with_output().unwrap();
+    drop(conn);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("claim lost, command stopped"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        killed < Duration::from_secs(2),
+        "killed {killed:?} after the outage began"
+    );
+}
+
+/// A holder killed with SIGKILL: its claim stays until a claimer that
+/// waits (`--timeout`) has watched it go unrenewed for a full lease, then
+/// that claimer gets the name, with a larger token.
+#[test]
+fn a_waiting_claimer_takes_a_dead_holders_name() {
+    let place = Place::sqlite();
+    let mut holder = place.spawn(&[
+        "-i",
+        "one",
+        "claim",
+        "-p",
+        "dead",
+        "--names",
+        "only",
+        "--ttl",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        r#"echo $MONOTONE_FENCING_TOKEN > "$OUT/token"; sleep 1000"#,
+    ]);
+    place.await_file("token");
+    place.fails(&["-i", "one", "claim", "-p", "new", "--names", "only"], 11);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let started = Instant::now();
+    let v = place.json(&[
+        "-i",
+        "one",
+        "claim",
+        "-p",
+        "new",
+        "--names",
+        "only",
+        "--timeout",
+        "10s",
+        "--poll",
+        "100ms",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(v["name"], "only");
+    let dead: u64 = place.read("token").trim().parse().unwrap();
+    assert!(
+        v["fencing_token"].as_u64().unwrap() > dead + 1,
+        "expired, then claimed: {v}"
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "waited a full lease: {took:?}"
+    );
+    assert_eq!(place.held("one"), held(&[("only", "new")]));
+}

@@ -1,0 +1,935 @@
+//! The contract of `ClaimPool` (see `monotone::ClaimPool`) as plain async
+//! functions taking a store, run unchanged against every backend through
+//! [`claim_conformance_tests!`]; leased claims with real time and short
+//! leases, as the lease checks do.
+//!
+//! Each check would fail on the bug it is named after: a name held twice, a
+//! claim that is not the first free one, a re-claim that writes or moves,
+//! a freed name not reused, a token that skips, stalls or grows on a
+//! renewal, an expiry without a full observed lease or that wins over an
+//! earlier renewal, a holder that learns of its loss after the removal, a
+//! write where nothing should be written.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use monotone::{
+    wait_for_claim, Candidates, Claim, ClaimHolder, ClaimPool, Claimed, ErrorKind, Expired, Fenced,
+    FencingToken, HolderOptions, LeaseStatus, LeaseWatch, Tags, WaitOptions,
+};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::lease::Cutoff;
+use super::{kind, S};
+
+/// Expand every claim check into a `#[tokio::test]` using `$make`, as
+/// [`conformance_tests!`](crate::conformance_tests) does.
+#[macro_export]
+macro_rules! claim_conformance_tests {
+    ($make:expr) => {
+        $crate::claim_conformance_tests!(@each $make;
+            claims_take_the_first_free_candidate_in_order,
+            a_claim_again_returns_the_same_claim_and_writes_nothing,
+            a_released_name_is_free_and_the_lowest_freed_is_reused,
+            exhaustion_names_the_pool_and_the_candidates_and_writes_nothing,
+            every_claim_release_and_expiry_adds_one_to_the_token,
+            an_absent_pool_reads_empty_and_releases_nothing,
+            claims_are_listed_in_candidate_order,
+            claim_pool_remove,
+            claim_pools_and_other_kinds_are_wrong_type,
+            claim_input_is_checked_and_changes_nothing,
+            concurrent_claims_get_distinct_first_free_names,
+            concurrent_claims_and_releases_lose_nothing,
+            leased_claims_show_their_lease_and_renew_without_a_write,
+            renewal_of_a_claim_not_held_is_lease_lost,
+            a_leased_claim_is_removed_only_after_a_full_observed_lease,
+            a_claim_removal_loses_to_a_renewal_that_came_first,
+            a_claim_holder_keeps_its_claim_while_observers_watch,
+            the_claim_holder_learns_of_loss_before_anyone_removes_it,
+            a_waiting_claimer_gets_a_dead_holders_name_with_a_larger_token,
+            permanent_claims_never_expire,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let (store, _guard) = $make.await;
+                $crate::conformance::claim::$name(store).await;
+            }
+        )*
+    };
+}
+
+/// As in the lease checks: short enough for tests, long enough for a debug
+/// build on a loaded machine to renew in time.
+const LEASE: Duration = Duration::from_millis(600);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn pool(store: &S, id: &str) -> Arc<dyn ClaimPool> {
+    Arc::from(store.claim_pool(id).unwrap())
+}
+
+fn range(start: u64, end: u64) -> Candidates {
+    Candidates::range(start..=end).unwrap()
+}
+
+fn quick() -> WaitOptions {
+    WaitOptions::new().with_poll(ms(10), ms(50))
+}
+
+/// (name, owner) of each claim, in the order given.
+fn held(claims: &[Claim]) -> Vec<(String, String)> {
+    claims
+        .iter()
+        .map(|c| (c.name.clone(), c.owner.clone()))
+        .collect()
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(n, o)| (n.to_string(), o.to_string()))
+        .collect()
+}
+
+pub async fn claims_take_the_first_free_candidate_in_order(store: S) {
+    let p = pool(&store, "myzk");
+    let c = range(1, 255);
+    let a = p.claim("zk-a", &c).await.unwrap();
+    assert_eq!(
+        (a.value.name.as_str(), a.value.owner.as_str(), a.value.index),
+        ("1", "zk-a", 0)
+    );
+    assert_eq!(
+        (a.fencing_token, a.value.token),
+        (FencingToken(1), FencingToken(1))
+    );
+    assert_eq!(a.value.lease, None, "a permanent claim");
+    let b = p.claim("zk-b", &c).await.unwrap();
+    assert_eq!(
+        (b.value.name.as_str(), b.value.index, b.fencing_token.get()),
+        ("2", 1, 2)
+    );
+    // Another list in the same pool: its first candidate not held.
+    let d = p
+        .claim("zk-d", &Candidates::names(["2", "1", "9", "3"]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((d.value.name.as_str(), d.value.index), ("9", 2));
+    let e = p.claim("zk-e", &c).await.unwrap();
+    assert_eq!(e.value.name, "3");
+    let mountains = Candidates::names(["Denali", "MtLogan", "PicoDeOrizaba"]).unwrap();
+    let m = pool(&store, "mountains");
+    let first = m.claim("host-1", &mountains).await.unwrap();
+    let second = m.claim("host-2", &mountains).await.unwrap();
+    assert_eq!(
+        (first.value.name.as_str(), second.value.name.as_str()),
+        ("Denali", "MtLogan")
+    );
+    assert_eq!(
+        second.fencing_token,
+        FencingToken(2),
+        "pools are independent"
+    );
+    let claimed = m.claim_with("host-3", &mountains, None).await.unwrap();
+    assert!(claimed.added && claimed.written_at.is_some());
+    assert_eq!(claimed.claim.value.name, "PicoDeOrizaba");
+    assert_eq!(
+        p.claim_of("zk-b").await.unwrap(),
+        Fenced::new(b.value, FencingToken(4))
+    );
+}
+
+pub async fn a_claim_again_returns_the_same_claim_and_writes_nothing(store: S) {
+    let p = pool(&store, "idem");
+    let c = range(1, 10);
+    let a = p.claim("a", &c).await.unwrap();
+    p.claim("b", &c).await.unwrap();
+    // Again, from any list and with any lease: the same claim, the current
+    // token, nothing written.
+    for again in [
+        p.claim_with("a", &c, None).await.unwrap(),
+        p.claim_with("a", &range(5, 9), Some(LEASE)).await.unwrap(),
+        p.claim_with("a", &Candidates::names(["x"]).unwrap(), None)
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(
+            again,
+            Claimed::existing(Fenced::new(a.value.clone(), FencingToken(2)))
+        );
+    }
+    let all = p.claims().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(2));
+    assert_eq!(held(&all.value), pairs(&[("1", "a"), ("2", "b")]));
+    assert_eq!(p.claim("c", &c).await.unwrap().value.name, "3");
+}
+
+pub async fn a_released_name_is_free_and_the_lowest_freed_is_reused(store: S) {
+    let p = pool(&store, "reuse");
+    let c = range(1, 255);
+    for i in 1..=6 {
+        assert_eq!(
+            p.claim(&format!("o{i}"), &c).await.unwrap().value.name,
+            i.to_string()
+        );
+    }
+    let released = p.release("o5").await.unwrap();
+    assert_eq!(
+        (released.value.name.as_str(), released.value.owner.as_str()),
+        ("5", "o5")
+    );
+    assert_eq!(released.fencing_token, FencingToken(7));
+    p.release("o2").await.unwrap();
+    p.release("o4").await.unwrap();
+    assert_eq!(kind(p.claim_of("o2").await), ErrorKind::NotFound);
+    // The lowest freed first, then the next, then past the end.
+    let order: Vec<String> = {
+        let mut v = Vec::new();
+        for owner in ["n1", "n2", "n3", "n4"] {
+            v.push(p.claim(owner, &c).await.unwrap().value.name);
+        }
+        v
+    };
+    assert_eq!(order, ["2", "4", "5", "7"]);
+    // An owner that released and claims again gets a new claim.
+    p.release("o1").await.unwrap();
+    let back = p.claim("o1", &c).await.unwrap();
+    assert_eq!(back.value.name, "1");
+    assert_eq!(back.value.token, back.fencing_token);
+    assert_eq!(back.fencing_token, FencingToken(15));
+    let err = p.release("nobody").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("`nobody`") && err.to_string().contains("`reuse`"));
+    assert_eq!(p.claims().await.unwrap().fencing_token, FencingToken(15));
+}
+
+pub async fn exhaustion_names_the_pool_and_the_candidates_and_writes_nothing(store: S) {
+    let p = pool(&store, "full");
+    let c = range(1, 3);
+    for owner in ["a", "b", "c"] {
+        p.claim(owner, &c).await.unwrap();
+    }
+    let err = p.claim("d", &c).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exhausted, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("`full`") && msg.contains("3 candidates"),
+        "{msg}"
+    );
+    assert_eq!(
+        kind(p.claim_with("d", &c, Some(LEASE)).await),
+        ErrorKind::Exhausted
+    );
+    let one = Candidates::names(["2"]).unwrap();
+    assert_eq!(kind(p.claim("d", &one).await), ErrorKind::Exhausted);
+    // A holder still gets its own claim back from an exhausted pool.
+    assert_eq!(p.claim("b", &c).await.unwrap().value.name, "2");
+    let all = p.claims().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(3), "nothing written");
+    assert_eq!(all.value.len(), 3);
+    assert_eq!(kind(p.claim_of("d").await), ErrorKind::NotFound);
+    // Room again after a release; waiting claimers give up at once when
+    // asked not to wait, with the same error.
+    let now = quick().with_timeout(Some(Duration::ZERO));
+    assert_eq!(
+        kind(wait_for_claim(&*p, "d", &c, None, &now).await),
+        ErrorKind::Exhausted
+    );
+    p.release("a").await.unwrap();
+    let d = wait_for_claim(&*p, "d", &c, None, &now).await.unwrap();
+    assert_eq!(
+        (d.claim.value.name.as_str(), d.claim.fencing_token.get()),
+        ("1", 5)
+    );
+}
+
+pub async fn every_claim_release_and_expiry_adds_one_to_the_token(store: S) {
+    let p = pool(&store, "tokens");
+    let c = range(1, 9);
+    let mut expected = 0;
+    let mut check = |token: FencingToken| {
+        expected += 1;
+        assert_eq!(token, FencingToken(expected));
+    };
+    check(p.claim("a", &c).await.unwrap().fencing_token);
+    check(p.claim_leased("b", &c, LEASE).await.unwrap().fencing_token);
+    check(p.release("a").await.unwrap().fencing_token);
+    // Reads, re-claims, failed claims and renewals write no token.
+    p.claims().await.unwrap();
+    p.claim_of("b").await.unwrap();
+    p.claim("b", &c).await.unwrap();
+    p.renew("b", "2").await.unwrap();
+    let _ = p
+        .claim("x", &Candidates::names(["2"]).unwrap())
+        .await
+        .unwrap_err();
+    let _ = p.release("a").await.unwrap_err();
+    assert_eq!(p.claims().await.unwrap().fencing_token, FencingToken(3));
+    check(p.claim("c", &c).await.unwrap().fencing_token);
+    let (expired, _) = watch_until_expired(&*p).await;
+    check(p.expire(&expired[0]).await.unwrap().unwrap());
+    check(p.claim("d", &c).await.unwrap().fencing_token);
+    let tokens: Vec<u64> = p
+        .claims()
+        .await
+        .unwrap()
+        .value
+        .iter()
+        .map(|c| c.token.get())
+        .collect();
+    assert_eq!(tokens, [4, 6], "each claim keeps the token it was made at");
+}
+
+pub async fn an_absent_pool_reads_empty_and_releases_nothing(store: S) {
+    let p = pool(&store, "nothing");
+    assert_eq!(p.id(), "nothing");
+    let all = p.claims().await.unwrap();
+    assert!(all.value.is_empty());
+    assert_eq!(all.fencing_token, FencingToken(0));
+    assert_eq!(kind(p.claim_of("a").await), ErrorKind::NotFound);
+    assert_eq!(kind(p.release("a").await), ErrorKind::NotFound);
+    assert_eq!(kind(p.renew("a", "1").await), ErrorKind::LeaseLost);
+    assert_eq!(p.remove().await.unwrap(), None);
+    // None of that created the pool.
+    assert_eq!(
+        p.claim("a", &range(1, 2)).await.unwrap().fencing_token,
+        FencingToken(1)
+    );
+    assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
+}
+
+pub async fn claims_are_listed_in_candidate_order(store: S) {
+    let p = pool(&store, "order");
+    let list = Candidates::names(["zeta", "alpha", "mu", "beta"]).unwrap();
+    for owner in ["o1", "o2", "o3", "o4"] {
+        p.claim(owner, &list).await.unwrap();
+    }
+    p.release("o2").await.unwrap();
+    p.claim_leased("o5", &list, LEASE).await.unwrap();
+    let all = p.claims().await.unwrap();
+    assert_eq!(
+        held(&all.value),
+        pairs(&[
+            ("zeta", "o1"),
+            ("alpha", "o5"),
+            ("mu", "o3"),
+            ("beta", "o4")
+        ])
+    );
+    let indexes: Vec<usize> = all.value.iter().map(|c| c.index).collect();
+    assert_eq!(indexes, [0, 1, 2, 3]);
+    assert!(all.value[1].lease.is_some() && all.value[0].lease.is_none());
+    assert_eq!(all.fencing_token, FencingToken(6));
+}
+
+pub async fn claim_pool_remove(store: S) {
+    let p = pool(&store, "gone");
+    let c = range(1, 5);
+    p.claim("a", &c).await.unwrap();
+    p.claim_leased("b", &c, LEASE).await.unwrap();
+    p.release("a").await.unwrap();
+    assert_eq!(p.remove().await.unwrap(), Some(FencingToken(3)));
+    assert_eq!(
+        p.claims().await.unwrap(),
+        Fenced::new(vec![], FencingToken(0))
+    );
+    assert_eq!(p.remove().await.unwrap(), None);
+    let again = p.claim("b", &c).await.unwrap();
+    assert_eq!(
+        (again.value.name.as_str(), again.fencing_token),
+        ("1", FencingToken(1))
+    );
+    p.remove().await.unwrap();
+    assert_eq!(
+        store.tally("gone").unwrap().add(1).await.unwrap().value,
+        1,
+        "the id is free"
+    );
+}
+
+pub async fn claim_pools_and_other_kinds_are_wrong_type(store: S) {
+    store.counter("count").unwrap().next().await.unwrap();
+    store
+        .queue("queue")
+        .unwrap()
+        .join("p", Tags::new())
+        .await
+        .unwrap();
+    store.tally("tally").unwrap().add(-2).await.unwrap();
+    use monotone::DocumentExt;
+    store
+        .document("doc")
+        .unwrap()
+        .write(0, &json!({"a": 1}))
+        .await
+        .unwrap();
+    let c = range(1, 3);
+    for (id, found) in [
+        ("count", "counter"),
+        ("queue", "queue"),
+        ("tally", "tally"),
+        ("doc", "document"),
+    ] {
+        let p = pool(&store, id);
+        let err = p.claim("a", &c).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WrongType, "{id}: {err}");
+        assert_eq!(
+            err.to_string(),
+            format!("`{id}` is a {found}, not a claim pool")
+        );
+        assert_eq!(
+            kind(p.claim_with("a", &c, Some(LEASE)).await),
+            ErrorKind::WrongType
+        );
+        assert_eq!(kind(p.release("a").await), ErrorKind::WrongType);
+        assert_eq!(kind(p.renew("a", "1").await), ErrorKind::WrongType);
+        assert_eq!(kind(p.claim_of("a").await), ErrorKind::WrongType);
+        assert_eq!(kind(p.claims().await), ErrorKind::WrongType);
+        assert_eq!(kind(p.remove().await), ErrorKind::WrongType);
+        let err = ClaimHolder::claim(Arc::clone(&p), "a", &c, LEASE, HolderOptions::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WrongType);
+    }
+    assert_eq!(
+        store.counter("count").unwrap().get().await.unwrap(),
+        1,
+        "unchanged"
+    );
+    assert_eq!(
+        store
+            .queue("queue")
+            .unwrap()
+            .tickets()
+            .await
+            .unwrap()
+            .value
+            .len(),
+        1
+    );
+
+    let p = pool(&store, "pool");
+    let claimed = p.claim("a", &c).await.unwrap();
+    let is_pool = |e: monotone::Error, wanted: &str| {
+        assert_eq!(e.kind(), ErrorKind::WrongType, "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("`pool` is a claim pool, not a {wanted}")
+        );
+    };
+    is_pool(
+        store.counter("pool").unwrap().next().await.unwrap_err(),
+        "counter",
+    );
+    is_pool(
+        store.counter("pool").unwrap().get().await.unwrap_err(),
+        "counter",
+    );
+    is_pool(
+        store
+            .queue("pool")
+            .unwrap()
+            .join("p", Tags::new())
+            .await
+            .unwrap_err(),
+        "queue",
+    );
+    is_pool(
+        store.queue("pool").unwrap().tickets().await.unwrap_err(),
+        "queue",
+    );
+    is_pool(
+        store.queue("pool").unwrap().remove().await.unwrap_err(),
+        "queue",
+    );
+    is_pool(
+        store.tally("pool").unwrap().add(1).await.unwrap_err(),
+        "tally",
+    );
+    is_pool(
+        store
+            .tally("pool")
+            .unwrap()
+            .get(monotone::Freshness::Fresh)
+            .await
+            .unwrap_err(),
+        "tally",
+    );
+    is_pool(
+        store.document("pool").unwrap().read().await.unwrap_err(),
+        "document",
+    );
+    is_pool(
+        store
+            .document("pool")
+            .unwrap()
+            .write(0, &json!(1))
+            .await
+            .unwrap_err(),
+        "document",
+    );
+    is_pool(
+        store.counter("pool").unwrap().remove().await.unwrap_err(),
+        "counter",
+    );
+    assert_eq!(
+        p.claims().await.unwrap(),
+        Fenced::new(vec![claimed.value], FencingToken(1)),
+        "unchanged"
+    );
+}
+
+pub async fn claim_input_is_checked_and_changes_nothing(store: S) {
+    assert_eq!(kind(store.claim_pool("")), ErrorKind::InvalidInput);
+    assert_eq!(kind(store.claim_pool("a\nb")), ErrorKind::InvalidInput);
+    let p = pool(&store, "checked");
+    let c = range(1, 3);
+    p.claim("a", &c).await.unwrap();
+    for bad in ["", "x\u{0}", &"o".repeat(monotone::MAX_ID_BYTES + 1)] {
+        assert_eq!(
+            kind(p.claim(bad, &c).await),
+            ErrorKind::InvalidInput,
+            "{bad:?}"
+        );
+        assert_eq!(kind(p.release(bad).await), ErrorKind::InvalidInput);
+        assert_eq!(kind(p.claim_of(bad).await), ErrorKind::InvalidInput);
+    }
+    for lease in [ms(1), ms(49), Duration::from_secs(2 * 86_400)] {
+        assert_eq!(
+            kind(p.claim_leased("b", &c, lease).await),
+            ErrorKind::InvalidInput
+        );
+    }
+    let long_owner = "o".repeat(monotone::MAX_ID_BYTES);
+    assert_eq!(p.claim(&long_owner, &c).await.unwrap().value.name, "2");
+    let long_name = "n".repeat(monotone::MAX_NAME_BYTES);
+    let long = Candidates::names([long_name.clone()]).unwrap();
+    assert_eq!(p.claim("c", &long).await.unwrap().value.name, long_name);
+    let all = p.claims().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(3));
+    assert_eq!(all.value.len(), 3);
+}
+
+/// 32 tasks claim from `1..=255` at once: each gets its own name, the names
+/// are exactly 1 to 32 (each claim took the first free one), and the
+/// claims' tokens are exactly 1 to 32.
+pub async fn concurrent_claims_get_distinct_first_free_names(store: S) {
+    const N: u64 = 32;
+    let c = range(1, 255);
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let p = pool(&store, "herd");
+            let c = c.clone();
+            tokio::spawn(async move { p.claim(&format!("w{i}"), &c).await.unwrap() })
+        })
+        .collect();
+    let mut names = BTreeSet::new();
+    let mut tokens = BTreeSet::new();
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert_eq!(got.fencing_token, got.value.token);
+        names.insert(got.value.name.parse::<u64>().unwrap());
+        tokens.insert(got.fencing_token.get());
+    }
+    assert_eq!(names, (1..=N).collect());
+    assert_eq!(tokens, (1..=N).collect());
+    let all = pool(&store, "herd").claims().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(N));
+    let owners: BTreeSet<String> = all.value.iter().map(|c| c.owner.clone()).collect();
+    assert_eq!(owners.len(), N as usize);
+}
+
+/// Tasks claim, release and claim again, all at once, from a pool of 8:
+/// no name is ever held twice (each task checks that the name it holds is
+/// its own in a fresh read), and the token ends at the number of writes.
+pub async fn concurrent_claims_and_releases_lose_nothing(store: S) {
+    const TASKS: usize = 6;
+    const ROUNDS: usize = 5;
+    let c = range(1, 8);
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let p = pool(&store, "churn");
+            let c = c.clone();
+            tokio::spawn(async move {
+                let owner = format!("t{i}");
+                for _ in 0..ROUNDS {
+                    let got = p.claim(&owner, &c).await.unwrap();
+                    let now = p.claims().await.unwrap();
+                    let holders: Vec<&Claim> = now
+                        .value
+                        .iter()
+                        .filter(|x| x.name == got.value.name)
+                        .collect();
+                    assert_eq!(holders.len(), 1);
+                    assert_eq!(holders[0].owner, owner, "{:?}", now.value);
+                    assert_eq!(p.release(&owner).await.unwrap().value.name, got.value.name);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = pool(&store, "churn").claims().await.unwrap();
+    assert!(all.value.is_empty());
+    assert_eq!(all.fencing_token.get(), (TASKS * ROUNDS * 2) as u64);
+}
+
+pub async fn leased_claims_show_their_lease_and_renew_without_a_write(store: S) {
+    let p = pool(&store, "leased");
+    let c = range(1, 5);
+    let before = std::time::SystemTime::now() - Duration::from_secs(1);
+    let a = p.claim_leased("a", &c, LEASE).await.unwrap();
+    let lease = a.value.lease.clone().expect("a leased claim");
+    assert_eq!((lease.duration, lease.renewals), (LEASE, 0));
+    assert!(lease.renewed_at.expect("the claim's time") >= before);
+    p.claim("b", &c).await.unwrap();
+    for n in 1..=3 {
+        let r = p.renew("a", "1").await.unwrap();
+        let l = r.value.lease.as_ref().unwrap();
+        assert_eq!((l.renewals, l.duration), (n, LEASE));
+        assert_eq!(
+            (r.value.name.as_str(), r.value.token),
+            ("1", FencingToken(1))
+        );
+        assert_eq!(
+            r.fencing_token,
+            FencingToken(2),
+            "a renewal is not a write of the pool"
+        );
+    }
+    assert_eq!(p.claims().await.unwrap().fencing_token, FencingToken(2));
+    assert_eq!(
+        p.claim("c", &c).await.unwrap().fencing_token,
+        FencingToken(3)
+    );
+    assert_eq!(
+        p.claim_of("a").await.unwrap().value.lease.unwrap().renewals,
+        3
+    );
+}
+
+pub async fn renewal_of_a_claim_not_held_is_lease_lost(store: S) {
+    let p = pool(&store, "lost");
+    let c = range(1, 5);
+    p.claim_leased("a", &c, LEASE).await.unwrap();
+    p.claim("perm", &c).await.unwrap();
+    let err = p.renew("a", "2").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "another name: {err}");
+    assert!(
+        err.to_string().contains("`a`") && err.to_string().contains("`lost`"),
+        "{err}"
+    );
+    assert_eq!(
+        kind(p.renew("b", "1").await),
+        ErrorKind::LeaseLost,
+        "another owner"
+    );
+    assert_eq!(
+        kind(p.renew("perm", "2").await),
+        ErrorKind::LeaseLost,
+        "permanent"
+    );
+    p.release("a").await.unwrap();
+    assert_eq!(
+        kind(p.renew("a", "1").await),
+        ErrorKind::LeaseLost,
+        "released"
+    );
+    assert_eq!(p.claims().await.unwrap().fencing_token, FencingToken(3));
+}
+
+/// Read `p` until a fresh watch finds some claim expired; the expired
+/// claims and when the watch first saw them.
+async fn watch_until_expired(p: &dyn ClaimPool) -> (Vec<Expired<Claim>>, Instant) {
+    let mut watch = LeaseWatch::new();
+    let mut first_read: Option<Instant> = None;
+    loop {
+        let all = p.claims().await.unwrap();
+        let at = Instant::now();
+        first_read.get_or_insert(at);
+        let expired = watch.observe(&all.value, all.fencing_token, at);
+        if !expired.is_empty() {
+            return (expired, first_read.unwrap());
+        }
+        tokio::time::sleep(ms(10)).await;
+    }
+}
+
+pub async fn a_leased_claim_is_removed_only_after_a_full_observed_lease(store: S) {
+    let p = pool(&store, "expiry");
+    let c = range(1, 5);
+    p.claim_leased("a", &c, LEASE).await.unwrap();
+    let b = p.claim("b", &c).await.unwrap();
+    let (expired, first_seen) = watch_until_expired(&*p).await;
+    assert!(
+        first_seen.elapsed() >= LEASE,
+        "expired {:?} after it was first seen",
+        first_seen.elapsed()
+    );
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        (
+            expired[0].item().name.as_str(),
+            expired[0].item().owner.as_str()
+        ),
+        ("1", "a")
+    );
+    let token = p.expire(&expired[0]).await.unwrap();
+    assert_eq!(
+        token,
+        Some(FencingToken(b.fencing_token.get() + 1)),
+        "a write like a release"
+    );
+    let all = p.claims().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(3));
+    assert_eq!(held(&all.value), pairs(&[("2", "b")]));
+    assert_eq!(p.expire(&expired[0]).await.unwrap(), None, "gone already");
+    assert_eq!(kind(p.renew("a", "1").await), ErrorKind::LeaseLost);
+    // The freed name goes to the next claimer.
+    assert_eq!(p.claim("c", &c).await.unwrap().value.name, "1");
+}
+
+pub async fn a_claim_removal_loses_to_a_renewal_that_came_first(store: S) {
+    let p = pool(&store, "race");
+    let c = range(1, 5);
+    p.claim_leased("a", &c, LEASE).await.unwrap();
+    let (expired, _) = watch_until_expired(&*p).await;
+    p.renew("a", "1").await.unwrap();
+    assert_eq!(
+        p.expire(&expired[0]).await.unwrap(),
+        None,
+        "the renewal came first"
+    );
+    let all = p.claims().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(1), "nothing written");
+    assert_eq!(all.value[0].lease.as_ref().unwrap().renewals, 1);
+    // Released and claimed again by the same owner: another claim, which
+    // a watch of the old one does not remove.
+    let (expired, _) = watch_until_expired(&*p).await;
+    p.release("a").await.unwrap();
+    let again = p.claim_leased("a", &c, LEASE).await.unwrap();
+    assert_eq!(
+        (
+            again.value.name.as_str(),
+            again.value.lease.as_ref().unwrap().renewals
+        ),
+        ("1", 0)
+    );
+    assert_eq!(p.expire(&expired[0]).await.unwrap(), None);
+    let all = p.claims().await.unwrap();
+    assert_eq!((all.value.len(), all.fencing_token), (1, FencingToken(3)));
+}
+
+pub async fn a_claim_holder_keeps_its_claim_while_observers_watch(store: S) {
+    let c = range(1, 5);
+    let holder = ClaimHolder::claim(pool(&store, "kept"), "h", &c, LEASE, HolderOptions::new())
+        .await
+        .unwrap();
+    assert_eq!((holder.name(), holder.owner()), ("1", "h"));
+    assert!(holder.is_held());
+    let observer = pool(&store, "kept");
+    let mut watch = LeaseWatch::new();
+    let until = Instant::now() + LEASE * 3;
+    let mut renewals_seen = 0;
+    while Instant::now() < until {
+        let all = observer.claims().await.unwrap();
+        for e in watch.observe(&all.value, all.fencing_token, Instant::now()) {
+            assert_eq!(
+                observer.expire(&e).await.unwrap(),
+                None,
+                "removed a renewed claim"
+            );
+        }
+        renewals_seen = all.value[0].lease.as_ref().unwrap().renewals;
+        tokio::time::sleep(ms(20)).await;
+    }
+    assert!(
+        renewals_seen >= 4,
+        "renewed about every third of the lease: {renewals_seen}"
+    );
+    assert_eq!(
+        observer.claims().await.unwrap().fencing_token,
+        FencingToken(1)
+    );
+    assert!(holder.is_held(), "{:?}", holder.status());
+    // Holding it again from another handle renews it once and holds it.
+    let again = ClaimHolder::claim(pool(&store, "kept"), "h", &c, LEASE, HolderOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(again.claimed().value.token, holder.claimed().value.token);
+    assert!(again.claimed().value.lease.as_ref().unwrap().renewals > renewals_seen);
+    assert_eq!(holder.release().await.unwrap(), Some(FencingToken(2)));
+    assert!(observer.claims().await.unwrap().value.is_empty());
+    // A permanent claim cannot be held.
+    observer.claim("perm", &c).await.unwrap();
+    let err = ClaimHolder::claim(
+        Arc::clone(&observer),
+        "perm",
+        &c,
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let again_released = again.release().await.unwrap();
+    assert_eq!(again_released, None, "released by the first holder already");
+}
+
+/// A claim pool whose holder-side requests can be cut off (see [`Cutoff`]).
+#[derive(Debug)]
+pub struct CutPool {
+    inner: Box<dyn ClaimPool>,
+    cutoff: Cutoff,
+}
+
+impl CutPool {
+    pub fn new(inner: Box<dyn ClaimPool>) -> Arc<CutPool> {
+        Arc::new(CutPool {
+            inner,
+            cutoff: Cutoff::default(),
+        })
+    }
+}
+
+#[async_trait]
+impl ClaimPool for CutPool {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    async fn claim_with(
+        &self,
+        owner: &str,
+        candidates: &Candidates,
+        lease: Option<Duration>,
+    ) -> monotone::Result<Claimed> {
+        self.cutoff.request()?;
+        self.inner.claim_with(owner, candidates, lease).await
+    }
+    async fn renew(&self, owner: &str, name: &str) -> monotone::Result<Fenced<Claim>> {
+        self.cutoff.renewal()?;
+        self.inner.renew(owner, name).await
+    }
+    async fn expire(&self, expired: &Expired<Claim>) -> monotone::Result<Option<FencingToken>> {
+        self.cutoff.request()?;
+        self.inner.expire(expired).await
+    }
+    async fn release(&self, owner: &str) -> monotone::Result<Fenced<Claim>> {
+        self.cutoff.request()?;
+        self.inner.release(owner).await
+    }
+    async fn claim_of(&self, owner: &str) -> monotone::Result<Fenced<Claim>> {
+        self.cutoff.request()?;
+        self.inner.claim_of(owner).await
+    }
+    async fn claims(&self) -> monotone::Result<Fenced<Vec<Claim>>> {
+        self.cutoff.request()?;
+        self.inner.claims().await
+    }
+    async fn remove(&self) -> monotone::Result<Option<FencingToken>> {
+        self.cutoff.request()?;
+        self.inner.remove().await
+    }
+}
+
+pub async fn the_claim_holder_learns_of_loss_before_anyone_removes_it(store: S) {
+    let c = range(1, 5);
+    let cut = CutPool::new(store.claim_pool("cut").unwrap());
+    let holder = ClaimHolder::claim(cut.clone(), "h", &c, LEASE, HolderOptions::new())
+        .await
+        .unwrap();
+    let token = holder.claimed().fencing_token;
+    let observer = pool(&store, "cut");
+    let remover = tokio::spawn(async move {
+        loop {
+            let (expired, _) = watch_until_expired(&*observer).await;
+            if let Some(token) = observer.expire(&expired[0]).await.unwrap() {
+                return (Instant::now(), token);
+            }
+        }
+    });
+    tokio::time::sleep(LEASE / 2).await;
+    cut.cutoff.cut_renewals();
+    let lost = holder.lost().await;
+    let lost_at = Instant::now();
+    assert_eq!(lost.kind(), ErrorKind::LeaseLost, "{lost}");
+    assert!(lost.to_string().contains("`h`"), "{lost}");
+    assert!(matches!(holder.status(), LeaseStatus::Lost(_)));
+    let (removed_at, removed) = remover.await.unwrap();
+    assert!(
+        lost_at < removed_at,
+        "the holder learned of its loss {:?} after the claim was removed",
+        lost_at - removed_at
+    );
+    assert_eq!(removed.get(), token.get() + 1);
+    assert_eq!(holder.release().await.unwrap(), None);
+}
+
+pub async fn a_waiting_claimer_gets_a_dead_holders_name_with_a_larger_token(store: S) {
+    let c = range(1, 2);
+    let cut = CutPool::new(store.claim_pool("dead").unwrap());
+    let dead = ClaimHolder::claim(cut.clone(), "dead", &c, LEASE, HolderOptions::new())
+        .await
+        .unwrap();
+    let alive = ClaimHolder::claim(
+        pool(&store, "dead"),
+        "alive",
+        &c,
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap();
+    let dead_claim = dead.claimed().clone();
+    cut.cutoff.cut_everything();
+    drop(dead);
+    let p = pool(&store, "dead");
+    let started = Instant::now();
+    let got = wait_for_claim(&*p, "new", &c, Some(LEASE), &quick())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= LEASE,
+        "took the name {:?} after it was first seen",
+        started.elapsed()
+    );
+    assert_eq!(got.claim.value.name, dead_claim.value.name);
+    assert!(got.claim.fencing_token.get() > dead_claim.fencing_token.get() + 1);
+    let all = p.claims().await.unwrap();
+    assert_eq!(held(&all.value), pairs(&[("1", "new"), ("2", "alive")]));
+    assert!(alive.is_held(), "the live holder's claim was left alone");
+    // A claimer that waits with a timeout gives up with the claim error.
+    let err = wait_for_claim(&*p, "late", &c, None, &quick().with_timeout(Some(ms(200))))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exhausted, "{err}");
+    assert!(err.to_string().contains("after waiting"), "{err}");
+    alive.release().await.unwrap();
+}
+
+pub async fn permanent_claims_never_expire(store: S) {
+    let p = pool(&store, "forever");
+    let c = range(1, 1);
+    p.claim("p", &c).await.unwrap();
+    let err = wait_for_claim(
+        &*p,
+        "w",
+        &c,
+        Some(LEASE),
+        &quick().with_timeout(Some(LEASE * 2)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exhausted);
+    let all = p.claims().await.unwrap();
+    assert_eq!(held(&all.value), pairs(&[("1", "p")]));
+    assert_eq!(all.fencing_token, FencingToken(1), "nothing removed");
+}

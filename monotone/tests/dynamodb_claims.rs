@@ -1,0 +1,625 @@
+//! Claim pools on DynamoDB, beyond the conformance suite: the item layout,
+//! the requests per operation, a claimer that loses a race and waits in the
+//! pool (served by itself, or by another claimer's write), a waiter that
+//! finds every candidate taken, unreadable pools, and a full pool of the
+//! longest owners and names in one item.
+//!
+//! Runs against the local server of `scripts/test.sh`; without it every
+//! test says it skips and passes, except under CI.
+#![cfg(feature = "aws")]
+
+mod dynamodb_support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use monotone::dynamodb::{Backoff, DynamoDbConfig, DynamoDbStore};
+use monotone::{Candidates, ErrorKind, FencingToken, LeaseWatch, Store};
+
+use dynamodb_support::*;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn m(pairs: &[(&str, AttributeValue)]) -> AttributeValue {
+    AttributeValue::M(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    )
+}
+
+fn range(start: u64, end: u64) -> Candidates {
+    Candidates::range(start..=end).unwrap()
+}
+
+/// A store on `table` whose `UpdateItem`s meet `intruder`, counting its
+/// requests.
+async fn intruded_store(
+    endpoint: &str,
+    table: &str,
+    intruder: IntrudeOnWrite,
+) -> (DynamoDbStore, Requests) {
+    intruded_store_with(endpoint, DynamoDbConfig::new(table), intruder).await
+}
+
+/// [`intruded_store`] with a configuration of its own.
+async fn intruded_store_with(
+    endpoint: &str,
+    config: DynamoDbConfig,
+    intruder: IntrudeOnWrite,
+) -> (DynamoDbStore, Requests) {
+    let requests = Requests::default();
+    let client = Client::from_conf(
+        sdk_config(endpoint)
+            .await
+            .interceptor(intruder)
+            .interceptor(requests.clone())
+            .build(),
+    );
+    let store = DynamoDbStore::from_client(client, config).unwrap();
+    (store, requests)
+}
+
+/// Run `work` to its end on a runtime of its own, as an intrusion (on a
+/// thread of its own) does.
+fn elsewhere<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
+/// Claim for `owner` from `candidates` in pool `id` through `store`,
+/// elsewhere, returning the name.
+fn claim_elsewhere(
+    store: &DynamoDbStore,
+    id: &str,
+    owner: &str,
+    candidates: &Candidates,
+) -> String {
+    elsewhere(async {
+        store
+            .claim_pool(id)
+            .unwrap()
+            .claim(owner, candidates)
+            .await
+            .unwrap()
+            .value
+            .name
+    })
+}
+
+/// A pool `p` on a fresh table where `first` holds the first of
+/// `candidates`, and a store on that table before whose n-th `UpdateItem`
+/// another claimer claims, for each (n, owner, the name it must get) of
+/// `races`. Returns that store, its requests, a raw client and the table.
+async fn raced(
+    endpoint: &str,
+    tag: &str,
+    candidates: &Candidates,
+    races: &[(u64, &'static str, &'static str)],
+) -> (DynamoDbStore, Requests, Client, String) {
+    let (other, _, raw) = fresh_store(endpoint, tag).await;
+    let table = other.table().to_owned();
+    other
+        .claim_pool("p")
+        .unwrap()
+        .claim("first", candidates)
+        .await
+        .unwrap();
+    let mut intruder = IntrudeOnWrite::new();
+    for &(nth, owner, name) in races {
+        let (other, c) = (other.clone(), candidates.clone());
+        intruder = intruder.on(nth, move || {
+            assert_eq!(claim_elsewhere(&other, "p", owner, &c), name)
+        });
+    }
+    let (store, requests) = intruded_store(endpoint, &table, intruder).await;
+    (store, requests, raw, table)
+}
+
+/// The update expressions of the `UpdateItem`s among `sent`, in order.
+fn updates(sent: &[(String, String)]) -> Vec<String> {
+    sent.iter()
+        .filter(|(op, _)| op == "UpdateItem")
+        .map(|(_, body)| {
+            let body: serde_json::Value = serde_json::from_str(body).unwrap();
+            body["UpdateExpression"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_pool_items_and_requests_per_operation() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, requests, raw) = fresh_store(&endpoint, "claims").await;
+    let table = store.table().to_owned();
+    let p = store.claim_pool("zk").unwrap();
+    let c = range(1, 255);
+
+    p.claim("zk-a", &c).await.unwrap();
+    assert_eq!(
+        requests.take(),
+        ["GetItem", "UpdateItem"],
+        "claim in a new pool"
+    );
+    let b = p
+        .claim_leased("zk-b", &c, Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "claim");
+    p.claim("zk-a", &c).await.unwrap();
+    assert_eq!(requests.take(), ["GetItem"], "claim again");
+    let one = Candidates::names(["1"]).unwrap();
+    assert_eq!(
+        p.claim("zk-x", &one).await.unwrap_err().kind(),
+        ErrorKind::Exhausted
+    );
+    assert_eq!(requests.take(), ["GetItem"], "exhausted");
+    p.claims().await.unwrap();
+    assert_eq!(requests.take(), ["GetItem"], "list");
+    p.claim_of("zk-b").await.unwrap();
+    assert_eq!(requests.take(), ["GetItem"], "claim of an owner");
+    p.renew("zk-b", "2").await.unwrap();
+    assert_eq!(requests.take(), ["UpdateItem"], "renew");
+
+    // The item, as documented.
+    let it = raw_item(&raw, &table, "zk").await.unwrap();
+    assert_eq!(it["Type"], s("CLAIMS"));
+    assert_eq!(it["Version"], n(2));
+    assert_eq!(it["Waiting"], m(&[]), "nobody waiting");
+    let AttributeValue::M(claims) = &it["Claims"] else {
+        panic!("Claims is a map: {it:?}")
+    };
+    assert_eq!(
+        claims["1"],
+        m(&[("owner", s("zk-a")), ("index", n(0)), ("token", n(1))])
+    );
+    let AttributeValue::M(leased) = &claims["2"] else {
+        panic!("a claim is a map")
+    };
+    assert_eq!(
+        (
+            &leased["owner"],
+            &leased["index"],
+            &leased["token"],
+            &leased["lease_ms"],
+            &leased["renewals"]
+        ),
+        (&s("zk-b"), &n(1), &n(2), &n(15_000), &n(1))
+    );
+    let lease = b.value.lease.unwrap();
+    assert!(
+        matches!(&leased["renewed_at_ms"], AttributeValue::N(_)),
+        "{leased:?}"
+    );
+    assert!(lease.renewed_at.is_some());
+
+    let released = p.release("zk-a").await.unwrap();
+    assert_eq!(released.fencing_token, FencingToken(3));
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "release");
+    assert_eq!(
+        p.release("zk-a").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(requests.take(), ["GetItem"], "release of nothing");
+
+    // An expiry needs no read: it is conditional on the claim as watched.
+    let short = store.claim_pool("short").unwrap();
+    short
+        .claim_leased("gone", &c, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let mut watch = LeaseWatch::new();
+    let expired = loop {
+        let all = short.claims().await.unwrap();
+        let found = watch.observe(&all.value, all.fencing_token, tokio::time::Instant::now());
+        if let Some(e) = found.into_iter().next() {
+            break e;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    requests.take();
+    assert_eq!(short.expire(&expired).await.unwrap(), Some(FencingToken(2)));
+    assert_eq!(requests.take(), ["UpdateItem"], "expire");
+    assert_eq!(short.expire(&expired).await.unwrap(), None);
+    assert_eq!(requests.take(), ["UpdateItem"], "expire of what is gone");
+
+    assert_eq!(p.remove().await.unwrap(), Some(FencingToken(3)));
+    assert_eq!(requests.take(), ["DeleteItem"], "remove");
+    assert_eq!(raw_item(&raw, &table, "zk").await, None);
+    // A counter operation on a pool: one request, nothing written.
+    short.claim("x", &c).await.unwrap();
+    requests.take();
+    let err = store.counter("short").unwrap().next().await.unwrap_err();
+    assert_eq!(err.to_string(), "`short` is a claim pool, not a counter");
+    assert_eq!(requests.take(), ["UpdateItem"]);
+}
+
+/// Lost on purpose: another claimer takes the name between this claimer's
+/// read and its write. It waits in the pool (an `UpdateItem` that returns the
+/// pool) and claims on that at once: no backoff, no other read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimer_that_loses_a_race_waits_in_the_pool_and_claims() {
+    let Some(endpoint) = endpoint() else { return };
+    let c = range(1, 9);
+    let (store, requests, raw, table) =
+        raced(&endpoint, "claim-race", &c, &[(1, "intruder", "2")]).await;
+    let got = store
+        .claim_pool("p")
+        .unwrap()
+        .claim_with("me", &c, None)
+        .await
+        .unwrap();
+    assert!(got.added);
+    assert_eq!(
+        (got.claim.value.name.as_str(), got.claim.fencing_token),
+        ("3", FencingToken(3))
+    );
+    let sent = requests.take_with_bodies();
+    let ops: Vec<&str> = sent.iter().map(|(op, _)| op.as_str()).collect();
+    assert_eq!(ops, ["GetItem", "UpdateItem", "UpdateItem", "UpdateItem"]);
+    let u = updates(&sent);
+    assert!(
+        u[0].starts_with("SET #version = :version, #claims.#n0 = :c0"),
+        "{u:?}"
+    );
+    assert_eq!(u[1], "SET #waiting.#me = :waiter", "waits in the pool");
+    assert_eq!(
+        u[2],
+        "SET #version = :version, #claims.#n0 = :c0 REMOVE #waiting.#w0"
+    );
+    let it = raw_item(&raw, &table, "p").await.unwrap();
+    assert_eq!(it["Waiting"], m(&[]), "no longer waiting");
+    assert_eq!(it["Version"], n(3));
+}
+
+/// Served by another claimer: this claimer lost a race and waits in the
+/// pool; before its own write goes out, a third claimer writes and makes
+/// this claimer's claim too. Its own write then fails, and it finds its
+/// claim in the pool the failure returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_claimer_is_served_by_the_next_writer() {
+    let Some(endpoint) = endpoint() else { return };
+    let c = range(1, 9);
+    // Before the waiting claimer's own claim (its third write), another
+    // writer, who serves itself first, then the waiting claimer.
+    let races = [(1, "intruder", "2"), (3, "helper", "3")];
+    let (store, requests, raw, table) = raced(&endpoint, "claim-served", &c, &races).await;
+    let lease = Duration::from_secs(30);
+    let got = store
+        .claim_pool("p")
+        .unwrap()
+        .claim_with("me", &c, Some(lease))
+        .await
+        .unwrap();
+    assert!(got.added, "a claim made for this call");
+    assert!(got.written_at.is_some());
+    assert_eq!(
+        (got.claim.value.name.as_str(), got.claim.fencing_token),
+        ("4", FencingToken(4))
+    );
+    assert_eq!(got.claim.value.token, FencingToken(4));
+    assert_eq!(
+        got.claim.value.lease.as_ref().map(|l| l.duration),
+        Some(lease),
+        "as asked"
+    );
+    let ops = requests.take();
+    assert_eq!(ops, ["GetItem", "UpdateItem", "UpdateItem", "UpdateItem"]);
+    let it = raw_item(&raw, &table, "p").await.unwrap();
+    assert_eq!(it["Waiting"], m(&[]));
+    assert_eq!(it["Version"], n(4), "one version per claim");
+    let all = store.claim_pool("p").unwrap().claims().await.unwrap();
+    let held: Vec<(&str, &str, u64)> = all
+        .value
+        .iter()
+        .map(|c| (c.name.as_str(), c.owner.as_str(), c.token.get()))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("1", "first", 1),
+            ("2", "intruder", 2),
+            ("3", "helper", 3),
+            ("4", "me", 4)
+        ]
+    );
+}
+
+/// A waiting claimer whose candidates are all taken by the time it writes
+/// leaves the pool's `Waiting` and reports the pool exhausted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_claimer_that_finds_nothing_free_leaves() {
+    let Some(endpoint) = endpoint() else { return };
+    let c = range(1, 2);
+    let (store, requests, raw, table) =
+        raced(&endpoint, "claim-full", &c, &[(1, "intruder", "2")]).await;
+    let err = store
+        .claim_pool("p")
+        .unwrap()
+        .claim("me", &c)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exhausted, "{err}");
+    let sent = requests.take_with_bodies();
+    let u = updates(&sent);
+    assert_eq!(u.len(), 3, "{u:?}");
+    assert_eq!(u[1], "SET #waiting.#me = :waiter");
+    assert_eq!(u[2], "REMOVE #waiting.#me");
+    let it = raw_item(&raw, &table, "p").await.unwrap();
+    assert_eq!(it["Waiting"], m(&[]));
+    assert_eq!(it["Version"], n(2));
+}
+
+/// A waiting claimer that gives up (its retry budget is spent) leaves
+/// `Waiting` first, so that no later writer makes a claim it no longer
+/// waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_claimer_that_gives_up_leaves() {
+    let Some(endpoint) = endpoint() else { return };
+    let (other, _, raw) = fresh_store(&endpoint, "claim-give-up").await;
+    let table = other.table().to_owned();
+    let c = range(1, 9);
+    other
+        .claim_pool("p")
+        .unwrap()
+        .claim("first", &c)
+        .await
+        .unwrap();
+    let (a, b, c1) = (other.clone(), other.clone(), c.clone());
+    let intruder = IntrudeOnWrite::new()
+        .on(1, move || {
+            assert_eq!(claim_elsewhere(&a, "p", "intruder", &c1), "2")
+        })
+        // Before its own claim: a release, which moves the version on and
+        // serves nobody.
+        .on(3, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(b.claim_pool("p").unwrap().release("first"))
+                .unwrap();
+        });
+    let config = DynamoDbConfig::new(&table).with_backoff(Backoff::new().with_max_attempts(1));
+    let (store, requests) = intruded_store_with(&endpoint, config, intruder).await;
+    let err = store
+        .claim_pool("p")
+        .unwrap()
+        .claim("me", &c)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let u = updates(&requests.take_with_bodies());
+    assert_eq!(u.len(), 4, "{u:?}");
+    assert_eq!(u[1], "SET #waiting.#me = :waiter");
+    assert_eq!(u[3], "REMOVE #waiting.#me", "left the pool");
+    let it = raw_item(&raw, &table, "p").await.unwrap();
+    assert_eq!(it["Waiting"], m(&[]));
+    // The next claimer serves nobody: `me` claims nothing behind its back.
+    other
+        .claim_pool("p")
+        .unwrap()
+        .claim("next", &c)
+        .await
+        .unwrap();
+    let p = store.claim_pool("p").unwrap();
+    assert_eq!(
+        p.claim_of("me").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// Waiting claimers of other candidates are left waiting; those that hold a
+/// claim already (they claimed from elsewhere meanwhile) are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_serve_only_waiters_of_the_same_candidates() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "claim-mixed").await;
+    let table = store.table().to_owned();
+    let c = range(1, 9);
+    let p = store.claim_pool("p").unwrap();
+    p.claim("holder", &c).await.unwrap();
+    let mut it = raw_item(&raw, &table, "p").await.unwrap();
+    it.insert(
+        "Waiting".into(),
+        m(&[
+            (
+                "same",
+                m(&[("candidates", s("1..=9")), ("lease_ms", n(5000))]),
+            ),
+            ("else", m(&[("candidates", s("1..=3"))])),
+            ("holder", m(&[("candidates", s("1..=9"))])),
+        ]),
+    );
+    raw.put_item()
+        .table_name(&table)
+        .set_item(Some(it))
+        .send()
+        .await
+        .unwrap();
+    let me = p.claim("me", &c).await.unwrap();
+    assert_eq!(
+        (me.value.name.as_str(), me.fencing_token),
+        ("2", FencingToken(2))
+    );
+    let same = p.claim_of("same").await.unwrap().value;
+    assert_eq!((same.name.as_str(), same.token), ("3", FencingToken(3)));
+    assert_eq!(same.lease.map(|l| l.duration), Some(Duration::from_secs(5)));
+    let it = raw_item(&raw, &table, "p").await.unwrap();
+    assert_eq!(
+        it["Waiting"],
+        m(&[("else", m(&[("candidates", s("1..=3"))]))])
+    );
+    assert_eq!(it["Version"], n(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_claim_pools_are_reported_and_never_written_over() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "claim-corrupt").await;
+    let table = store.table().to_owned();
+    let c = range(1, 3);
+    let claim = |owner: &str| m(&[("owner", s(owner)), ("index", n(0)), ("token", n(1))]);
+    let pool = |claims: AttributeValue, waiting: Option<AttributeValue>| -> Item {
+        let mut it = HashMap::from([
+            ("ID".to_owned(), s("bad")),
+            ("Type".to_owned(), s("CLAIMS")),
+            ("Version".to_owned(), n(2)),
+            ("Claims".to_owned(), claims),
+        ]);
+        if let Some(w) = waiting {
+            it.insert("Waiting".into(), w);
+        }
+        it
+    };
+    for (it, says) in [
+        (
+            pool(AttributeValue::L(vec![]), Some(m(&[]))),
+            "`Claims` is a list (L)",
+        ),
+        (
+            pool(
+                m(&[("1", m(&[("index", n(0)), ("token", n(1))]))]),
+                Some(m(&[])),
+            ),
+            "lacks the string `owner`",
+        ),
+        (
+            pool(m(&[("1", claim("a")), ("2", claim("a"))]), Some(m(&[]))),
+            "gives owner `a` two names",
+        ),
+        (
+            pool(
+                m(&[(
+                    "1",
+                    m(&[
+                        ("owner", s("a")),
+                        ("index", n(0)),
+                        ("token", n(1)),
+                        ("lease_ms", n(0)),
+                    ]),
+                )]),
+                Some(m(&[])),
+            ),
+            "a lease of 0 ms",
+        ),
+        (
+            pool(
+                m(&[(
+                    "1",
+                    m(&[
+                        ("owner", s("a")),
+                        ("index", n(0)),
+                        ("token", n(1)),
+                        ("lease_ms", n(500)),
+                    ]),
+                )]),
+                Some(m(&[])),
+            ),
+            "lacks the number `renewals`",
+        ),
+        (pool(m(&[]), None), "`Waiting` is missing"),
+        (
+            pool(m(&[]), Some(m(&[("w", m(&[]))]))),
+            "lacks the string `candidates`",
+        ),
+    ] {
+        raw.put_item()
+            .table_name(&table)
+            .set_item(Some(it.clone()))
+            .send()
+            .await
+            .unwrap();
+        let p = store.claim_pool("bad").unwrap();
+        for err in [
+            p.claims().await.unwrap_err(),
+            p.claim("z", &c).await.unwrap_err(),
+            p.release("a").await.unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+            assert!(err.to_string().contains(says), "{says}: {err}");
+            assert!(err.to_string().contains("`bad`"), "{err}");
+        }
+        assert_eq!(
+            raw_item(&raw, &table, "bad").await.unwrap(),
+            it,
+            "left as it was"
+        );
+        // Still removable, so that it can be cleared.
+        assert_eq!(p.remove().await.unwrap(), Some(FencingToken(2)));
+    }
+}
+
+/// 255 claims of owners of 1024 bytes and names of 256 bytes, written
+/// behind the store's back, then the 256th claimed through the store: the
+/// full pool fits one item, and then the pool takes no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_of_the_longest_owners_and_names_fits_one_item() {
+    let Some(endpoint) = endpoint() else { return };
+    let (store, _, raw) = fresh_store(&endpoint, "claim-full-item").await;
+    let table = store.table().to_owned();
+    let name = |i: usize| format!("{i:0>256}");
+    let owner = |i: usize| format!("{i:0>1024}");
+    let names: Vec<String> = (0..monotone::MAX_CANDIDATES).map(name).collect();
+    let c = Candidates::names(names.clone()).unwrap();
+    let claims: HashMap<String, AttributeValue> = (0..monotone::MAX_CANDIDATES - 1)
+        .map(|i| {
+            let claim = m(&[
+                ("owner", s(&owner(i))),
+                ("index", n(i as u64)),
+                ("token", n(i as u64 + 1)),
+                ("lease_ms", n(15_000)),
+                ("renewals", n(123_456)),
+                ("renewed_at_ms", n(1_790_000_000_000)),
+            ]);
+            (name(i), claim)
+        })
+        .collect();
+    let it = HashMap::from([
+        ("ID".to_owned(), s("full")),
+        ("Type".to_owned(), s("CLAIMS")),
+        ("Version".to_owned(), n(255)),
+        ("Claims".to_owned(), AttributeValue::M(claims)),
+        ("Waiting".to_owned(), m(&[])),
+    ]);
+    raw.put_item()
+        .table_name(&table)
+        .set_item(Some(it))
+        .send()
+        .await
+        .unwrap();
+    let p = store.claim_pool("full").unwrap();
+    let last = p
+        .claim_leased(&owner(255), &c, Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(
+        (last.value.name.as_str(), last.fencing_token),
+        (names[255].as_str(), FencingToken(256))
+    );
+    assert_eq!(p.claims().await.unwrap().value.len(), 256);
+    let err = p
+        .claim("one-more", &Candidates::names(["x"]).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exhausted, "{err}");
+    p.renew(&owner(255), &names[255]).await.unwrap();
+    assert_eq!(
+        p.release(&owner(3)).await.unwrap().fencing_token,
+        FencingToken(257)
+    );
+}
