@@ -623,3 +623,64 @@ async fn a_full_pool_of_the_longest_owners_and_names_fits_one_item() {
         FencingToken(257)
     );
 }
+
+/// A waiting claimer that leaves `Waiting` after a writer read the pool (it
+/// gave up) is not given a claim by that writer: waiting and leaving change
+/// no version, so the writer's condition names each claimer it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_serves_no_claimer_that_left_after_its_read() {
+    let Some(endpoint) = endpoint() else { return };
+    let (other, _, raw) = fresh_store(&endpoint, "claim-left").await;
+    let table = other.table().to_owned();
+    let c = range(1, 9);
+    other
+        .claim_pool("p")
+        .unwrap()
+        .claim("first", &c)
+        .await
+        .unwrap();
+    // `gone` waits in the pool, as a claimer that lost a race does.
+    let entry = m(&[("candidates", AttributeValue::S("1..=9".into()))]);
+    raw.update_item()
+        .table_name(&table)
+        .key("ID", AttributeValue::S("p".into()))
+        .update_expression("SET #w.#me = :entry")
+        .expression_attribute_names("#w", "Waiting")
+        .expression_attribute_names("#me", "gone")
+        .expression_attribute_values(":entry", entry)
+        .send()
+        .await
+        .unwrap();
+    // After `me` read the pool, and before it writes, `gone` leaves.
+    let (raw2, table2) = (raw.clone(), table.clone());
+    let intruder = IntrudeOnWrite::new().on(1, move || {
+        elsewhere(async move {
+            raw2.update_item()
+                .table_name(&table2)
+                .key("ID", AttributeValue::S("p".into()))
+                .update_expression("REMOVE #w.#me")
+                .expression_attribute_names("#w", "Waiting")
+                .expression_attribute_names("#me", "gone")
+                .send()
+                .await
+                .unwrap();
+        })
+    });
+    let (store, _) = intruded_store(&endpoint, &table, intruder).await;
+    let mine = store
+        .claim_pool("p")
+        .unwrap()
+        .claim("me", &c)
+        .await
+        .unwrap();
+    assert_eq!(mine.value.name, "2");
+    let pool = store.claim_pool("p").unwrap();
+    assert_eq!(
+        pool.claim_of("gone").await.unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "a claimer that left got a claim behind its back"
+    );
+    let all = pool.claims().await.unwrap();
+    assert_eq!(all.value.len(), 2);
+    assert_eq!(all.fencing_token, FencingToken(2));
+}

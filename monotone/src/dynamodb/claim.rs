@@ -163,7 +163,10 @@ impl DynamoDbClaimPool {
     /// The write that turns `before` (as read; `None`: absent) into `after`:
     /// the claims `after` has and `before` had not, and out of `Waiting` the
     /// claimers `before` had and `after` has not, conditional on the
-    /// version read.
+    /// version read and on each of those claimers still waiting as read.
+    /// Waiting and leaving `Waiting` change no version, so without the
+    /// second part a claimer that gave up and left after this writer's read
+    /// would still be given a claim it no longer asked for.
     fn claims_write(
         &self,
         before: Option<&ClaimPoolState>,
@@ -188,7 +191,10 @@ impl DynamoDbClaimPool {
                     .collect();
                 values.insert(":claims".into(), AttributeValue::M(claims));
                 values.insert(":waiting".into(), AttributeValue::M(waiting));
-                (CLAIMS_CREATE_UPDATE.to_owned(), CLAIMS_CREATE_CONDITION)
+                (
+                    CLAIMS_CREATE_UPDATE.to_owned(),
+                    CLAIMS_CREATE_CONDITION.to_owned(),
+                )
             }
             Some(before) => {
                 values.insert(":expected".into(), n(before.version));
@@ -207,17 +213,20 @@ impl DynamoDbClaimPool {
                     names.insert(placeholder, (*name).clone());
                     values.insert(value, encode_claim(record));
                 }
+                let mut condition = CLAIMS_VERSION_CONDITION.to_owned();
                 for (i, owner) in gone.iter().enumerate() {
                     let (_, placeholder, _) = claim_placeholders(i);
+                    let digest = format!(":d{i}");
+                    condition.push_str(&format!(
+                        " AND #waiting.{placeholder}.#candidates = {digest}"
+                    ));
                     names.insert(placeholder, (*owner).clone());
+                    values.insert(digest, s(&before.waiting()[*owner].candidates));
                 }
-                (
-                    claims_write_update(made.len(), gone.len()),
-                    CLAIMS_VERSION_CONDITION,
-                )
+                (claims_write_update(made.len(), gone.len()), condition)
             }
         };
-        names.extend(super::schema::names_in(&[&update, condition]));
+        names.extend(super::schema::names_in(&[&update, &condition]));
         UpdateRequest {
             update,
             condition,

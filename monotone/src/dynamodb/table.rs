@@ -89,7 +89,7 @@ pub(crate) struct Update {
 #[derive(Debug, Clone)]
 pub(crate) struct UpdateRequest {
     pub update: String,
-    pub condition: &'static str,
+    pub condition: String,
     /// Every attribute name placeholder the expressions use, and no other.
     pub names: HashMap<String, String>,
     pub values: HashMap<String, AttributeValue>,
@@ -194,7 +194,7 @@ impl Table {
         all.extend(names.iter().map(|(p, n)| (p.to_string(), n.clone())));
         let request = UpdateRequest {
             update: update.update.to_owned(),
-            condition: update.condition,
+            condition: update.condition.to_owned(),
             names: all,
             values: values(&update.values),
             returns: update.returns.clone(),
@@ -220,7 +220,7 @@ impl Table {
                 .table_name(&self.name)
                 .set_key(Some(schema::key(id)))
                 .update_expression(&update.update)
-                .condition_expression(update.condition)
+                .condition_expression(&update.condition)
                 .set_expression_attribute_names(Some(update.names.clone()))
                 .set_expression_attribute_values(Some(update.values.clone()))
                 .return_values(update.returns.clone())
