@@ -7,7 +7,7 @@ and shared JSON documents from the shell, and over HTTP (`monotone serve`, see
 and prints its result as one pretty-printed JSON document on stdout, in
 monotone 0.4's shapes, so boot scripts can pipe it into `jq`. `doc watch`
 instead prints one compact JSON line per change, flushed at once, until it
-is interrupted (SIGINT or SIGTERM: exit code 0), and `lock` runs a command
+is interrupted (SIGINT, SIGTERM or SIGHUP: exit code 0), and `lock` runs a command
 under a lock and exits as it did (see [`commands::lock`]), as `claim --ttl`
 does around a command (see [`commands::claim`]). On failure it
 prints nothing on stdout, one line on stderr, and exits with the code of the
@@ -154,7 +154,7 @@ async fn watch(
     let doc: Arc<dyn Document> = Arc::from(store.document(id)?);
     // Listen before the first line, so that a signal sent on seeing it is
     // caught rather than killing the process.
-    let interrupted = interrupted()?;
+    let mut signals = commands::hold::Signals::new()?;
     let mut emit = |line: &ChangeLine| -> std::io::Result<()> {
         let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
         text.push('\n');
@@ -168,25 +168,8 @@ async fn watch(
             Err(CommandError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
             other => other.map_err(failure),
         },
-        () = interrupted => Ok(()),
+        _ = signals.recv() => Ok(()),
     }
-}
-
-/// A future that completes on SIGINT or SIGTERM.
-fn interrupted() -> Result<impl std::future::Future<Output = ()>, Failure> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let listen =
-        |kind| signal(kind).map_err(|e| Failure::Other(format!("cannot listen for signals: {e}")));
-    let (mut int, mut term) = (
-        listen(SignalKind::interrupt())?,
-        listen(SignalKind::terminate())?,
-    );
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    })
 }
 
 /// Print `output` as one pretty-printed JSON document on stdout.
