@@ -36,6 +36,10 @@ pub const VERSION_MISMATCH: u8 = 12;
 /// Why the command failed.
 #[derive(Debug)]
 pub enum Failure {
+    /// clap's outcome of a command line that is not one to run: a usage
+    /// error, or `--help` and `--version`, which clap models as errors too
+    /// (reported on stdout, with code 0).
+    Parse(clap::Error),
     Usage(String),
     Config(String),
     Store(monotone::Error),
@@ -51,6 +55,10 @@ impl From<monotone::Error> for Failure {
 impl Failure {
     pub fn code(&self) -> u8 {
         match self {
+            Failure::Parse(e) => match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => USAGE,
+            },
             Failure::Usage(_) => USAGE,
             Failure::Config(_) => CONFIG,
             Failure::Other(_) => OTHER,
@@ -74,14 +82,19 @@ impl Failure {
     /// The one line printed on stderr.
     pub fn message(&self) -> String {
         let text = match self {
+            Failure::Parse(e) => clap_message(e),
             Failure::Usage(m) | Failure::Config(m) | Failure::Other(m) => m.clone(),
             Failure::Store(e) => e.to_string(),
         };
         one_line(&text)
     }
 
-    /// Print the message and give the exit code.
+    /// Print the message and give the exit code: the one place where a
+    /// failure is printed.
     pub fn report(self) -> ExitCode {
+        if let Failure::Parse(e) = self {
+            return clap_error(e);
+        }
         eprintln!("monotone: error: {}", self.message());
         ExitCode::from(self.code())
     }
@@ -98,7 +111,7 @@ fn one_line(text: &str) -> String {
 
 /// clap's own outcome: help and version go to stdout with code 0; any
 /// usage error becomes one line on stderr with code 2.
-pub fn clap_error(e: clap::Error) -> ExitCode {
+fn clap_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind as K;
     match e.kind() {
         K::DisplayHelp | K::DisplayVersion => {
@@ -165,7 +178,7 @@ mod tests {
     fn clap_errors_become_one_line() {
         use clap::Parser;
         let e =
-            crate::args::Cli::try_parse_from(["monotone", "-i", "t", "tally", "add"]).unwrap_err();
+            crate::cli::Cli::try_parse_from(["monotone", "-i", "t", "tally", "add"]).unwrap_err();
         assert_eq!(
             clap_message(&e),
             "the following required arguments were not provided: <N>"

@@ -16,27 +16,35 @@ like `head` may stop reading whenever it likes.
 
 Diagnostics go through `tracing` to stderr, silent unless `RUST_LOG` asks
 (`RUST_LOG=monotone=debug` shows every store request and retry).
+
+# Where things are
+
+- [`cli`]: the global flags, the list of commands, and `parse`.
+- `commands/<name>.rs`: one command each, its clap arguments beside the code
+  that runs them ([`commands::counter`], [`commands::queue`],
+  [`commands::lock`], [`commands::doc`], [`commands::tally`],
+  [`commands::claim`]); [`commands::values`] reads the values several of
+  them take (durations, tags); [`commands::hold`] holds a lease for `lock`
+  and `claim --ttl`.
+- [`serve`]: `monotone serve`, its arguments and its HTTP routes.
+- [`exit`]: failures, the one line each prints, and exit codes.
+- [`store_url`]: which store the flags and the environment select.
+- [`group`]: the process group a command runs in under a lease.
+
+`main` is `run(parse())`: errors of either, from clap's to the store's, are
+printed once, by [`exit::Failure::report`].
 */
 
-mod args;
+mod cli;
 mod commands;
 mod exit;
 mod group;
 mod serve;
 mod store_url;
 
-use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use clap::Parser;
-use monotone::{Document, Store};
-use serde::Serialize;
-
-use crate::args::{Cli, Command, DocAction};
-use crate::commands::doc::ChangeLine;
-use crate::commands::{CommandError, Place};
+use crate::cli::{parse, Cli, Command};
 use crate::exit::Failure;
 use crate::store_url::StoreChoice;
 
@@ -45,12 +53,7 @@ fn main() -> ExitCode {
     if args.nth(1).is_some_and(|a| a == group::GUARD_ARG) {
         return group::guard_main(args.collect());
     }
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => return exit::clap_error(e),
-    };
-    init_tracing();
-    match run(cli) {
+    match run(parse()) {
         Ok(code) => code,
         Err(failure) => failure.report(),
     }
@@ -67,7 +70,10 @@ fn init_tracing() {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, Failure> {
+/// Open the store the command line selects and run its command on it.
+fn run(parsed: Result<Cli, Failure>) -> Result<ExitCode, Failure> {
+    let cli = parsed?;
+    init_tracing();
     // What needs no store is checked before the store is opened.
     let (id, serving) = match (&cli.command, cli.id.as_deref()) {
         (Command::Serve(args), None) => (String::new(), Some(serve::prepare(args)?)),
@@ -108,82 +114,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             (Command::Serve(args), Some(token)) => serve::run(store, args, token)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            (Command::Lock(args), _) => {
-                commands::lock::run(store, &id, args, |output| print(&output)).await
-            }
-            (Command::Claim(args), _) => {
-                commands::claim::run(store, &id, args, |output| print(&output)).await
-            }
-            (
-                Command::Doc {
-                    action: DocAction::Watch { from_version, poll },
-                },
-                _,
-            ) => watch(&*store, &id, from_version, poll)
-                .await
-                .map(|()| ExitCode::SUCCESS),
-            (command, _) => print(
-                &commands::run(&*store, &id, command)
-                    .await
-                    .map_err(failure)?,
-            )
-            .map(|()| ExitCode::SUCCESS),
+            (command, _) => command.run(store, &id).await,
         }
     });
     // Do not wait for work left on blocking threads (a read of stdin).
     runtime.shutdown_background();
     result
-}
-
-fn failure(e: CommandError) -> Failure {
-    match e {
-        CommandError::Usage(m) => Failure::Usage(m),
-        CommandError::Store(e) => Failure::Store(e),
-        CommandError::Output(e) => Failure::Other(format!("cannot write the result: {e}")),
-    }
-}
-
-/// `doc watch`: one line per change until a signal, a closed stdout (both
-/// exit 0) or a store error.
-async fn watch(
-    store: &dyn Store,
-    id: &str,
-    from_version: Option<u64>,
-    poll: Duration,
-) -> Result<(), Failure> {
-    let doc: Arc<dyn Document> = Arc::from(store.document(id)?);
-    // Listen before the first line, so that a signal sent on seeing it is
-    // caught rather than killing the process.
-    let mut signals = commands::hold::Signals::new()?;
-    let mut emit = |line: &ChangeLine| -> std::io::Result<()> {
-        let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
-        text.push('\n');
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(text.as_bytes())?;
-        stdout.flush()
-    };
-    let watching = commands::doc::watch(doc, Place::of(store), from_version, poll, &mut emit);
-    tokio::select! {
-        done = watching => match done {
-            Err(CommandError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            other => other.map_err(failure),
-        },
-        _ = signals.recv() => Ok(()),
-    }
-}
-
-/// Print `output` as one pretty-printed JSON document on stdout.
-pub fn print(output: &impl Serialize) -> Result<(), Failure> {
-    let mut text = serde_json::to_string_pretty(output)
-        .map_err(|e| Failure::Other(format!("cannot encode the result: {e}")))?;
-    text.push('\n');
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure::Other(format!("cannot write the result: {e}"))),
-    }
 }

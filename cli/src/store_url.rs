@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::args::Cli;
+use crate::cli::Cli;
 
 /// monotone 0.4's table when `-r` is given without `-t`.
 pub const DEFAULT_TABLE: &str = "Counters";

@@ -17,11 +17,12 @@
 //! otherwise.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{Args, Subcommand};
 use monotone::{
     wait_for_claim, Candidates, Claim, ClaimHolder, ClaimPool, Fenced, Store, WaitOptions,
 };
@@ -29,9 +30,120 @@ use serde::Serialize;
 
 use super::hold::{self, check_command, hold_until_done, signal_code, Signals, Timing};
 use super::queue::{LeaseView, QueueRemovedOutput};
+use super::values::{parse_duration, parse_poll};
 use super::{Output, Place};
-use crate::args::{ClaimAction, ClaimArgs};
 use crate::exit::Failure;
+
+const CLAIM_HELP: &str = "\
+Claims the first candidate that no one holds, in the order given, for OWNER,
+and prints the claim; claiming again as the same owner returns the same
+claim. Every claim, release and expiry adds one to the pool's fencing token.
+Without --ttl the claim is permanent: it stays until released. With --ttl it
+is leased and held while monotone runs: around COMMAND (run in its own
+process group, killed if the lease is lost), or without COMMAND until stdin
+closes or a signal arrives; then it is released. COMMAND's environment holds
+MONOTONE_CLAIM_NAME, MONOTONE_CLAIM_INDEX, MONOTONE_CLAIM_OWNER,
+MONOTONE_FENCING_TOKEN, MONOTONE_ID and MONOTONE_STORE.
+
+At most 256 candidates, names of at most 256 bytes; a range includes both
+ends (1..255 is 1 to 255, as bash's {1..255}).
+
+Exit status: 11 when every candidate is taken; with COMMAND, COMMAND's own,
+10 when the lease was lost and the command was killed; 2 for bad arguments.
+
+Examples:
+  monotone -i myzk claim -p $(hostname -f) --range 1..255 | jq -r .name
+  monotone -i fleet-names claim -p $(hostname -f) --names-file mountains.txt --ttl 30s -- ./agent
+  monotone -i myzk claim list
+  monotone -i myzk claim -p $(hostname -f) release";
+
+/// Claim the first free name of a list or range (ZooKeeper myids, a
+/// fleet's names); list, get and release claims
+#[derive(Debug, Args)]
+#[command(
+    after_help = CLAIM_HELP,
+    subcommand_negates_reqs = true,
+    group(clap::ArgGroup::new("candidates").required(true).args(["range", "names", "names_file"]))
+)]
+pub struct ClaimArgs {
+    /// Who claims (or releases): a stable id, such as the host's name
+    #[arg(
+        short = 'p',
+        long = "owner",
+        visible_alias = "process",
+        value_name = "OWNER",
+        global = true
+    )]
+    pub owner: Option<String>,
+
+    /// Claim from the integers A to B, both included (A..=B works too)
+    #[arg(long, value_name = "A..B", value_parser = parse_range)]
+    pub range: Option<(u64, u64)>,
+
+    /// Claim from these names, in this order, separated by commas
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',', num_args = 1..)]
+    pub names: Option<Vec<String>>,
+
+    /// Claim from the names in FILE, one a line, in order (blank lines and
+    /// lines starting with # are skipped; `-` reads standard input)
+    #[arg(long, value_name = "FILE")]
+    pub names_file: Option<PathBuf>,
+
+    /// Lease the claim and hold it while monotone runs, renewing it; it
+    /// expires this long after the holder stops renewing
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+
+    /// While every candidate is taken, wait up to this long for one to free
+    /// up, removing claims whose lease expired (exit code 11 after it)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// While waiting, the longest time between two looks at the pool
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+    pub poll: Duration,
+
+    /// When the lease is lost: time between SIGTERM and SIGKILL to the
+    /// command's process group [default: 3s, or a fifth of the ttl if shorter]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub kill_after: Option<Duration>,
+
+    /// The command to run while holding the claim (needs --ttl), after --
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+
+    #[command(subcommand)]
+    pub action: Option<ClaimAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClaimAction {
+    /// List every claim in candidate order, with the pool's fencing token
+    List,
+    /// Get the claim of the owner (-p)
+    Get,
+    /// Release the owner's (-p) claim
+    Release,
+    /// Remove the pool, its claims and its token from the store
+    Rm,
+}
+
+/// An integer range `A..B` or `A..=B`, both ends included.
+pub fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (start, end) = s
+        .split_once("..=")
+        .or_else(|| s.split_once(".."))
+        .ok_or_else(|| format!("`{s}` is not a range like 1..255"))?;
+    let number = |n: &str| {
+        n.trim().parse::<u64>().map_err(|_| {
+            format!(
+                "`{n}` in `{s}` is not a whole number from 0 to {}",
+                u64::MAX
+            )
+        })
+    };
+    Ok((number(start)?, number(end)?))
+}
 
 /// A claim in a list: `{"name", "owner", "index", "token", "lease"}`.
 #[derive(Debug, Serialize)]
@@ -318,4 +430,43 @@ async fn claim(
     ]
     .map(|(k, v)| (k.to_owned(), v));
     hold::run_command(holder, &plan.command, &env, timing.kill_after, signals).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn claim_ranges_include_both_ends() {
+        assert_eq!(parse_range("1..255"), Ok((1, 255)));
+        assert_eq!(parse_range("1..=255"), Ok((1, 255)));
+        assert_eq!(parse_range(" 0 .. 7 "), Ok((0, 7)));
+        for bad in ["1-5", "..5", "1..", "a..b", "-1..5", "1..=", "1...5"] {
+            assert!(parse_range(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from([
+            "monotone", "-i", "p", "claim", "-p", "me", "--names", "a,b", "--ttl", "30s", "--",
+            "agent", "--flag",
+        ])
+        .unwrap();
+        let Command::Claim(c) = cli.command else {
+            panic!("not claim")
+        };
+        assert_eq!(c.names, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(c.command, ["agent", "--flag"]);
+        let cli =
+            Cli::try_parse_from(["monotone", "-i", "p", "claim", "release", "-p", "me"]).unwrap();
+        let Command::Claim(c) = cli.command else {
+            panic!("not claim")
+        };
+        assert_eq!(
+            (
+                c.owner.as_deref(),
+                matches!(c.action, Some(ClaimAction::Release))
+            ),
+            (Some("me"), true)
+        );
+    }
 }

@@ -1,9 +1,38 @@
 //! `monotone -i ID counter get|next|rm`
 
-use monotone::Counter;
+use clap::{Args, Subcommand};
+use monotone::{Counter, Store};
 use serde::Serialize;
 
-use super::Place;
+use super::{CommandError, Output, Place};
+
+/// An atomic counter that only goes up
+#[derive(Debug, Args)]
+pub struct CounterArgs {
+    #[command(subcommand)]
+    pub action: CounterAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CounterAction {
+    /// Get the value of the counter
+    Get,
+    /// Increment the counter and get its new value
+    Next,
+    /// Remove the counter from the store
+    Rm,
+}
+
+/// Run `counter` on the counter `id` of `store`.
+pub async fn run(store: &dyn Store, id: &str, args: CounterArgs) -> Result<Output, CommandError> {
+    let place = Place::of(store);
+    let counter = store.counter(id)?;
+    Ok(match args.action {
+        CounterAction::Get => Output::Counter(get(&*counter, place).await?),
+        CounterAction::Next => Output::Counter(next(&*counter, place).await?),
+        CounterAction::Rm => Output::CounterRemoved(rm(&*counter, place).await?),
+    })
+}
 
 /// monotone 0.4's counter document: `{"id", "value", "region", "table"}`.
 #[derive(Debug, Serialize)]

@@ -1,15 +1,65 @@
 //! `monotone -i ID doc get|set|patch|watch|rm`
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use monotone::{Change, Changes, Diff, Document, DocumentExt, Error, Snapshot};
+use clap::{Args, Subcommand};
+use monotone::{Change, Changes, Diff, Document, DocumentExt, Error, Snapshot, Store};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::hold::Signals;
+use super::values::parse_poll;
 use super::{CommandError, Output, Place};
-use crate::args::DocAction;
+use crate::exit::Failure;
+
+/// A shared JSON document whose version grows with every write
+#[derive(Debug, Args)]
+pub struct DocArgs {
+    #[command(subcommand)]
+    pub action: DocAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocAction {
+    /// Print the document and its version (one consistent read)
+    Get,
+    /// Replace the document with the JSON value in FILE (or standard input)
+    Set {
+        /// Write only if the document is at version N (0: does not exist yet)
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+        /// A file holding one JSON value; `-` or nothing for standard input
+        #[arg(value_name = "FILE")]
+        file: Option<String>,
+    },
+    /// Apply an RFC 7386 JSON merge patch from FILE (or standard input)
+    Patch {
+        /// Patch only if the document is at version N
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+        /// A file holding the merge patch; `-` or nothing for standard input
+        #[arg(value_name = "FILE")]
+        file: Option<String>,
+    },
+    /// Print one JSON line per change until interrupted
+    Watch {
+        /// Report the changes after version N (0: the whole document first);
+        /// by default, those from now on
+        #[arg(long, value_name = "N")]
+        from_version: Option<u64>,
+        /// How often to check the store for a new version
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+        poll: Duration,
+    },
+    /// Remove the document (its version stays and goes on growing)
+    Rm {
+        /// Remove only if the document is at version N
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+    },
+}
 
 /// `doc get`, `doc set` and `doc patch`: the document as read or written.
 /// `value` is `null` both for a document holding `null` and for one that
@@ -110,13 +160,12 @@ fn merged(value: Option<&Value>, patch: &Value) -> Value {
     out
 }
 
-/// Every `doc` action but `watch`, which streams (see [`watch`]).
-pub async fn run(
-    doc: &dyn Document,
-    place: Place,
-    action: DocAction,
-) -> Result<Output, CommandError> {
-    Ok(match action {
+/// Run every `doc` action but `watch`, which streams (see [`watch`]), on
+/// the document `id` of `store`.
+pub async fn run(store: &dyn Store, id: &str, args: DocArgs) -> Result<Output, CommandError> {
+    let place = Place::of(store);
+    let doc = &*store.document(id)?;
+    Ok(match args.action {
         DocAction::Get => output(doc, place, doc.read().await?),
         DocAction::Set { if_version, file } => {
             let value = read_json(file.as_deref(), "document")?;
@@ -166,10 +215,39 @@ pub async fn run(
     })
 }
 
-/// `doc watch`: give `emit` one line per change, from `from_version` (by
-/// default the current version), checking every `poll`. Returns when `emit`
-/// fails (a closed stdout) or the store does.
+/// `doc watch`: one line per change on stdout until a signal, a closed
+/// stdout (both exit 0) or a store error.
 pub async fn watch(
+    store: &dyn Store,
+    id: &str,
+    from_version: Option<u64>,
+    poll: Duration,
+) -> Result<(), Failure> {
+    let doc: Arc<dyn Document> = Arc::from(store.document(id)?);
+    // Listen before the first line, so that a signal sent on seeing it is
+    // caught rather than killing the process.
+    let mut signals = Signals::new()?;
+    let mut emit = |line: &ChangeLine| -> std::io::Result<()> {
+        let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+        text.push('\n');
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()
+    };
+    let watching = follow(doc, Place::of(store), from_version, poll, &mut emit);
+    tokio::select! {
+        done = watching => match done {
+            Err(CommandError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.map_err(Failure::from),
+        },
+        _ = signals.recv() => Ok(()),
+    }
+}
+
+/// Give `emit` one line per change, from `from_version` (by default the
+/// current version), checking every `poll`. Returns when `emit` fails (a
+/// closed stdout) or the store does.
+async fn follow(
     doc: Arc<dyn Document>,
     place: Place,
     from_version: Option<u64>,
@@ -185,5 +263,54 @@ pub async fn watch(
     loop {
         let change = changes.next().await?;
         emit(&ChangeLine::new(&id, &place, change)).map_err(CommandError::Output)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn doc_forms_parse() {
+        let cli = Cli::try_parse_from([
+            "monotone",
+            "-i",
+            "d",
+            "doc",
+            "set",
+            "--if-version",
+            "3",
+            "new.json",
+        ])
+        .unwrap();
+        let Command::Doc(DocArgs {
+            action: DocAction::Set { if_version, file },
+        }) = cli.command
+        else {
+            panic!("not doc set")
+        };
+        assert_eq!((if_version, file.as_deref()), (Some(3), Some("new.json")));
+        let cli = Cli::try_parse_from(["monotone", "-i", "d", "doc", "watch"]).unwrap();
+        let Command::Doc(DocArgs {
+            action: DocAction::Watch { from_version, poll },
+        }) = cli.command
+        else {
+            panic!("not doc watch")
+        };
+        assert_eq!(
+            (from_version, poll),
+            (None, std::time::Duration::from_secs(1))
+        );
+        for bad in [
+            &["doc", "set", "--if-version", "-1"][..],
+            &["doc", "watch", "--poll", "0s"],
+            &["doc", "get", "extra"],
+        ] {
+            let mut argv = vec!["monotone", "-i", "d"];
+            argv.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 }

@@ -22,15 +22,79 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use clap::Args;
 use monotone::{
     Error, ErrorKind, Fenced, HolderOptions, LeaseHolder, Queue, Store, Tags, Ticket, WaitOptions,
 };
 
 use super::hold::{self, check_command, hold_until_done, signal_code, Signals, Timing};
-use super::queue::{tag_map, TicketOutput};
+use super::queue::TicketOutput;
+use super::values::{parse_duration, parse_poll, parse_tag, tag_map};
 use super::{Output, Place};
-use crate::args::LockArgs;
 use crate::exit::Failure;
+
+const LOCK_HELP: &str = "\
+Joins the queue with a leased ticket, waits until it is among the first N,
+runs COMMAND in its own process group while renewing the lease, and leaves
+the queue when COMMAND ends. COMMAND's environment holds MONOTONE_ID,
+MONOTONE_PROCESS_ID, MONOTONE_FENCING_TOKEN, MONOTONE_POSITION,
+MONOTONE_COUNTER and MONOTONE_STORE.
+
+Without COMMAND, prints the ticket as JSON once acquired and holds the lock
+until stdin closes or a signal arrives.
+
+Exit status: COMMAND's (128 + the signal if a signal killed it); 9 when the
+lock was not acquired (--no-wait, --timeout); 10 when the lease was lost and
+the command was killed; 2 for bad arguments or a command that cannot be run.
+
+Examples:
+  monotone -i mongo-init lock -- /usr/local/bin/init-replica-set
+  monotone -i hourly-report lock --no-wait -- ./report.sh
+  monotone -i backups lock -n 2 --ttl 30s -- ./backup.sh";
+
+/// Run a command while holding a lock (or one of N places) on the queue
+#[derive(Debug, Args)]
+#[command(after_help = LOCK_HELP)]
+pub struct LockArgs {
+    /// Id of this holder [default: HOST:PID:N, unique to this invocation]
+    #[arg(short, long = "process", value_name = "PROCESS_ID")]
+    pub process_id: Option<String>,
+
+    /// How many may hold the lock at once (a semaphore)
+    #[arg(short = 'n', long = "holders", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub holders: u64,
+
+    /// Lease: how long the lock outlives a holder that stops renewing it
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub ttl: Duration,
+
+    /// Do not wait: if the lock is held, exit at once with code 9
+    #[arg(long, conflicts_with = "timeout")]
+    pub no_wait: bool,
+
+    /// Give up after waiting this long, with exit code 9
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// While waiting, the longest time between two looks at the queue (each
+    /// look is one read of the store)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+    pub poll: Duration,
+
+    /// Tag for the ticket, KEY=VALUE; repeat for more
+    #[arg(short, long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+
+    /// When the lease is lost: time between SIGTERM and SIGKILL to the
+    /// command's process group [default: 3s, or a fifth of the ttl if shorter]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub kill_after: Option<Duration>,
+
+    /// The command to run under the lock, after --
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
 
 /// A lock request, checked.
 #[derive(Debug)]
@@ -73,7 +137,7 @@ impl Plan {
             wait: WaitOptions::new()
                 .with_timeout(timeout)
                 .with_poll(monotone::DEFAULT_MIN_POLL, args.poll),
-            tags: tag_map(args.tags).map_err(crate::failure)?,
+            tags: tag_map(args.tags)?,
             command: args.command,
         })
     }

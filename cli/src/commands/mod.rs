@@ -1,5 +1,11 @@
-//! The commands: each takes a store and returns a serializable result, in
-//! monotone 0.4's JSON shapes. Nothing here prints or exits.
+//! The commands, one file each holding its clap arguments and what runs
+//! them: [`counter`], [`queue`], [`lock`], [`doc`], [`tally`], [`claim`]
+//! (and `serve`, a folder of its own: [`crate::serve`]). The list of them is
+//! [`crate::cli::Command`]. [`values`] reads the argument values several
+//! commands share; [`hold`] holds a lease for `lock` and `claim --ttl`.
+//!
+//! Each command makes its result in monotone 0.4's JSON shapes; only
+//! [`print()`] writes it, and nothing here exits.
 
 pub mod claim;
 pub mod counter;
@@ -8,11 +14,14 @@ pub mod hold;
 pub mod lock;
 pub mod queue;
 pub mod tally;
+pub mod values;
 
-use monotone::{Freshness, Location, Store};
+use std::io::Write;
+
+use monotone::{Location, Store};
 use serde::Serialize;
 
-use crate::args::{Command, CounterAction, TallyAction};
+use crate::exit::Failure;
 
 /// One command's result; printed as one JSON document.
 #[derive(Debug, Serialize)]
@@ -50,6 +59,16 @@ impl From<monotone::Error> for CommandError {
     }
 }
 
+impl From<CommandError> for Failure {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Usage(m) => Failure::Usage(m),
+            CommandError::Store(e) => Failure::Store(e),
+            CommandError::Output(e) => Failure::Other(format!("cannot write the result: {e}")),
+        }
+    }
+}
+
 /// monotone 0.4's `region` and `table` fields. For DynamoDB they are the
 /// table's; for the embedded store the region is `local` and the table is
 /// the database file.
@@ -75,60 +94,42 @@ impl Place {
     }
 }
 
-/// Run `command` on the item `id` of `store`. `serve` is not one of these
-/// commands: it runs until stopped (see `crate::serve`).
-pub async fn run(store: &dyn Store, id: &str, command: Command) -> Result<Output, CommandError> {
-    let place = Place::of(store);
-    match command {
-        Command::Counter { action } => {
-            let counter = store.counter(id)?;
-            Ok(match action {
-                CounterAction::Get => Output::Counter(counter::get(&*counter, place).await?),
-                CounterAction::Next => Output::Counter(counter::next(&*counter, place).await?),
-                CounterAction::Rm => Output::CounterRemoved(counter::rm(&*counter, place).await?),
-            })
-        }
-        Command::Queue(args) => queue::run(&*store.queue(id)?, place, args).await,
-        Command::Lock(_) => Err(CommandError::Usage(
-            "lock runs through commands::lock::run".into(),
-        )),
-        Command::Doc { action } => doc::run(&*store.document(id)?, place, action).await,
-        Command::Tally { action } => {
-            let tally = store.tally(id)?;
-            Ok(match action {
-                TallyAction::Add { n, by } => {
-                    let n = n.or(by).ok_or_else(|| {
-                        CommandError::Usage("tally add needs an amount: N or --by N".into())
-                    })?;
-                    Output::Tally(tally::add(&*tally, n, place).await?)
-                }
-                TallyAction::Get { stale } => {
-                    let freshness = if stale {
-                        Freshness::Stale
-                    } else {
-                        Freshness::Fresh
-                    };
-                    Output::Tally(tally::get(&*tally, freshness, place).await?)
-                }
-                TallyAction::Rm => Output::TallyRemoved(tally::rm(&*tally, place).await?),
-            })
-        }
-        Command::Claim(_) => Err(CommandError::Usage(
-            "claim runs through commands::claim::run".into(),
-        )),
-        Command::Serve(_) => Err(CommandError::Usage(
-            "serve is not a command on one id".into(),
-        )),
+/// Print `output` as one pretty-printed JSON document on stdout. A closed
+/// stdout is not a failure: a consumer like `head` may stop reading
+/// whenever it likes.
+pub fn print(output: &impl Serialize) -> Result<(), Failure> {
+    let mut text = serde_json::to_string_pretty(output)
+        .map_err(|e| Failure::Other(format!("cannot encode the result: {e}")))?;
+    text.push('\n');
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Other(format!("cannot write the result: {e}"))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::Cli;
+    use crate::cli::{Cli, Command};
     use clap::Parser;
     use monotone::MemoryStore;
     use serde_json::json;
+
+    /// The result of a command that makes one document.
+    async fn run(store: &MemoryStore, id: &str, command: Command) -> Result<Output, CommandError> {
+        match command {
+            Command::Counter(args) => counter::run(store, id, args).await,
+            Command::Queue(args) => queue::run(store, id, args).await,
+            Command::Doc(args) => doc::run(store, id, args).await,
+            Command::Tally(args) => tally::run(store, id, args).await,
+            other => panic!("not a command with one result: {other:?}"),
+        }
+    }
 
     async fn run_line(store: &MemoryStore, line: &str) -> serde_json::Value {
         let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();

@@ -1,17 +1,65 @@
 //! `monotone -i ID queue -p PID get|join|renew|wait|leave`,
 //! `monotone -i ID queue list|rm`
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use std::time::Duration;
-
+use clap::{Args, Subcommand};
 use monotone::{
-    wait_for_position, Error, ErrorKind, Fenced, Lease, Queue, Tags, Ticket, WaitOptions,
+    wait_for_position, Error, ErrorKind, Fenced, Lease, Queue, Store, Tags, Ticket, WaitOptions,
 };
 use serde::Serialize;
 
+use super::values::{parse_duration, parse_poll, parse_tag, tag_map};
 use super::{CommandError, Output, Place};
-use crate::args::{QueueAction, QueueArgs};
+
+/// A queue of process ids, ordered by when they joined
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Id of the process (for get, join and leave)
+    #[arg(short, long = "process", value_name = "PROCESS_ID", global = true)]
+    pub process_id: Option<String>,
+
+    #[command(subcommand)]
+    pub action: QueueAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Get the ticket of the process
+    Get,
+    /// List the processes in the queue
+    List,
+    /// Add the process to the back of the queue (again: returns its ticket)
+    Join {
+        /// Tag for the ticket, KEY=VALUE; repeat for more
+        #[arg(short, long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Give the ticket a lease: it expires unless renewed within this
+        /// long (e.g. 30s, 2m)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Renew the lease of the process's ticket once
+    Renew,
+    /// Wait until the process is among the first N tickets, removing expired
+    /// tickets ahead of it; print its ticket
+    Wait {
+        /// Wait until the ticket's position is below N (1: the head)
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        position: u64,
+        /// Give up after this long (exit code 9); 0 looks once
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+        /// The longest time between two looks at the queue
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+        poll: Duration,
+    },
+    /// Remove the process from the queue
+    Leave,
+    /// Remove the queue from the store
+    Rm,
+}
 
 /// monotone 0.4's ticket: `{"process_id", "counter", "position", "tags"}`,
 /// and its `lease` (`null` for a permanent ticket).
@@ -109,21 +157,10 @@ fn process_id<'a>(args: &'a Option<String>, action: &str) -> Result<&'a str, Com
     })
 }
 
-/// The `-t KEY=VALUE` pairs as tags; a key given twice is a usage error.
-pub fn tag_map(pairs: Vec<(String, String)>) -> Result<Tags, CommandError> {
-    let mut tags = Tags::new();
-    for (k, v) in pairs {
-        if tags.contains_key(&k) {
-            return Err(CommandError::Usage(format!(
-                "tag `{k}` is given more than once"
-            )));
-        }
-        tags.insert(k, v);
-    }
-    Ok(tags)
-}
-
-pub async fn run(queue: &dyn Queue, place: Place, args: QueueArgs) -> Result<Output, CommandError> {
+/// Run `queue` on the queue `id` of `store`.
+pub async fn run(store: &dyn Store, id: &str, args: QueueArgs) -> Result<Output, CommandError> {
+    let place = Place::of(store);
+    let queue = &*store.queue(id)?;
     Ok(match args.action {
         QueueAction::Join { tags, ttl } => {
             let pid = process_id(&args.process_id, "join")?;

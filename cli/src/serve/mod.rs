@@ -55,6 +55,7 @@ mod reply;
 mod routes;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -64,6 +65,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use clap::Args;
 use monotone::Store;
 use serde::Serialize;
 use tracing::{debug, info};
@@ -71,9 +73,26 @@ use tracing::{debug, info};
 use self::auth::Token;
 use self::reply::ApiError;
 use self::routes::Gateway;
-use crate::args::ServeArgs;
-use crate::commands::Place;
+use crate::commands::{print, Place};
 use crate::exit::Failure;
+
+/// Serve every counter, queue and tally of the store over HTTP
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777")]
+    pub listen: SocketAddr,
+
+    /// File holding the bearer token every request must carry
+    /// (`Authorization: Bearer TOKEN`); required off loopback
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Listen off loopback without a token: anyone who reaches the port can
+    /// change every item
+    #[arg(long)]
+    pub insecure: bool,
+}
 
 /// The largest request body accepted: room for a join with the most tags
 /// monotone allows, escaped. Larger bodies get 413.
@@ -161,7 +180,7 @@ pub async fn run(
         store: store.location().to_string(),
         auth: if token.is_some() { "bearer" } else { "none" },
     };
-    crate::print(&listening)?;
+    print(&listening)?;
     info!(address = %listening.listening, store = %listening.store, "serving");
     axum::serve(listener, app(store, token))
         .with_graceful_shutdown(stopped())
@@ -198,6 +217,19 @@ async fn stopped() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    #[test]
+    fn serve_needs_no_id_and_listens_on_loopback_by_default() {
+        let cli = Cli::try_parse_from(["monotone", "serve"]).unwrap();
+        assert_eq!(cli.id, None);
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.listen, "127.0.0.1:7777".parse().unwrap());
+        assert!(!args.insecure && args.token_file.is_none());
+    }
 
     fn args(listen: &str, token_file: Option<std::path::PathBuf>, insecure: bool) -> ServeArgs {
         ServeArgs {

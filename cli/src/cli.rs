@@ -1,0 +1,189 @@
+//! The command line: the global flags ([`Cli`]), the list of commands
+//! ([`Command`]) and [`parse`]. Each command's own arguments are in its
+//! file beside the code that runs them (`commands/<name>.rs`, `serve/`).
+//! monotone 0.4's flags and commands are kept exactly; `--store`, `lock`,
+//! `doc`, `tally`, `claim` and `serve` are new.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use monotone::Store;
+
+use crate::commands::claim::{self, ClaimArgs};
+use crate::commands::counter::{self, CounterArgs};
+use crate::commands::doc::{self, DocAction, DocArgs};
+use crate::commands::lock::{self, LockArgs};
+use crate::commands::queue::{self, QueueArgs};
+use crate::commands::tally::{self, TallyArgs};
+use crate::commands::{print, Output};
+use crate::exit::Failure;
+use crate::serve::ServeArgs;
+
+const ABOUT: &str = "Atomic counters, queues and shared JSON documents for configuration \
+management in distributed systems";
+
+const STORE_HELP: &str = "\
+Choosing the store:
+  --store URL, else the MONOTONE_STORE environment variable:
+      sqlite:PATH                          a SQLite file shared by the processes of this host
+      memory:                              this process only (for trying things out)
+      dynamodb://TABLE?region=R&endpoint=URL   a DynamoDB table (region, endpoint optional)
+  -r/--region or -t/--table select DynamoDB as in monotone 0.4 (table Counters
+  unless -t; region from -r, else the AWS configuration, else eu-west-1).
+  With none of these, the store is the SQLite file
+  $XDG_DATA_HOME/monotone/monotone.db (else ~/.local/share/monotone/monotone.db),
+  created on first use.
+
+Output is one JSON document on stdout (`doc watch`: one JSON line per
+change). On failure nothing is printed on stdout, one line goes to stderr,
+and the exit code says why:
+  2 usage or invalid input   3 not found        4 wrong type (counter, queue, document, tally, claim pool)
+  5 contention or throttling 6 store unavailable 7 store misconfigured
+  8 corrupt data in the store 9 not acquired in time (wait, lock)
+  10 lease lost              11 every candidate of a claim pool is taken
+  12 --if-version found another version (stderr names it)
+  1 anything else
+
+Examples:
+  monotone -i mycounter counter next
+  monotone -i myzkcluster queue -p $(hostname -f) join | jq .ticket.counter
+  monotone -i leader queue -p $(hostname -f) join --ttl 15s
+  monotone -i leader queue -p $(hostname -f) wait --timeout 5m
+  echo '{\"globs\": [\"/usr/sbin/*\"]}' | monotone -i agent-config doc set
+  monotone -i agent-config doc watch --from-version 0 | jq -c .value
+  monotone -i gpu-quota tally add -- -3      (or: tally add --by -3)
+  monotone -i myzk claim -p $(hostname -f) --range 1..255 | jq -r .name
+  monotone --store sqlite:/var/lib/monotone.db serve --listen 127.0.0.1:7777";
+
+/// `monotone [global flags] <counter|queue|lock|doc|tally|claim|serve> ...`
+#[derive(Debug, Parser)]
+#[command(name = "monotone", version, about = ABOUT, after_help = STORE_HELP)]
+pub struct Cli {
+    /// Id of the counter, queue, lock, document, tally or claim pool to use
+    /// (every command but serve)
+    #[arg(short, long, value_name = "ID")]
+    pub id: Option<String>,
+
+    /// AWS region of the DynamoDB table (selects DynamoDB)
+    #[arg(short, long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// DynamoDB table [default: Counters] (selects DynamoDB)
+    #[arg(short, long, value_name = "TABLE")]
+    pub table: Option<String>,
+
+    /// Store URL: sqlite:PATH, memory: or dynamodb://TABLE [env: MONOTONE_STORE]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["region", "table"])]
+    pub store: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands; each one's help is in its file.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Counter(CounterArgs),
+    Queue(QueueArgs),
+    Lock(LockArgs),
+    Doc(DocArgs),
+    Tally(TallyArgs),
+    Claim(ClaimArgs),
+    Serve(ServeArgs),
+}
+
+/// The command line of this process, or clap's outcome when it is not one
+/// to run (a usage error, or `--help`).
+pub fn parse() -> Result<Cli, Failure> {
+    Cli::try_parse().map_err(Failure::Parse)
+}
+
+impl Command {
+    /// Run the command on the item `id` of `store`. `serve`, which serves
+    /// every id, runs through [`crate::serve::run`] instead.
+    pub async fn run(self, store: Arc<dyn Store>, id: &str) -> Result<ExitCode, Failure> {
+        let printed = |output: Output| print(&output).map(|()| ExitCode::SUCCESS);
+        match self {
+            Command::Counter(args) => printed(counter::run(&*store, id, args).await?),
+            Command::Queue(args) => printed(queue::run(&*store, id, args).await?),
+            Command::Lock(args) => lock::run(store, id, args, |output| print(&output)).await,
+            Command::Doc(DocArgs {
+                action: DocAction::Watch { from_version, poll },
+            }) => doc::watch(&*store, id, from_version, poll)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Doc(args) => printed(doc::run(&*store, id, args).await?),
+            Command::Tally(args) => printed(tally::run(&*store, id, args).await?),
+            Command::Claim(args) => claim::run(store, id, args, |output| print(&output)).await,
+            Command::Serve(_) => Err(Failure::Usage("serve is not a command on one id".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::queue::QueueAction;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn monotone_0_4_forms_parse() {
+        let cli = Cli::try_parse_from([
+            "monotone", "-i", "q", "queue", "-p", "foo", "join", "-t", "a=1", "-t", "b=x=y",
+        ])
+        .unwrap();
+        let Command::Queue(q) = cli.command else {
+            panic!("not a queue command")
+        };
+        assert_eq!(q.process_id.as_deref(), Some("foo"));
+        let QueueAction::Join { tags, .. } = q.action else {
+            panic!("not join")
+        };
+        assert_eq!(tags, [("a".into(), "1".into()), ("b".into(), "x=y".into())]);
+
+        let cli = Cli::try_parse_from([
+            "monotone",
+            "-r",
+            "us-east-1",
+            "-t",
+            "T",
+            "-i",
+            "c",
+            "counter",
+            "next",
+        ])
+        .unwrap();
+        assert_eq!(
+            (cli.region.as_deref(), cli.table.as_deref()),
+            (Some("us-east-1"), Some("T"))
+        );
+        // -p is also accepted after the queue action.
+        let cli =
+            Cli::try_parse_from(["monotone", "-i", "q", "queue", "leave", "-p", "foo"]).unwrap();
+        let Command::Queue(q) = cli.command else {
+            panic!("not a queue command")
+        };
+        assert_eq!(q.process_id.as_deref(), Some("foo"));
+    }
+
+    #[test]
+    fn bad_tags_and_conflicts_are_usage_errors() {
+        for tag in ["novalue", "=v"] {
+            let e =
+                Cli::try_parse_from(["monotone", "-i", "q", "queue", "-p", "p", "join", "-t", tag])
+                    .unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        }
+        let e = Cli::try_parse_from([
+            "monotone", "--store", "memory:", "-t", "T", "-i", "c", "counter", "get",
+        ])
+        .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+}

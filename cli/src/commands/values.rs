@@ -1,0 +1,49 @@
+//! Argument values that several commands take and read the same way:
+//! durations (`--ttl`, `--timeout`, `--kill-after`), poll intervals
+//! (`--poll`) and `-t KEY=VALUE` tags. The clap value parsers here are named
+//! in the commands' `#[arg(value_parser = ...)]`; what clap cannot check
+//! (a tag key given twice) is checked once the command runs.
+
+use std::time::Duration;
+
+use monotone::Tags;
+
+use super::CommandError;
+
+/// A duration such as `15s`, `1m30s` or `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 15s, 2m or 500ms ({e})"))
+}
+
+/// A poll interval: a duration from 10 ms to an hour.
+pub fn parse_poll(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+        return Err(format!("`{s}` is out of range: poll between 10ms and 1h"));
+    }
+    Ok(d)
+}
+
+/// One `-t KEY=VALUE`: the key is up to the first `=`, and not empty.
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some(("", _)) => Err(format!("tag `{s}` has an empty key")),
+        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+        None => Err(format!("tag `{s}` is not of the form KEY=VALUE")),
+    }
+}
+
+/// The `-t KEY=VALUE` pairs as tags; a key given twice is a usage error.
+pub fn tag_map(pairs: Vec<(String, String)>) -> Result<Tags, CommandError> {
+    let mut tags = Tags::new();
+    for (k, v) in pairs {
+        if tags.contains_key(&k) {
+            return Err(CommandError::Usage(format!(
+                "tag `{k}` is given more than once"
+            )));
+        }
+        tags.insert(k, v);
+    }
+    Ok(tags)
+}
