@@ -5,33 +5,16 @@
 //! environment, its exit status, killed when the lease is lost), and a
 //! claimer that waits for a dead holder's name.
 
-use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod binary;
 mod place;
-use place::Place;
+use binary::stderr;
+use place::{command_killed_when_the_store_stops_answering, Place};
 
 impl Place {
-    /// Run, expect success, parse stdout as JSON.
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-        serde_json::from_slice(&out.stdout).expect("one JSON document")
-    }
-
-    /// Run, expect failure with `code`, nothing on stdout and one line on
-    /// stderr; return that line.
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
-        assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
-        let err = stderr(&out);
-        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
-        err
-    }
-
     /// (name, owner) of every claim of `pool`, in the listed order.
     fn held(&self, pool: &str) -> Vec<(String, String)> {
         let list = self.json(&["-i", pool, "claim", "list"]);
@@ -55,10 +38,6 @@ impl Place {
     }
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn held(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -69,7 +48,7 @@ fn held(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 /// The README's ZooKeeper example: ids from 1 to 255, the same id again for
 /// the same host, a replaced node's id reused; the documents' shapes; the
 /// exit codes.
-fn myids(place: &Place) {
+fn myids_from_a_range(place: &Place) {
     let (region, table) = place.place();
     let a = place.json(&["-i", "myzk", "claim", "-p", "zk-a", "--range", "1..255"]);
     assert_eq!(
@@ -146,19 +125,6 @@ fn myids(place: &Place) {
         (&json!(true), &json!(5))
     );
     assert_eq!(place.held("myzk"), held(&[]));
-}
-
-#[test]
-fn myids_from_a_range_on_sqlite() {
-    myids(&Place::sqlite());
-}
-
-#[test]
-fn myids_from_a_range_on_dynamodb() {
-    let Some(place) = Place::dynamodb("claim-myids") else {
-        return;
-    };
-    myids(&place);
 }
 
 #[test]
@@ -269,7 +235,7 @@ fn names_from_a_file_in_its_order() {
 /// A command runs under a leased claim: its name and token in the
 /// environment, its exit status passed through, renewals while it runs, and
 /// the claim released when it ends.
-fn held_around_a_command(place: &Place) {
+fn a_claim_held_around_a_command(place: &Place) {
     let script = r#"echo "$MONOTONE_ID $MONOTONE_CLAIM_NAME $MONOTONE_CLAIM_INDEX $MONOTONE_CLAIM_OWNER $MONOTONE_FENCING_TOKEN $MONOTONE_STORE" > "$OUT/env"; sleep 1; exit 7"#;
     let other = place.json(&["-i", "agents", "claim", "-p", "first", "--names", "a,b,c"]);
     assert_eq!(other["name"], "a");
@@ -304,17 +270,10 @@ fn held_around_a_command(place: &Place) {
     );
 }
 
-#[test]
-fn a_claim_held_around_a_command_on_sqlite() {
-    held_around_a_command(&Place::sqlite());
-}
-
-#[test]
-fn a_claim_held_around_a_command_on_dynamodb() {
-    let Some(place) = Place::dynamodb("claim-held") else {
-        return;
-    };
-    held_around_a_command(&place);
+on_each_store! {
+    myids_from_a_range("claim-myids"),
+    a_claim_held_around_a_command("claim-held"),
+    a_claim_whose_store_stops_answering_gets_its_command_killed("claim-outage"),
 }
 
 /// Without a command: the claim is printed once made and held until stdin
@@ -322,86 +281,25 @@ fn a_claim_held_around_a_command_on_dynamodb() {
 #[test]
 fn a_claim_held_until_stdin_closes() {
     let place = Place::sqlite();
-    let mut holder = place
-        .command(&[
-            "-i", "p", "claim", "-p", "me", "--range", "1..3", "--ttl", "1s",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The document is pretty-printed: it ends with a `}` of its own line.
-    let mut first = String::new();
-    {
-        use std::io::BufRead;
-        let mut out = std::io::BufReader::new(holder.stdout.as_mut().unwrap());
-        let mut line = String::new();
-        while line != "}\n" {
-            line.clear();
-            assert!(
-                out.read_line(&mut line).unwrap() > 0,
-                "ended early: {first}"
-            );
-            first.push_str(&line);
-        }
-    }
-    let doc: Value = serde_json::from_str(&first).unwrap();
+    let holder = place.hold(&[
+        "-i", "p", "claim", "-p", "me", "--range", "1..3", "--ttl", "1s",
+    ]);
+    let doc = &holder.doc;
     assert_eq!((&doc["name"], &doc["new"]), (&json!("1"), &json!(true)));
     assert_eq!(doc["lease"]["ttl_ms"], 1000);
     assert_eq!(place.held("p"), held(&[("1", "me")]));
-    drop(holder.stdin.take());
-    let out = holder.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    holder.release();
     assert_eq!(place.held("p"), held(&[]), "released");
 }
 
 /// The store stops answering while the command runs: the command is killed
 /// within the lease (SIGTERM, which it ignores, then SIGKILL) and monotone
-/// exits with "claim lost". A ttl of 2 s, so that the holder's margin (a
-/// tenth of it) absorbs a loaded machine, as the lock's outage tests do.
-#[test]
-fn a_claim_whose_store_stops_answering_gets_its_command_killed() {
-    let place = Place::sqlite();
-    let db = place.db();
-    let place = Place {
-        url: format!("sqlite:{}?busy_timeout_ms=50", db.display()),
-        ..place
-    };
-    let holder = place.spawn(&[
-        "-i",
-        "p",
-        "claim",
-        "-p",
-        "me",
-        "--range",
-        "1..3",
-        "--ttl",
-        "2s",
-        "--kill-after",
-        "200ms",
-        "--",
-        "sh",
-        "-c",
-        r#"trap '' TERM; echo $$ > "$OUT/pid"; sleep 1000 & wait; wait"#,
-    ]);
-    let pid: i32 = place.await_file("pid").parse().unwrap();
-    let cut = Instant::now();
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    assert!(place::gone(pid), "the command outlived the claim");
-    let killed = cut.elapsed();
-    let out = holder.wait_with_output().unwrap();
-    drop(conn);
-    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("claim lost, command stopped"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        killed < Duration::from_secs(2),
-        "killed {killed:?} after the outage began"
+/// exits with "claim lost", as the lock's outage tests do.
+fn a_claim_whose_store_stops_answering_gets_its_command_killed(place: &Place) {
+    command_killed_when_the_store_stops_answering(
+        place,
+        &["-i", "p", "claim", "-p", "me", "--range", "1..3"],
+        "claim lost, command stopped",
     );
 }
 

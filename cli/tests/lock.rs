@@ -15,27 +15,19 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+mod binary;
 mod place;
-use place::{gone, Place, ENDPOINT_VAR};
+use binary::stderr;
+use place::{command_killed_when_the_store_stops_answering, gone, Place};
 
 impl Place {
     fn list(&self, id: &str) -> Value {
-        let out = self.run(&["-i", id, "queue", "list"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        self.json(&["-i", id, "queue", "list"])
     }
 }
 
 fn code(out: &Output) -> Option<i32> {
     out.status.code()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The script every worker runs: note start, hold, note end and token.
@@ -89,7 +81,7 @@ fn most_at_once(runs: &[(u128, u128, u64)]) -> usize {
         .unwrap_or(0)
 }
 
-fn mutual_exclusion(place: &Place) {
+fn one_at_a_time(place: &Place) {
     let runs = contend(place, 8, 1, "0.05");
     for w in runs.windows(2) {
         assert!(w[1].0 >= w[0].1, "two commands ran at once: {runs:?}");
@@ -103,7 +95,7 @@ fn mutual_exclusion(place: &Place) {
     );
 }
 
-fn semaphore(place: &Place) {
+fn three_at_a_time(place: &Place) {
     let runs = contend(place, 8, 3, "0.6");
     assert_eq!(
         most_at_once(&runs),
@@ -112,44 +104,14 @@ fn semaphore(place: &Place) {
     );
 }
 
-#[test]
-fn one_at_a_time_on_sqlite() {
-    mutual_exclusion(&Place::sqlite());
-}
-
-#[test]
-fn one_at_a_time_on_dynamodb() {
-    let Some(place) = Place::dynamodb("mutex") else {
-        return;
-    };
-    mutual_exclusion(&place);
-}
-
-#[test]
-fn three_at_a_time_on_sqlite() {
-    semaphore(&Place::sqlite());
-}
-
-#[test]
-fn three_at_a_time_on_dynamodb() {
-    let Some(place) = Place::dynamodb("sem") else {
-        return;
-    };
-    semaphore(&place);
-}
-
 /// SIGKILL the holding `monotone`: its command and the command's own
 /// children die with it, and a waiter leads within about a lease, with a
 /// larger token.
-fn crash(place: &Place) {
+fn a_killed_holder_takes_its_command_along_and_a_waiter_takes_over(place: &Place) {
     let script = r#"echo $MONOTONE_FENCING_TOKEN > "$OUT/token1"; sleep 1000 &
 echo "$$ $!" > "$OUT/pids"; wait"#;
     let mut holder = place.spawn(&["-i", "L", "lock", "--ttl", "1s", "--", "sh", "-c", script]);
-    let pids: Vec<i32> = place
-        .await_file("pids")
-        .split(' ')
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let pids = place.await_pids("pids");
     let waiter = place.spawn(&[
         "-i",
         "L",
@@ -185,81 +147,26 @@ echo "$$ $!" > "$OUT/pids"; wait"#;
     println!("waiter ran its command {took:?} after the holder's SIGKILL");
 }
 
-#[test]
-fn a_killed_holder_takes_its_command_along_and_a_waiter_takes_over_on_sqlite() {
-    crash(&Place::sqlite());
-}
-
-#[test]
-fn a_killed_holder_takes_its_command_along_and_a_waiter_takes_over_on_dynamodb() {
-    let Some(place) = Place::dynamodb("crash") else {
-        return;
-    };
-    crash(&place);
+on_each_store! {
+    one_at_a_time("mutex"),
+    three_at_a_time("sem"),
+    a_killed_holder_takes_its_command_along_and_a_waiter_takes_over("crash"),
 }
 
 /// The store stops answering while the command runs: the command's whole
-/// group is killed (SIGTERM, which it ignores, then SIGKILL) within the
-/// lease, and monotone exits with "lock lost".
-fn outage(place: &Place, stop_answering: impl FnOnce()) {
-    let script = r#"trap '' TERM; sleep 1000 & echo "$$ $!" > "$OUT/pids"; wait; wait"#;
-    let holder = place.spawn(&[
-        "-i",
-        "L",
-        "lock",
-        "--ttl",
-        "2s",
-        "--kill-after",
-        "200ms",
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]);
-    let pids: Vec<i32> = place
-        .await_file("pids")
-        .split(' ')
-        .map(|p| p.parse().unwrap())
-        .collect();
-    let cut = Instant::now();
-    stop_answering();
-    // Watch the command's processes die.
-    for pid in &pids {
-        assert!(gone(*pid), "process {pid} outlived the lock");
-    }
-    let killed = cut.elapsed();
-    let out = holder.wait_with_output().unwrap();
-    assert_eq!(code(&out), Some(10), "lock lost: {}", stderr(&out));
-    assert!(stderr(&out).contains("lock lost"), "{}", stderr(&out));
-    // Killed before anyone could take the lock: within the ttl of the last
-    // renewal, which went out before the store stopped answering. The
-    // holder's margin (a tenth of the ttl, 200 ms here) is the room left
-    // for a loaded machine to be late.
-    assert!(
-        killed < Duration::from_secs(2),
-        "killed {killed:?} after the outage began"
-    );
-    println!("the command was killed {killed:?} after the store stopped answering");
+/// group is killed within the lease, and monotone exits with "lock lost".
+fn a_store_that_stops_answering_gets_the_command_killed(place: &Place) {
+    command_killed_when_the_store_stops_answering(place, &["-i", "L", "lock"], "lock lost");
 }
 
 #[test]
 fn a_store_that_stops_answering_gets_the_command_killed_on_sqlite() {
     let place = Place::sqlite();
-    let db = place.db();
-    let place = Place {
-        url: format!("sqlite:{}?busy_timeout_ms=50", db.display()),
-        ..place
-    };
-    let mut blocker = None;
-    outage(&place, || {
-        // Another process takes the file's write lock and keeps it.
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        blocker = Some(conn);
-    });
-    drop(blocker);
+    a_store_that_stops_answering_gets_the_command_killed(&place);
     // The lease expires by itself once the file answers again.
-    let out = place.run(&["-i", "L", "lock", "--timeout", "5s", "--", "true"]);
+    let out = place
+        .impatient()
+        .run(&["-i", "L", "lock", "--timeout", "5s", "--", "true"]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
 }
 
@@ -268,35 +175,7 @@ fn a_store_that_stops_answering_gets_the_command_killed_on_dynamodb() {
     let Some(place) = Place::dynamodb("outage") else {
         return;
     };
-    let endpoint = std::env::var(ENDPOINT_VAR).unwrap();
-    let table = place.url["dynamodb://".len()..]
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
-    outage(&place, || {
-        // Every request on the table fails with a server error from now on.
-        inject_fault(&endpoint, &table, "InternalServerError", 500, 100_000);
-    });
-}
-
-/// Make the next `count` requests on `table` fail (scripts/moto_server.py).
-fn inject_fault(endpoint: &str, table: &str, code: &str, status: u16, count: u32) {
-    use std::io::{Read, Write};
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let body =
-        format!(r#"{{"table":"{table}","code":"{code}","status":{status},"count":{count}}}"#);
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "POST /_monotone/faults HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    a_store_that_stops_answering_gets_the_command_killed(&place);
 }
 
 #[test]
@@ -358,22 +237,8 @@ fn the_environment_carries_the_token_and_the_place() {
 #[test]
 fn holding_without_a_command_and_not_waiting() {
     let place = Place::sqlite();
-    let mut held = place
-        .command(&["-i", "L", "lock", "-p", "holder"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let mut out = std::io::BufReader::new(held.stdout.as_mut().unwrap());
-        // The document is pretty-printed: read up to its closing brace.
-        while !line.ends_with("\n}\n") {
-            assert!(out.read_line(&mut line).unwrap() > 0, "{line}");
-        }
-    }
-    let doc: Value = serde_json::from_str(&line).unwrap();
+    let held = place.hold(&["-i", "L", "lock", "-p", "holder"]);
+    let doc = &held.doc;
     assert_eq!(doc["ticket"]["process_id"], "holder");
     assert_eq!(doc["fencing_token"], 1);
     assert_eq!(doc["ticket"]["lease"]["ttl_ms"], 15_000);
@@ -398,9 +263,7 @@ fn holding_without_a_command_and_not_waiting() {
     // Neither left a ticket behind.
     assert_eq!(place.list("L")["tickets"].as_array().unwrap().len(), 1);
 
-    drop(held.stdin.take()); // stdin closes: release
-    let status = held.wait().unwrap();
-    assert!(status.success());
+    held.release(); // stdin closes: release
     assert_eq!(place.list("L")["tickets"], serde_json::json!([]));
 }
 
@@ -413,11 +276,7 @@ fn signals_are_passed_to_the_command() {
     let script = r#"trap 'echo TERM > "$OUT/got"; exit 7' TERM
 sleep 1000 & echo "$$ $!" > "$OUT/pids"; wait"#;
     let child = place.spawn(&["-i", "L", "lock", "--", "sh", "-c", script]);
-    let pids: Vec<i32> = place
-        .await_file("pids")
-        .split(' ')
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let pids = place.await_pids("pids");
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), Some(7), "{}", stderr(&out));

@@ -1,23 +1,84 @@
 //! One store for one test of the binary (a SQLite file, or a table of its
-//! own on the local DynamoDB server of `scripts/test.sh`), and a directory
-//! for the files the test's commands write, for the test files that run
-//! `monotone` around commands (`lock`, `claim`).
+//! own on the local DynamoDB server of `scripts/test.sh`), a directory for
+//! the files the test's commands write, and what the tests of commands
+//! that hold a lease (`lock`, `claim --ttl`) share: a check run on every
+//! store ([`on_each_store!`]), a holder without a command ([`Holder`]), a
+//! store that stops answering ([`Place::stop_answering`]).
+//!
+//! A test file using it declares `mod binary;` too.
 
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_monotone");
+use crate::binary::{self, monotone, stderr};
+
 pub const ENDPOINT_VAR: &str = "MONOTONE_TEST_DYNAMODB_ENDPOINT";
 
-/// One store for one test, and a directory for the commands' files.
+/// For each `check` (a `fn(&Place)`), one test per store, in a module named
+/// after the check: `check::on_sqlite`, and `check::on_dynamodb` on a table
+/// tagged `tag` (skipped without the local server, see
+/// [`Place::dynamodb`]). A new store is one more test here, and every check
+/// runs on it.
+#[macro_export]
+macro_rules! on_each_store {
+    ($($check:ident($tag:literal)),* $(,)?) => {$(
+        mod $check {
+            use $crate::place::Place;
+
+            #[test]
+            fn on_sqlite() {
+                super::$check(&Place::sqlite());
+            }
+
+            #[test]
+            fn on_dynamodb() {
+                let Some(place) = Place::dynamodb($tag) else {
+                    return;
+                };
+                super::$check(&place);
+            }
+        }
+    )*};
+}
+
+/// The local DynamoDB server's endpoint, or `None` (after saying so)
+/// without one; under CI a missing server fails the test instead.
+pub fn dynamodb_endpoint() -> Option<String> {
+    match std::env::var(ENDPOINT_VAR) {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{ENDPOINT_VAR} is not set under CI: run the tests through scripts/test.sh")
+        }
+        _ => {
+            println!("skipping: {ENDPOINT_VAR} not set (scripts/test.sh starts a local server)");
+            None
+        }
+    }
+}
+
+/// A table name no other test or earlier run uses.
+pub fn unique_table(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("cli-{tag}-{}-{nanos}", std::process::id())
+}
+
+/// One store for one test, and a directory for the commands' files (shared
+/// by the clones of a place, which may see the store differently: see
+/// [`Place::impatient`]).
+#[derive(Clone)]
 pub struct Place {
     pub url: String,
-    pub dir: TempDir,
+    pub dir: Arc<TempDir>,
 }
 
 impl Place {
@@ -25,7 +86,10 @@ impl Place {
     pub fn sqlite() -> Place {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}", dir.path().join("store.db").display());
-        Place { url, dir }
+        Place {
+            url,
+            dir: Arc::new(dir),
+        }
     }
 
     /// The SQLite file of [`Place::sqlite`].
@@ -34,28 +98,48 @@ impl Place {
     }
 
     /// A table of its own on the local DynamoDB server (created by the first
-    /// command), named after `tag`, or `None` (after saying so) without a
-    /// server; under CI a missing server fails the test instead.
+    /// command), named after `tag`, or `None` without a server (see
+    /// [`dynamodb_endpoint`]).
     pub fn dynamodb(tag: &str) -> Option<Place> {
-        let endpoint = match std::env::var(ENDPOINT_VAR) {
-            Ok(e) if !e.is_empty() => e,
-            _ if std::env::var_os("CI").is_some() => {
-                panic!("{ENDPOINT_VAR} is not set under CI: run the tests through scripts/test.sh")
-            }
-            _ => {
-                println!("skipping: {ENDPOINT_VAR} not set");
-                return None;
-            }
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let table = format!("{tag}-{}-{nanos}", std::process::id());
+        let endpoint = dynamodb_endpoint()?;
+        let table = unique_table(tag);
         Some(Place {
             url: format!("dynamodb://{table}?region=eu-west-1&endpoint={endpoint}"),
-            dir: tempfile::tempdir().unwrap(),
+            dir: Arc::new(tempfile::tempdir().unwrap()),
         })
+    }
+
+    /// This place, seen by commands that give up after 50 ms when another
+    /// process holds the SQLite file's write lock (see
+    /// [`Place::stop_answering`]); a DynamoDB place as it is.
+    pub fn impatient(&self) -> Place {
+        let mut place = self.clone();
+        if self.url.starts_with("sqlite:") {
+            place.url = format!("sqlite:{}?busy_timeout_ms=50", self.db().display());
+        }
+        place
+    }
+
+    /// Make the store stop answering. SQLite: another process takes the
+    /// file's write lock and keeps it until the [`Outage`] is dropped (an
+    /// [`impatient`](Place::impatient) store then fails at once). DynamoDB:
+    /// every request on the table fails with a server error from now on.
+    pub fn stop_answering(&self) -> Outage {
+        if self.url.starts_with("sqlite:") {
+            let conn = rusqlite::Connection::open(self.db()).unwrap();
+            conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            return Outage {
+                _blocker: Some(conn),
+            };
+        }
+        let endpoint = std::env::var(ENDPOINT_VAR).unwrap();
+        let table = self.url["dynamodb://".len()..]
+            .split('?')
+            .next()
+            .unwrap()
+            .to_owned();
+        inject_fault(&endpoint, &table, "InternalServerError", 500, 100_000);
+        Outage { _blocker: None }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -64,28 +148,27 @@ impl Place {
 
     /// `monotone --store URL ARGS`, with the commands' directory in `$OUT`.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        for var in [
-            "MONOTONE_STORE",
-            "RUST_LOG",
-            "AWS_PROFILE",
-            "AWS_ENDPOINT_URL",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("OUT", self.dir.path())
+        let mut cmd = monotone();
+        cmd.env("OUT", self.dir.path())
             .arg("--store")
             .arg(&self.url)
-            .args(args)
-            .stdin(Stdio::null());
+            .args(args);
         cmd
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
+    }
+
+    /// Run, expect success; the JSON document (see [`binary::json`]).
+    pub fn json(&self, args: &[&str]) -> Value {
+        binary::json(self.run(args), args)
+    }
+
+    /// Run, expect failure with `code`; the one line on stderr (see
+    /// [`binary::fails`]).
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        binary::fails(self.run(args), code, args)
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
@@ -94,6 +177,21 @@ impl Place {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
+    }
+
+    /// Start `monotone ARGS` holding a lease without a command (`lock`,
+    /// `claim --ttl`) and wait for the document it prints once it holds.
+    pub fn hold(&self, args: &[&str]) -> Holder {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.as_mut().unwrap());
+        let doc = binary::first_document(&mut stdout);
+        Holder { child, doc }
     }
 
     /// The file `name` of the commands' directory (empty if absent).
@@ -113,6 +211,97 @@ impl Place {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+
+    /// Wait for the file `name` (see [`Place::await_file`]): the process ids
+    /// a command wrote to it, separated by spaces.
+    pub fn await_pids(&self, name: &str) -> Vec<i32> {
+        self.await_file(name)
+            .split(' ')
+            .map(|p| p.parse().unwrap())
+            .collect()
+    }
+}
+
+/// A `monotone` that holds a lease without a command until its stdin
+/// closes, and the document it printed once it held it.
+pub struct Holder {
+    child: Child,
+    pub doc: Value,
+}
+
+impl Holder {
+    /// Close its stdin: it gives the lease back and exits 0.
+    pub fn release(mut self) {
+        drop(self.child.stdin.take());
+        let out = self.child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}
+
+/// A store kept from answering by [`Place::stop_answering`].
+pub struct Outage {
+    _blocker: Option<rusqlite::Connection>,
+}
+
+/// Make the next `count` requests on `table` fail (scripts/moto_server.py).
+pub fn inject_fault(endpoint: &str, table: &str, code: &str, status: u16, count: u32) {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let body =
+        format!(r#"{{"table":"{table}","code":"{code}","status":{status},"count":{count}}}"#);
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "POST /_monotone/faults HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+/// `holder` (`-i ID lock`, `-i ID claim -p OWNER ...`) holds a lease of 2 s
+/// around a command that ignores SIGTERM and leaves a child, on the
+/// [`impatient`](Place::impatient) `place`; the store stops answering: the command's whole group is killed (SIGTERM, then
+/// SIGKILL 200 ms later) within the lease, and monotone exits 10 saying
+/// `lost`. Killed before anyone could take the lease: within the ttl of the
+/// last renewal, which went out before the store stopped answering. The
+/// holder's margin (a tenth of the ttl, 200 ms here) is the room left for a
+/// loaded machine to be late.
+pub fn command_killed_when_the_store_stops_answering(place: &Place, holder: &[&str], lost: &str) {
+    let script = r#"trap '' TERM; sleep 1000 & echo "$$ $!" > "$OUT/pids"; wait; wait"#;
+    let mut args = holder.to_vec();
+    args.extend([
+        "--ttl",
+        "2s",
+        "--kill-after",
+        "200ms",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let place = place.impatient();
+    let child = place.spawn(&args);
+    let pids = place.await_pids("pids");
+    let cut = Instant::now();
+    let outage = place.stop_answering();
+    // Watch the command's processes die.
+    for pid in &pids {
+        assert!(gone(*pid), "process {pid} outlived the lease");
+    }
+    let killed = cut.elapsed();
+    let out = child.wait_with_output().unwrap();
+    drop(outage);
+    assert_eq!(out.status.code(), Some(10), "{lost}: {}", stderr(&out));
+    assert!(stderr(&out).contains(lost), "{}", stderr(&out));
+    assert!(
+        killed < Duration::from_secs(2),
+        "killed {killed:?} after the outage began"
+    );
+    println!("the command was killed {killed:?} after the store stopped answering");
 }
 
 /// Whether `pid` still runs: it exists and is not a zombie waiting to be
