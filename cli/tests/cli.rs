@@ -2,18 +2,17 @@
 //! stdout, one line on stderr and an exit code on failure. Every test uses its
 //! own temporary SQLite file (or data directory), never the user's.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
-
-mod with_input;
 use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_monotone");
+mod binary;
+use binary::{fails, json_of_all, monotone, numbers, on_threads};
 
-/// A temporary directory holding the store file of one test.
+/// A temporary directory holding the store file of one test, which its
+/// commands find through `MONOTONE_STORE`, and their `HOME`.
 struct Sandbox {
     dir: TempDir,
 }
@@ -31,8 +30,9 @@ impl Sandbox {
 
     /// `monotone ARGS` with the sandbox's file as the store.
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = bare_command(self.dir.path());
-        cmd.env("MONOTONE_STORE", format!("sqlite:{}", self.db().display()))
+        let mut cmd = monotone();
+        cmd.env("HOME", self.dir.path())
+            .env("MONOTONE_STORE", format!("sqlite:{}", self.db().display()))
             .args(args);
         cmd
     }
@@ -41,55 +41,26 @@ impl Sandbox {
         self.command(args).output().unwrap()
     }
 
-    /// Run, expect success, parse stdout as JSON.
+    /// Run, expect success, parse stdout as JSON (see [`binary::json`]).
     fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "monotone {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.stderr.is_empty(),
-            "stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+        binary::json(self.run(args), args)
     }
 
-    /// Run, expect failure with `code`; return the one stderr line.
+    /// Run, expect failure with `code`; return the one stderr line (see
+    /// [`binary::fails`]).
     fn fails(&self, args: &[&str], code: i32) -> String {
-        failure(self.run(args), code, args)
+        fails(self.run(args), code, args)
     }
-}
 
-/// The binary with an environment that selects no store and no AWS settings
-/// from the developer's machine.
-fn bare_command(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for var in [
-        "MONOTONE_STORE",
-        "XDG_DATA_HOME",
-        "RUST_LOG",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-    ] {
-        cmd.env_remove(var);
+    /// Run with `input` on standard input.
+    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        binary::output_with_input(self.command(args), input)
     }
-    cmd.env("HOME", home).stdin(Stdio::null());
-    cmd
-}
 
-fn failure(out: Output, code: i32, args: &[&str]) -> String {
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(code), "monotone {args:?}: {stderr}");
-    assert!(out.stdout.is_empty(), "nothing on stdout on failure");
-    assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr:?}");
-    assert!(stderr.starts_with("monotone: error: "), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr.trim_end().to_owned()
+    /// Run with `input` on standard input, expect success, parse stdout.
+    fn json_with_input(&self, args: &[&str], input: &str) -> Value {
+        binary::json(self.run_with_input(args, input), args)
+    }
 }
 
 /// The session of monotone 0.4's README, output compared as text: field
@@ -107,36 +78,7 @@ fn readme_session_of_monotone_0_4() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    assert_eq!(
-        text(&["-i", "mycounter", "counter", "get"]),
-        format!(
-            "{{\n  \"id\": \"mycounter\",\n  \"value\": 0,\n  \"region\": \"local\",\n  \"table\": \"{table}\"\n}}\n"
-        )
-    );
-    assert_eq!(
-        text(&["-i", "mycounter", "counter", "next"]),
-        format!(
-            "{{\n  \"id\": \"mycounter\",\n  \"value\": 1,\n  \"region\": \"local\",\n  \"table\": \"{table}\"\n}}\n"
-        )
-    );
-    assert_eq!(
-        text(&["-i", "myqueue", "queue", "-p", "foo", "join"]),
-        format!(
-            "{{\n  \"id\": \"myqueue\",\n  \"region\": \"local\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 1,\n  \"ticket\": {{\n    \"process_id\": \"foo\",\n    \"counter\": 1,\n    \"position\": 0,\n    \"tags\": {{}},\n    \"lease\": null\n  }}\n}}\n"
-        )
-    );
-    assert_eq!(
-        text(&["-i", "myqueue", "queue", "-p", "foo", "leave"]),
-        format!(
-            "{{\n  \"id\": \"myqueue\",\n  \"region\": \"local\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 2\n}}\n"
-        )
-    );
-    assert_eq!(
-        text(&["-i", "myqueue", "queue", "list"]),
-        format!(
-            "{{\n  \"id\": \"myqueue\",\n  \"region\": \"local\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 2,\n  \"tickets\": []\n}}\n"
-        )
-    );
+    binary::readme_session_of_monotone_0_4(text, "local", &table);
 }
 
 fn keys(v: &Value) -> Vec<&str> {
@@ -246,7 +188,8 @@ fn default_store_is_the_xdg_data_file_created_on_first_use() {
     let home = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let run = |xdg: Option<&Path>| {
-        let mut cmd = bare_command(home.path());
+        let mut cmd = monotone();
+        cmd.env("HOME", home.path());
         if let Some(x) = xdg {
             cmd.env("XDG_DATA_HOME", x);
         }
@@ -423,7 +366,7 @@ fn misconfigured_stores_exit_7_and_are_left_alone() {
         .env("MONOTONE_STORE", "bogus")
         .output()
         .unwrap();
-    failure(out, 7, &["MONOTONE_STORE=bogus"]);
+    fails(out, 7, &["MONOTONE_STORE=bogus"]);
 }
 
 #[test]
@@ -458,22 +401,13 @@ fn a_closed_stdout_is_not_an_error() {
         .stderr(Stdio::piped())
         .output()
         .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    assert!(
-        status.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    binary::succeeded(&status, &["-i", "c", "counter", "next"]);
     assert_eq!(s.json(&["-i", "c", "counter", "get"])["value"], 1);
 }
 
 #[test]
 fn help_explains_stores_and_exit_codes() {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = monotone().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for needle in [
@@ -492,7 +426,7 @@ fn help_explains_stores_and_exit_codes() {
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
-    let out = Command::new(BIN).arg("--version").output().unwrap();
+    let out = monotone().arg("--version").output().unwrap();
     assert!(String::from_utf8(out.stdout)
         .unwrap()
         .starts_with("monotone "));
@@ -502,23 +436,13 @@ fn help_explains_stores_and_exit_codes() {
 #[test]
 fn concurrent_processes_never_repeat_a_value() {
     let s = Sandbox::new();
-    let values: Vec<u64> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..16)
+    let values: Vec<u64> = on_threads(16, |_| {
+        (0..10)
             .map(|_| {
-                scope.spawn(|| {
-                    (0..10)
-                        .map(|_| {
-                            s.json(&["-i", "c", "counter", "next"])["value"]
-                                .as_u64()
-                                .unwrap()
-                        })
-                        .collect::<Vec<_>>()
-                })
+                s.json(&["-i", "c", "counter", "next"])["value"]
+                    .as_u64()
+                    .unwrap()
             })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
             .collect()
     });
     let mut sorted = values.clone();
@@ -531,37 +455,11 @@ fn concurrent_processes_never_repeat_a_value() {
 #[test]
 fn concurrent_joins_get_distinct_tickets() {
     let s = Sandbox::new();
-    let children: Vec<_> = (0..24)
-        .map(|i| {
-            s.command(&["-i", "zk", "queue", "-p", &format!("host{i}"), "join"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outputs: Vec<Value> = children
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            serde_json::from_slice(&out.stdout).unwrap()
-        })
-        .collect();
-    let counters: BTreeSet<u64> = outputs
-        .iter()
-        .map(|v| v["ticket"]["counter"].as_u64().unwrap())
-        .collect();
-    let tokens: BTreeSet<u64> = outputs
-        .iter()
-        .map(|v| v["fencing_token"].as_u64().unwrap())
-        .collect();
-    assert_eq!(counters, (1..=24).collect());
-    assert_eq!(tokens, (1..=24).collect());
+    let outputs = json_of_all(
+        (0..24).map(|i| s.command(&["-i", "zk", "queue", "-p", &format!("host{i}"), "join"])),
+    );
+    assert_eq!(numbers(&outputs, "/ticket/counter"), (1..=24).collect());
+    assert_eq!(numbers(&outputs, "/fencing_token"), (1..=24).collect());
     let list = s.json(&["-i", "zk", "queue", "list"]);
     let tickets = list["tickets"].as_array().unwrap();
     assert_eq!(tickets.len(), 24);
@@ -627,24 +525,6 @@ fn lease_usage_errors() {
     s.fails(&["-i", "c", "queue", "-p", "x", "wait"], 4);
     // Nothing of that wrote anything.
     assert_eq!(s.json(&["-i", "q", "queue", "list"])["fencing_token"], 1);
-}
-
-impl Sandbox {
-    /// Run with `input` on standard input.
-    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
-        with_input::output_with_input(self.command(args), input)
-    }
-
-    /// Run with `input` on standard input, expect success, parse stdout.
-    fn json_with_input(&self, args: &[&str], input: &str) -> Value {
-        let out = self.run_with_input(args, input);
-        assert!(
-            out.status.success(),
-            "monotone {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
-    }
 }
 
 #[test]
@@ -713,7 +593,7 @@ fn a_failed_if_version_exits_12_naming_the_current_version() {
         ),
         (&["-i", "d", "doc", "rm", "--if-version", "3"], ""),
     ] {
-        let line = failure(s.run_with_input(args, input), 12, args);
+        let line = fails(s.run_with_input(args, input), 12, args);
         assert!(line.contains("at version 2"), "{line}");
     }
     let v = s.json(&["-i", "d", "doc", "get"]);
@@ -728,7 +608,7 @@ fn a_failed_if_version_exits_12_naming_the_current_version() {
 fn doc_input_and_type_errors() {
     let s = Sandbox::new();
     let bad =
-        |args: &[&str], input: &str, code: i32| failure(s.run_with_input(args, input), code, args);
+        |args: &[&str], input: &str, code: i32| fails(s.run_with_input(args, input), code, args);
     assert!(bad(&["-i", "d", "doc", "set"], "{not json", 2).contains("not one JSON value"));
     assert!(bad(&["-i", "d", "doc", "set"], "1 2", 2).contains("not one JSON value"));
     assert!(bad(&["-i", "d", "doc", "set", "/no/such/file"], "", 2).contains("/no/such/file"));
@@ -815,17 +695,7 @@ fn doc_watch_prints_a_line_per_change_and_ends_cleanly_on_sigterm() {
     assert!(status.success());
     let out = watcher.wait_with_output().unwrap();
     reader.join().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    binary::succeeded(&out, &["doc", "watch"]);
 }
 
 #[test]
@@ -974,25 +844,14 @@ fn tally_failures_and_their_exit_codes() {
 fn concurrent_processes_lose_no_add() {
     let s = Sandbox::new();
     let amount = |p: i64, i: i64| if (p + i) % 2 == 0 { p + i } else { -2 * i - 1 };
-    let versions: Vec<u64> = std::thread::scope(|scope| {
-        let s = &s;
-        let workers: Vec<_> = (0..16)
-            .map(|p| {
-                scope.spawn(move || {
-                    (0..8)
-                        .map(|i| {
-                            let n = amount(p, i).to_string();
-                            s.json(&["-i", "pool", "tally", "add", "--by", &n])["version"]
-                                .as_u64()
-                                .unwrap()
-                        })
-                        .collect::<Vec<_>>()
-                })
+    let versions: Vec<u64> = on_threads(16, |p| {
+        (0..8)
+            .map(|i| {
+                let n = amount(p as i64, i).to_string();
+                s.json(&["-i", "pool", "tally", "add", "--by", &n])["version"]
+                    .as_u64()
+                    .unwrap()
             })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
             .collect()
     });
     let mut sorted = versions;

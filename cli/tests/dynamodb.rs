@@ -3,76 +3,24 @@
 //! 127.0.0.1; its URL in `MONOTONE_TEST_DYNAMODB_ENDPOINT`). Without that
 //! variable these tests say so and pass, except under CI, where they fail.
 
-use std::collections::BTreeSet;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-mod with_input;
+mod binary;
+mod place;
+use binary::{fails, json, json_of_all, monotone, numbers};
+use place::{dynamodb_endpoint as endpoint, unique_table};
 
-const BIN: &str = env!("CARGO_BIN_EXE_monotone");
-const ENDPOINT_VAR: &str = "MONOTONE_TEST_DYNAMODB_ENDPOINT";
 const REGION: &str = "eu-west-1";
 
-fn endpoint() -> Option<String> {
-    match std::env::var(ENDPOINT_VAR) {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{ENDPOINT_VAR} is not set under CI: run the tests through scripts/test.sh")
-        }
-        _ => {
-            println!("skipping: {ENDPOINT_VAR} not set (scripts/test.sh starts a local server)");
-            None
-        }
-    }
-}
-
-/// A table name no other test or earlier run uses.
-fn unique_table(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("cli-{tag}-{}-{nanos}", std::process::id())
-}
-
 /// `monotone ARGS` talking to `endpoint` with test credentials, never to AWS
-/// or instance metadata.
+/// or instance metadata (see [`binary::monotone`]).
 fn command(endpoint: &str, args: &[&str]) -> Command {
-    let home = std::env::temp_dir();
-    let mut cmd = Command::new(BIN);
-    for var in [
-        "MONOTONE_STORE",
-        "AWS_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_SESSION_TOKEN",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", home.join("monotone-test-no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            home.join("monotone-test-no-aws-credentials"),
-        )
-        .stdin(Stdio::null())
-        .args(args);
+    let mut cmd = monotone();
+    cmd.env("AWS_ENDPOINT_URL", endpoint).args(args);
     cmd
-}
-
-fn json(out: Output, args: &[&str]) -> Value {
-    assert!(
-        out.status.success(),
-        "monotone {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON document")
 }
 
 /// monotone 0.4's README session, with `-r` and `-t` as 0.4 took them:
@@ -93,26 +41,7 @@ fn readme_session_of_monotone_0_4_with_region_and_table() {
         String::from_utf8(out.stdout).unwrap()
     };
     // The first command creates the table.
-    assert_eq!(
-        text(&["-i", "mycounter", "counter", "get"]),
-        format!("{{\n  \"id\": \"mycounter\",\n  \"value\": 0,\n  \"region\": \"{REGION}\",\n  \"table\": \"{table}\"\n}}\n")
-    );
-    assert_eq!(
-        text(&["-i", "mycounter", "counter", "next"]),
-        format!("{{\n  \"id\": \"mycounter\",\n  \"value\": 1,\n  \"region\": \"{REGION}\",\n  \"table\": \"{table}\"\n}}\n")
-    );
-    assert_eq!(
-        text(&["-i", "myqueue", "queue", "-p", "foo", "join"]),
-        format!("{{\n  \"id\": \"myqueue\",\n  \"region\": \"{REGION}\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 1,\n  \"ticket\": {{\n    \"process_id\": \"foo\",\n    \"counter\": 1,\n    \"position\": 0,\n    \"tags\": {{}},\n    \"lease\": null\n  }}\n}}\n")
-    );
-    assert_eq!(
-        text(&["-i", "myqueue", "queue", "-p", "foo", "leave"]),
-        format!("{{\n  \"id\": \"myqueue\",\n  \"region\": \"{REGION}\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 2\n}}\n")
-    );
-    assert_eq!(
-        text(&["-i", "myqueue", "queue", "list"]),
-        format!("{{\n  \"id\": \"myqueue\",\n  \"region\": \"{REGION}\",\n  \"table\": \"{table}\",\n  \"fencing_token\": 2,\n  \"tickets\": []\n}}\n")
-    );
+    binary::readme_session_of_monotone_0_4(text, REGION, &table);
 }
 
 #[test]
@@ -134,16 +63,10 @@ fn store_url_and_failure_classes() {
         json!({"id": "q", "region": "us-west-2", "table": table, "fencing_token": 1,
                "ticket": {"process_id": "a", "counter": 1, "position": 0, "tags": {"k": "v"}, "lease": null}})
     );
-    let fails = |out: Output, code: i32| {
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(code), "{stderr}");
-        assert!(out.stdout.is_empty());
-        assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
-        stderr
-    };
-    assert!(fails(run(&["-i", "q", "queue", "-p", "zz", "leave"]), 3).contains("`zz`"));
-    assert!(fails(run(&["-i", "q", "counter", "next"]), 4).contains("is a queue"));
-    fails(run(&["--bogus"]), 2);
+    let fails = |args: &[&str], code: i32| fails(run(args), code, args);
+    assert!(fails(&["-i", "q", "queue", "-p", "zz", "leave"], 3).contains("`zz`"));
+    assert!(fails(&["-i", "q", "counter", "next"], 4).contains("is a queue"));
+    fails(&["--bogus"], 2);
     // Nothing changed.
     assert_eq!(
         json(run(&["-i", "q", "queue", "list"]), &[])["fencing_token"],
@@ -162,17 +85,8 @@ fn an_unreachable_endpoint_is_unavailable_exit_6() {
         .port();
     let ep = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
-    let out = command(
-        &ep,
-        &["-r", REGION, "-t", "Counters", "-i", "c", "counter", "next"],
-    )
-    .output()
-    .unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(6), "{stderr}");
-    assert!(out.stdout.is_empty());
-    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
-    assert!(stderr.starts_with("monotone: error: "), "{stderr}");
+    let args = ["-r", REGION, "-t", "Counters", "-i", "c", "counter", "next"];
+    fails(command(&ep, &args).output().unwrap(), 6, &args);
     assert!(
         start.elapsed() < Duration::from_secs(60),
         "bounded, not a hang"
@@ -192,33 +106,15 @@ fn concurrent_processes_join_without_loss() {
             .unwrap(),
         &[],
     );
-    let children: Vec<_> = (0..8)
-        .map(|i| {
-            let pid = format!("host{i}");
-            command(
-                &ep,
-                &[&base[..], &["queue", "-p", pid.as_str(), "join"]].concat(),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-        })
-        .collect();
-    let docs: Vec<Value> = children
-        .into_iter()
-        .map(|c| json(c.wait_with_output().unwrap(), &["join"]))
-        .collect();
-    let counters: BTreeSet<u64> = docs
-        .iter()
-        .map(|d| d["ticket"]["counter"].as_u64().unwrap())
-        .collect();
-    let tokens: BTreeSet<u64> = docs
-        .iter()
-        .map(|d| d["fencing_token"].as_u64().unwrap())
-        .collect();
-    assert_eq!(counters, (1..=8).collect());
-    assert_eq!(tokens, (1..=8).collect());
+    let docs = json_of_all((0..8).map(|i| {
+        let pid = format!("host{i}");
+        command(
+            &ep,
+            &[&base[..], &["queue", "-p", pid.as_str(), "join"]].concat(),
+        )
+    }));
+    assert_eq!(numbers(&docs, "/ticket/counter"), (1..=8).collect());
+    assert_eq!(numbers(&docs, "/fencing_token"), (1..=8).collect());
     let list = json(
         command(&ep, &[&base[..], &["queue", "list"]].concat())
             .output()
@@ -238,7 +134,7 @@ fn doc_commands_on_dynamodb() {
     let run = |args: &[&str], input: &str| {
         let mut all = vec!["-r", REGION, "-t", table.as_str()];
         all.extend_from_slice(args);
-        with_input::output_with_input(command(&ep, &all), input)
+        binary::output_with_input(command(&ep, &all), input)
     };
     let v = json(
         run(&["-i", "agent", "doc", "set"], r#"{"globs": ["/bin/*"]}"#),
@@ -257,15 +153,14 @@ fn doc_commands_on_dynamodb() {
         &[],
     );
     assert_eq!(v["value"], json!({"globs": ["/bin/*"], "level": 2}));
-    let out = run(&["-i", "agent", "doc", "set", "--if-version", "1"], "{}");
-    assert_eq!(out.status.code(), Some(12));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at version 2"));
+    let set = ["-i", "agent", "doc", "set", "--if-version", "1"];
+    assert!(fails(run(&set, "{}"), 12, &set).contains("at version 2"));
     let v = json(run(&["-i", "agent", "doc", "rm"], ""), &[]);
     assert_eq!((&v["version"], &v["removed"]), (&json!(3), &json!(true)));
     let v = json(run(&["-i", "agent", "doc", "get"], ""), &[]);
     assert_eq!((&v["version"], &v["exists"]), (&json!(3), &json!(false)));
-    let out = run(&["-i", "agent", "counter", "next"], "");
-    assert_eq!(out.status.code(), Some(4));
+    let next = ["-i", "agent", "counter", "next"];
+    fails(run(&next, ""), 4, &next);
 }
 
 /// Tally commands on DynamoDB, and 8 processes adding both signs at once.
@@ -285,29 +180,17 @@ fn tally_commands_and_concurrent_adds() {
         json!({"id": "pool", "value": -3, "version": 1, "consistent": true,
                "region": REGION, "table": table})
     );
-    let children: Vec<_> = (1..=8)
-        .map(|i: i64| {
-            let n = if i % 2 == 0 { i } else { -i * 3 };
-            command(
-                &ep,
-                &[&base[..], &["tally", "add", "--by", &n.to_string()]].concat(),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-        })
-        .collect();
-    let mut versions: Vec<u64> = children
-        .into_iter()
-        .map(|c| {
-            json(c.wait_with_output().unwrap(), &["add"])["version"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
-    versions.sort_unstable();
-    assert_eq!(versions, (2..=9).collect::<Vec<_>>());
+    let docs = json_of_all((1..=8).map(|i: i64| {
+        let n = if i % 2 == 0 { i } else { -i * 3 };
+        command(
+            &ep,
+            &[&base[..], &["tally", "add", "--by", &n.to_string()]].concat(),
+        )
+    }));
+    assert_eq!(
+        numbers(&docs, "/version").into_iter().collect::<Vec<_>>(),
+        (2..=9).collect::<Vec<_>>()
+    );
     let sum = -3
         + (1..=8)
             .map(|i: i64| if i % 2 == 0 { i } else { -i * 3 })
@@ -320,10 +203,8 @@ fn tally_commands_and_concurrent_adds() {
             "{read:?}"
         );
     }
-    let out = command(&ep, &[&base[..], &["counter", "next"]].concat())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(4));
+    let next = [&base[..], &["counter", "next"]].concat();
+    fails(command(&ep, &next).output().unwrap(), 4, &next);
     let rm = run(&["tally", "rm"]);
     assert_eq!((&rm["value"], &rm["removed"]), (&json!(sum), &json!(true)));
 }

@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -16,9 +15,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_monotone");
+mod binary;
+mod place;
+use binary::{first_document, monotone};
+use place::Place;
 
 /// A running `monotone serve`, stopped (SIGTERM, then killed) when dropped.
 struct Server {
@@ -28,49 +29,20 @@ struct Server {
     log: mpsc::Receiver<String>,
 }
 
-/// The binary with no store, log or AWS settings from the developer's
-/// machine.
-fn bare_command() -> Command {
-    let mut cmd = Command::new(BIN);
-    for var in [
-        "MONOTONE_STORE",
-        "RUST_LOG",
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
 impl Server {
     /// `monotone --store URL serve --listen 127.0.0.1:0 EXTRA`, with
     /// `RUST_LOG` set to `log`.
     fn start(url: &str, extra: &[&str], log: &str) -> Server {
-        let mut cmd = bare_command();
+        let mut cmd = monotone();
         cmd.args(["--store", url, "serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", log)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start monotone serve");
         // The one document it prints once it listens.
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let read = stdout.read_line(&mut line).unwrap();
-            assert!(read > 0, "serve exited before listening: {text}");
-            text.push_str(&line);
-            if line == "}\n" {
-                break;
-            }
-        }
-        let listening: Value = serde_json::from_str(&text).unwrap();
+        let listening = first_document(&mut stdout);
         let addr = listening["listening"].as_str().unwrap().parse().unwrap();
         // Nothing more may come on stdout: drain it to check on exit.
         std::thread::spawn(move || {
@@ -211,46 +183,10 @@ async fn call(
     }
 }
 
-/// A temporary directory with a SQLite store file.
-struct Files {
-    dir: TempDir,
-}
-
-impl Files {
-    fn new() -> Files {
-        Files {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("monotone.db")
-    }
-
-    fn url(&self) -> String {
-        format!("sqlite:{}", self.db().display())
-    }
-
-    /// `monotone --store URL ARGS`, parsed.
-    fn cli(&self, args: &[&str]) -> Value {
-        let out = bare_command()
-            .args(["--store", &self.url()])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dist_counter_routes() {
-    let files = Files::new();
-    let server = Server::start(&files.url(), &[], "off");
+    let place = Place::sqlite();
+    let server = Server::start(&place.url, &[], "off");
     let ping = server.call("GET", "/ping", "").await;
     assert_eq!((ping.status, ping.json()), (200, json!({"status": "OK"})));
     let value = server.call("GET", "/counter/mycount/value", "").await;
@@ -268,11 +204,11 @@ async fn dist_counter_routes() {
         assert_eq!(String::from_utf8(r.body).unwrap(), "3", "{route}");
     }
     // The counter is a tally, seen the same by the CLI.
-    let v = files.cli(&["-i", "mycount", "tally", "get"]);
+    let v = place.json(&["-i", "mycount", "tally", "get"]);
     assert_eq!((&v["value"], &v["version"]), (&json!(3), &json!(4)));
     let bad = server.call("POST", "/counter/mycount", "A").await;
     assert_eq!(bad.error_kind(400), "invalid input");
-    assert_eq!(files.cli(&["-i", "mycount", "tally", "get"])["version"], 4);
+    assert_eq!(place.json(&["-i", "mycount", "tally", "get"])["version"], 4);
     assert!(server.stop().success());
 }
 
@@ -280,8 +216,8 @@ async fn dist_counter_routes() {
 /// command on the same store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_routes_answer_what_the_cli_prints() {
-    let files = Files::new();
-    let server = Server::start(&files.url(), &[], "off");
+    let place = Place::sqlite();
+    let server = Server::start(&place.url, &[], "off");
     let json_of = |r: Reply| {
         assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
         r.json()
@@ -290,21 +226,21 @@ async fn v1_routes_answer_what_the_cli_prints() {
     // Counters.
     let next = json_of(server.call("POST", "/v1/counters/c/next", "").await);
     assert_eq!(next["value"], 1);
-    assert_eq!(next, files.cli(&["-i", "c", "counter", "get"]));
+    assert_eq!(next, place.json(&["-i", "c", "counter", "get"]));
     assert_eq!(
         json_of(server.call("GET", "/v1/counters/c", "").await),
         next
     );
-    files.cli(&["-i", "c", "counter", "next"]);
+    place.json(&["-i", "c", "counter", "next"]);
     let rm = json_of(server.call("DELETE", "/v1/counters/c", "").await);
     assert_eq!(
         rm,
         json!({"id": "c", "value": 2, "region": "local",
-               "table": files.db().display().to_string(), "removed": true})
+               "table": place.db().display().to_string(), "removed": true})
     );
     assert_eq!(
         json_of(server.call("DELETE", "/v1/counters/c", "").await),
-        files.cli(&["-i", "c", "counter", "rm"])
+        place.json(&["-i", "c", "counter", "rm"])
     );
 
     // Tallies.
@@ -312,13 +248,13 @@ async fn v1_routes_answer_what_the_cli_prints() {
     assert_eq!(
         added,
         json!({"id": "t", "value": -3, "version": 1, "consistent": true,
-               "region": "local", "table": files.db().display().to_string()})
+               "region": "local", "table": place.db().display().to_string()})
     );
     let got = json_of(server.call("GET", "/v1/tallies/t", "").await);
     assert_eq!(got, added);
-    assert_eq!(got, files.cli(&["-i", "t", "tally", "get"]));
+    assert_eq!(got, place.json(&["-i", "t", "tally", "get"]));
     let stale = json_of(server.call("GET", "/v1/tallies/t?stale=true", "").await);
-    assert_eq!(stale, files.cli(&["-i", "t", "tally", "get", "--stale"]));
+    assert_eq!(stale, place.json(&["-i", "t", "tally", "get", "--stale"]));
     assert_eq!(stale["consistent"], false);
     let fresh = json_of(server.call("GET", "/v1/tallies/t?stale=false", "").await);
     assert_eq!(fresh["consistent"], true);
@@ -328,7 +264,7 @@ async fn v1_routes_answer_what_the_cli_prints() {
         (&json!(-3), &json!(1), &json!(true))
     );
     let rm = json_of(server.call("DELETE", "/v1/tallies/t", "").await);
-    assert_eq!(rm, files.cli(&["-i", "t", "tally", "rm"]));
+    assert_eq!(rm, place.json(&["-i", "t", "tally", "rm"]));
 
     // Queues: ids and process ids with `/` and spaces, percent-encoded.
     let joined = json_of(
@@ -347,7 +283,7 @@ async fn v1_routes_answer_what_the_cli_prints() {
     );
     assert_eq!(
         joined,
-        files.cli(&["-i", "my zk", "queue", "-p", "zk/a", "get"])
+        place.json(&["-i", "my zk", "queue", "-p", "zk/a", "get"])
     );
     let again = json_of(
         server
@@ -357,9 +293,9 @@ async fn v1_routes_answer_what_the_cli_prints() {
     assert_eq!(again, joined, "join is idempotent");
     json_of(server.call("PUT", "/v1/queues/my%20zk/tickets/b", "").await);
     let got = json_of(server.call("GET", "/v1/queues/my%20zk/tickets/b", "").await);
-    assert_eq!(got, files.cli(&["-i", "my zk", "queue", "-p", "b", "get"]));
+    assert_eq!(got, place.json(&["-i", "my zk", "queue", "-p", "b", "get"]));
     let list = json_of(server.call("GET", "/v1/queues/my%20zk", "").await);
-    assert_eq!(list, files.cli(&["-i", "my zk", "queue", "list"]));
+    assert_eq!(list, place.json(&["-i", "my zk", "queue", "list"]));
     assert_eq!(list["tickets"].as_array().unwrap().len(), 2);
     let left = json_of(
         server
@@ -375,17 +311,17 @@ async fn v1_routes_answer_what_the_cli_prints() {
     );
     assert_eq!(
         json_of(server.call("DELETE", "/v1/queues/my%20zk", "").await),
-        files.cli(&["-i", "my zk", "queue", "rm"])
+        place.json(&["-i", "my zk", "queue", "rm"])
     );
     assert!(server.stop().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_has_its_status_and_changes_nothing() {
-    let files = Files::new();
-    let server = Server::start(&files.url(), &[], "off");
-    files.cli(&["-i", "c", "counter", "next"]);
-    files.cli(&["-i", "t", "tally", "add", "--", "-1"]);
+    let place = Place::sqlite();
+    let server = Server::start(&place.url, &[], "off");
+    place.json(&["-i", "c", "counter", "next"]);
+    place.json(&["-i", "t", "tally", "add", "--", "-1"]);
 
     // 400: bad ids, amounts, tags, queries.
     let cases = [
@@ -415,7 +351,7 @@ async fn every_error_has_its_status_and_changes_nothing() {
     assert!(r.json()["error"].as_str().unwrap().contains("`t`"));
 
     // 404: not in the queue, no queue, no route.
-    files.cli(&["-i", "q", "queue", "-p", "a", "join"]);
+    place.json(&["-i", "q", "queue", "-p", "a", "join"]);
     for (method, path) in [
         ("GET", "/v1/queues/q/tickets/nobody"),
         ("DELETE", "/v1/queues/q/tickets/nobody"),
@@ -486,15 +422,15 @@ async fn every_error_has_its_status_and_changes_nothing() {
     assert_eq!(r.error_kind(413), "payload too large");
 
     // 500: a record monotone cannot read.
-    let conn = rusqlite::Connection::open(files.db()).unwrap();
+    let conn = rusqlite::Connection::open(place.db()).unwrap();
     conn.execute("UPDATE tickets SET tags = '[1' WHERE process_id = 'a'", [])
         .unwrap();
     let r = server.call("GET", "/v1/queues/q", "").await;
     assert_eq!(r.error_kind(500), "corrupt");
 
     // Nothing above changed anything.
-    assert_eq!(files.cli(&["-i", "c", "counter", "get"])["value"], 1);
-    let t = files.cli(&["-i", "t", "tally", "get"]);
+    assert_eq!(place.json(&["-i", "c", "counter", "get"])["value"], 1);
+    let t = place.json(&["-i", "t", "tally", "get"]);
     assert_eq!((&t["value"], &t["version"]), (&json!(-1), &json!(1)));
     assert!(server.stop().success());
 }
@@ -523,11 +459,11 @@ async fn an_unreachable_store_is_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_guards_every_route_but_ping() {
-    let files = Files::new();
-    let token_file = files.dir.path().join("token");
+    let place = Place::sqlite();
+    let token_file = place.path("token");
     std::fs::write(&token_file, "s3cret-token\n").unwrap();
     let server = Server::start(
-        &files.url(),
+        &place.url,
         &["--token-file", token_file.to_str().unwrap()],
         "off",
     );
@@ -559,13 +495,13 @@ async fn a_token_guards_every_route_but_ping() {
     }
     assert_eq!(call(addr, "GET", "/ping", "", None).await.status, 200);
     // Refused requests wrote nothing: one add of 1, one next.
-    let t = files.cli(&["-i", "t", "tally", "get"]);
+    let t = place.json(&["-i", "t", "tally", "get"]);
     assert_eq!(
         (&t["value"], &t["version"]),
         (&json!(0), &json!(0)),
         "removed at the end"
     );
-    assert_eq!(files.cli(&["-i", "c", "counter", "get"])["value"], 1);
+    assert_eq!(place.json(&["-i", "c", "counter", "get"])["value"], 1);
     assert!(server.stop().success());
 }
 
@@ -573,15 +509,15 @@ async fn a_token_guards_every_route_but_ping() {
 /// refuses to start without `--token-file` or `--insecure`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_token_only_loopback() {
-    let files = Files::new();
-    let server = Server::start(&files.url(), &[], "off");
+    let place = Place::sqlite();
+    let server = Server::start(&place.url, &[], "off");
     assert_eq!(
         server.call("POST", "/v1/counters/c/next", "").await.status,
         200
     );
     assert!(server.stop().success());
 
-    let token_file = files.dir.path().join("empty-token");
+    let token_file = place.path("empty-token");
     std::fs::write(&token_file, "\n").unwrap();
     for (args, code, needle) in [
         (
@@ -597,16 +533,8 @@ async fn without_a_token_only_loopback() {
         ),
         (&["-i", "x", "serve"], 2, "takes no -i"),
     ] {
-        let out = bare_command()
-            .args(["--store", &files.url()])
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
-        assert!(out.stdout.is_empty());
-        assert!(stderr.contains(needle), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let line = place.fails(args, code);
+        assert!(line.contains(needle), "{args:?}: {line}");
     }
 }
 
@@ -615,10 +543,10 @@ async fn without_a_token_only_loopback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_finishes_the_requests_in_flight() {
     const IN_FLIGHT: usize = 8;
-    let files = Files::new();
-    let server = Server::start(&files.url(), &[], "monotone::serve=debug");
+    let place = Place::sqlite();
+    let server = Server::start(&place.url, &[], "monotone::serve=debug");
     // Another writer holds the file's write lock: every add waits.
-    let lock = rusqlite::Connection::open(files.db()).unwrap();
+    let lock = rusqlite::Connection::open(place.db()).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
     let adds: Vec<_> = (0..IN_FLIGHT)
         .map(|i| {
@@ -652,7 +580,7 @@ async fn shutdown_finishes_the_requests_in_flight() {
     let mut server = server;
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let t = files.cli(&["-i", "t", "tally", "get"]);
+    let t = place.json(&["-i", "t", "tally", "get"]);
     let sum = (1..=IN_FLIGHT as i64).sum::<i64>();
     assert_eq!(
         (&t["value"], &t["version"]),
@@ -667,10 +595,10 @@ async fn shutdown_finishes_the_requests_in_flight() {
 async fn many_clients_on_two_servers_lose_no_add() {
     const CLIENTS: usize = 16;
     const EACH: usize = 20;
-    let files = Files::new();
+    let place = Place::sqlite();
     let servers = [
-        Server::start(&files.url(), &[], "off"),
-        Server::start(&files.url(), &[], "off"),
+        Server::start(&place.url, &[], "off"),
+        Server::start(&place.url, &[], "off"),
     ];
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
@@ -716,7 +644,7 @@ async fn many_clients_on_two_servers_lose_no_add() {
             .await;
         assert_eq!(r.json(), json!(sum));
     }
-    let t = files.cli(&["-i", "pool", "tally", "get"]);
+    let t = place.json(&["-i", "pool", "tally", "get"]);
     assert_eq!(
         (&t["value"], &t["version"]),
         (&json!(sum), &json!(CLIENTS * EACH))

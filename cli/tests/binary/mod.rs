@@ -54,16 +54,22 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A run of `monotone ARGS` that succeeded: exit code 0, nothing on
-/// stderr; its stdout, one JSON document.
-pub fn json(out: Output, args: &[&str]) -> Value {
-    let err = stderr(&out);
+/// A run of `monotone ARGS` that succeeded quietly: exit code 0, nothing on
+/// stderr.
+pub fn succeeded(out: &Output, args: &[&str]) {
+    let err = stderr(out);
     assert_eq!(
         out.status.code(),
         Some(0),
         "monotone {args:?} failed: {err}"
     );
     assert!(err.is_empty(), "monotone {args:?}: stderr: {err}");
+}
+
+/// A run of `monotone ARGS` that succeeded (see [`succeeded`]); its stdout,
+/// one JSON document.
+pub fn json(out: Output, args: &[&str]) -> Value {
+    succeeded(&out, args);
     serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
 }
 
