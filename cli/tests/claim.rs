@@ -270,12 +270,6 @@ fn a_claim_held_around_a_command(place: &Place) {
     );
 }
 
-on_each_store! {
-    myids_from_a_range("claim-myids"),
-    a_claim_held_around_a_command("claim-held"),
-    a_claim_whose_store_stops_answering_gets_its_command_killed("claim-outage"),
-}
-
 /// Without a command: the claim is printed once made and held until stdin
 /// closes, then released.
 #[test]
@@ -301,6 +295,12 @@ fn a_claim_whose_store_stops_answering_gets_its_command_killed(place: &Place) {
         &["-i", "p", "claim", "-p", "me", "--range", "1..3"],
         "claim lost, command stopped",
     );
+}
+
+on_each_store! {
+    myids_from_a_range("claim-myids"),
+    a_claim_held_around_a_command("claim-held"),
+    a_claim_whose_store_stops_answering_gets_its_command_killed("claim-outage"),
 }
 
 /// A holder killed with SIGKILL: its claim stays until a claimer that
