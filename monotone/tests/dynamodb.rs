@@ -35,23 +35,7 @@ async fn store(endpoint: String) -> (Arc<dyn Store>, ()) {
 }
 
 // The block returns from the test (a skip) when there is no server.
-conformance_tests!({
-    let Some(endpoint) = endpoint() else { return };
-    store(endpoint)
-});
-lease_conformance_tests!({
-    let Some(endpoint) = endpoint() else { return };
-    store(endpoint)
-});
-document_conformance_tests!({
-    let Some(endpoint) = endpoint() else { return };
-    store(endpoint)
-});
-tally_conformance_tests!({
-    let Some(endpoint) = endpoint() else { return };
-    store(endpoint)
-});
-claim_conformance_tests!({
+conformance_suite!({
     let Some(endpoint) = endpoint() else { return };
     store(endpoint)
 });

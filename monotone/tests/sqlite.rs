@@ -15,11 +15,7 @@ async fn store() -> (Arc<dyn Store>, TempDir) {
     (monotone::open(&url).await.unwrap(), dir)
 }
 
-conformance_tests!(store());
-lease_conformance_tests!(store());
-document_conformance_tests!(store());
-tally_conformance_tests!(store());
-claim_conformance_tests!(store());
+conformance_suite!(store());
 
 #[tokio::test]
 async fn state_survives_reopening() {
