@@ -48,7 +48,10 @@ impl SharedStore for DynamoDb {
     async fn open(url: &str) -> (Arc<dyn Store>, Option<Box<dyn Sent>>) {
         let config = DynamoDbConfig::from_url(url).unwrap();
         let requests = Requests::default();
-        let sdk = config.sdk_config().await.interceptor(requests.clone());
+        let sdk = config
+            .sdk_config()
+            .await
+            .interceptor(requests.interceptor());
         let client = aws_sdk_dynamodb::Client::from_conf(sdk.build());
         let store = DynamoDbStore::from_client(client, config).unwrap();
         (Arc::new(store), Some(Box::new(requests)))

@@ -75,7 +75,7 @@ pub trait Watched: Send + Sync {
 }
 
 #[async_trait]
-impl Watched for dyn Queue {
+impl Watched for dyn Queue + '_ {
     type Item = Ticket;
     const NOUN: &'static str = "ticket";
 
@@ -89,7 +89,7 @@ impl Watched for dyn Queue {
 }
 
 #[async_trait]
-impl Watched for dyn ClaimPool {
+impl Watched for dyn ClaimPool + '_ {
     type Item = Claim;
     const NOUN: &'static str = "claim";
 
