@@ -33,64 +33,55 @@ async fn store(table: Table) -> (Arc<dyn Store>, ()) {
 
 // The block returns from the test (a skip) when there is no server.
 conformance_suite!({
-    let Some(table) = Table::create("conformance").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("conformance").await);
     store(table)
 });
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_operation() {
-    let Some(table) = Table::create("requests").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("requests").await);
     let (store, requests) = table.store().await;
-    let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
     let c = store.counter("c").unwrap();
     assert_eq!(c.next().await.unwrap(), 1);
-    assert_eq!(requests.take(), r(&["UpdateItem"]), "next on a new counter");
+    assert_eq!(requests.take(), ["UpdateItem"], "next on a new counter");
     assert_eq!(c.next().await.unwrap(), 2);
-    assert_eq!(requests.take(), r(&["UpdateItem"]), "next");
+    assert_eq!(requests.take(), ["UpdateItem"], "next");
     assert_eq!(c.get().await.unwrap(), 2);
-    assert_eq!(requests.take(), r(&["GetItem"]), "get");
+    assert_eq!(requests.take(), ["GetItem"], "get");
     assert_eq!(store.counter("none").unwrap().get().await.unwrap(), 0);
-    assert_eq!(requests.take(), r(&["GetItem"]), "get of nothing");
+    assert_eq!(requests.take(), ["GetItem"], "get of nothing");
     assert_eq!(c.remove().await.unwrap(), Some(2));
-    assert_eq!(requests.take(), r(&["DeleteItem"]), "counter remove");
+    assert_eq!(requests.take(), ["DeleteItem"], "counter remove");
     assert_eq!(c.remove().await.unwrap(), None);
-    assert_eq!(
-        requests.take(),
-        r(&["DeleteItem"]),
-        "counter remove of nothing"
-    );
+    assert_eq!(requests.take(), ["DeleteItem"], "counter remove of nothing");
 
     let q = store.queue("q").unwrap();
     q.join("a", Tags::new()).await.unwrap();
     assert_eq!(
         requests.take(),
-        r(&["GetItem", "UpdateItem"]),
+        ["GetItem", "UpdateItem"],
         "join a new queue"
     );
     q.join("b", tags(&[("k", "v")])).await.unwrap();
-    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "join");
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "join");
     let again = q.join("a", Tags::new()).await.unwrap();
     assert_eq!(again.fencing_token, FencingToken(2));
-    assert_eq!(requests.take(), r(&["GetItem"]), "idempotent re-join");
+    assert_eq!(requests.take(), ["GetItem"], "idempotent re-join");
     q.ticket("b").await.unwrap();
-    assert_eq!(requests.take(), r(&["GetItem"]), "ticket");
+    assert_eq!(requests.take(), ["GetItem"], "ticket");
     q.tickets().await.unwrap();
-    assert_eq!(requests.take(), r(&["GetItem"]), "tickets");
+    assert_eq!(requests.take(), ["GetItem"], "tickets");
     q.leave("a").await.unwrap();
-    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "leave");
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "leave");
     q.leave("b").await.unwrap();
     assert_eq!(
         requests.take(),
-        r(&["GetItem", "UpdateItem"]),
+        ["GetItem", "UpdateItem"],
         "leave of the last"
     );
     assert_eq!(q.leave("b").await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(requests.take(), r(&["GetItem"]), "leave of a non-member");
+    assert_eq!(requests.take(), ["GetItem"], "leave of a non-member");
 
     // Wrong types are told apart from the item the failed condition returns.
     let as_counter = store.counter("q").unwrap();
@@ -98,16 +89,12 @@ async fn requests_per_operation() {
         as_counter.next().await.unwrap_err().kind(),
         ErrorKind::WrongType
     );
-    assert_eq!(requests.take(), r(&["UpdateItem"]), "next on a queue");
+    assert_eq!(requests.take(), ["UpdateItem"], "next on a queue");
     assert_eq!(
         as_counter.remove().await.unwrap_err().kind(),
         ErrorKind::WrongType
     );
-    assert_eq!(
-        requests.take(),
-        r(&["DeleteItem"]),
-        "counter remove on a queue"
-    );
+    assert_eq!(requests.take(), ["DeleteItem"], "counter remove on a queue");
     store.counter("c").unwrap().next().await.unwrap();
     requests.take();
     let as_queue = store.queue("c").unwrap();
@@ -115,26 +102,20 @@ async fn requests_per_operation() {
         as_queue.remove().await.unwrap_err().kind(),
         ErrorKind::WrongType
     );
-    assert_eq!(
-        requests.take(),
-        r(&["DeleteItem"]),
-        "queue remove on a counter"
-    );
+    assert_eq!(requests.take(), ["DeleteItem"], "queue remove on a counter");
     assert_eq!(
         as_queue.join("p", Tags::new()).await.unwrap_err().kind(),
         ErrorKind::WrongType
     );
-    assert_eq!(requests.take(), r(&["GetItem"]), "join on a counter");
+    assert_eq!(requests.take(), ["GetItem"], "join on a counter");
 
     assert_eq!(q.remove().await.unwrap(), Some(FencingToken(4)));
-    assert_eq!(requests.take(), r(&["DeleteItem"]), "queue remove");
+    assert_eq!(requests.take(), ["DeleteItem"], "queue remove");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_modifies_items_written_by_monotone_0_4() {
-    let Some(table) = Table::create("from-0-4").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("from-0-4").await);
     let (store, _) = table.store().await;
 
     // A counter as 0.4 left it.
@@ -198,9 +179,7 @@ async fn reads_and_modifies_items_written_by_monotone_0_4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_items_monotone_0_4_reads_and_modifies() {
-    let Some(table) = Table::create("to-0-4").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("to-0-4").await);
     let (store, _) = table.store().await;
 
     store.counter("c").unwrap().next().await.unwrap();
@@ -278,9 +257,7 @@ async fn writes_items_monotone_0_4_reads_and_modifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_table_is_created_on_first_use() {
-    let Some(table) = Table::unmade("created").await else {
-        return;
-    };
+    let table = or_skip!(Table::unmade("created").await);
     let (store, requests) = table.store().await;
     assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
     let sent = requests.take();
@@ -357,28 +334,15 @@ async fn a_missing_table_is_created_on_first_use() {
     for h in handles {
         h.await.unwrap().unwrap();
     }
-    assert_eq!(
-        store
-            .queue("q")
-            .unwrap()
-            .tickets()
-            .await
-            .unwrap()
-            .value
-            .len(),
-        6
-    );
+    let q = store.queue("q").unwrap();
+    assert_eq!(q.tickets().await.unwrap().value.len(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_that_may_not_be_created_gets_a_clear_error() {
-    let Some(table) = Table::unmade("denied").await else {
-        return;
-    };
+    let table = or_skip!(Table::unmade("denied").await);
     let name = &table.name;
-    table
-        .fail(Some("CreateTable"), "AccessDeniedException", 1)
-        .await;
+    table.fail("CreateTable", ACCESS_DENIED, 1).await;
     let (store, _) = table.store().await;
     let err = store.counter("c").unwrap().next().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
@@ -411,9 +375,7 @@ async fn a_table_that_may_not_be_created_gets_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_items_are_reported_and_never_written_over() {
-    let Some(table) = Table::create("corrupt").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("corrupt").await);
     let (store, _) = table.store().await;
     let good_queue = |extra: &[(&str, AttributeValue)]| {
         let mut it = item(&[("Type", s("QUEUE")), ("Version", n(3)), ("Value", n(3))]);
@@ -539,17 +501,11 @@ async fn corrupt_items_are_reported_and_never_written_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_types_change_nothing_in_either_direction() {
-    let Some(table) = Table::create("wrong-type").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("wrong-type").await);
     let (store, _) = table.store().await;
     store.counter("c").unwrap().next().await.unwrap();
-    store
-        .queue("q")
-        .unwrap()
-        .join("p", Tags::new())
-        .await
-        .unwrap();
+    let q = store.queue("q").unwrap();
+    q.join("p", Tags::new()).await.unwrap();
     let before_c = table.item("c").await.unwrap();
     let before_q = table.item("q").await.unwrap();
 
@@ -579,16 +535,10 @@ async fn wrong_types_change_nothing_in_either_direction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_is_retried_on_the_item_the_server_returns() {
-    let Some(table) = Table::create("race").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("race").await);
     let (other, _) = table.store().await;
-    other
-        .queue("q")
-        .unwrap()
-        .join("first", Tags::new())
-        .await
-        .unwrap();
+    let q = other.queue("q").unwrap();
+    q.join("first", Tags::new()).await.unwrap();
 
     let intruder = IntrudeOnWrite::new().on(1, move || {
         let q = other.queue("q").unwrap();
@@ -614,18 +564,14 @@ async fn a_lost_race_is_retried_on_the_item_the_server_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_returns_no_item_on_a_failed_condition_gets_a_read() {
-    let Some(table) = Table::create("no-item").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("no-item").await);
     let (store, requests) = table.store().await;
     let q = store.queue("q").unwrap();
     q.join("a", Tags::new()).await.unwrap();
     requests.take();
     // A failed condition with no item, as from a server without
     // ReturnValuesOnConditionCheckFailure.
-    table
-        .fail(Some("UpdateItem"), "ConditionalCheckFailedException", 1)
-        .await;
+    table.fail("UpdateItem", CONDITION_FAILED, 1).await;
     let b = q.join("b", Tags::new()).await.unwrap();
     assert_eq!((b.value.counter, b.fencing_token.0), (2, 2));
     assert_eq!(
@@ -633,18 +579,14 @@ async fn a_server_that_returns_no_item_on_a_failed_condition_gets_a_read() {
         ["GetItem", "UpdateItem", "GetItem", "UpdateItem"]
     );
 
-    table
-        .fail(Some("UpdateItem"), "ConditionalCheckFailedException", 1)
-        .await;
+    table.fail("UpdateItem", CONDITION_FAILED, 1).await;
     assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
     assert_eq!(requests.take(), ["UpdateItem", "GetItem", "UpdateItem"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contention_past_the_budget_is_a_conflict_and_writes_nothing() {
-    let Some(table) = Table::create("conflict").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("conflict").await);
     let backoff = Backoff::new()
         .with_max_attempts(4)
         .with_delays(Duration::from_millis(1), Duration::from_millis(5));
@@ -653,9 +595,7 @@ async fn contention_past_the_budget_is_a_conflict_and_writes_nothing() {
     let q = store.queue("q").unwrap();
     q.join("a", Tags::new()).await.unwrap();
     requests.take();
-    table
-        .fail(Some("UpdateItem"), "ConditionalCheckFailedException", 4)
-        .await;
+    table.fail("UpdateItem", CONDITION_FAILED, 4).await;
     let err = q.join("b", Tags::new()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(err.is_temporary());
@@ -681,29 +621,21 @@ async fn contention_past_the_budget_is_a_conflict_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_server_errors_are_retried_then_reported() {
-    let Some(table) = Table::create("throttled").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("throttled").await);
     let (store, requests) = table.store().await;
     let c = store.counter("c").unwrap();
 
     // A few throttles and 500s: the SDK retries, the caller never knows.
-    table
-        .fail(
-            Some("UpdateItem"),
-            "ProvisionedThroughputExceededException",
-            2,
-        )
-        .await;
+    table.fail("UpdateItem", THROUGHPUT_EXCEEDED, 2).await;
     assert_eq!(c.next().await.unwrap(), 1);
     assert_eq!(requests.take(), ["UpdateItem"; 3]);
-    table.fail(Some("GetItem"), "InternalServerError", 2).await;
+    table.fail("GetItem", INTERNAL_ERROR, 2).await;
     assert_eq!(c.get().await.unwrap(), 1);
     assert_eq!(requests.take(), ["GetItem"; 3]);
 
     // Throttled past the SDK's attempts: one clear line, promptly.
     let attempts = monotone::dynamodb::SDK_MAX_ATTEMPTS;
-    table.fail(None, "ThrottlingException", attempts).await;
+    table.fail_all(THROTTLING, attempts).await;
     let started = Instant::now();
     let err = c.next().await.unwrap_err();
     assert!(
@@ -728,9 +660,7 @@ async fn throttling_and_server_errors_are_retried_then_reported() {
     requests.take();
 
     // Access denied is not retried.
-    table
-        .fail(Some("GetItem"), "AccessDeniedException", 1)
-        .await;
+    table.fail("GetItem", ACCESS_DENIED, 1).await;
     let err = c.get().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     assert!(err.to_string().contains("terraform/"), "{err}");
@@ -742,9 +672,7 @@ async fn a_server_that_goes_away_gives_a_clear_error_not_a_hang() {
     if endpoint().is_none() {
         return;
     }
-    let Some(mut server) = PrivateServer::start() else {
-        return;
-    };
+    let mut server = or_skip!(PrivateServer::start());
     let table = unique_table("gone");
     create_table(&raw_client(&server.endpoint).await, &table).await;
     let (store, _) = counted_store(&server.endpoint, DynamoDbConfig::new(&table)).await;
@@ -827,9 +755,7 @@ async fn a_server_that_never_answers_times_out() {
 /// removed document's item, read behind the store's back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn document_items_and_requests_per_operation() {
-    let Some(table) = Table::create("doc-requests").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("doc-requests").await);
     let (store, requests) = table.store().await;
     let d: Arc<dyn Document> = Arc::from(store.document("cfg").unwrap());
 
@@ -918,9 +844,7 @@ async fn document_items_and_requests_per_operation() {
 /// members are unreadable).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_documents_are_reported_and_can_be_replaced() {
-    let Some(table) = Table::create("doc-corrupt").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("doc-corrupt").await);
     let (store, _) = table.store().await;
     let bad = item(&[
         ("ID", s("d")),
@@ -951,9 +875,7 @@ async fn corrupt_documents_are_reported_and_can_be_replaced() {
 /// it left as monotone 0.4 writes them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tally_items_and_requests() {
-    let Some(table) = Table::create("tally").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("tally").await);
     let (store, requests) = table.store().await;
     let t = store.tally("quota").unwrap();
     assert_eq!(t.add(-3).await.unwrap(), TallyReading::new(-3, 1));
@@ -1018,9 +940,7 @@ async fn tally_items_and_requests() {
 /// goes through and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_tallies_are_corrupt() {
-    let Some(table) = Table::create("tally-corrupt").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("tally-corrupt").await);
     let (store, _) = table.store().await;
     let tally_item = |id: &str, value: &str| {
         item(&[
@@ -1083,23 +1003,17 @@ async fn unreadable_tallies_are_corrupt() {
 /// twice would be wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tally_add_is_resent_only_when_surely_not_applied() {
-    let Some(table) = Table::create("tally-faults").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("tally-faults").await);
     let (store, requests) = table.store().await;
     let t = store.tally("t").unwrap();
     t.add(5).await.unwrap();
     requests.take();
 
-    table
-        .fail(Some("UpdateItem"), "ThrottlingException", 2)
-        .await;
+    table.fail("UpdateItem", THROTTLING, 2).await;
     assert_eq!(t.add(1).await.unwrap(), TallyReading::new(6, 2));
     assert_eq!(requests.take(), ["UpdateItem"; 3]);
 
-    table
-        .fail(Some("UpdateItem"), "InternalServerError", 1)
-        .await;
+    table.fail("UpdateItem", INTERNAL_ERROR, 1).await;
     let err = t.add(1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(
@@ -1115,9 +1029,7 @@ async fn a_tally_add_is_resent_only_when_surely_not_applied() {
     requests.take();
 
     // Counters keep the SDK's retries: a skipped value is allowed there.
-    table
-        .fail(Some("UpdateItem"), "InternalServerError", 1)
-        .await;
+    table.fail("UpdateItem", INTERNAL_ERROR, 1).await;
     assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
     assert_eq!(requests.take(), ["UpdateItem"; 2]);
 }

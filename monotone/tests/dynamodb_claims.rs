@@ -49,12 +49,8 @@ fn claim_elsewhere(
 async fn first_claimed(tag: &str, candidates: &Candidates) -> Option<(Table, DynamoDbStore)> {
     let table = Table::create(tag).await?;
     let (other, _) = table.store().await;
-    other
-        .claim_pool("p")
-        .unwrap()
-        .claim("first", candidates)
-        .await
-        .unwrap();
+    let p = other.claim_pool("p").unwrap();
+    p.claim("first", candidates).await.unwrap();
     Some((table, other))
 }
 
@@ -124,9 +120,7 @@ fn updates(sent: &[(String, String)]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_pool_items_and_requests_per_operation() {
-    let Some(table) = Table::create("claims").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("claims").await);
     let (store, requests) = table.store().await;
     let p = store.claim_pool("zk").unwrap();
     let c = range(1, 255);
@@ -229,16 +223,10 @@ async fn claim_pool_items_and_requests_per_operation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimer_that_loses_a_race_waits_in_the_pool_and_claims() {
     let c = range(1, 9);
-    let Some((store, requests, table)) = raced("claim-race", &c, &[(1, "intruder", "2")]).await
-    else {
-        return;
-    };
-    let got = store
-        .claim_pool("p")
-        .unwrap()
-        .claim_with("me", &c, None)
-        .await
-        .unwrap();
+    let races = [(1, "intruder", "2")];
+    let (store, requests, table) = or_skip!(raced("claim-race", &c, &races).await);
+    let p = store.claim_pool("p").unwrap();
+    let got = p.claim_with("me", &c, None).await.unwrap();
     assert!(got.added);
     assert_eq!(
         (got.claim.value.name.as_str(), got.claim.fencing_token),
@@ -272,16 +260,10 @@ async fn a_waiting_claimer_is_served_by_the_next_writer() {
     // Before the waiting claimer's own claim (its third write), another
     // writer, who serves itself first, then the waiting claimer.
     let races = [(1, "intruder", "2"), (3, "helper", "3")];
-    let Some((store, requests, table)) = raced("claim-served", &c, &races).await else {
-        return;
-    };
+    let (store, requests, table) = or_skip!(raced("claim-served", &c, &races).await);
     let lease = Duration::from_secs(30);
-    let got = store
-        .claim_pool("p")
-        .unwrap()
-        .claim_with("me", &c, Some(lease))
-        .await
-        .unwrap();
+    let p = store.claim_pool("p").unwrap();
+    let got = p.claim_with("me", &c, Some(lease)).await.unwrap();
     assert!(got.added, "a claim made for this call");
     assert!(got.written_at.is_some());
     assert_eq!(
@@ -321,16 +303,10 @@ async fn a_waiting_claimer_is_served_by_the_next_writer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_claimer_that_finds_nothing_free_leaves() {
     let c = range(1, 2);
-    let Some((store, requests, table)) = raced("claim-full", &c, &[(1, "intruder", "2")]).await
-    else {
-        return;
-    };
-    let err = store
-        .claim_pool("p")
-        .unwrap()
-        .claim("me", &c)
-        .await
-        .unwrap_err();
+    let races = [(1, "intruder", "2")];
+    let (store, requests, table) = or_skip!(raced("claim-full", &c, &races).await);
+    let p = store.claim_pool("p").unwrap();
+    let err = p.claim("me", &c).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Exhausted, "{err}");
     let sent = requests.take_with_bodies();
     let u = updates(&sent);
@@ -348,9 +324,7 @@ async fn a_waiting_claimer_that_finds_nothing_free_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_claimer_that_gives_up_leaves() {
     let c = range(1, 9);
-    let Some((table, other)) = first_claimed("claim-give-up", &c).await else {
-        return;
-    };
+    let (table, other) = or_skip!(first_claimed("claim-give-up", &c).await);
     let (a, b, c1) = (other.clone(), other.clone(), c.clone());
     let intruder = IntrudeOnWrite::new()
         .on(1, move || {
@@ -363,12 +337,8 @@ async fn a_waiting_claimer_that_gives_up_leaves() {
         });
     let config = DynamoDbConfig::new(&table.name).with_backoff(Backoff::new().with_max_attempts(1));
     let (store, requests) = intruded(&table, Some(config), intruder).await;
-    let err = store
-        .claim_pool("p")
-        .unwrap()
-        .claim("me", &c)
-        .await
-        .unwrap_err();
+    let p = store.claim_pool("p").unwrap();
+    let err = p.claim("me", &c).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     let u = updates(&requests.take_with_bodies());
     assert_eq!(u.len(), 4, "{u:?}");
@@ -377,13 +347,8 @@ async fn a_waiting_claimer_that_gives_up_leaves() {
     let it = table.item("p").await.unwrap();
     assert_eq!(it["Waiting"], m(&[]));
     // The next claimer serves nobody: `me` claims nothing behind its back.
-    other
-        .claim_pool("p")
-        .unwrap()
-        .claim("next", &c)
-        .await
-        .unwrap();
-    let p = store.claim_pool("p").unwrap();
+    let next = other.claim_pool("p").unwrap();
+    next.claim("next", &c).await.unwrap();
     assert_eq!(
         p.claim_of("me").await.unwrap_err().kind(),
         ErrorKind::NotFound
@@ -394,9 +359,7 @@ async fn a_waiting_claimer_that_gives_up_leaves() {
 /// claim already (they claimed from elsewhere meanwhile) are dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_serve_only_waiters_of_the_same_candidates() {
-    let Some(table) = Table::create("claim-mixed").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("claim-mixed").await);
     let (store, _) = table.store().await;
     let c = range(1, 9);
     let p = store.claim_pool("p").unwrap();
@@ -432,9 +395,7 @@ async fn writers_serve_only_waiters_of_the_same_candidates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_claim_pools_are_reported_and_never_written_over() {
-    let Some(table) = Table::create("claim-corrupt").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("claim-corrupt").await);
     let (store, _) = table.store().await;
     let c = range(1, 3);
     // A claim of name index 0 at token 1, with `extra` attributes.
@@ -513,9 +474,7 @@ async fn unreadable_claim_pools_are_reported_and_never_written_over() {
 /// full pool fits one item, and then the pool takes no more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_pool_of_the_longest_owners_and_names_fits_one_item() {
-    let Some(table) = Table::create("claim-full-item").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("claim-full-item").await);
     let (store, _) = table.store().await;
     let name = |i: usize| format!("{i:0>256}");
     let owner = |i: usize| format!("{i:0>1024}");
@@ -571,9 +530,7 @@ async fn a_full_pool_of_the_longest_owners_and_names_fits_one_item() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_serves_no_claimer_that_left_after_its_read() {
     let c = range(1, 9);
-    let Some((table, _)) = first_claimed("claim-left", &c).await else {
-        return;
-    };
+    let (table, _) = or_skip!(first_claimed("claim-left", &c).await);
     // `gone` waits in the pool, as a claimer that lost a race does.
     let entry = m(&[("candidates", s("1..=9"))]);
     set_waiting(&table, "gone", Some(entry)).await;
@@ -583,12 +540,8 @@ async fn a_writer_serves_no_claimer_that_left_after_its_read() {
         elsewhere(set_waiting(&behind, "gone", None));
     });
     let (store, _) = intruded(&table, None, intruder).await;
-    let mine = store
-        .claim_pool("p")
-        .unwrap()
-        .claim("me", &c)
-        .await
-        .unwrap();
+    let p = store.claim_pool("p").unwrap();
+    let mine = p.claim("me", &c).await.unwrap();
     assert_eq!(mine.value.name, "2");
     let pool = store.claim_pool("p").unwrap();
     assert_eq!(

@@ -18,10 +18,6 @@ use dynamodb_support::*;
 
 const LEASE: Duration = Duration::from_millis(400);
 
-fn r(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 /// Watch `q` until a ticket expires; that observation.
 async fn expired_ticket(q: &dyn Queue) -> monotone::Expired {
     watch_until_expired(q).await.0.pop().unwrap()
@@ -29,9 +25,7 @@ async fn expired_ticket(q: &dyn Queue) -> monotone::Expired {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leased_queue_keeps_monotone_0_4s_entries_and_0_4s_rewrite_makes_them_permanent() {
-    let Some(table) = Table::create("lease-0-4").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("lease-0-4").await);
     let (store, _) = table.store().await;
     let q: Arc<dyn Queue> = Arc::from(store.queue("q").unwrap());
     q.join("perm", Tags::new()).await.unwrap();
@@ -104,35 +98,29 @@ async fn a_leased_queue_keeps_monotone_0_4s_entries_and_0_4s_rewrite_makes_them_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_lease_operation() {
-    let Some(table) = Table::create("lease-requests").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("lease-requests").await);
     let (store, requests) = table.store().await;
     let q = store.queue("q").unwrap();
     let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
     assert_eq!(
         requests.take(),
-        r(&["GetItem", "UpdateItem"]),
+        ["GetItem", "UpdateItem"],
         "first leased join"
     );
     q.join("b", Tags::new()).await.unwrap();
-    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "join");
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "join");
     q.renew("a", a.value.counter).await.unwrap();
-    assert_eq!(requests.take(), r(&["UpdateItem"]), "renewal");
+    assert_eq!(requests.take(), ["UpdateItem"], "renewal");
     let expired = expired_ticket(&*q).await;
     requests.take();
     assert_eq!(q.expire(&expired).await.unwrap().map(|t| t.get()), Some(3));
-    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "expiry");
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "expiry");
     q.join_leased("c", Tags::new(), LEASE).await.unwrap();
-    assert_eq!(
-        requests.take(),
-        r(&["GetItem", "UpdateItem"]),
-        "leased join"
-    );
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "leased join");
     assert_eq!(q.leave("c").await.unwrap(), FencingToken(5));
     assert_eq!(
         requests.take(),
-        r(&["GetItem", "UpdateItem"]),
+        ["GetItem", "UpdateItem"],
         "leave of a leased ticket"
     );
 }
@@ -142,9 +130,7 @@ async fn requests_per_lease_operation() {
 /// a renewal changes nothing a join's condition depends on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn renewals_never_make_a_join_retry() {
-    let Some(table) = Table::create("lease-renewing").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("lease-renewing").await);
     let (store, requests) = table.store().await;
     let renewing = Arc::new(store.clone());
     let q = renewing.queue("q").unwrap();
@@ -178,7 +164,7 @@ async fn renewals_never_make_a_join_retry() {
     for i in 0..20 {
         let t = jq.join(&format!("j{i}"), Tags::new()).await.unwrap();
         assert_eq!(t.fencing_token.get(), 17 + i);
-        assert_eq!(joins.take(), r(&["GetItem", "UpdateItem"]), "join {i}");
+        assert_eq!(joins.take(), ["GetItem", "UpdateItem"], "join {i}");
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let renewals = renewer.await.unwrap();
@@ -191,9 +177,7 @@ async fn renewals_never_make_a_join_retry() {
 /// must still win, through the write's condition on the renewal count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiry_on_a_stale_read_loses_to_the_renewal() {
-    let Some(table) = Table::create("lease-stale").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("lease-stale").await);
     let (store, _) = table.store().await;
     let q = store.queue("q").unwrap();
     let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
@@ -219,9 +203,7 @@ async fn an_expiry_on_a_stale_read_loses_to_the_renewal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_leases_are_reported_and_never_written_over() {
-    let Some(table) = Table::create("lease-corrupt").await else {
-        return;
-    };
+    let table = or_skip!(Table::create("lease-corrupt").await);
     let (store, _) = table.store().await;
     let entry = ss(&[r#"{"process_id":"a","counter":1,"tags":{}}"#]);
     let lease = |process: &str, ms: &str| {

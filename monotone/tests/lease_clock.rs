@@ -45,15 +45,10 @@ async fn the_holder_renews_every_third_of_the_lease() {
     sleep_until(t0 + ms(1050)).await;
     assert_eq!(renewals(&*q, "h").await, 10);
     assert!(holder.is_held());
-    let custom = LeaseHolder::join(
-        queue(&store, "q"),
-        "c",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new().with_renew_every(ms(50)),
-    )
-    .await
-    .unwrap();
+    let options = HolderOptions::new().with_renew_every(ms(50));
+    let custom = LeaseHolder::join(queue(&store, "q"), "c", Tags::new(), LEASE, options)
+        .await
+        .unwrap();
     sleep(ms(1001)).await;
     assert_eq!(renewals(&*q, "c").await, 20);
     drop(custom);
@@ -82,29 +77,19 @@ async fn a_reserve_makes_the_holder_give_up_that_much_earlier() {
     let cut = Cut::new(store.queue("q").unwrap());
     cut.cut_renewals();
     let t0 = Instant::now();
-    let holder = LeaseHolder::join(
-        cut.clone(),
-        "h",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new().with_reserve(ms(50)),
-    )
-    .await
-    .unwrap();
+    let options = HolderOptions::new().with_reserve(ms(50));
+    let holder = LeaseHolder::join(cut.clone(), "h", Tags::new(), LEASE, options)
+        .await
+        .unwrap();
     holder.lost().await;
     assert_eq!(Instant::now() - t0, ms(270 - 50));
     // A reserve that leaves no room to renew is refused.
-    let err = LeaseHolder::join(
-        queue(&store, "q"),
-        "x",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new()
-            .with_reserve(ms(100))
-            .with_renew_every(ms(100)),
-    )
-    .await
-    .unwrap_err();
+    let options = HolderOptions::new()
+        .with_reserve(ms(100))
+        .with_renew_every(ms(100));
+    let err = LeaseHolder::join(queue(&store, "q"), "x", Tags::new(), LEASE, options)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 }
 

@@ -24,36 +24,6 @@ use tokio::time::Instant;
 use super::lease::{remove_when_allowed, watch_a_held_lease, watch_until_expired, Cutoff, LEASE};
 use super::{kind, ms, quick, S};
 
-/// Every claim check, as [`conformance_suite!`](crate::conformance_suite)
-/// runs them.
-#[macro_export]
-macro_rules! claim_checks {
-    ($make:expr) => {
-        $crate::conformance_checks!($make, claim, (flavor = "multi_thread", worker_threads = 4);
-            claims_take_the_first_free_candidate_in_order,
-            a_claim_again_returns_the_same_claim_and_writes_nothing,
-            a_released_name_is_free_and_the_lowest_freed_is_reused,
-            exhaustion_names_the_pool_and_the_candidates_and_writes_nothing,
-            every_claim_release_and_expiry_adds_one_to_the_token,
-            an_absent_pool_reads_empty_and_releases_nothing,
-            claims_are_listed_in_candidate_order,
-            claim_pool_remove,
-            claim_pools_and_other_kinds_are_wrong_type,
-            claim_input_is_checked_and_changes_nothing,
-            concurrent_claims_get_distinct_first_free_names,
-            concurrent_claims_and_releases_lose_nothing,
-            leased_claims_show_their_lease_and_renew_without_a_write,
-            renewal_of_a_claim_not_held_is_lease_lost,
-            a_leased_claim_is_removed_only_after_a_full_observed_lease,
-            a_claim_removal_loses_to_a_renewal_that_came_first,
-            a_claim_holder_keeps_its_claim_while_observers_watch,
-            the_claim_holder_learns_of_loss_before_anyone_removes_it,
-            a_waiting_claimer_gets_a_dead_holders_name_with_a_larger_token,
-            permanent_claims_never_expire,
-        );
-    };
-}
-
 fn pool(store: &S, id: &str) -> Arc<dyn ClaimPool> {
     Arc::from(store.claim_pool(id).unwrap())
 }
@@ -342,12 +312,8 @@ pub async fn claim_pool_remove(store: S) {
 
 pub async fn claim_pools_and_other_kinds_are_wrong_type(store: S) {
     store.counter("count").unwrap().next().await.unwrap();
-    store
-        .queue("queue")
-        .unwrap()
-        .join("p", Tags::new())
-        .await
-        .unwrap();
+    let queue = store.queue("queue").unwrap();
+    queue.join("p", Tags::new()).await.unwrap();
     store.tally("tally").unwrap().add(-2).await.unwrap();
     use monotone::DocumentExt;
     store
@@ -389,17 +355,7 @@ pub async fn claim_pools_and_other_kinds_are_wrong_type(store: S) {
         1,
         "unchanged"
     );
-    assert_eq!(
-        store
-            .queue("queue")
-            .unwrap()
-            .tickets()
-            .await
-            .unwrap()
-            .value
-            .len(),
-        1
-    );
+    assert_eq!(queue.tickets().await.unwrap().value.len(), 1);
 
     let p = pool(&store, "pool");
     let claimed = p.claim("a", &c).await.unwrap();
@@ -410,61 +366,21 @@ pub async fn claim_pools_and_other_kinds_are_wrong_type(store: S) {
             format!("`pool` is a claim pool, not a {wanted}")
         );
     };
-    is_pool(
-        store.counter("pool").unwrap().next().await.unwrap_err(),
-        "counter",
-    );
-    is_pool(
-        store.counter("pool").unwrap().get().await.unwrap_err(),
-        "counter",
-    );
-    is_pool(
-        store
-            .queue("pool")
-            .unwrap()
-            .join("p", Tags::new())
-            .await
-            .unwrap_err(),
-        "queue",
-    );
-    is_pool(
-        store.queue("pool").unwrap().tickets().await.unwrap_err(),
-        "queue",
-    );
-    is_pool(
-        store.queue("pool").unwrap().remove().await.unwrap_err(),
-        "queue",
-    );
-    is_pool(
-        store.tally("pool").unwrap().add(1).await.unwrap_err(),
-        "tally",
-    );
-    is_pool(
-        store
-            .tally("pool")
-            .unwrap()
-            .get(monotone::Freshness::Fresh)
-            .await
-            .unwrap_err(),
-        "tally",
-    );
-    is_pool(
-        store.document("pool").unwrap().read().await.unwrap_err(),
-        "document",
-    );
-    is_pool(
-        store
-            .document("pool")
-            .unwrap()
-            .write(0, &json!(1))
-            .await
-            .unwrap_err(),
-        "document",
-    );
-    is_pool(
-        store.counter("pool").unwrap().remove().await.unwrap_err(),
-        "counter",
-    );
+    let counter = store.counter("pool").unwrap();
+    let queue = store.queue("pool").unwrap();
+    let tally = store.tally("pool").unwrap();
+    let document = store.document("pool").unwrap();
+    is_pool(counter.next().await.unwrap_err(), "counter");
+    is_pool(counter.get().await.unwrap_err(), "counter");
+    is_pool(queue.join("p", Tags::new()).await.unwrap_err(), "queue");
+    is_pool(queue.tickets().await.unwrap_err(), "queue");
+    is_pool(queue.remove().await.unwrap_err(), "queue");
+    is_pool(tally.add(1).await.unwrap_err(), "tally");
+    let fresh = monotone::Freshness::Fresh;
+    is_pool(tally.get(fresh).await.unwrap_err(), "tally");
+    is_pool(document.read().await.unwrap_err(), "document");
+    is_pool(document.write(0, &json!(1)).await.unwrap_err(), "document");
+    is_pool(counter.remove().await.unwrap_err(), "counter");
     assert_eq!(
         p.claims().await.unwrap(),
         Fenced::new(vec![claimed.value], FencingToken(1)),

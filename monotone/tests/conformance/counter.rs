@@ -8,22 +8,6 @@ use monotone::ErrorKind;
 
 use super::{kind, tags, together, S};
 
-/// Every counter check, as [`conformance_suite!`](crate::conformance_suite)
-/// runs them.
-#[macro_export]
-macro_rules! counter_checks {
-    ($make:expr) => {
-        $crate::conformance_checks!($make, counter, (flavor = "multi_thread", worker_threads = 8);
-            counter_starts_at_zero,
-            counter_next_adds_one,
-            counters_are_independent,
-            counter_remove,
-            counter_on_queue_is_wrong_type,
-            concurrent_next_hands_out_each_value_once,
-        );
-    };
-}
-
 pub async fn counter_starts_at_zero(store: S) {
     let c = store.counter("fresh").unwrap();
     assert_eq!(c.id(), "fresh");

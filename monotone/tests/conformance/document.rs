@@ -20,35 +20,6 @@ use serde_json::{json, Value};
 
 use super::{kind, together, S};
 
-/// Every document check, as [`conformance_suite!`](crate::conformance_suite)
-/// runs them. The cached reader's check pauses tokio's clock, which needs a
-/// runtime of one thread.
-#[macro_export]
-macro_rules! document_checks {
-    ($make:expr) => {
-        $crate::conformance_checks!($make, document, (flavor = "multi_thread");
-            document_starts_absent,
-            document_versions_grow_by_one_with_every_write,
-            document_holds_any_json,
-            document_write_on_another_version_conflicts_and_writes_nothing,
-            document_concurrent_writers_of_one_version_have_one_winner,
-            document_update_helper_retries_until_it_wins,
-            document_update_helper_writes_nothing_when_nothing_changes,
-            document_remove_and_recreate,
-            document_wrong_types_change_nothing,
-            document_size_limit,
-            document_invalid_ids,
-            document_change_stream_reports_diffs_and_folds,
-            document_change_stream_from_an_older_version,
-            document_change_stream_never_goes_back,
-            document_watcher_sees_versions_rise_and_ends_on_the_last,
-        );
-        $crate::conformance_checks!($make, document, (flavor = "current_thread");
-            document_cached_reader_fails_once_stale,
-        );
-    };
-}
-
 fn doc(store: &S, id: &str) -> Arc<dyn Document> {
     Arc::from(store.document(id).unwrap())
 }

@@ -20,28 +20,6 @@ use tokio::time::Instant;
 
 use super::{kind, ms, quick, S};
 
-/// Every lease check, as [`conformance_suite!`](crate::conformance_suite)
-/// runs them.
-#[macro_export]
-macro_rules! lease_checks {
-    ($make:expr) => {
-        $crate::conformance_checks!($make, lease, (flavor = "multi_thread", worker_threads = 4);
-            leased_and_permanent_tickets_show_their_lease,
-            renewal_adds_one_and_leaves_the_token_alone,
-            renewal_of_a_ticket_not_held_is_lease_lost,
-            a_holder_keeps_its_ticket_while_observers_watch,
-            an_unrenewed_ticket_is_removed_only_after_a_full_observed_lease,
-            a_removal_loses_to_a_renewal_that_came_first,
-            permanent_tickets_never_expire,
-            the_holder_learns_of_loss_before_anyone_removes_it,
-            a_dead_holders_ticket_is_taken_over_with_a_larger_token,
-            waiters_become_head_in_ticket_order,
-            a_semaphore_of_two_admits_two_at_a_time,
-            leases_on_a_counter_id_are_wrong_type,
-        );
-    };
-}
-
 /// Short enough for tests, long enough for a debug build on a loaded
 /// machine to renew in time (the claim checks use it too).
 pub const LEASE: Duration = Duration::from_millis(600);
@@ -74,33 +52,28 @@ pub trait Watched: Send + Sync {
     async fn remove(&self, expired: &Expired<Self::Item>) -> Option<FencingToken>;
 }
 
-#[async_trait]
-impl Watched for dyn Queue + '_ {
-    type Item = Ticket;
-    const NOUN: &'static str = "ticket";
+/// `Watched` for a kind of handle: its records, what they are called, and
+/// its methods that read them all and remove an expired one.
+macro_rules! watched {
+    ($handle:path, $item:ty, $noun:literal, $read:ident, $remove:ident) => {
+        #[async_trait]
+        impl Watched for dyn $handle + '_ {
+            type Item = $item;
+            const NOUN: &'static str = $noun;
 
-    async fn read(&self) -> Fenced<Vec<Ticket>> {
-        self.tickets().await.unwrap()
-    }
+            async fn read(&self) -> Fenced<Vec<$item>> {
+                self.$read().await.unwrap()
+            }
 
-    async fn remove(&self, expired: &Expired<Ticket>) -> Option<FencingToken> {
-        self.expire(expired).await.unwrap()
-    }
+            async fn remove(&self, expired: &Expired<$item>) -> Option<FencingToken> {
+                self.$remove(expired).await.unwrap()
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl Watched for dyn ClaimPool + '_ {
-    type Item = Claim;
-    const NOUN: &'static str = "claim";
-
-    async fn read(&self) -> Fenced<Vec<Claim>> {
-        self.claims().await.unwrap()
-    }
-
-    async fn remove(&self, expired: &Expired<Claim>) -> Option<FencingToken> {
-        self.expire(expired).await.unwrap()
-    }
-}
+watched!(Queue, Ticket, "ticket", tickets, expire);
+watched!(ClaimPool, Claim, "claim", claims, expire);
 
 /// Read `w` until a fresh watch started now finds something expired; the
 /// expired records and when the watch first saw them.
@@ -573,24 +546,10 @@ pub async fn a_semaphore_of_two_admits_two_at_a_time(store: S) {
         holders.push(hold(queue(&store, "sem"), &format!("s{i}"), LEASE).await);
     }
     let now = quick().with_timeout(Some(Duration::ZERO));
-    assert_eq!(
-        holders[0]
-            .wait_for_position(2, &now)
-            .await
-            .unwrap()
-            .value
-            .position,
-        0
-    );
-    assert_eq!(
-        holders[1]
-            .wait_for_position(2, &now)
-            .await
-            .unwrap()
-            .value
-            .position,
-        1
-    );
+    let got0 = holders[0].wait_for_position(2, &now).await.unwrap();
+    assert_eq!(got0.value.position, 0);
+    let got1 = holders[1].wait_for_position(2, &now).await.unwrap();
+    assert_eq!(got1.value.position, 1);
     assert_eq!(
         kind(holders[2].wait_for_position(2, &now).await),
         ErrorKind::Timeout

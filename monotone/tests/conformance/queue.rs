@@ -11,29 +11,6 @@ use monotone::{ErrorKind, FencingToken, Tags, Ticket};
 
 use super::{kind, tags, together, S};
 
-/// Every queue check, as [`conformance_suite!`](crate::conformance_suite)
-/// runs them.
-#[macro_export]
-macro_rules! queue_checks {
-    ($make:expr) => {
-        $crate::conformance_checks!($make, queue, (flavor = "multi_thread", worker_threads = 8);
-            queue_on_counter_is_wrong_type,
-            absent_queue_reads_and_leaves,
-            join_assigns_counters_positions_and_tokens,
-            join_is_idempotent,
-            leave_shifts_positions_and_keeps_counters,
-            ticket_reads_without_writing,
-            every_write_adds_one_to_the_token,
-            queue_remove,
-            invalid_input_is_refused_and_changes_nothing,
-            ids_at_the_limits_round_trip,
-            tags_round_trip,
-            concurrent_joins_get_distinct_counters_tokens_and_positions,
-            concurrent_joins_and_leaves_lose_no_write,
-        );
-    };
-}
-
 /// (process_id, counter, position) of each ticket, in the order given.
 fn summary(tickets: &[Ticket]) -> Vec<(String, u64, usize)> {
     tickets

@@ -11,25 +11,6 @@ use monotone::{ErrorKind, Freshness, Tags, TallyReading};
 
 use super::{kind, together, S};
 
-/// Every tally check, as [`conformance_suite!`](crate::conformance_suite)
-/// runs them.
-#[macro_export]
-macro_rules! tally_checks {
-    ($make:expr) => {
-        $crate::conformance_checks!($make, tally, (flavor = "multi_thread", worker_threads = 8);
-            tally_starts_at_zero_and_adds_up_and_down,
-            tallies_are_independent,
-            tally_remove,
-            tally_overflow_is_refused_and_changes_nothing,
-            tally_on_counter_or_queue_is_wrong_type,
-            counter_or_queue_on_tally_is_wrong_type,
-            tally_ids_are_validated,
-            concurrent_adds_of_mixed_signs_sum_exactly,
-            stale_reads_never_run_ahead_of_fresh_ones,
-        );
-    };
-}
-
 fn reading(value: i64, version: u64) -> TallyReading {
     TallyReading::new(value, version)
 }

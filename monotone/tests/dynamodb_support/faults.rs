@@ -7,11 +7,24 @@ use std::sync::{Arc, Mutex};
 
 use super::{OnSend, Table};
 
+/// The error codes the tests inject, as DynamoDB names them.
+pub const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
+pub const THROTTLING: &str = "ThrottlingException";
+pub const THROUGHPUT_EXCEEDED: &str = "ProvisionedThroughputExceededException";
+pub const INTERNAL_ERROR: &str = "InternalServerError";
+pub const ACCESS_DENIED: &str = "AccessDeniedException";
+
 impl Table {
-    /// Make the next `count` requests of `operation` (or of any operation)
-    /// on this table fail with `code` (see [`inject_fault`]).
-    pub async fn fail(&self, operation: Option<&str>, code: &str, count: u32) {
-        inject_fault(&self.endpoint, &self.name, operation, code, count).await;
+    /// Make the next `count` requests of `operation` on this table fail
+    /// with `code` (see [`inject_fault`]).
+    pub async fn fail(&self, operation: &str, code: &str, count: u32) {
+        inject_fault(&self.endpoint, &self.name, Some(operation), code, count).await;
+    }
+
+    /// Make the next `count` requests of any operation on this table fail
+    /// with `code`.
+    pub async fn fail_all(&self, code: &str, count: u32) {
+        inject_fault(&self.endpoint, &self.name, None, code, count).await;
     }
 
     /// Answer the next `count` requests of `operation` on this table with
@@ -32,11 +45,8 @@ pub async fn inject_fault(
     count: u32,
 ) {
     let status = match code {
-        "InternalServerError" => 500,
-        "ThrottlingException"
-        | "ProvisionedThroughputExceededException"
-        | "ConditionalCheckFailedException"
-        | "AccessDeniedException" => 400,
+        INTERNAL_ERROR => 500,
+        CONDITION_FAILED | THROTTLING | THROUGHPUT_EXCEEDED | ACCESS_DENIED => 400,
         other => panic!("which HTTP status goes with {other}?"),
     };
     let mut body =

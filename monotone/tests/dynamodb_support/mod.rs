@@ -35,6 +35,18 @@ use monotone::dynamodb::{DynamoDbConfig, DynamoDbStore};
 pub const ENDPOINT_VAR: &str = "MONOTONE_TEST_DYNAMODB_ENDPOINT";
 pub const REGION: &str = "eu-west-1";
 
+/// The value of an `Option` (a [`Table`], ...), or a return from the test,
+/// a skip, on `None` (there is no server, and [`endpoint`] said so).
+#[macro_export]
+macro_rules! or_skip {
+    ($option:expr) => {
+        match $option {
+            Some(value) => value,
+            None => return,
+        }
+    };
+}
+
 /// The local server's endpoint, or `None` (after saying so) if there is none.
 /// Under CI (`CI` set) a missing server fails the test instead: CI must never
 /// skip these tests silently.
