@@ -11,150 +11,77 @@
 mod conformance;
 mod dynamodb_support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::Client;
-use monotone::dynamodb::{Backoff, DynamoDbConfig, DynamoDbStore};
+use monotone::dynamodb::{Backoff, DynamoDbConfig};
 use monotone::{
     CasOutcome, Changes, Document, DocumentExt, ErrorKind, FencingToken, Freshness, Snapshot,
     Store, Tags, TallyReading,
 };
 use serde_json::json;
 
+use conformance::tags;
 use dynamodb_support::*;
 
-type Item = HashMap<String, AttributeValue>;
-
 /// A fresh store on a table of its own, for the conformance suite.
-async fn store(endpoint: String) -> (Arc<dyn Store>, ()) {
-    let (store, _, _) = fresh_store(&endpoint, "conformance").await;
+async fn store(table: Table) -> (Arc<dyn Store>, ()) {
+    let (store, _) = table.store().await;
     (Arc::new(store), ())
 }
 
 // The block returns from the test (a skip) when there is no server.
-conformance_tests!({
-    let Some(endpoint) = endpoint() else { return };
-    store(endpoint)
+conformance_suite!({
+    let table = or_skip!(Table::create("conformance").await);
+    store(table)
 });
-lease_conformance_tests!({
-    let Some(endpoint) = endpoint() else { return };
-    store(endpoint)
-});
-document_conformance_tests!({
-    let Some(endpoint) = endpoint() else { return };
-    store(endpoint)
-});
-tally_conformance_tests!({
-    let Some(endpoint) = endpoint() else { return };
-    store(endpoint)
-});
-claim_conformance_tests!({
-    let Some(endpoint) = endpoint() else { return };
-    store(endpoint)
-});
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: u64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn ss(v: &[&str]) -> AttributeValue {
-    AttributeValue::Ss(v.iter().map(|x| x.to_string()).collect())
-}
-
-fn item(pairs: &[(&str, AttributeValue)]) -> Item {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
-fn tags(pairs: &[(&str, &str)]) -> Tags {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-async fn put(client: &Client, table: &str, it: Item) {
-    client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(it))
-        .send()
-        .await
-        .unwrap();
-}
-
-/// The members of an `Items` set, sorted.
-fn members(it: &Item) -> Vec<String> {
-    match it.get("Items") {
-        Some(AttributeValue::Ss(v)) => {
-            let mut v = v.clone();
-            v.sort();
-            v
-        }
-        None => vec![],
-        other => panic!("Items is not a string set: {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_operation() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, requests, _) = fresh_store(&endpoint, "requests").await;
-    let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let table = or_skip!(Table::create("requests").await);
+    let (store, requests) = table.store().await;
 
     let c = store.counter("c").unwrap();
     assert_eq!(c.next().await.unwrap(), 1);
-    assert_eq!(requests.take(), r(&["UpdateItem"]), "next on a new counter");
+    assert_eq!(requests.take(), ["UpdateItem"], "next on a new counter");
     assert_eq!(c.next().await.unwrap(), 2);
-    assert_eq!(requests.take(), r(&["UpdateItem"]), "next");
+    assert_eq!(requests.take(), ["UpdateItem"], "next");
     assert_eq!(c.get().await.unwrap(), 2);
-    assert_eq!(requests.take(), r(&["GetItem"]), "get");
+    assert_eq!(requests.take(), ["GetItem"], "get");
     assert_eq!(store.counter("none").unwrap().get().await.unwrap(), 0);
-    assert_eq!(requests.take(), r(&["GetItem"]), "get of nothing");
+    assert_eq!(requests.take(), ["GetItem"], "get of nothing");
     assert_eq!(c.remove().await.unwrap(), Some(2));
-    assert_eq!(requests.take(), r(&["DeleteItem"]), "counter remove");
+    assert_eq!(requests.take(), ["DeleteItem"], "counter remove");
     assert_eq!(c.remove().await.unwrap(), None);
-    assert_eq!(
-        requests.take(),
-        r(&["DeleteItem"]),
-        "counter remove of nothing"
-    );
+    assert_eq!(requests.take(), ["DeleteItem"], "counter remove of nothing");
 
     let q = store.queue("q").unwrap();
     q.join("a", Tags::new()).await.unwrap();
     assert_eq!(
         requests.take(),
-        r(&["GetItem", "UpdateItem"]),
+        ["GetItem", "UpdateItem"],
         "join a new queue"
     );
     q.join("b", tags(&[("k", "v")])).await.unwrap();
-    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "join");
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "join");
     let again = q.join("a", Tags::new()).await.unwrap();
     assert_eq!(again.fencing_token, FencingToken(2));
-    assert_eq!(requests.take(), r(&["GetItem"]), "idempotent re-join");
+    assert_eq!(requests.take(), ["GetItem"], "idempotent re-join");
     q.ticket("b").await.unwrap();
-    assert_eq!(requests.take(), r(&["GetItem"]), "ticket");
+    assert_eq!(requests.take(), ["GetItem"], "ticket");
     q.tickets().await.unwrap();
-    assert_eq!(requests.take(), r(&["GetItem"]), "tickets");
+    assert_eq!(requests.take(), ["GetItem"], "tickets");
     q.leave("a").await.unwrap();
-    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "leave");
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "leave");
     q.leave("b").await.unwrap();
     assert_eq!(
         requests.take(),
-        r(&["GetItem", "UpdateItem"]),
+        ["GetItem", "UpdateItem"],
         "leave of the last"
     );
     assert_eq!(q.leave("b").await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(requests.take(), r(&["GetItem"]), "leave of a non-member");
+    assert_eq!(requests.take(), ["GetItem"], "leave of a non-member");
 
     // Wrong types are told apart from the item the failed condition returns.
     let as_counter = store.counter("q").unwrap();
@@ -162,16 +89,12 @@ async fn requests_per_operation() {
         as_counter.next().await.unwrap_err().kind(),
         ErrorKind::WrongType
     );
-    assert_eq!(requests.take(), r(&["UpdateItem"]), "next on a queue");
+    assert_eq!(requests.take(), ["UpdateItem"], "next on a queue");
     assert_eq!(
         as_counter.remove().await.unwrap_err().kind(),
         ErrorKind::WrongType
     );
-    assert_eq!(
-        requests.take(),
-        r(&["DeleteItem"]),
-        "counter remove on a queue"
-    );
+    assert_eq!(requests.take(), ["DeleteItem"], "counter remove on a queue");
     store.counter("c").unwrap().next().await.unwrap();
     requests.take();
     let as_queue = store.queue("c").unwrap();
@@ -179,50 +102,30 @@ async fn requests_per_operation() {
         as_queue.remove().await.unwrap_err().kind(),
         ErrorKind::WrongType
     );
-    assert_eq!(
-        requests.take(),
-        r(&["DeleteItem"]),
-        "queue remove on a counter"
-    );
+    assert_eq!(requests.take(), ["DeleteItem"], "queue remove on a counter");
     assert_eq!(
         as_queue.join("p", Tags::new()).await.unwrap_err().kind(),
         ErrorKind::WrongType
     );
-    assert_eq!(requests.take(), r(&["GetItem"]), "join on a counter");
+    assert_eq!(requests.take(), ["GetItem"], "join on a counter");
 
     assert_eq!(q.remove().await.unwrap(), Some(FencingToken(4)));
-    assert_eq!(requests.take(), r(&["DeleteItem"]), "queue remove");
+    assert_eq!(requests.take(), ["DeleteItem"], "queue remove");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_modifies_items_written_by_monotone_0_4() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "from-0-4").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("from-0-4").await);
+    let (store, _) = table.store().await;
 
     // A counter as 0.4 left it.
-    put(
-        &raw,
-        &table,
-        item(&[
-            ("ID", s("builds")),
-            ("Type", s("COUNTER")),
-            ("Version", n(41)),
-            ("Value", n(41)),
-        ]),
-    )
-    .await;
+    table.put(counter_item("builds", 41, 41)).await;
     let c = store.counter("builds").unwrap();
     assert_eq!(c.get().await.unwrap(), 41);
     assert_eq!(c.next().await.unwrap(), 42);
     assert_eq!(
-        raw_item(&raw, &table, "builds").await.unwrap(),
-        item(&[
-            ("ID", s("builds")),
-            ("Type", s("COUNTER")),
-            ("Version", n(42)),
-            ("Value", n(42))
-        ])
+        table.item("builds").await.unwrap(),
+        counter_item("builds", 42, 42)
     );
 
     // A queue as 0.4 left it: entries with and without tags, in 0.4's field
@@ -230,18 +133,15 @@ async fn reads_and_modifies_items_written_by_monotone_0_4() {
     let zk_a = r#"{"process_id":"zk-a","counter":1,"tags":{"az":"a"}}"#;
     let zk_c = r#"{"process_id":"zk-c","counter":3}"#;
     let zk_d = r#"{"counter":4,"process_id":"zk-d","tags":{}}"#;
-    put(
-        &raw,
-        &table,
-        item(&[
+    table
+        .put(item(&[
             ("ID", s("myzk")),
             ("Type", s("QUEUE")),
             ("Version", n(6)),
             ("Value", n(4)),
             ("Items", ss(&[zk_d, zk_a, zk_c])),
-        ]),
-    )
-    .await;
+        ]))
+        .await;
     let q = store.queue("myzk").unwrap();
     let all = q.tickets().await.unwrap();
     assert_eq!(all.fencing_token, FencingToken(6));
@@ -263,7 +163,7 @@ async fn reads_and_modifies_items_written_by_monotone_0_4() {
     // Leave a member whose string 0.4 wrote in another form: that very
     // string goes, the others stay as they were written.
     assert_eq!(q.leave("zk-c").await.unwrap(), FencingToken(8));
-    let stored = raw_item(&raw, &table, "myzk").await.unwrap();
+    let stored = table.item("myzk").await.unwrap();
     let mut expected = vec![
         zk_a.to_string(),
         zk_d.to_string(),
@@ -277,57 +177,24 @@ async fn reads_and_modifies_items_written_by_monotone_0_4() {
     assert_eq!(stored.len(), 5, "no other attributes: {stored:?}");
 }
 
-/// monotone 0.4's queue entry, as it parses `Items`.
-#[derive(serde::Deserialize, Debug, PartialEq)]
-struct QueuePosition04 {
-    process_id: String,
-    counter: u64,
-}
-
-/// monotone 0.4's write: the whole item, conditional on the version read.
-async fn write_as_0_4(raw: &Client, table: &str, mut it: Item) {
-    let version: u64 = match &it["Version"] {
-        AttributeValue::N(v) => v.parse().unwrap(),
-        other => panic!("{other:?}"),
-    };
-    it.insert("Version".into(), n(version + 1));
-    raw.put_item()
-        .table_name(table)
-        .set_item(Some(it))
-        .condition_expression("Version = :version OR attribute_not_exists(Version)")
-        .expression_attribute_values(":version", n(version))
-        .send()
-        .await
-        .expect("0.4's conditional write on what the store wrote");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_items_monotone_0_4_reads_and_modifies() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "to-0-4").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("to-0-4").await);
+    let (store, _) = table.store().await;
 
     store.counter("c").unwrap().next().await.unwrap();
-    let c = raw_item(&raw, &table, "c").await.unwrap();
-    assert_eq!(
-        c,
-        item(&[
-            ("ID", s("c")),
-            ("Type", s("COUNTER")),
-            ("Version", n(1)),
-            ("Value", n(1))
-        ])
-    );
+    let c = table.item("c").await.unwrap();
+    assert_eq!(c, counter_item("c", 1, 1));
     // 0.4 increments it the 0.4 way; the store sees it.
     let mut bumped = c.clone();
     bumped.insert("Value".into(), n(2));
-    write_as_0_4(&raw, &table, bumped).await;
+    table.write_as_0_4(bumped).await;
     assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 3);
-    assert_eq!(raw_item(&raw, &table, "c").await.unwrap()["Version"], n(3));
+    assert_eq!(table.item("c").await.unwrap()["Version"], n(3));
 
     let q = store.queue("q").unwrap();
     q.join("a", tags(&[("role", "zk")])).await.unwrap();
-    let stored = raw_item(&raw, &table, "q").await.unwrap();
+    let stored = table.item("q").await.unwrap();
     assert_eq!(stored.len(), 5, "{stored:?}");
     assert_eq!(stored["ID"], s("q"));
     assert_eq!(stored["Type"], s("QUEUE"));
@@ -356,7 +223,7 @@ async fn writes_items_monotone_0_4_reads_and_modifies() {
             r#"{"process_id":"b","counter":2,"tags":{}}"#,
         ]),
     );
-    write_as_0_4(&raw, &table, joined).await;
+    table.write_as_0_4(joined).await;
     let all = q.tickets().await.unwrap();
     assert_eq!(all.fencing_token, FencingToken(2));
     assert_eq!(all.value[1].process_id, "b");
@@ -367,7 +234,7 @@ async fn writes_items_monotone_0_4_reads_and_modifies() {
     for p in ["a", "b", "c"] {
         q.leave(p).await.unwrap();
     }
-    let empty = raw_item(&raw, &table, "q").await.unwrap();
+    let empty = table.item("q").await.unwrap();
     assert_eq!(
         empty,
         item(&[
@@ -380,7 +247,7 @@ async fn writes_items_monotone_0_4_reads_and_modifies() {
     let mut rejoined = empty.clone();
     rejoined.insert("Value".into(), n(4));
     rejoined.insert("Items".into(), ss(&[r#"{"process_id":"z","counter":4}"#]));
-    write_as_0_4(&raw, &table, rejoined).await;
+    table.write_as_0_4(rejoined).await;
     let z = q.ticket("z").await.unwrap();
     assert_eq!(
         (z.value.counter, z.value.position, z.fencing_token.0),
@@ -390,9 +257,8 @@ async fn writes_items_monotone_0_4_reads_and_modifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_table_is_created_on_first_use() {
-    let Some(endpoint) = endpoint() else { return };
-    let table = unique_table("created");
-    let (store, requests) = counted_store(&endpoint, DynamoDbConfig::new(&table)).await;
+    let table = or_skip!(Table::unmade("created").await);
+    let (store, requests) = table.store().await;
     assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
     let sent = requests.take();
     assert_eq!(sent.first().map(String::as_str), Some("UpdateItem"));
@@ -406,10 +272,10 @@ async fn a_missing_table_is_created_on_first_use() {
     assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 2);
     assert_eq!(requests.take(), ["UpdateItem"]);
 
-    let described = raw_client(&endpoint)
-        .await
+    let described = table
+        .raw
         .describe_table()
-        .table_name(&table)
+        .table_name(&table.name)
         .send()
         .await
         .unwrap()
@@ -430,16 +296,11 @@ async fn a_missing_table_is_created_on_first_use() {
     );
 
     // Real DynamoDB answers CREATING for a while: the store waits for ACTIVE.
-    let table = unique_table("creating");
-    inject_answer(
-        &endpoint,
-        &table,
-        "DescribeTable",
-        &format!(r#"{{"Table":{{"TableName":"{table}","TableStatus":"CREATING"}}}}"#),
-        3,
-    )
-    .await;
-    let (store, requests) = counted_store(&endpoint, DynamoDbConfig::new(&table)).await;
+    let creating = table.another("creating");
+    let name = &creating.name;
+    let answer = format!(r#"{{"Table":{{"TableName":"{name}","TableStatus":"CREATING"}}}}"#);
+    creating.answer("DescribeTable", &answer, 3).await;
+    let (store, requests) = creating.store().await;
     let joined = store
         .queue("q")
         .unwrap()
@@ -463,8 +324,7 @@ async fn a_missing_table_is_created_on_first_use() {
     );
 
     // Many first users at once: each gets its value, the table is made once.
-    let table = unique_table("created-concurrently");
-    let (store, _) = counted_store(&endpoint, DynamoDbConfig::new(&table)).await;
+    let (store, _) = table.another("created-concurrently").store().await;
     let handles: Vec<_> = (0..6)
         .map(|i| {
             let q = store.queue("q").unwrap();
@@ -474,44 +334,27 @@ async fn a_missing_table_is_created_on_first_use() {
     for h in handles {
         h.await.unwrap().unwrap();
     }
-    assert_eq!(
-        store
-            .queue("q")
-            .unwrap()
-            .tickets()
-            .await
-            .unwrap()
-            .value
-            .len(),
-        6
-    );
+    let q = store.queue("q").unwrap();
+    assert_eq!(q.tickets().await.unwrap().value.len(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_that_may_not_be_created_gets_a_clear_error() {
-    let Some(endpoint) = endpoint() else { return };
-    let table = unique_table("denied");
-    inject_fault(
-        &endpoint,
-        &table,
-        Some("CreateTable"),
-        "AccessDeniedException",
-        400,
-        1,
-    )
-    .await;
-    let (store, _) = counted_store(&endpoint, DynamoDbConfig::new(&table)).await;
+    let table = or_skip!(Table::unmade("denied").await);
+    let name = &table.name;
+    table.fail("CreateTable", ACCESS_DENIED, 1).await;
+    let (store, _) = table.store().await;
     let err = store.counter("c").unwrap().next().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     let msg = err.to_string();
     assert!(!msg.contains('\n'), "{msg}");
     assert!(
-        msg.contains(&format!("dynamodb table `{table}` does not exist")),
+        msg.contains(&format!("dynamodb table `{name}` does not exist")),
         "{msg}"
     );
     assert!(
         msg.contains(&format!(
-            "aws dynamodb create-table --table-name {table} --attribute-definitions \
+            "aws dynamodb create-table --table-name {name} --attribute-definitions \
              AttributeName=ID,AttributeType=S --key-schema AttributeName=ID,KeyType=HASH \
              --billing-mode PAY_PER_REQUEST"
         )),
@@ -520,32 +363,20 @@ async fn a_table_that_may_not_be_created_gets_a_clear_error() {
     assert!(msg.contains("terraform/"), "{msg}");
 
     // Creation turned off: the same advice, and no CreateTable sent.
-    let (store, requests) = counted_store(
-        &endpoint,
-        DynamoDbConfig::new(&table).with_create_table(false),
-    )
-    .await;
+    let config = DynamoDbConfig::new(name).with_create_table(false);
+    let (store, requests) = counted_store(&table.endpoint, config).await;
     let err = store.queue("q").unwrap().tickets().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("create-table"), "{err}");
     assert_eq!(requests.take(), ["GetItem"]);
-    let tables = raw_client(&endpoint)
-        .await
-        .list_tables()
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        !tables.table_names().contains(&table),
-        "nothing was created"
-    );
+    let tables = table.raw.list_tables().send().await.unwrap();
+    assert!(!tables.table_names().contains(name), "nothing was created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_items_are_reported_and_never_written_over() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "corrupt").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("corrupt").await);
+    let (store, _) = table.store().await;
     let good_queue = |extra: &[(&str, AttributeValue)]| {
         let mut it = item(&[("Type", s("QUEUE")), ("Version", n(3)), ("Value", n(3))]);
         it.extend(item(extra));
@@ -623,7 +454,7 @@ async fn corrupt_items_are_reported_and_never_written_over() {
     ];
     for (id, mut it, expected) in cases {
         it.insert("ID".into(), s(id));
-        put(&raw, &table, it.clone()).await;
+        table.put(it.clone()).await;
         let c = store.counter(id).unwrap();
         let q = store.queue(id).unwrap();
         let results = [
@@ -641,7 +472,7 @@ async fn corrupt_items_are_reported_and_never_written_over() {
             let msg = err.to_string();
             assert!(msg.contains(expected), "{id}: {op}: {msg}");
             assert!(
-                msg.contains(&format!("`{id}`")) && msg.contains(&table),
+                msg.contains(&format!("`{id}`")) && msg.contains(&table.name),
                 "{msg}"
             );
             assert!(!msg.contains('\n'), "{msg}");
@@ -660,32 +491,23 @@ async fn corrupt_items_are_reported_and_never_written_over() {
                 "{id}"
             );
         }
-        assert_eq!(
-            raw_item(&raw, &table, id).await.unwrap(),
-            it,
-            "{id} unchanged"
-        );
+        assert_eq!(table.item(id).await.unwrap(), it, "{id} unchanged");
     }
     // A queue whose members cannot be read can still be removed, on purpose.
     let q = store.queue("bad-json").unwrap();
     assert_eq!(q.remove().await.unwrap(), Some(FencingToken(3)));
-    assert_eq!(raw_item(&raw, &table, "bad-json").await, None);
+    assert_eq!(table.item("bad-json").await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_types_change_nothing_in_either_direction() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "wrong-type").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("wrong-type").await);
+    let (store, _) = table.store().await;
     store.counter("c").unwrap().next().await.unwrap();
-    store
-        .queue("q")
-        .unwrap()
-        .join("p", Tags::new())
-        .await
-        .unwrap();
-    let before_c = raw_item(&raw, &table, "c").await.unwrap();
-    let before_q = raw_item(&raw, &table, "q").await.unwrap();
+    let q = store.queue("q").unwrap();
+    q.join("p", Tags::new()).await.unwrap();
+    let before_c = table.item("c").await.unwrap();
+    let before_q = table.item("q").await.unwrap();
 
     let on_queue = store.counter("q").unwrap();
     for err in [
@@ -707,57 +529,32 @@ async fn wrong_types_change_nothing_in_either_direction() {
         assert_eq!(err.kind(), ErrorKind::WrongType, "{err}");
         assert_eq!(err.to_string(), "`c` is a counter, not a queue");
     }
-    assert_eq!(raw_item(&raw, &table, "c").await.unwrap(), before_c);
-    assert_eq!(raw_item(&raw, &table, "q").await.unwrap(), before_q);
+    assert_eq!(table.item("c").await.unwrap(), before_c);
+    assert_eq!(table.item("q").await.unwrap(), before_q);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_is_retried_on_the_item_the_server_returns() {
-    let Some(endpoint) = endpoint() else { return };
-    let (other, _, _) = fresh_store(&endpoint, "race").await;
-    let table = other.table().to_owned();
-    other
-        .queue("q")
-        .unwrap()
-        .join("first", Tags::new())
-        .await
-        .unwrap();
+    let table = or_skip!(Table::create("race").await);
+    let (other, _) = table.store().await;
+    let q = other.queue("q").unwrap();
+    q.join("first", Tags::new()).await.unwrap();
 
-    let requests = Requests::default();
-    let intruder = {
-        let other = other.clone();
-        IntrudeOnWrite::new().on(1, move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let t = other
-                    .queue("q")
-                    .unwrap()
-                    .join("intruder", Tags::new())
-                    .await
-                    .unwrap();
-                assert_eq!(t.value.counter, 2);
-            });
-        })
-    };
-    let client = Client::from_conf(
-        sdk_config(&endpoint)
-            .await
-            .interceptor(intruder)
-            .interceptor(requests.clone())
-            .build(),
-    );
-    let store = DynamoDbStore::from_client(client, DynamoDbConfig::new(&table)).unwrap();
-    let t = store
+    let intruder = IntrudeOnWrite::new().on(1, move || {
+        let q = other.queue("q").unwrap();
+        let joined = elsewhere(q.join("intruder", Tags::new())).unwrap();
+        assert_eq!(joined.value.counter, 2);
+    });
+    let config = DynamoDbConfig::new(&table.name);
+    let (store, requests) = intruded_store(&table.endpoint, config, Some(intruder)).await;
+    let me = store
         .queue("q")
         .unwrap()
         .join("me", Tags::new())
         .await
         .unwrap();
     assert_eq!(
-        (t.value.counter, t.value.position, t.fencing_token.0),
+        (me.value.counter, me.value.position, me.fencing_token.0),
         (3, 2, 3)
     );
     // Read, write (lost: the intruder wrote first), write again on the item
@@ -767,23 +564,14 @@ async fn a_lost_race_is_retried_on_the_item_the_server_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_returns_no_item_on_a_failed_condition_gets_a_read() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, requests, _) = fresh_store(&endpoint, "no-item").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("no-item").await);
+    let (store, requests) = table.store().await;
     let q = store.queue("q").unwrap();
     q.join("a", Tags::new()).await.unwrap();
     requests.take();
     // A failed condition with no item, as from a server without
     // ReturnValuesOnConditionCheckFailure.
-    inject_fault(
-        &endpoint,
-        &table,
-        Some("UpdateItem"),
-        "ConditionalCheckFailedException",
-        400,
-        1,
-    )
-    .await;
+    table.fail("UpdateItem", CONDITION_FAILED, 1).await;
     let b = q.join("b", Tags::new()).await.unwrap();
     assert_eq!((b.value.counter, b.fencing_token.0), (2, 2));
     assert_eq!(
@@ -791,41 +579,23 @@ async fn a_server_that_returns_no_item_on_a_failed_condition_gets_a_read() {
         ["GetItem", "UpdateItem", "GetItem", "UpdateItem"]
     );
 
-    inject_fault(
-        &endpoint,
-        &table,
-        Some("UpdateItem"),
-        "ConditionalCheckFailedException",
-        400,
-        1,
-    )
-    .await;
+    table.fail("UpdateItem", CONDITION_FAILED, 1).await;
     assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
     assert_eq!(requests.take(), ["UpdateItem", "GetItem", "UpdateItem"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contention_past_the_budget_is_a_conflict_and_writes_nothing() {
-    let Some(endpoint) = endpoint() else { return };
-    let table = unique_table("conflict");
-    create_table(&raw_client(&endpoint).await, &table).await;
+    let table = or_skip!(Table::create("conflict").await);
     let backoff = Backoff::new()
         .with_max_attempts(4)
         .with_delays(Duration::from_millis(1), Duration::from_millis(5));
-    let (store, requests) =
-        counted_store(&endpoint, DynamoDbConfig::new(&table).with_backoff(backoff)).await;
+    let config = DynamoDbConfig::new(&table.name).with_backoff(backoff);
+    let (store, requests) = counted_store(&table.endpoint, config).await;
     let q = store.queue("q").unwrap();
     q.join("a", Tags::new()).await.unwrap();
     requests.take();
-    inject_fault(
-        &endpoint,
-        &table,
-        Some("UpdateItem"),
-        "ConditionalCheckFailedException",
-        400,
-        4,
-    )
-    .await;
+    table.fail("UpdateItem", CONDITION_FAILED, 4).await;
     let err = q.join("b", Tags::new()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(err.is_temporary());
@@ -834,7 +604,7 @@ async fn contention_past_the_budget_is_a_conflict_and_writes_nothing() {
         msg.contains("queue `q`: join of process `b`: gave up after 4 attempts"),
         "{msg}"
     );
-    assert!(msg.contains(&table), "{msg}");
+    assert!(msg.contains(&table.name), "{msg}");
     let sent = requests.take();
     assert_eq!(
         sent.iter().filter(|r| *r == "UpdateItem").count(),
@@ -851,46 +621,21 @@ async fn contention_past_the_budget_is_a_conflict_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_server_errors_are_retried_then_reported() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, requests, _) = fresh_store(&endpoint, "throttled").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("throttled").await);
+    let (store, requests) = table.store().await;
     let c = store.counter("c").unwrap();
 
     // A few throttles and 500s: the SDK retries, the caller never knows.
-    inject_fault(
-        &endpoint,
-        &table,
-        Some("UpdateItem"),
-        "ProvisionedThroughputExceededException",
-        400,
-        2,
-    )
-    .await;
+    table.fail("UpdateItem", THROUGHPUT_EXCEEDED, 2).await;
     assert_eq!(c.next().await.unwrap(), 1);
     assert_eq!(requests.take(), ["UpdateItem"; 3]);
-    inject_fault(
-        &endpoint,
-        &table,
-        Some("GetItem"),
-        "InternalServerError",
-        500,
-        2,
-    )
-    .await;
+    table.fail("GetItem", INTERNAL_ERROR, 2).await;
     assert_eq!(c.get().await.unwrap(), 1);
     assert_eq!(requests.take(), ["GetItem"; 3]);
 
     // Throttled past the SDK's attempts: one clear line, promptly.
     let attempts = monotone::dynamodb::SDK_MAX_ATTEMPTS;
-    inject_fault(
-        &endpoint,
-        &table,
-        None,
-        "ThrottlingException",
-        400,
-        attempts,
-    )
-    .await;
+    table.fail_all(THROTTLING, attempts).await;
     let started = Instant::now();
     let err = c.next().await.unwrap_err();
     assert!(
@@ -902,7 +647,10 @@ async fn throttling_and_server_errors_are_retried_then_reported() {
     assert!(err.is_temporary());
     let msg = err.to_string();
     assert!(
-        msg.starts_with(&format!("dynamodb table `{table}`: counter `c`: next: ")),
+        msg.starts_with(&format!(
+            "dynamodb table `{}`: counter `c`: next: ",
+            table.name
+        )),
         "{msg}"
     );
     assert!(msg.contains("throttling"), "{msg}");
@@ -912,15 +660,7 @@ async fn throttling_and_server_errors_are_retried_then_reported() {
     requests.take();
 
     // Access denied is not retried.
-    inject_fault(
-        &endpoint,
-        &table,
-        Some("GetItem"),
-        "AccessDeniedException",
-        400,
-        1,
-    )
-    .await;
+    table.fail("GetItem", ACCESS_DENIED, 1).await;
     let err = c.get().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
     assert!(err.to_string().contains("terraform/"), "{err}");
@@ -932,9 +672,7 @@ async fn a_server_that_goes_away_gives_a_clear_error_not_a_hang() {
     if endpoint().is_none() {
         return;
     }
-    let Some(mut server) = PrivateServer::start() else {
-        return;
-    };
+    let mut server = or_skip!(PrivateServer::start());
     let table = unique_table("gone");
     create_table(&raw_client(&server.endpoint).await, &table).await;
     let (store, _) = counted_store(&server.endpoint, DynamoDbConfig::new(&table)).await;
@@ -1017,9 +755,8 @@ async fn a_server_that_never_answers_times_out() {
 /// removed document's item, read behind the store's back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn document_items_and_requests_per_operation() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, requests, raw) = fresh_store(&endpoint, "doc-requests").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("doc-requests").await);
+    let (store, requests) = table.store().await;
     let d: Arc<dyn Document> = Arc::from(store.document("cfg").unwrap());
 
     assert_eq!(d.read().await.unwrap(), Snapshot::default());
@@ -1027,7 +764,7 @@ async fn document_items_and_requests_per_operation() {
     assert_eq!(d.write(0, &json!({"globs": ["/bin/*"]})).await.unwrap(), 1);
     assert_eq!(requests.take(), ["UpdateItem"], "create");
     assert_eq!(
-        raw_item(&raw, &table, "cfg").await.unwrap(),
+        table.item("cfg").await.unwrap(),
         item(&[
             ("ID", s("cfg")),
             ("Type", s("DOCUMENT")),
@@ -1061,7 +798,7 @@ async fn document_items_and_requests_per_operation() {
     assert_eq!(d.remove().await.unwrap(), Some(4));
     assert_eq!(requests.take(), ["UpdateItem"], "remove");
     assert_eq!(
-        raw_item(&raw, &table, "cfg").await.unwrap(),
+        table.item("cfg").await.unwrap(),
         item(&[("ID", s("cfg")), ("Type", s("DOCUMENT")), ("Version", n(4))]),
         "a removed document keeps its item and version, without Body"
     );
@@ -1095,13 +832,8 @@ async fn document_items_and_requests_per_operation() {
     );
     assert_eq!(requests.take(), ["UpdateItem"], "next on a document");
     assert_eq!(
-        raw_item(&raw, &table, "c").await.unwrap(),
-        item(&[
-            ("ID", s("c")),
-            ("Type", s("COUNTER")),
-            ("Version", n(1)),
-            ("Value", n(1))
-        ]),
+        table.item("c").await.unwrap(),
+        counter_item("c", 1, 1),
         "the counter is as monotone 0.4 writes it"
     );
 }
@@ -1112,16 +844,15 @@ async fn document_items_and_requests_per_operation() {
 /// members are unreadable).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_documents_are_reported_and_can_be_replaced() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "doc-corrupt").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("doc-corrupt").await);
+    let (store, _) = table.store().await;
     let bad = item(&[
         ("ID", s("d")),
         ("Type", s("DOCUMENT")),
         ("Version", n(3)),
         ("Body", s("{not json")),
     ]);
-    put(&raw, &table, bad.clone()).await;
+    table.put(bad.clone()).await;
     let d = store.document("d").unwrap();
     let err = d.read().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
@@ -1131,11 +862,7 @@ async fn corrupt_documents_are_reported_and_can_be_replaced() {
     );
     let err = d.update(|_| Ok(Some(json!(1)))).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
-    assert_eq!(
-        raw_item(&raw, &table, "d").await.unwrap(),
-        bad,
-        "left as it was"
-    );
+    assert_eq!(table.item("d").await.unwrap(), bad, "left as it was");
     assert_eq!(d.write(3, &json!({"fixed": true})).await.unwrap(), 4);
     assert_eq!(
         d.read().await.unwrap(),
@@ -1148,16 +875,15 @@ async fn corrupt_documents_are_reported_and_can_be_replaced() {
 /// it left as monotone 0.4 writes them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tally_items_and_requests() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, requests, raw) = fresh_store(&endpoint, "tally").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("tally").await);
+    let (store, requests) = table.store().await;
     let t = store.tally("quota").unwrap();
     assert_eq!(t.add(-3).await.unwrap(), TallyReading::new(-3, 1));
     assert_eq!(requests.take(), ["UpdateItem"], "add to a new tally");
     assert_eq!(t.add(10).await.unwrap(), TallyReading::new(7, 2));
     assert_eq!(requests.take(), ["UpdateItem"], "add");
     assert_eq!(
-        raw_item(&raw, &table, "quota").await.unwrap(),
+        table.item("quota").await.unwrap(),
         item(&[
             ("ID", s("quota")),
             ("Type", s("TALLY")),
@@ -1168,7 +894,7 @@ async fn tally_items_and_requests() {
     t.add(-20).await.unwrap();
     requests.take();
     assert_eq!(
-        raw_item(&raw, &table, "quota").await.unwrap()["Value"],
+        table.item("quota").await.unwrap()["Value"],
         AttributeValue::N("-13".into())
     );
 
@@ -1191,7 +917,7 @@ async fn tally_items_and_requests() {
     store.counter("c").unwrap().next().await.unwrap();
     t.add(1).await.unwrap();
     requests.take();
-    let before_c = raw_item(&raw, &table, "c").await.unwrap();
+    let before_c = table.item("c").await.unwrap();
     let err = store.tally("c").unwrap().add(1).await.unwrap_err();
     assert_eq!(err.to_string(), "`c` is a counter, not a tally");
     assert_eq!(requests.take(), ["UpdateItem"], "add on a counter");
@@ -1205,11 +931,8 @@ async fn tally_items_and_requests() {
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "`quota` is a tally, not a queue");
-    assert_eq!(raw_item(&raw, &table, "c").await.unwrap(), before_c);
-    assert_eq!(
-        raw_item(&raw, &table, "quota").await.unwrap()["Version"],
-        n(1)
-    );
+    assert_eq!(table.item("c").await.unwrap(), before_c);
+    assert_eq!(table.item("quota").await.unwrap()["Version"], n(1));
 }
 
 /// Tallies that monotone did not write are reported. One out of range is
@@ -1217,9 +940,8 @@ async fn tally_items_and_requests() {
 /// goes through and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_tallies_are_corrupt() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "tally-corrupt").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("tally-corrupt").await);
+    let (store, _) = table.store().await;
     let tally_item = |id: &str, value: &str| {
         item(&[
             ("ID", s(id)),
@@ -1230,7 +952,7 @@ async fn unreadable_tallies_are_corrupt() {
     };
     let too_big = (i64::MAX as i128 + 1).to_string();
     let it = tally_item("huge", &too_big);
-    put(&raw, &table, it.clone()).await;
+    table.put(it.clone()).await;
     let t = store.tally("huge").unwrap();
     for err in [
         t.get(Freshness::Fresh).await.unwrap_err(),
@@ -1247,20 +969,16 @@ async fn unreadable_tallies_are_corrupt() {
         );
         assert!(msg.contains("`huge`") && !msg.contains('\n'), "{msg}");
     }
-    assert_eq!(
-        raw_item(&raw, &table, "huge").await.unwrap(),
-        it,
-        "untouched"
-    );
+    assert_eq!(table.item("huge").await.unwrap(), it, "untouched");
 
     let it = tally_item("fraction", "1.5");
-    put(&raw, &table, it.clone()).await;
+    table.put(it.clone()).await;
     let t = store.tally("fraction").unwrap();
     let err = t.get(Freshness::Fresh).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("`Value` holds 1.5"), "{err}");
     assert_eq!(
-        raw_item(&raw, &table, "fraction").await.unwrap(),
+        table.item("fraction").await.unwrap(),
         it,
         "a read writes nothing"
     );
@@ -1277,7 +995,7 @@ async fn unreadable_tallies_are_corrupt() {
         err.to_string().contains("it was removed all the same"),
         "{err}"
     );
-    assert_eq!(raw_item(&raw, &table, "fraction").await, None);
+    assert_eq!(table.item("fraction").await, None);
 }
 
 /// Throttling, which DynamoDB applied nothing for, is retried; an error
@@ -1285,34 +1003,17 @@ async fn unreadable_tallies_are_corrupt() {
 /// twice would be wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tally_add_is_resent_only_when_surely_not_applied() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, requests, _) = fresh_store(&endpoint, "tally-faults").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("tally-faults").await);
+    let (store, requests) = table.store().await;
     let t = store.tally("t").unwrap();
     t.add(5).await.unwrap();
     requests.take();
 
-    inject_fault(
-        &endpoint,
-        &table,
-        Some("UpdateItem"),
-        "ThrottlingException",
-        400,
-        2,
-    )
-    .await;
+    table.fail("UpdateItem", THROTTLING, 2).await;
     assert_eq!(t.add(1).await.unwrap(), TallyReading::new(6, 2));
     assert_eq!(requests.take(), ["UpdateItem"; 3]);
 
-    inject_fault(
-        &endpoint,
-        &table,
-        Some("UpdateItem"),
-        "InternalServerError",
-        500,
-        1,
-    )
-    .await;
+    table.fail("UpdateItem", INTERNAL_ERROR, 1).await;
     let err = t.add(1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(
@@ -1328,15 +1029,7 @@ async fn a_tally_add_is_resent_only_when_surely_not_applied() {
     requests.take();
 
     // Counters keep the SDK's retries: a skipped value is allowed there.
-    inject_fault(
-        &endpoint,
-        &table,
-        Some("UpdateItem"),
-        "InternalServerError",
-        500,
-        1,
-    )
-    .await;
+    table.fail("UpdateItem", INTERNAL_ERROR, 1).await;
     assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
     assert_eq!(requests.take(), ["UpdateItem"; 2]);
 }

@@ -8,77 +8,20 @@
 //! test says it skips and passes, except under CI.
 #![cfg(feature = "aws")]
 
+mod conformance;
 mod dynamodb_support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::Client;
 use monotone::dynamodb::{Backoff, DynamoDbConfig, DynamoDbStore};
-use monotone::{Candidates, ErrorKind, FencingToken, LeaseWatch, Store};
+use monotone::{Candidates, ErrorKind, FencingToken, Store};
 
+use conformance::lease::watch_until_expired;
 use dynamodb_support::*;
-
-type Item = HashMap<String, AttributeValue>;
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: u64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn m(pairs: &[(&str, AttributeValue)]) -> AttributeValue {
-    AttributeValue::M(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    )
-}
 
 fn range(start: u64, end: u64) -> Candidates {
     Candidates::range(start..=end).unwrap()
-}
-
-/// A store on `table` whose `UpdateItem`s meet `intruder`, counting its
-/// requests.
-async fn intruded_store(
-    endpoint: &str,
-    table: &str,
-    intruder: IntrudeOnWrite,
-) -> (DynamoDbStore, Requests) {
-    intruded_store_with(endpoint, DynamoDbConfig::new(table), intruder).await
-}
-
-/// [`intruded_store`] with a configuration of its own.
-async fn intruded_store_with(
-    endpoint: &str,
-    config: DynamoDbConfig,
-    intruder: IntrudeOnWrite,
-) -> (DynamoDbStore, Requests) {
-    let requests = Requests::default();
-    let client = Client::from_conf(
-        sdk_config(endpoint)
-            .await
-            .interceptor(intruder)
-            .interceptor(requests.clone())
-            .build(),
-    );
-    let store = DynamoDbStore::from_client(client, config).unwrap();
-    (store, requests)
-}
-
-/// Run `work` to its end on a runtime of its own, as an intrusion (on a
-/// thread of its own) does.
-fn elsewhere<T>(work: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(work)
 }
 
 /// Claim for `owner` from `candidates` in pool `id` through `store`,
@@ -101,24 +44,38 @@ fn claim_elsewhere(
     })
 }
 
+/// A fresh table, a store on it (`other`), and a pool `p` in which `first`
+/// holds the first of `candidates`; `None` (a skip) without a server.
+async fn first_claimed(tag: &str, candidates: &Candidates) -> Option<(Table, DynamoDbStore)> {
+    let table = Table::create(tag).await?;
+    let (other, _) = table.store().await;
+    let p = other.claim_pool("p").unwrap();
+    p.claim("first", candidates).await.unwrap();
+    Some((table, other))
+}
+
+/// A store on `table` whose `UpdateItem`s meet `intruder`, with `config`
+/// (by default the table's), counting its requests.
+async fn intruded(
+    table: &Table,
+    config: Option<DynamoDbConfig>,
+    intruder: IntrudeOnWrite,
+) -> (DynamoDbStore, Requests) {
+    let config = config.unwrap_or_else(|| DynamoDbConfig::new(&table.name));
+    intruded_store(&table.endpoint, config, Some(intruder)).await
+}
+
 /// A pool `p` on a fresh table where `first` holds the first of
 /// `candidates`, and a store on that table before whose n-th `UpdateItem`
 /// another claimer claims, for each (n, owner, the name it must get) of
-/// `races`. Returns that store, its requests, a raw client and the table.
+/// `races`. Returns that store, its requests and the table; `None` (a
+/// skip) without a server.
 async fn raced(
-    endpoint: &str,
     tag: &str,
     candidates: &Candidates,
     races: &[(u64, &'static str, &'static str)],
-) -> (DynamoDbStore, Requests, Client, String) {
-    let (other, _, raw) = fresh_store(endpoint, tag).await;
-    let table = other.table().to_owned();
-    other
-        .claim_pool("p")
-        .unwrap()
-        .claim("first", candidates)
-        .await
-        .unwrap();
+) -> Option<(DynamoDbStore, Requests, Table)> {
+    let (table, other) = first_claimed(tag, candidates).await?;
     let mut intruder = IntrudeOnWrite::new();
     for &(nth, owner, name) in races {
         let (other, c) = (other.clone(), candidates.clone());
@@ -126,8 +83,28 @@ async fn raced(
             assert_eq!(claim_elsewhere(&other, "p", owner, &c), name)
         });
     }
-    let (store, requests) = intruded_store(endpoint, &table, intruder).await;
-    (store, requests, raw, table)
+    let (store, requests) = intruded(&table, None, intruder).await;
+    Some((store, requests, table))
+}
+
+/// Write `who` into pool `p`'s `Waiting` with `entry`, or take it out
+/// (`None`), behind the store's back: as a claimer that lost a race waits
+/// in the pool, and leaves when it gives up.
+async fn set_waiting(table: &Table, who: &str, entry: Option<AttributeValue>) {
+    let update = table
+        .raw
+        .update_item()
+        .table_name(&table.name)
+        .key("ID", s("p"))
+        .expression_attribute_names("#w", "Waiting")
+        .expression_attribute_names("#me", who);
+    let update = match entry {
+        Some(entry) => update
+            .update_expression("SET #w.#me = :entry")
+            .expression_attribute_values(":entry", entry),
+        None => update.update_expression("REMOVE #w.#me"),
+    };
+    update.send().await.unwrap();
 }
 
 /// The update expressions of the `UpdateItem`s among `sent`, in order.
@@ -143,9 +120,8 @@ fn updates(sent: &[(String, String)]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_pool_items_and_requests_per_operation() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, requests, raw) = fresh_store(&endpoint, "claims").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("claims").await);
+    let (store, requests) = table.store().await;
     let p = store.claim_pool("zk").unwrap();
     let c = range(1, 255);
 
@@ -176,7 +152,7 @@ async fn claim_pool_items_and_requests_per_operation() {
     assert_eq!(requests.take(), ["UpdateItem"], "renew");
 
     // The item, as documented.
-    let it = raw_item(&raw, &table, "zk").await.unwrap();
+    let it = table.item("zk").await.unwrap();
     assert_eq!(it["Type"], s("CLAIMS"));
     assert_eq!(it["Version"], n(2));
     assert_eq!(it["Waiting"], m(&[]), "nobody waiting");
@@ -222,15 +198,8 @@ async fn claim_pool_items_and_requests_per_operation() {
         .claim_leased("gone", &c, Duration::from_millis(100))
         .await
         .unwrap();
-    let mut watch = LeaseWatch::new();
-    let expired = loop {
-        let all = short.claims().await.unwrap();
-        let found = watch.observe(&all.value, all.fencing_token, tokio::time::Instant::now());
-        if let Some(e) = found.into_iter().next() {
-            break e;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (found, _) = watch_until_expired(&*short).await;
+    let expired = found.into_iter().next().unwrap();
     requests.take();
     assert_eq!(short.expire(&expired).await.unwrap(), Some(FencingToken(2)));
     assert_eq!(requests.take(), ["UpdateItem"], "expire");
@@ -239,7 +208,7 @@ async fn claim_pool_items_and_requests_per_operation() {
 
     assert_eq!(p.remove().await.unwrap(), Some(FencingToken(3)));
     assert_eq!(requests.take(), ["DeleteItem"], "remove");
-    assert_eq!(raw_item(&raw, &table, "zk").await, None);
+    assert_eq!(table.item("zk").await, None);
     // A counter operation on a pool: one request, nothing written.
     short.claim("x", &c).await.unwrap();
     requests.take();
@@ -253,16 +222,11 @@ async fn claim_pool_items_and_requests_per_operation() {
 /// pool) and claims on that at once: no backoff, no other read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimer_that_loses_a_race_waits_in_the_pool_and_claims() {
-    let Some(endpoint) = endpoint() else { return };
     let c = range(1, 9);
-    let (store, requests, raw, table) =
-        raced(&endpoint, "claim-race", &c, &[(1, "intruder", "2")]).await;
-    let got = store
-        .claim_pool("p")
-        .unwrap()
-        .claim_with("me", &c, None)
-        .await
-        .unwrap();
+    let races = [(1, "intruder", "2")];
+    let (store, requests, table) = or_skip!(raced("claim-race", &c, &races).await);
+    let p = store.claim_pool("p").unwrap();
+    let got = p.claim_with("me", &c, None).await.unwrap();
     assert!(got.added);
     assert_eq!(
         (got.claim.value.name.as_str(), got.claim.fencing_token),
@@ -281,7 +245,7 @@ async fn a_claimer_that_loses_a_race_waits_in_the_pool_and_claims() {
         u[2],
         "SET #version = :version, #claims.#n0 = :c0 REMOVE #waiting.#w0"
     );
-    let it = raw_item(&raw, &table, "p").await.unwrap();
+    let it = table.item("p").await.unwrap();
     assert_eq!(it["Waiting"], m(&[]), "no longer waiting");
     assert_eq!(it["Version"], n(3));
 }
@@ -292,19 +256,14 @@ async fn a_claimer_that_loses_a_race_waits_in_the_pool_and_claims() {
 /// claim in the pool the failure returned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_claimer_is_served_by_the_next_writer() {
-    let Some(endpoint) = endpoint() else { return };
     let c = range(1, 9);
     // Before the waiting claimer's own claim (its third write), another
     // writer, who serves itself first, then the waiting claimer.
     let races = [(1, "intruder", "2"), (3, "helper", "3")];
-    let (store, requests, raw, table) = raced(&endpoint, "claim-served", &c, &races).await;
+    let (store, requests, table) = or_skip!(raced("claim-served", &c, &races).await);
     let lease = Duration::from_secs(30);
-    let got = store
-        .claim_pool("p")
-        .unwrap()
-        .claim_with("me", &c, Some(lease))
-        .await
-        .unwrap();
+    let p = store.claim_pool("p").unwrap();
+    let got = p.claim_with("me", &c, Some(lease)).await.unwrap();
     assert!(got.added, "a claim made for this call");
     assert!(got.written_at.is_some());
     assert_eq!(
@@ -319,7 +278,7 @@ async fn a_waiting_claimer_is_served_by_the_next_writer() {
     );
     let ops = requests.take();
     assert_eq!(ops, ["GetItem", "UpdateItem", "UpdateItem", "UpdateItem"]);
-    let it = raw_item(&raw, &table, "p").await.unwrap();
+    let it = table.item("p").await.unwrap();
     assert_eq!(it["Waiting"], m(&[]));
     assert_eq!(it["Version"], n(4), "one version per claim");
     let all = store.claim_pool("p").unwrap().claims().await.unwrap();
@@ -343,23 +302,18 @@ async fn a_waiting_claimer_is_served_by_the_next_writer() {
 /// leaves the pool's `Waiting` and reports the pool exhausted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_claimer_that_finds_nothing_free_leaves() {
-    let Some(endpoint) = endpoint() else { return };
     let c = range(1, 2);
-    let (store, requests, raw, table) =
-        raced(&endpoint, "claim-full", &c, &[(1, "intruder", "2")]).await;
-    let err = store
-        .claim_pool("p")
-        .unwrap()
-        .claim("me", &c)
-        .await
-        .unwrap_err();
+    let races = [(1, "intruder", "2")];
+    let (store, requests, table) = or_skip!(raced("claim-full", &c, &races).await);
+    let p = store.claim_pool("p").unwrap();
+    let err = p.claim("me", &c).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Exhausted, "{err}");
     let sent = requests.take_with_bodies();
     let u = updates(&sent);
     assert_eq!(u.len(), 3, "{u:?}");
     assert_eq!(u[1], "SET #waiting.#me = :waiter");
     assert_eq!(u[2], "REMOVE #waiting.#me");
-    let it = raw_item(&raw, &table, "p").await.unwrap();
+    let it = table.item("p").await.unwrap();
     assert_eq!(it["Waiting"], m(&[]));
     assert_eq!(it["Version"], n(2));
 }
@@ -369,16 +323,8 @@ async fn a_waiting_claimer_that_finds_nothing_free_leaves() {
 /// waits for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_claimer_that_gives_up_leaves() {
-    let Some(endpoint) = endpoint() else { return };
-    let (other, _, raw) = fresh_store(&endpoint, "claim-give-up").await;
-    let table = other.table().to_owned();
     let c = range(1, 9);
-    other
-        .claim_pool("p")
-        .unwrap()
-        .claim("first", &c)
-        .await
-        .unwrap();
+    let (table, other) = or_skip!(first_claimed("claim-give-up", &c).await);
     let (a, b, c1) = (other.clone(), other.clone(), c.clone());
     let intruder = IntrudeOnWrite::new()
         .on(1, move || {
@@ -387,36 +333,22 @@ async fn a_waiting_claimer_that_gives_up_leaves() {
         // Before its own claim: a release, which moves the version on and
         // serves nobody.
         .on(3, move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(b.claim_pool("p").unwrap().release("first"))
-                .unwrap();
+            elsewhere(b.claim_pool("p").unwrap().release("first")).unwrap();
         });
-    let config = DynamoDbConfig::new(&table).with_backoff(Backoff::new().with_max_attempts(1));
-    let (store, requests) = intruded_store_with(&endpoint, config, intruder).await;
-    let err = store
-        .claim_pool("p")
-        .unwrap()
-        .claim("me", &c)
-        .await
-        .unwrap_err();
+    let config = DynamoDbConfig::new(&table.name).with_backoff(Backoff::new().with_max_attempts(1));
+    let (store, requests) = intruded(&table, Some(config), intruder).await;
+    let p = store.claim_pool("p").unwrap();
+    let err = p.claim("me", &c).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     let u = updates(&requests.take_with_bodies());
     assert_eq!(u.len(), 4, "{u:?}");
     assert_eq!(u[1], "SET #waiting.#me = :waiter");
     assert_eq!(u[3], "REMOVE #waiting.#me", "left the pool");
-    let it = raw_item(&raw, &table, "p").await.unwrap();
+    let it = table.item("p").await.unwrap();
     assert_eq!(it["Waiting"], m(&[]));
     // The next claimer serves nobody: `me` claims nothing behind its back.
-    other
-        .claim_pool("p")
-        .unwrap()
-        .claim("next", &c)
-        .await
-        .unwrap();
-    let p = store.claim_pool("p").unwrap();
+    let next = other.claim_pool("p").unwrap();
+    next.claim("next", &c).await.unwrap();
     assert_eq!(
         p.claim_of("me").await.unwrap_err().kind(),
         ErrorKind::NotFound
@@ -427,13 +359,12 @@ async fn a_waiting_claimer_that_gives_up_leaves() {
 /// claim already (they claimed from elsewhere meanwhile) are dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_serve_only_waiters_of_the_same_candidates() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "claim-mixed").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("claim-mixed").await);
+    let (store, _) = table.store().await;
     let c = range(1, 9);
     let p = store.claim_pool("p").unwrap();
     p.claim("holder", &c).await.unwrap();
-    let mut it = raw_item(&raw, &table, "p").await.unwrap();
+    let mut it = table.item("p").await.unwrap();
     it.insert(
         "Waiting".into(),
         m(&[
@@ -445,12 +376,7 @@ async fn writers_serve_only_waiters_of_the_same_candidates() {
             ("holder", m(&[("candidates", s("1..=9"))])),
         ]),
     );
-    raw.put_item()
-        .table_name(&table)
-        .set_item(Some(it))
-        .send()
-        .await
-        .unwrap();
+    table.put(it).await;
     let me = p.claim("me", &c).await.unwrap();
     assert_eq!(
         (me.value.name.as_str(), me.fencing_token),
@@ -459,7 +385,7 @@ async fn writers_serve_only_waiters_of_the_same_candidates() {
     let same = p.claim_of("same").await.unwrap().value;
     assert_eq!((same.name.as_str(), same.token), ("3", FencingToken(3)));
     assert_eq!(same.lease.map(|l| l.duration), Some(Duration::from_secs(5)));
-    let it = raw_item(&raw, &table, "p").await.unwrap();
+    let it = table.item("p").await.unwrap();
     assert_eq!(
         it["Waiting"],
         m(&[("else", m(&[("candidates", s("1..=3"))]))])
@@ -469,17 +395,21 @@ async fn writers_serve_only_waiters_of_the_same_candidates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_claim_pools_are_reported_and_never_written_over() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "claim-corrupt").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("claim-corrupt").await);
+    let (store, _) = table.store().await;
     let c = range(1, 3);
-    let claim = |owner: &str| m(&[("owner", s(owner)), ("index", n(0)), ("token", n(1))]);
+    // A claim of name index 0 at token 1, with `extra` attributes.
+    let claim = |owner: &str, extra: &[(&str, AttributeValue)]| {
+        let mut claim = item(&[("owner", s(owner)), ("index", n(0)), ("token", n(1))]);
+        claim.extend(item(extra));
+        AttributeValue::M(claim)
+    };
     let pool = |claims: AttributeValue, waiting: Option<AttributeValue>| -> Item {
-        let mut it = HashMap::from([
-            ("ID".to_owned(), s("bad")),
-            ("Type".to_owned(), s("CLAIMS")),
-            ("Version".to_owned(), n(2)),
-            ("Claims".to_owned(), claims),
+        let mut it = item(&[
+            ("ID", s("bad")),
+            ("Type", s("CLAIMS")),
+            ("Version", n(2)),
+            ("Claims", claims),
         ]);
         if let Some(w) = waiting {
             it.insert("Waiting".into(), w);
@@ -499,35 +429,19 @@ async fn unreadable_claim_pools_are_reported_and_never_written_over() {
             "lacks the string `owner`",
         ),
         (
-            pool(m(&[("1", claim("a")), ("2", claim("a"))]), Some(m(&[]))),
+            pool(
+                m(&[("1", claim("a", &[])), ("2", claim("a", &[]))]),
+                Some(m(&[])),
+            ),
             "gives owner `a` two names",
         ),
         (
-            pool(
-                m(&[(
-                    "1",
-                    m(&[
-                        ("owner", s("a")),
-                        ("index", n(0)),
-                        ("token", n(1)),
-                        ("lease_ms", n(0)),
-                    ]),
-                )]),
-                Some(m(&[])),
-            ),
+            pool(m(&[("1", claim("a", &[("lease_ms", n(0))]))]), Some(m(&[]))),
             "a lease of 0 ms",
         ),
         (
             pool(
-                m(&[(
-                    "1",
-                    m(&[
-                        ("owner", s("a")),
-                        ("index", n(0)),
-                        ("token", n(1)),
-                        ("lease_ms", n(500)),
-                    ]),
-                )]),
+                m(&[("1", claim("a", &[("lease_ms", n(500))]))]),
                 Some(m(&[])),
             ),
             "lacks the number `renewals`",
@@ -538,12 +452,7 @@ async fn unreadable_claim_pools_are_reported_and_never_written_over() {
             "lacks the string `candidates`",
         ),
     ] {
-        raw.put_item()
-            .table_name(&table)
-            .set_item(Some(it.clone()))
-            .send()
-            .await
-            .unwrap();
+        table.put(it.clone()).await;
         let p = store.claim_pool("bad").unwrap();
         for err in [
             p.claims().await.unwrap_err(),
@@ -554,11 +463,7 @@ async fn unreadable_claim_pools_are_reported_and_never_written_over() {
             assert!(err.to_string().contains(says), "{says}: {err}");
             assert!(err.to_string().contains("`bad`"), "{err}");
         }
-        assert_eq!(
-            raw_item(&raw, &table, "bad").await.unwrap(),
-            it,
-            "left as it was"
-        );
+        assert_eq!(table.item("bad").await.unwrap(), it, "left as it was");
         // Still removable, so that it can be cleared.
         assert_eq!(p.remove().await.unwrap(), Some(FencingToken(2)));
     }
@@ -569,14 +474,13 @@ async fn unreadable_claim_pools_are_reported_and_never_written_over() {
 /// full pool fits one item, and then the pool takes no more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_pool_of_the_longest_owners_and_names_fits_one_item() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "claim-full-item").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("claim-full-item").await);
+    let (store, _) = table.store().await;
     let name = |i: usize| format!("{i:0>256}");
     let owner = |i: usize| format!("{i:0>1024}");
     let names: Vec<String> = (0..monotone::MAX_CANDIDATES).map(name).collect();
     let c = Candidates::names(names.clone()).unwrap();
-    let claims: HashMap<String, AttributeValue> = (0..monotone::MAX_CANDIDATES - 1)
+    let claims: Item = (0..monotone::MAX_CANDIDATES - 1)
         .map(|i| {
             let claim = m(&[
                 ("owner", s(&owner(i))),
@@ -589,19 +493,15 @@ async fn a_full_pool_of_the_longest_owners_and_names_fits_one_item() {
             (name(i), claim)
         })
         .collect();
-    let it = HashMap::from([
-        ("ID".to_owned(), s("full")),
-        ("Type".to_owned(), s("CLAIMS")),
-        ("Version".to_owned(), n(255)),
-        ("Claims".to_owned(), AttributeValue::M(claims)),
-        ("Waiting".to_owned(), m(&[])),
-    ]);
-    raw.put_item()
-        .table_name(&table)
-        .set_item(Some(it))
-        .send()
-        .await
-        .unwrap();
+    table
+        .put(item(&[
+            ("ID", s("full")),
+            ("Type", s("CLAIMS")),
+            ("Version", n(255)),
+            ("Claims", AttributeValue::M(claims)),
+            ("Waiting", m(&[])),
+        ]))
+        .await;
     let p = store.claim_pool("full").unwrap();
     let last = p
         .claim_leased(&owner(255), &c, Duration::from_secs(15))
@@ -629,50 +529,19 @@ async fn a_full_pool_of_the_longest_owners_and_names_fits_one_item() {
 /// no version, so the writer's condition names each claimer it serves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_serves_no_claimer_that_left_after_its_read() {
-    let Some(endpoint) = endpoint() else { return };
-    let (other, _, raw) = fresh_store(&endpoint, "claim-left").await;
-    let table = other.table().to_owned();
     let c = range(1, 9);
-    other
-        .claim_pool("p")
-        .unwrap()
-        .claim("first", &c)
-        .await
-        .unwrap();
+    let (table, _) = or_skip!(first_claimed("claim-left", &c).await);
     // `gone` waits in the pool, as a claimer that lost a race does.
-    let entry = m(&[("candidates", AttributeValue::S("1..=9".into()))]);
-    raw.update_item()
-        .table_name(&table)
-        .key("ID", AttributeValue::S("p".into()))
-        .update_expression("SET #w.#me = :entry")
-        .expression_attribute_names("#w", "Waiting")
-        .expression_attribute_names("#me", "gone")
-        .expression_attribute_values(":entry", entry)
-        .send()
-        .await
-        .unwrap();
+    let entry = m(&[("candidates", s("1..=9"))]);
+    set_waiting(&table, "gone", Some(entry)).await;
     // After `me` read the pool, and before it writes, `gone` leaves.
-    let (raw2, table2) = (raw.clone(), table.clone());
+    let behind = table.clone();
     let intruder = IntrudeOnWrite::new().on(1, move || {
-        elsewhere(async move {
-            raw2.update_item()
-                .table_name(&table2)
-                .key("ID", AttributeValue::S("p".into()))
-                .update_expression("REMOVE #w.#me")
-                .expression_attribute_names("#w", "Waiting")
-                .expression_attribute_names("#me", "gone")
-                .send()
-                .await
-                .unwrap();
-        })
+        elsewhere(set_waiting(&behind, "gone", None));
     });
-    let (store, _) = intruded_store(&endpoint, &table, intruder).await;
-    let mine = store
-        .claim_pool("p")
-        .unwrap()
-        .claim("me", &c)
-        .await
-        .unwrap();
+    let (store, _) = intruded(&table, None, intruder).await;
+    let p = store.claim_pool("p").unwrap();
+    let mine = p.claim("me", &c).await.unwrap();
     assert_eq!(mine.value.name, "2");
     let pool = store.claim_pool("p").unwrap();
     assert_eq!(

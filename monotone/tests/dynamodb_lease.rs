@@ -4,71 +4,33 @@
 //! went stale, and corrupt leases.
 #![cfg(feature = "aws")]
 
+mod conformance;
 mod dynamodb_support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use monotone::{
-    ErrorKind, FencingToken, HolderOptions, LeaseHolder, LeaseWatch, Queue, Store, Tags,
-};
-use tokio::time::Instant;
+use monotone::{ErrorKind, FencingToken, Queue, Store, Tags};
 
+use conformance::lease::{hold, watch_until_expired};
 use dynamodb_support::*;
-
-type Item = HashMap<String, AttributeValue>;
 
 const LEASE: Duration = Duration::from_millis(400);
 
-fn r(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-fn n(v: u64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn number(it: &Item, name: &str) -> u64 {
-    match it.get(name) {
-        Some(AttributeValue::N(v)) => v.parse().unwrap(),
-        other => panic!("{name}: {other:?}"),
-    }
-}
-
 /// Watch `q` until a ticket expires; that observation.
-async fn watch_until_expired(q: &dyn Queue) -> monotone::Expired {
-    let mut watch = LeaseWatch::new();
-    loop {
-        let all = q.tickets().await.unwrap();
-        if let Some(e) = watch
-            .observe(&all.value, all.fencing_token, Instant::now())
-            .pop()
-        {
-            return e;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn expired_ticket(q: &dyn Queue) -> monotone::Expired {
+    watch_until_expired(q).await.0.pop().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leased_queue_keeps_monotone_0_4s_entries_and_0_4s_rewrite_makes_them_permanent() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "lease-0-4").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("lease-0-4").await);
+    let (store, _) = table.store().await;
     let q: Arc<dyn Queue> = Arc::from(store.queue("q").unwrap());
     q.join("perm", Tags::new()).await.unwrap();
-    let holder = LeaseHolder::join(
-        Arc::clone(&q),
-        "leased",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
-    let it = raw_item(&raw, &table, "q").await.unwrap();
+    let holder = hold(Arc::clone(&q), "leased", LEASE).await;
+    let it = table.item("q").await.unwrap();
     // Items: exactly the JSON entries monotone 0.4 writes and parses.
     let mut entries = match &it["Items"] {
         AttributeValue::Ss(v) => v.clone(),
@@ -107,20 +69,11 @@ async fn a_leased_queue_keeps_monotone_0_4s_entries_and_0_4s_rewrite_makes_them_
         .filter(|(k, _)| ["ID", "Type", "Version", "Value", "Items"].contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let version = number(&it, "Version");
-    as_0_4.insert("Version".into(), n(version + 1));
     as_0_4.insert("Value".into(), n(3));
     if let Some(AttributeValue::Ss(v)) = as_0_4.get_mut("Items") {
         v.push(r#"{"process_id":"old","counter":3}"#.into());
     }
-    raw.put_item()
-        .table_name(&table)
-        .set_item(Some(as_0_4))
-        .condition_expression("Version = :version OR attribute_not_exists(Version)")
-        .expression_attribute_values(":version", n(version))
-        .send()
-        .await
-        .unwrap();
+    table.write_as_0_4(as_0_4).await;
     // Every ticket is still there, and permanent now.
     let all = q.tickets().await.unwrap();
     let seen: Vec<_> = all
@@ -145,33 +98,29 @@ async fn a_leased_queue_keeps_monotone_0_4s_entries_and_0_4s_rewrite_makes_them_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_lease_operation() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, requests, _) = fresh_store(&endpoint, "lease-requests").await;
+    let table = or_skip!(Table::create("lease-requests").await);
+    let (store, requests) = table.store().await;
     let q = store.queue("q").unwrap();
     let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
     assert_eq!(
         requests.take(),
-        r(&["GetItem", "UpdateItem"]),
+        ["GetItem", "UpdateItem"],
         "first leased join"
     );
     q.join("b", Tags::new()).await.unwrap();
-    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "join");
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "join");
     q.renew("a", a.value.counter).await.unwrap();
-    assert_eq!(requests.take(), r(&["UpdateItem"]), "renewal");
-    let expired = watch_until_expired(&*q).await;
+    assert_eq!(requests.take(), ["UpdateItem"], "renewal");
+    let expired = expired_ticket(&*q).await;
     requests.take();
     assert_eq!(q.expire(&expired).await.unwrap().map(|t| t.get()), Some(3));
-    assert_eq!(requests.take(), r(&["GetItem", "UpdateItem"]), "expiry");
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "expiry");
     q.join_leased("c", Tags::new(), LEASE).await.unwrap();
-    assert_eq!(
-        requests.take(),
-        r(&["GetItem", "UpdateItem"]),
-        "leased join"
-    );
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"], "leased join");
     assert_eq!(q.leave("c").await.unwrap(), FencingToken(5));
     assert_eq!(
         requests.take(),
-        r(&["GetItem", "UpdateItem"]),
+        ["GetItem", "UpdateItem"],
         "leave of a leased ticket"
     );
 }
@@ -181,8 +130,8 @@ async fn requests_per_lease_operation() {
 /// a renewal changes nothing a join's condition depends on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn renewals_never_make_a_join_retry() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, requests, _) = fresh_store(&endpoint, "lease-renewing").await;
+    let table = or_skip!(Table::create("lease-renewing").await);
+    let (store, requests) = table.store().await;
     let renewing = Arc::new(store.clone());
     let q = renewing.queue("q").unwrap();
     let mut members = Vec::new();
@@ -209,17 +158,13 @@ async fn renewals_never_make_a_join_retry() {
         })
     };
     // Another client, counting only its own requests.
-    let (joiner, joins) = counted_store(
-        &endpoint,
-        monotone::dynamodb::DynamoDbConfig::new(store.table()),
-    )
-    .await;
+    let (joiner, joins) = table.store().await;
     requests.take();
     let jq = joiner.queue("q").unwrap();
     for i in 0..20 {
         let t = jq.join(&format!("j{i}"), Tags::new()).await.unwrap();
         assert_eq!(t.fencing_token.get(), 17 + i);
-        assert_eq!(joins.take(), r(&["GetItem", "UpdateItem"]), "join {i}");
+        assert_eq!(joins.take(), ["GetItem", "UpdateItem"], "join {i}");
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let renewals = renewer.await.unwrap();
@@ -232,13 +177,12 @@ async fn renewals_never_make_a_join_retry() {
 /// must still win, through the write's condition on the renewal count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiry_on_a_stale_read_loses_to_the_renewal() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "lease-stale").await;
-    let table = store.table().to_owned();
+    let table = or_skip!(Table::create("lease-stale").await);
+    let (store, _) = table.store().await;
     let q = store.queue("q").unwrap();
     let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
-    let expired = watch_until_expired(&*q).await;
-    let before = raw_item(&raw, &table, "q").await.unwrap();
+    let expired = expired_ticket(&*q).await;
+    let before = table.item("q").await.unwrap();
     q.renew("a", a.value.counter).await.unwrap();
     // The next read answers with the item as it was before the renewal.
     let stale = format!(
@@ -249,7 +193,7 @@ async fn an_expiry_on_a_stale_read_loses_to_the_renewal() {
         serde_json::to_string(r#"{"process_id":"a","counter":1,"tags":{}}"#).unwrap()
     );
     assert_eq!(number(&before, "Version"), 1);
-    inject_answer(&endpoint, &table, "GetItem", &stale, 1).await;
+    table.answer("GetItem", &stale, 1).await;
     assert_eq!(q.expire(&expired).await.unwrap(), None);
     let all = q.tickets().await.unwrap();
     assert_eq!(all.value.len(), 1, "the renewed ticket stays");
@@ -259,41 +203,35 @@ async fn an_expiry_on_a_stale_read_loses_to_the_renewal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_leases_are_reported_and_never_written_over() {
-    let Some(endpoint) = endpoint() else { return };
-    let (store, _, raw) = fresh_store(&endpoint, "lease-corrupt").await;
-    let table = store.table().to_owned();
-    let entry = AttributeValue::Ss(vec![r#"{"process_id":"a","counter":1,"tags":{}}"#.into()]);
+    let table = or_skip!(Table::create("lease-corrupt").await);
+    let (store, _) = table.store().await;
+    let entry = ss(&[r#"{"process_id":"a","counter":1,"tags":{}}"#]);
     let lease = |process: &str, ms: &str| {
-        AttributeValue::M(HashMap::from([(
-            "1".to_string(),
-            AttributeValue::M(HashMap::from([
-                ("process_id".to_string(), AttributeValue::S(process.into())),
-                ("lease_ms".to_string(), AttributeValue::N(ms.into())),
-                ("renewals".to_string(), n(0)),
-                ("renewed_at_ms".to_string(), n(0)),
-            ])),
-        )]))
+        m(&[(
+            "1",
+            m(&[
+                ("process_id", s(process)),
+                ("lease_ms", AttributeValue::N(ms.into())),
+                ("renewals", n(0)),
+                ("renewed_at_ms", n(0)),
+            ]),
+        )])
     };
     for (why, leases) in [
-        ("not a map (M)", AttributeValue::S("x".into())),
+        ("not a map (M)", s("x")),
         ("to process `b`", lease("b", "400")),
         ("0 ms", lease("a", "0")),
         ("not a whole number", lease("a", "1.5")),
     ] {
-        let it: Item = HashMap::from([
-            ("ID".to_string(), AttributeValue::S("q".into())),
-            ("Type".to_string(), AttributeValue::S("QUEUE".into())),
-            ("Version".to_string(), n(1)),
-            ("Value".to_string(), n(1)),
-            ("Items".to_string(), entry.clone()),
-            ("Leases".to_string(), leases),
+        let it = item(&[
+            ("ID", s("q")),
+            ("Type", s("QUEUE")),
+            ("Version", n(1)),
+            ("Value", n(1)),
+            ("Items", entry.clone()),
+            ("Leases", leases),
         ]);
-        raw.put_item()
-            .table_name(&table)
-            .set_item(Some(it.clone()))
-            .send()
-            .await
-            .unwrap();
+        table.put(it.clone()).await;
         let q = store.queue("q").unwrap();
         let err = q.tickets().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt, "{why}: {err}");
@@ -304,10 +242,6 @@ async fn corrupt_leases_are_reported_and_never_written_over() {
             ErrorKind::Corrupt
         );
         assert_eq!(q.leave("a").await.unwrap_err().kind(), ErrorKind::Corrupt);
-        assert_eq!(
-            raw_item(&raw, &table, "q").await.unwrap(),
-            it,
-            "{why}: untouched"
-        );
+        assert_eq!(table.item("q").await.unwrap(), it, "{why}: untouched");
     }
 }

@@ -11,7 +11,7 @@ mod conformance;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conformance::lease::Cut;
+use conformance::lease::{hold, Cut};
 use monotone::{
     ErrorKind, FencingToken, HolderOptions, LeaseHolder, LeaseWatch, MemoryStore, Queue, Store,
     Tags, WaitOptions,
@@ -36,15 +36,7 @@ async fn renewals(q: &dyn Queue, pid: &str) -> u64 {
 async fn the_holder_renews_every_third_of_the_lease() {
     let store = MemoryStore::new();
     let t0 = Instant::now();
-    let holder = LeaseHolder::join(
-        queue(&store, "q"),
-        "h",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
+    let holder = hold(queue(&store, "q"), "h", LEASE).await;
     let q = queue(&store, "q");
     sleep_until(t0 + ms(99)).await;
     assert_eq!(renewals(&*q, "h").await, 0);
@@ -53,15 +45,10 @@ async fn the_holder_renews_every_third_of_the_lease() {
     sleep_until(t0 + ms(1050)).await;
     assert_eq!(renewals(&*q, "h").await, 10);
     assert!(holder.is_held());
-    let custom = LeaseHolder::join(
-        queue(&store, "q"),
-        "c",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new().with_renew_every(ms(50)),
-    )
-    .await
-    .unwrap();
+    let options = HolderOptions::new().with_renew_every(ms(50));
+    let custom = LeaseHolder::join(queue(&store, "q"), "c", Tags::new(), LEASE, options)
+        .await
+        .unwrap();
     sleep(ms(1001)).await;
     assert_eq!(renewals(&*q, "c").await, 20);
     drop(custom);
@@ -72,9 +59,7 @@ async fn the_holder_gives_up_nine_tenths_of_a_lease_after_its_last_renewal_was_s
     let store = MemoryStore::new();
     let cut = Cut::new(store.queue("q").unwrap());
     let t0 = Instant::now();
-    let holder = LeaseHolder::join(cut.clone(), "h", Tags::new(), LEASE, HolderOptions::new())
-        .await
-        .unwrap();
+    let holder = hold(cut.clone(), "h", LEASE).await;
     // The renewal sent at 100 ms succeeds; those from 200 ms on fail.
     sleep_until(t0 + ms(150)).await;
     cut.cut_renewals();
@@ -92,29 +77,19 @@ async fn a_reserve_makes_the_holder_give_up_that_much_earlier() {
     let cut = Cut::new(store.queue("q").unwrap());
     cut.cut_renewals();
     let t0 = Instant::now();
-    let holder = LeaseHolder::join(
-        cut.clone(),
-        "h",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new().with_reserve(ms(50)),
-    )
-    .await
-    .unwrap();
+    let options = HolderOptions::new().with_reserve(ms(50));
+    let holder = LeaseHolder::join(cut.clone(), "h", Tags::new(), LEASE, options)
+        .await
+        .unwrap();
     holder.lost().await;
     assert_eq!(Instant::now() - t0, ms(270 - 50));
     // A reserve that leaves no room to renew is refused.
-    let err = LeaseHolder::join(
-        queue(&store, "q"),
-        "x",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new()
-            .with_reserve(ms(100))
-            .with_renew_every(ms(100)),
-    )
-    .await
-    .unwrap_err();
+    let options = HolderOptions::new()
+        .with_reserve(ms(100))
+        .with_renew_every(ms(100));
+    let err = LeaseHolder::join(queue(&store, "q"), "x", Tags::new(), LEASE, options)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 }
 
@@ -123,9 +98,7 @@ async fn a_renewal_that_never_answers_does_not_hold_the_loss_back() {
     let store = MemoryStore::new();
     let cut = Cut::new(store.queue("q").unwrap());
     let t0 = Instant::now();
-    let holder = LeaseHolder::join(cut.clone(), "h", Tags::new(), LEASE, HolderOptions::new())
-        .await
-        .unwrap();
+    let holder = hold(cut.clone(), "h", LEASE).await;
     cut.hang_renewals();
     holder.lost().await;
     assert_eq!(Instant::now() - t0, ms(270));
@@ -135,15 +108,7 @@ async fn a_renewal_that_never_answers_does_not_hold_the_loss_back() {
 async fn a_removed_ticket_is_lost_at_the_next_renewal() {
     let store = MemoryStore::new();
     let t0 = Instant::now();
-    let holder = LeaseHolder::join(
-        queue(&store, "q"),
-        "h",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
+    let holder = hold(queue(&store, "q"), "h", LEASE).await;
     sleep_until(t0 + ms(150)).await;
     queue(&store, "q").leave("h").await.unwrap();
     let err = holder.lost().await;
@@ -163,9 +128,7 @@ async fn a_removed_ticket_is_lost_at_the_next_renewal() {
 async fn no_observer_can_remove_the_ticket_before_the_holder_gave_up() {
     let store = MemoryStore::new();
     let cut = Cut::new(store.queue("q").unwrap());
-    let holder = LeaseHolder::join(cut.clone(), "h", Tags::new(), LEASE, HolderOptions::new())
-        .await
-        .unwrap();
+    let holder = hold(cut.clone(), "h", LEASE).await;
     let observer = queue(&store, "q");
     let t0 = Instant::now();
     let mut watch = LeaseWatch::new();
@@ -195,24 +158,8 @@ async fn no_observer_can_remove_the_ticket_before_the_holder_gave_up() {
 async fn a_waiter_takes_over_within_one_lease_and_one_poll_of_the_holders_death() {
     let store = MemoryStore::new();
     let cut = Cut::new(store.queue("q").unwrap());
-    let first = LeaseHolder::join(
-        cut.clone(),
-        "first",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
-    let second = LeaseHolder::join(
-        queue(&store, "q"),
-        "second",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
+    let first = hold(cut.clone(), "first", LEASE).await;
+    let second = hold(queue(&store, "q"), "second", LEASE).await;
     let options = WaitOptions::new();
     let poll = options.poll_interval(std::slice::from_ref(&first.joined().value));
     assert_eq!(poll, LEASE / 4);
@@ -241,15 +188,7 @@ async fn a_waiter_takes_over_within_one_lease_and_one_poll_of_the_holders_death(
 async fn a_waiter_reads_once_per_poll_interval() {
     let store = MemoryStore::new();
     let lease = Duration::from_secs(15);
-    let holder = LeaseHolder::join(
-        queue(&store, "q"),
-        "h",
-        Tags::new(),
-        lease,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
+    let holder = hold(queue(&store, "q"), "h", lease).await;
     let counted = Cut::new(store.queue("q").unwrap());
     counted.join("w", Tags::new()).await.unwrap();
     let options = WaitOptions::new().with_timeout(Some(Duration::from_secs(60)));

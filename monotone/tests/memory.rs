@@ -10,11 +10,7 @@ async fn store() -> (Arc<dyn Store>, ()) {
     (Arc::new(MemoryStore::new()), ())
 }
 
-conformance_tests!(store());
-lease_conformance_tests!(store());
-document_conformance_tests!(store());
-tally_conformance_tests!(store());
-claim_conformance_tests!(store());
+conformance_suite!(store());
 
 #[tokio::test]
 async fn clones_share_state() {

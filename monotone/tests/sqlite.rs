@@ -15,16 +15,11 @@ async fn store() -> (Arc<dyn Store>, TempDir) {
     (monotone::open(&url).await.unwrap(), dir)
 }
 
-conformance_tests!(store());
-lease_conformance_tests!(store());
-document_conformance_tests!(store());
-tally_conformance_tests!(store());
-claim_conformance_tests!(store());
+conformance_suite!(store());
 
 #[tokio::test]
 async fn state_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.db");
+    let (_dir, path) = temp_file("m.db");
     {
         let s = SqliteStore::open(&path).unwrap();
         s.counter("c").unwrap().next().await.unwrap();
@@ -48,22 +43,43 @@ async fn state_survives_reopening() {
 
 #[test]
 fn file_is_in_wal_mode_with_our_header() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.db");
+    let (_dir, path) = temp_file("m.db");
     drop(SqliteStore::open(&path).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let mode: String = conn
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .unwrap();
-    let app: i32 = conn
-        .pragma_query_value(None, "application_id", |r| r.get(0))
-        .unwrap();
-    let version: i32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
+    let mode: String = pragma(&conn, "journal_mode");
+    let app: i32 = pragma(&conn, "application_id");
+    let version: i32 = pragma(&conn, "user_version");
     assert_eq!(mode, "wal");
     assert_eq!(app, monotone::sqlite::APPLICATION_ID);
     assert_eq!(version, monotone::sqlite::SCHEMA_VERSION);
+}
+
+/// A path `name` in a temporary directory of its own, which lives as long
+/// as the returned guard.
+fn temp_file(name: &str) -> (TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// The value of pragma `name` in the file of `conn`.
+fn pragma<T: rusqlite::types::FromSql>(conn: &rusqlite::Connection, name: &str) -> T {
+    conn.pragma_query_value(None, name, |r| r.get(0)).unwrap()
+}
+
+/// The one value `sql` selects.
+fn one<T: rusqlite::types::FromSql>(conn: &rusqlite::Connection, sql: &str) -> T {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// (type, value, version) of item `id` in table `items`.
+fn item_row(conn: &rusqlite::Connection, id: &str) -> (String, i64, i64) {
+    conn.query_row(
+        "SELECT type, value, version FROM items WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
 }
 
 fn open_err(path: &std::path::Path) -> monotone::Error {
@@ -72,8 +88,7 @@ fn open_err(path: &std::path::Path) -> monotone::Error {
 
 #[test]
 fn refuses_a_file_that_is_not_a_database_and_leaves_it_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notes.txt");
+    let (_dir, path) = temp_file("notes.txt");
     let content =
         b"these are my notes, not a database, and they are longer than a header".repeat(20);
     std::fs::write(&path, &content).unwrap();
@@ -86,8 +101,7 @@ fn refuses_a_file_that_is_not_a_database_and_leaves_it_alone() {
 
 #[test]
 fn refuses_another_programs_database_and_leaves_it_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("other.db");
+    let (_dir, path) = temp_file("other.db");
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch("CREATE TABLE items (x); INSERT INTO items VALUES (42);")
@@ -102,8 +116,7 @@ fn refuses_another_programs_database_and_leaves_it_alone() {
 
 #[test]
 fn refuses_a_newer_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.db");
+    let (_dir, path) = temp_file("m.db");
     drop(SqliteStore::open(&path).unwrap());
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
@@ -130,8 +143,7 @@ fn a_directory_or_missing_parent_is_a_clear_error() {
 
 #[tokio::test]
 async fn corrupt_tags_are_reported_not_overwritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.db");
+    let (_dir, path) = temp_file("m.db");
     let s = SqliteStore::open(&path).unwrap();
     let q = s.queue("q").unwrap();
     q.join("a", Tags::new()).await.unwrap();
@@ -156,11 +168,7 @@ async fn corrupt_tags_are_reported_not_overwritten() {
         ErrorKind::Corrupt
     );
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let tags: String = conn
-        .query_row("SELECT tags FROM tickets WHERE process_id = 'a'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let tags: String = one(&conn, "SELECT tags FROM tickets WHERE process_id = 'a'");
     assert_eq!(tags, "not json");
 }
 
@@ -173,8 +181,7 @@ pub fn v1_file(path: &std::path::Path) {
 
 #[tokio::test]
 async fn a_file_of_the_previous_release_is_migrated_in_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.db");
+    let (_dir, path) = temp_file("old.db");
     v1_file(&path);
     let s = SqliteStore::open(&path).unwrap();
     // Everything the old release wrote reads back the same.
@@ -218,30 +225,20 @@ async fn a_file_of_the_previous_release_is_migrated_in_place() {
     drop(s);
 
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
+    let version: i32 = pragma(&conn, "user_version");
     assert_eq!(version, monotone::sqlite::SCHEMA_VERSION);
-    let problems: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check != 'ok'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let problems: i64 = one(
+        &conn,
+        "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check != 'ok'",
+    );
     assert_eq!(problems, 0);
-    let dangling: i64 = conn
-        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let dangling: i64 = one(&conn, "SELECT count(*) FROM pragma_foreign_key_check");
     assert_eq!(dangling, 0);
 }
 
 #[test]
 fn a_migration_that_fails_leaves_the_old_file_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.db");
+    let (_dir, path) = temp_file("old.db");
     v1_file(&path);
     {
         // A row the new schema's checks refuse: the migration's copy fails.
@@ -256,21 +253,11 @@ fn a_migration_that_fails_leaves_the_old_file_as_it_was() {
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("migrate"), "{err}");
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
+    let version: i32 = pragma(&conn, "user_version");
     assert_eq!(version, 1, "still the old version");
-    let rows: i64 = conn
-        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
-        .unwrap();
+    let rows: i64 = one(&conn, "SELECT count(*) FROM items");
     assert_eq!(rows, 4, "every old row is still there");
-    let columns: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('tickets')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let columns: i64 = one(&conn, "SELECT count(*) FROM pragma_table_info('tickets')");
     assert_eq!(columns, 4, "no column added");
 }
 
@@ -279,8 +266,7 @@ fn a_migration_that_fails_leaves_the_old_file_as_it_was() {
 /// reads and updates and left alone, and a write at its version replaces it.
 #[tokio::test]
 async fn documents_are_stored_as_documented() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.db");
+    let (_dir, path) = temp_file("m.db");
     let s = SqliteStore::open(&path).unwrap();
     let d = s.document("cfg").unwrap();
     d.write(0, &json!({"globs": ["/bin/*"]})).await.unwrap();
@@ -323,20 +309,13 @@ async fn documents_are_stored_as_documented() {
 
 #[tokio::test]
 async fn a_tally_is_a_row_of_items_with_a_signed_value() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.db");
+    let (_dir, path) = temp_file("m.db");
     let s = SqliteStore::open(&path).unwrap();
     let t = s.tally("t").unwrap();
     t.add(-5).await.unwrap();
     t.add(2).await.unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let row: (String, i64, i64) = conn
-        .query_row(
-            "SELECT type, value, version FROM items WHERE id = 't'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let row = item_row(&conn, "t");
     assert_eq!(row, ("TALLY".to_string(), -3, 2));
     drop(s);
     let again = SqliteStore::open(&path).unwrap().tally("t").unwrap();
@@ -352,8 +331,7 @@ async fn a_tally_is_a_row_of_items_with_a_signed_value() {
 /// writes the file.
 #[tokio::test]
 async fn claims_are_rows_of_the_claims_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.db");
+    let (_dir, path) = temp_file("m.db");
     let s = SqliteStore::open(&path).unwrap();
     let p = s.claim_pool("pool").unwrap();
     let c = Candidates::names(["Denali", "MtLogan"]).unwrap();
@@ -363,13 +341,7 @@ async fn claims_are_rows_of_the_claims_table() {
         .unwrap();
     p.release("a").await.unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let item: (String, i64, i64) = conn
-        .query_row(
-            "SELECT type, value, version FROM items WHERE id = 'pool'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let item = item_row(&conn, "pool");
     assert_eq!(item, ("CLAIMS".into(), 0, 3));
     let rows: Vec<(String, String, i64, i64, Option<i64>, i64)> = conn
         .prepare(

@@ -1,7 +1,6 @@
 //! The contract of `ClaimPool` (see `monotone::ClaimPool`) as plain async
-//! functions taking a store, run unchanged against every backend through
-//! [`claim_conformance_tests!`]; leased claims with real time and short
-//! leases, as the lease checks do.
+//! functions taking a store, run unchanged against every backend; leased
+//! claims with real time and short leases, as the lease checks do.
 //!
 //! Each check would fail on the bug it is named after: a name held twice, a
 //! claim that is not the first free one, a re-claim that writes or moves,
@@ -17,60 +16,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use monotone::{
     wait_for_claim, Candidates, Claim, ClaimHolder, ClaimPool, Claimed, ErrorKind, Expired, Fenced,
-    FencingToken, HolderOptions, LeaseStatus, LeaseWatch, Tags, WaitOptions,
+    FencingToken, HolderOptions, LeaseStatus, Tags,
 };
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::lease::Cutoff;
-use super::{kind, S};
-
-/// Expand every claim check into a `#[tokio::test]` using `$make`, as
-/// [`conformance_tests!`](crate::conformance_tests) does.
-#[macro_export]
-macro_rules! claim_conformance_tests {
-    ($make:expr) => {
-        $crate::claim_conformance_tests!(@each $make;
-            claims_take_the_first_free_candidate_in_order,
-            a_claim_again_returns_the_same_claim_and_writes_nothing,
-            a_released_name_is_free_and_the_lowest_freed_is_reused,
-            exhaustion_names_the_pool_and_the_candidates_and_writes_nothing,
-            every_claim_release_and_expiry_adds_one_to_the_token,
-            an_absent_pool_reads_empty_and_releases_nothing,
-            claims_are_listed_in_candidate_order,
-            claim_pool_remove,
-            claim_pools_and_other_kinds_are_wrong_type,
-            claim_input_is_checked_and_changes_nothing,
-            concurrent_claims_get_distinct_first_free_names,
-            concurrent_claims_and_releases_lose_nothing,
-            leased_claims_show_their_lease_and_renew_without_a_write,
-            renewal_of_a_claim_not_held_is_lease_lost,
-            a_leased_claim_is_removed_only_after_a_full_observed_lease,
-            a_claim_removal_loses_to_a_renewal_that_came_first,
-            a_claim_holder_keeps_its_claim_while_observers_watch,
-            the_claim_holder_learns_of_loss_before_anyone_removes_it,
-            a_waiting_claimer_gets_a_dead_holders_name_with_a_larger_token,
-            permanent_claims_never_expire,
-        );
-    };
-    (@each $make:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                let (store, _guard) = $make.await;
-                $crate::conformance::claim::$name(store).await;
-            }
-        )*
-    };
-}
-
-/// As in the lease checks: short enough for tests, long enough for a debug
-/// build on a loaded machine to renew in time.
-const LEASE: Duration = Duration::from_millis(600);
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use super::lease::{remove_when_allowed, watch_a_held_lease, watch_until_expired, Cutoff, LEASE};
+use super::{kind, ms, quick, S};
 
 fn pool(store: &S, id: &str) -> Arc<dyn ClaimPool> {
     Arc::from(store.claim_pool(id).unwrap())
@@ -80,8 +32,12 @@ fn range(start: u64, end: u64) -> Candidates {
     Candidates::range(start..=end).unwrap()
 }
 
-fn quick() -> WaitOptions {
-    WaitOptions::new().with_poll(ms(10), ms(50))
+/// A holder of `owner`'s claim in `pool`, leased for [`LEASE`], with the
+/// default options.
+async fn hold(pool: Arc<dyn ClaimPool>, owner: &str, candidates: &Candidates) -> ClaimHolder {
+    ClaimHolder::claim(pool, owner, candidates, LEASE, HolderOptions::new())
+        .await
+        .unwrap()
 }
 
 /// (name, owner) of each claim, in the order given.
@@ -356,12 +312,8 @@ pub async fn claim_pool_remove(store: S) {
 
 pub async fn claim_pools_and_other_kinds_are_wrong_type(store: S) {
     store.counter("count").unwrap().next().await.unwrap();
-    store
-        .queue("queue")
-        .unwrap()
-        .join("p", Tags::new())
-        .await
-        .unwrap();
+    let queue = store.queue("queue").unwrap();
+    queue.join("p", Tags::new()).await.unwrap();
     store.tally("tally").unwrap().add(-2).await.unwrap();
     use monotone::DocumentExt;
     store
@@ -403,17 +355,7 @@ pub async fn claim_pools_and_other_kinds_are_wrong_type(store: S) {
         1,
         "unchanged"
     );
-    assert_eq!(
-        store
-            .queue("queue")
-            .unwrap()
-            .tickets()
-            .await
-            .unwrap()
-            .value
-            .len(),
-        1
-    );
+    assert_eq!(queue.tickets().await.unwrap().value.len(), 1);
 
     let p = pool(&store, "pool");
     let claimed = p.claim("a", &c).await.unwrap();
@@ -424,61 +366,21 @@ pub async fn claim_pools_and_other_kinds_are_wrong_type(store: S) {
             format!("`pool` is a claim pool, not a {wanted}")
         );
     };
-    is_pool(
-        store.counter("pool").unwrap().next().await.unwrap_err(),
-        "counter",
-    );
-    is_pool(
-        store.counter("pool").unwrap().get().await.unwrap_err(),
-        "counter",
-    );
-    is_pool(
-        store
-            .queue("pool")
-            .unwrap()
-            .join("p", Tags::new())
-            .await
-            .unwrap_err(),
-        "queue",
-    );
-    is_pool(
-        store.queue("pool").unwrap().tickets().await.unwrap_err(),
-        "queue",
-    );
-    is_pool(
-        store.queue("pool").unwrap().remove().await.unwrap_err(),
-        "queue",
-    );
-    is_pool(
-        store.tally("pool").unwrap().add(1).await.unwrap_err(),
-        "tally",
-    );
-    is_pool(
-        store
-            .tally("pool")
-            .unwrap()
-            .get(monotone::Freshness::Fresh)
-            .await
-            .unwrap_err(),
-        "tally",
-    );
-    is_pool(
-        store.document("pool").unwrap().read().await.unwrap_err(),
-        "document",
-    );
-    is_pool(
-        store
-            .document("pool")
-            .unwrap()
-            .write(0, &json!(1))
-            .await
-            .unwrap_err(),
-        "document",
-    );
-    is_pool(
-        store.counter("pool").unwrap().remove().await.unwrap_err(),
-        "counter",
-    );
+    let counter = store.counter("pool").unwrap();
+    let queue = store.queue("pool").unwrap();
+    let tally = store.tally("pool").unwrap();
+    let document = store.document("pool").unwrap();
+    is_pool(counter.next().await.unwrap_err(), "counter");
+    is_pool(counter.get().await.unwrap_err(), "counter");
+    is_pool(queue.join("p", Tags::new()).await.unwrap_err(), "queue");
+    is_pool(queue.tickets().await.unwrap_err(), "queue");
+    is_pool(queue.remove().await.unwrap_err(), "queue");
+    is_pool(tally.add(1).await.unwrap_err(), "tally");
+    let fresh = monotone::Freshness::Fresh;
+    is_pool(tally.get(fresh).await.unwrap_err(), "tally");
+    is_pool(document.read().await.unwrap_err(), "document");
+    is_pool(document.write(0, &json!(1)).await.unwrap_err(), "document");
+    is_pool(counter.remove().await.unwrap_err(), "counter");
     assert_eq!(
         p.claims().await.unwrap(),
         Fenced::new(vec![claimed.value], FencingToken(1)),
@@ -646,23 +548,6 @@ pub async fn renewal_of_a_claim_not_held_is_lease_lost(store: S) {
     assert_eq!(p.claims().await.unwrap().fencing_token, FencingToken(3));
 }
 
-/// Read `p` until a fresh watch finds some claim expired; the expired
-/// claims and when the watch first saw them.
-async fn watch_until_expired(p: &dyn ClaimPool) -> (Vec<Expired<Claim>>, Instant) {
-    let mut watch = LeaseWatch::new();
-    let mut first_read: Option<Instant> = None;
-    loop {
-        let all = p.claims().await.unwrap();
-        let at = Instant::now();
-        first_read.get_or_insert(at);
-        let expired = watch.observe(&all.value, all.fencing_token, at);
-        if !expired.is_empty() {
-            return (expired, first_read.unwrap());
-        }
-        tokio::time::sleep(ms(10)).await;
-    }
-}
-
 pub async fn a_leased_claim_is_removed_only_after_a_full_observed_lease(store: S) {
     let p = pool(&store, "expiry");
     let c = range(1, 5);
@@ -730,40 +615,18 @@ pub async fn a_claim_removal_loses_to_a_renewal_that_came_first(store: S) {
 
 pub async fn a_claim_holder_keeps_its_claim_while_observers_watch(store: S) {
     let c = range(1, 5);
-    let holder = ClaimHolder::claim(pool(&store, "kept"), "h", &c, LEASE, HolderOptions::new())
-        .await
-        .unwrap();
+    let holder = hold(pool(&store, "kept"), "h", &c).await;
     assert_eq!((holder.name(), holder.owner()), ("1", "h"));
     assert!(holder.is_held());
     let observer = pool(&store, "kept");
-    let mut watch = LeaseWatch::new();
-    let until = Instant::now() + LEASE * 3;
-    let mut renewals_seen = 0;
-    while Instant::now() < until {
-        let all = observer.claims().await.unwrap();
-        for e in watch.observe(&all.value, all.fencing_token, Instant::now()) {
-            assert_eq!(
-                observer.expire(&e).await.unwrap(),
-                None,
-                "removed a renewed claim"
-            );
-        }
-        renewals_seen = all.value[0].lease.as_ref().unwrap().renewals;
-        tokio::time::sleep(ms(20)).await;
-    }
-    assert!(
-        renewals_seen >= 4,
-        "renewed about every third of the lease: {renewals_seen}"
-    );
+    let renewals_seen = watch_a_held_lease(&*observer).await;
     assert_eq!(
         observer.claims().await.unwrap().fencing_token,
         FencingToken(1)
     );
     assert!(holder.is_held(), "{:?}", holder.status());
     // Holding it again from another handle renews it once and holds it.
-    let again = ClaimHolder::claim(pool(&store, "kept"), "h", &c, LEASE, HolderOptions::new())
-        .await
-        .unwrap();
+    let again = hold(pool(&store, "kept"), "h", &c).await;
     assert_eq!(again.claimed().value.token, holder.claimed().value.token);
     assert!(again.claimed().value.lease.as_ref().unwrap().renewals > renewals_seen);
     assert_eq!(holder.release().await.unwrap(), Some(FencingToken(2)));
@@ -843,19 +706,9 @@ impl ClaimPool for CutPool {
 pub async fn the_claim_holder_learns_of_loss_before_anyone_removes_it(store: S) {
     let c = range(1, 5);
     let cut = CutPool::new(store.claim_pool("cut").unwrap());
-    let holder = ClaimHolder::claim(cut.clone(), "h", &c, LEASE, HolderOptions::new())
-        .await
-        .unwrap();
+    let holder = hold(cut.clone(), "h", &c).await;
     let token = holder.claimed().fencing_token;
-    let observer = pool(&store, "cut");
-    let remover = tokio::spawn(async move {
-        loop {
-            let (expired, _) = watch_until_expired(&*observer).await;
-            if let Some(token) = observer.expire(&expired[0]).await.unwrap() {
-                return (Instant::now(), token);
-            }
-        }
-    });
+    let remover = remove_when_allowed(pool(&store, "cut"));
     tokio::time::sleep(LEASE / 2).await;
     cut.cutoff.cut_renewals();
     let lost = holder.lost().await;
@@ -876,18 +729,8 @@ pub async fn the_claim_holder_learns_of_loss_before_anyone_removes_it(store: S) 
 pub async fn a_waiting_claimer_gets_a_dead_holders_name_with_a_larger_token(store: S) {
     let c = range(1, 2);
     let cut = CutPool::new(store.claim_pool("dead").unwrap());
-    let dead = ClaimHolder::claim(cut.clone(), "dead", &c, LEASE, HolderOptions::new())
-        .await
-        .unwrap();
-    let alive = ClaimHolder::claim(
-        pool(&store, "dead"),
-        "alive",
-        &c,
-        LEASE,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
+    let dead = hold(cut.clone(), "dead", &c).await;
+    let alive = hold(pool(&store, "dead"), "alive", &c).await;
     let dead_claim = dead.claimed().clone();
     cut.cutoff.cut_everything();
     drop(dead);

@@ -1,6 +1,6 @@
 //! The contract of `Document`, the update helper, the cached reader and the
 //! change stream, as plain async functions taking a store, run unchanged
-//! against every backend through [`document_conformance_tests!`].
+//! against every backend.
 //!
 //! Each check would fail on the bug it is named after: a compare-and-set
 //! that ignores the version, a version that skips, stalls or restarts, a
@@ -14,59 +14,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use monotone::{
     CacheOptions, CachedDocument, CasOutcome, Changes, Diff, Document, DocumentExt, ErrorKind,
-    Snapshot, Store, Tags,
+    Snapshot, Tags,
 };
 use serde_json::{json, Value};
 
-/// Expand every document check into a test using `$make` (see
-/// `conformance_tests!`). The cached reader's check pauses tokio's clock,
-/// which needs a runtime of one thread.
-#[macro_export]
-macro_rules! document_conformance_tests {
-    ($make:expr) => {
-        $crate::document_conformance_tests!(@each $make, "multi_thread";
-            document_starts_absent,
-            document_versions_grow_by_one_with_every_write,
-            document_holds_any_json,
-            document_write_on_another_version_conflicts_and_writes_nothing,
-            document_concurrent_writers_of_one_version_have_one_winner,
-            document_update_helper_retries_until_it_wins,
-            document_update_helper_writes_nothing_when_nothing_changes,
-            document_remove_and_recreate,
-            document_wrong_types_change_nothing,
-            document_size_limit,
-            document_invalid_ids,
-            document_change_stream_reports_diffs_and_folds,
-            document_change_stream_from_an_older_version,
-            document_change_stream_never_goes_back,
-            document_watcher_sees_versions_rise_and_ends_on_the_last,
-        );
-        $crate::document_conformance_tests!(@each $make, "current_thread";
-            document_cached_reader_fails_once_stale,
-        );
-    };
-    (@each $make:expr, $flavor:literal; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = $flavor)]
-            async fn $name() {
-                let (store, _guard) = $make.await;
-                $crate::conformance::document::$name(store).await;
-            }
-        )*
-    };
-}
-
-type S = Arc<dyn Store>;
+use super::{kind, together, S};
 
 fn doc(store: &S, id: &str) -> Arc<dyn Document> {
     Arc::from(store.document(id).unwrap())
-}
-
-fn kind<T: std::fmt::Debug>(r: monotone::Result<T>) -> ErrorKind {
-    match r {
-        Ok(v) => panic!("expected an error, got Ok({v:?})"),
-        Err(e) => e.kind(),
-    }
 }
 
 /// The number under "n", 0 if there is none.
@@ -172,22 +127,18 @@ pub async fn document_concurrent_writers_of_one_version_have_one_winner(store: S
     const WRITERS: usize = 8;
     let d = doc(&store, "race");
     d.write(0, &json!({"winner": null})).await.unwrap();
-    let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
-    let handles: Vec<_> = (0..WRITERS)
-        .map(|i| {
-            let d = doc(&store, "race");
-            let start = Arc::clone(&start);
-            tokio::spawn(async move {
-                start.wait().await;
-                d.compare_and_set(1, Some(&json!({"winner": i})))
-                    .await
-                    .unwrap()
-            })
-        })
-        .collect();
+    let outcomes = together(WRITERS, |i| {
+        let d = doc(&store, "race");
+        async move {
+            d.compare_and_set(1, Some(&json!({"winner": i})))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
     let mut winners = vec![];
-    for (i, h) in handles.into_iter().enumerate() {
-        match h.await.unwrap() {
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
             CasOutcome::Done { version } => {
                 assert_eq!(version, 2);
                 winners.push(i);
@@ -210,29 +161,22 @@ pub async fn document_update_helper_retries_until_it_wins(store: S) {
     let d = doc(&store, "tally");
     let first = d.update(incremented).await.unwrap();
     assert_eq!(first, Snapshot::new(Some(json!({"n": 1})), 1), "creates");
-    let start = Arc::new(tokio::sync::Barrier::new(TASKS as usize));
-    let handles: Vec<_> = (0..TASKS)
-        .map(|_| {
-            let d = doc(&store, "tally");
-            let start = Arc::clone(&start);
-            tokio::spawn(async move {
-                start.wait().await;
-                let mut versions = vec![];
-                for _ in 0..EACH {
-                    let s = d.update(incremented).await.unwrap();
-                    // What the helper returns is what it wrote.
-                    assert_eq!(n(s.value.as_ref()), s.version);
-                    versions.push(s.version);
-                    tokio::task::yield_now().await;
-                }
-                versions
-            })
-        })
-        .collect();
-    let mut versions = vec![];
-    for h in handles {
-        versions.extend(h.await.unwrap());
-    }
+    let per_task = together(TASKS as usize, |_| {
+        let d = doc(&store, "tally");
+        async move {
+            let mut versions = vec![];
+            for _ in 0..EACH {
+                let s = d.update(incremented).await.unwrap();
+                // What the helper returns is what it wrote.
+                assert_eq!(n(s.value.as_ref()), s.version);
+                versions.push(s.version);
+                tokio::task::yield_now().await;
+            }
+            versions
+        }
+    })
+    .await;
+    let mut versions: Vec<u64> = per_task.into_iter().flatten().collect();
     versions.sort_unstable();
     let total = 1 + TASKS * EACH;
     assert_eq!(

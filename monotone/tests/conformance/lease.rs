@@ -12,66 +12,131 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use monotone::{
-    wait_for_position, ErrorKind, Expired, Fenced, FencingToken, HolderOptions, Joined,
-    LeaseHolder, LeaseStatus, LeaseWatch, Queue, Store, Tags, Ticket, WaitOptions,
+    wait_for_position, Claim, ClaimPool, ErrorKind, Expired, Fenced, FencingToken, HolderOptions,
+    Joined, LeaseHolder, LeaseStatus, LeaseWatch, Leased, Queue, Tags, Ticket,
 };
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// Expand every lease check into a `#[tokio::test]` using `$make`, as
-/// `conformance_tests!` does.
-#[macro_export]
-macro_rules! lease_conformance_tests {
-    ($make:expr) => {
-        $crate::lease_conformance_tests!(@each $make;
-            leased_and_permanent_tickets_show_their_lease,
-            renewal_adds_one_and_leaves_the_token_alone,
-            renewal_of_a_ticket_not_held_is_lease_lost,
-            a_holder_keeps_its_ticket_while_observers_watch,
-            an_unrenewed_ticket_is_removed_only_after_a_full_observed_lease,
-            a_removal_loses_to_a_renewal_that_came_first,
-            permanent_tickets_never_expire,
-            the_holder_learns_of_loss_before_anyone_removes_it,
-            a_dead_holders_ticket_is_taken_over_with_a_larger_token,
-            waiters_become_head_in_ticket_order,
-            a_semaphore_of_two_admits_two_at_a_time,
-            leases_on_a_counter_id_are_wrong_type,
-        );
-    };
-    (@each $make:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                let (store, _guard) = $make.await;
-                $crate::conformance::lease::$name(store).await;
-            }
-        )*
-    };
-}
-
-type S = Arc<dyn Store>;
+use super::{kind, ms, quick, S};
 
 /// Short enough for tests, long enough for a debug build on a loaded
-/// machine to renew in time.
-const LEASE: Duration = Duration::from_millis(600);
+/// machine to renew in time (the claim checks use it too).
+pub const LEASE: Duration = Duration::from_millis(600);
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn queue(store: &S, id: &str) -> Arc<dyn Queue> {
+pub fn queue(store: &S, id: &str) -> Arc<dyn Queue> {
     Arc::from(store.queue(id).unwrap())
 }
 
-/// Polls often, so tests do not wait on the default second.
-fn quick() -> WaitOptions {
-    WaitOptions::new().with_poll(ms(10), ms(50))
+/// A holder of a new ticket of `process_id` in `queue`, leased for `lease`,
+/// with the default options.
+pub async fn hold(queue: Arc<dyn Queue>, process_id: &str, lease: Duration) -> LeaseHolder {
+    LeaseHolder::join(queue, process_id, Tags::new(), lease, HolderOptions::new())
+        .await
+        .unwrap()
 }
 
-fn kind<T: std::fmt::Debug>(r: monotone::Result<T>) -> ErrorKind {
-    match r {
-        Ok(v) => panic!("expected an error, got Ok({v:?})"),
-        Err(e) => e.kind(),
+/// What observers watch and remove expired records from: a queue's
+/// tickets or a claim pool's claims.
+#[async_trait]
+pub trait Watched: Send + Sync {
+    /// The record: a ticket or a claim.
+    type Item: Leased + Send + Sync + 'static;
+    /// What the record is called in messages.
+    const NOUN: &'static str;
+
+    /// Every record, with the fencing token.
+    async fn read(&self) -> Fenced<Vec<Self::Item>>;
+
+    /// Remove an expired record; the token of the write, if it wrote.
+    async fn remove(&self, expired: &Expired<Self::Item>) -> Option<FencingToken>;
+}
+
+/// `Watched` for a kind of handle: its records, what they are called, and
+/// its methods that read them all and remove an expired one.
+macro_rules! watched {
+    ($handle:path, $item:ty, $noun:literal, $read:ident, $remove:ident) => {
+        #[async_trait]
+        impl Watched for dyn $handle + '_ {
+            type Item = $item;
+            const NOUN: &'static str = $noun;
+
+            async fn read(&self) -> Fenced<Vec<$item>> {
+                self.$read().await.unwrap()
+            }
+
+            async fn remove(&self, expired: &Expired<$item>) -> Option<FencingToken> {
+                self.$remove(expired).await.unwrap()
+            }
+        }
+    };
+}
+
+watched!(Queue, Ticket, "ticket", tickets, expire);
+watched!(ClaimPool, Claim, "claim", claims, expire);
+
+/// Read `w` until a fresh watch started now finds something expired; the
+/// expired records and when the watch first saw them.
+pub async fn watch_until_expired<W: Watched + ?Sized>(w: &W) -> (Vec<Expired<W::Item>>, Instant) {
+    let mut watch = LeaseWatch::new();
+    let mut first_read: Option<Instant> = None;
+    loop {
+        let all = w.read().await;
+        let at = Instant::now();
+        first_read.get_or_insert(at);
+        let expired = watch.observe(&all.value, all.fencing_token, at);
+        if !expired.is_empty() {
+            return (expired, first_read.unwrap());
+        }
+        tokio::time::sleep(ms(10)).await;
     }
+}
+
+/// Watch `observer` for three leases as an observer that removes what
+/// expires does, asserting that it never removes anything (the holder of
+/// its first record renews in time) and that the holder renewed about
+/// every third of the lease; the first record's renewals at the last read.
+pub async fn watch_a_held_lease<W: Watched + ?Sized>(observer: &W) -> u64 {
+    let mut watch = LeaseWatch::new();
+    let until = Instant::now() + LEASE * 3;
+    let mut renewals_seen = 0;
+    while Instant::now() < until {
+        let all = observer.read().await;
+        for e in watch.observe(&all.value, all.fencing_token, Instant::now()) {
+            assert_eq!(
+                observer.remove(&e).await,
+                None,
+                "removed a renewed {}",
+                W::NOUN
+            );
+        }
+        renewals_seen = all.value[0].lease().unwrap().renewals;
+        tokio::time::sleep(ms(20)).await;
+    }
+    assert!(
+        renewals_seen >= 4,
+        "renewed about every third of the lease: {renewals_seen}"
+    );
+    renewals_seen
+}
+
+/// An observer that removes an expired record as soon as the protocol
+/// allows, in a task of its own: when it removed one, and the token of
+/// that write.
+pub fn remove_when_allowed<W: Watched + ?Sized + 'static>(
+    observer: Arc<W>,
+) -> JoinHandle<(Instant, FencingToken)>
+where
+    <W::Item as Leased>::Key: Send,
+{
+    tokio::spawn(async move {
+        loop {
+            let (expired, _) = watch_until_expired(&*observer).await;
+            if let Some(token) = observer.remove(&expired[0]).await {
+                return (Instant::now(), token);
+            }
+        }
+    })
 }
 
 /// Switches that cut a handle off from its store, as if its process lost
@@ -202,23 +267,6 @@ impl Queue for Cut {
     }
 }
 
-/// Read `q` until the watch finds something expired; the expired tickets
-/// and when the watch first saw them, from a fresh watch started now.
-async fn watch_until_expired(q: &dyn Queue) -> (Vec<Expired>, Instant) {
-    let mut watch = LeaseWatch::new();
-    let mut first_read: Option<Instant> = None;
-    loop {
-        let all = q.tickets().await.unwrap();
-        let at = Instant::now();
-        first_read.get_or_insert(at);
-        let expired = watch.observe(&all.value, all.fencing_token, at);
-        if !expired.is_empty() {
-            return (expired, first_read.unwrap());
-        }
-        tokio::time::sleep(ms(10)).await;
-    }
-}
-
 pub async fn leased_and_permanent_tickets_show_their_lease(store: S) {
     let q = queue(&store, "leases");
     let before = std::time::SystemTime::now() - Duration::from_secs(1);
@@ -316,36 +364,10 @@ pub async fn renewal_of_a_ticket_not_held_is_lease_lost(store: S) {
 }
 
 pub async fn a_holder_keeps_its_ticket_while_observers_watch(store: S) {
-    let holder = LeaseHolder::join(
-        queue(&store, "kept"),
-        "h",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
+    let holder = hold(queue(&store, "kept"), "h", LEASE).await;
     assert!(holder.is_held());
     let observer = queue(&store, "kept");
-    let mut watch = LeaseWatch::new();
-    let until = Instant::now() + LEASE * 3;
-    let mut renewals_seen = 0;
-    while Instant::now() < until {
-        let all = observer.tickets().await.unwrap();
-        for e in watch.observe(&all.value, all.fencing_token, Instant::now()) {
-            assert_eq!(
-                observer.expire(&e).await.unwrap(),
-                None,
-                "removed a renewed ticket"
-            );
-        }
-        renewals_seen = all.value[0].lease.as_ref().unwrap().renewals;
-        tokio::time::sleep(ms(20)).await;
-    }
-    assert!(
-        renewals_seen >= 4,
-        "renewed about every third of the lease: {renewals_seen}"
-    );
+    watch_a_held_lease(&*observer).await;
     let all = observer.tickets().await.unwrap();
     assert_eq!(all.value.len(), 1);
     assert_eq!(
@@ -419,15 +441,7 @@ pub async fn a_removal_loses_to_a_renewal_that_came_first(store: S) {
 pub async fn permanent_tickets_never_expire(store: S) {
     let q = queue(&store, "forever");
     q.join("p", Tags::new()).await.unwrap();
-    let holder = LeaseHolder::join(
-        Arc::clone(&q),
-        "w",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
+    let holder = hold(Arc::clone(&q), "w", LEASE).await;
     let options = quick().with_timeout(Some(LEASE * 3));
     let err = holder.wait_for_position(1, &options).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
@@ -440,20 +454,10 @@ pub async fn permanent_tickets_never_expire(store: S) {
 
 pub async fn the_holder_learns_of_loss_before_anyone_removes_it(store: S) {
     let cut = Cut::new(store.queue("cut").unwrap());
-    let holder = LeaseHolder::join(cut.clone(), "h", Tags::new(), LEASE, HolderOptions::new())
-        .await
-        .unwrap();
+    let holder = hold(cut.clone(), "h", LEASE).await;
     let joined_token = holder.joined().fencing_token;
     // A waiter that removes expired tickets as soon as the protocol allows.
-    let observer = queue(&store, "cut");
-    let remover = tokio::spawn(async move {
-        loop {
-            let (expired, _) = watch_until_expired(&*observer).await;
-            if let Some(token) = observer.expire(&expired[0]).await.unwrap() {
-                return (Instant::now(), token);
-            }
-        }
-    });
+    let remover = remove_when_allowed(queue(&store, "cut"));
     tokio::time::sleep(LEASE / 2).await;
     cut.cut_renewals();
     let lost = holder.lost().await;
@@ -474,25 +478,9 @@ pub async fn the_holder_learns_of_loss_before_anyone_removes_it(store: S) {
 
 pub async fn a_dead_holders_ticket_is_taken_over_with_a_larger_token(store: S) {
     let cut = Cut::new(store.queue("dead").unwrap());
-    let first = LeaseHolder::join(
-        cut.clone(),
-        "first",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
+    let first = hold(cut.clone(), "first", LEASE).await;
     let head = first.wait_for_position(1, &quick()).await.unwrap();
-    let second = LeaseHolder::join(
-        queue(&store, "dead"),
-        "second",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-    )
-    .await
-    .unwrap();
+    let second = hold(queue(&store, "dead"), "second", LEASE).await;
     // The first holder's process dies: no renewal, no leave ever again.
     cut.cut_everything();
     drop(first);
@@ -514,16 +502,7 @@ pub async fn waiters_become_head_in_ticket_order(store: S) {
     const N: usize = 5;
     let mut holders = Vec::new();
     for i in 0..N {
-        let h = LeaseHolder::join(
-            queue(&store, "order"),
-            &format!("w{i}"),
-            Tags::new(),
-            LEASE,
-            HolderOptions::new(),
-        )
-        .await
-        .unwrap();
-        holders.push(h);
+        holders.push(hold(queue(&store, "order"), &format!("w{i}"), LEASE).await);
     }
     // Each waits in its own task, holds the head briefly, then leaves.
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -564,37 +543,13 @@ pub async fn waiters_become_head_in_ticket_order(store: S) {
 pub async fn a_semaphore_of_two_admits_two_at_a_time(store: S) {
     let mut holders = Vec::new();
     for i in 0..3 {
-        holders.push(
-            LeaseHolder::join(
-                queue(&store, "sem"),
-                &format!("s{i}"),
-                Tags::new(),
-                LEASE,
-                HolderOptions::new(),
-            )
-            .await
-            .unwrap(),
-        );
+        holders.push(hold(queue(&store, "sem"), &format!("s{i}"), LEASE).await);
     }
     let now = quick().with_timeout(Some(Duration::ZERO));
-    assert_eq!(
-        holders[0]
-            .wait_for_position(2, &now)
-            .await
-            .unwrap()
-            .value
-            .position,
-        0
-    );
-    assert_eq!(
-        holders[1]
-            .wait_for_position(2, &now)
-            .await
-            .unwrap()
-            .value
-            .position,
-        1
-    );
+    let got0 = holders[0].wait_for_position(2, &now).await.unwrap();
+    assert_eq!(got0.value.position, 0);
+    let got1 = holders[1].wait_for_position(2, &now).await.unwrap();
+    assert_eq!(got1.value.position, 1);
     assert_eq!(
         kind(holders[2].wait_for_position(2, &now).await),
         ErrorKind::Timeout

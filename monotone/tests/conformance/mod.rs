@@ -1,39 +1,60 @@
-//! The contracts of `Counter` and `Queue` as plain async functions taking a
-//! store, run unchanged against every backend; those of `Tally`, `Document`,
-//! `ClaimPool` and leases are in [`tally`], [`document`], [`claim`] and
-//! [`lease`], each expanded by its own macro.
+//! The conformance suite: the contracts of every primitive as plain async
+//! functions taking a store, run unchanged against every backend. One
+//! section per primitive: [`counter`], [`queue`], [`lease`] (leased tickets
+//! and their holders), [`document`], [`tally`] and [`claim`].
 //!
-//! A backend's test file calls [`conformance_tests!`] with an async
-//! expression that yields `(Arc<dyn Store>, guard)`: a fresh, empty store and
-//! whatever must live as long as it (a temporary directory, a server). Each
-//! check becomes one test, so a failure names the contract it broke.
+//! A store's test file gets the whole suite with one line:
 //!
-//! Each check would fail on the bug it is named after: a lost update, a
-//! repeated value, a non-idempotent join, a wrong position, a token that
-//! skips or stalls, a write where nothing should be written.
+//! ```ignore
+//! mod conformance;
+//!
+//! async fn store() -> (Arc<dyn Store>, Guard) { /* a fresh, empty store */ }
+//!
+//! conformance_suite!(store());
+//! ```
+//!
+//! The argument is an async expression that yields `(Arc<dyn Store>,
+//! guard)`: a fresh, empty store and whatever must live as long as it (a
+//! temporary directory, a server); it is evaluated once per test, and may
+//! `return` from the test to skip it (as the DynamoDB tests do without a
+//! server). Each check becomes one test named after it, so a failure names
+//! the contract it broke.
+//!
+//! [`conformance_suite!`] lists the checks of every section; a check or a
+//! section is added there, and every store runs it.
+//!
+//! Each check would fail on the bug it is named after.
 
-#![allow(dead_code)] // each test binary uses the suite through the macro
+#![allow(dead_code)] // each test binary uses the suite through the macros
 
 pub mod claim;
+pub mod counter;
 pub mod document;
 pub mod lease;
+pub mod queue;
 pub mod tally;
 
-use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use monotone::{ErrorKind, FencingToken, Store, Tags, Ticket};
+use monotone::{ErrorKind, Store, Tags, WaitOptions};
 
-/// Expand every check of the suite into a `#[tokio::test]` using `$make`.
+/// Every check of every section, each a `#[tokio::test]` on a fresh store
+/// from `$make` (see the module docs), on the runtime the section's checks
+/// need. A new check or section is listed here.
 #[macro_export]
-macro_rules! conformance_tests {
+macro_rules! conformance_suite {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make;
+        $crate::conformance_checks!($make, counter, (flavor = "multi_thread", worker_threads = 8);
             counter_starts_at_zero,
             counter_next_adds_one,
             counters_are_independent,
             counter_remove,
             counter_on_queue_is_wrong_type,
+            concurrent_next_hands_out_each_value_once,
+        );
+        $crate::conformance_checks!($make, queue, (flavor = "multi_thread", worker_threads = 8);
             queue_on_counter_is_wrong_type,
             absent_queue_reads_and_leaves,
             join_assigns_counters_positions_and_tokens,
@@ -45,437 +66,146 @@ macro_rules! conformance_tests {
             invalid_input_is_refused_and_changes_nothing,
             ids_at_the_limits_round_trip,
             tags_round_trip,
-            concurrent_next_hands_out_each_value_once,
             concurrent_joins_get_distinct_counters_tokens_and_positions,
             concurrent_joins_and_leaves_lose_no_write,
         );
+        $crate::conformance_checks!($make, lease, (flavor = "multi_thread", worker_threads = 4);
+            leased_and_permanent_tickets_show_their_lease,
+            renewal_adds_one_and_leaves_the_token_alone,
+            renewal_of_a_ticket_not_held_is_lease_lost,
+            a_holder_keeps_its_ticket_while_observers_watch,
+            an_unrenewed_ticket_is_removed_only_after_a_full_observed_lease,
+            a_removal_loses_to_a_renewal_that_came_first,
+            permanent_tickets_never_expire,
+            the_holder_learns_of_loss_before_anyone_removes_it,
+            a_dead_holders_ticket_is_taken_over_with_a_larger_token,
+            waiters_become_head_in_ticket_order,
+            a_semaphore_of_two_admits_two_at_a_time,
+            leases_on_a_counter_id_are_wrong_type,
+        );
+        $crate::conformance_checks!($make, document, (flavor = "multi_thread");
+            document_starts_absent,
+            document_versions_grow_by_one_with_every_write,
+            document_holds_any_json,
+            document_write_on_another_version_conflicts_and_writes_nothing,
+            document_concurrent_writers_of_one_version_have_one_winner,
+            document_update_helper_retries_until_it_wins,
+            document_update_helper_writes_nothing_when_nothing_changes,
+            document_remove_and_recreate,
+            document_wrong_types_change_nothing,
+            document_size_limit,
+            document_invalid_ids,
+            document_change_stream_reports_diffs_and_folds,
+            document_change_stream_from_an_older_version,
+            document_change_stream_never_goes_back,
+            document_watcher_sees_versions_rise_and_ends_on_the_last,
+        );
+        // The cached reader's check pauses tokio's clock, which needs a
+        // runtime of one thread.
+        $crate::conformance_checks!($make, document, (flavor = "current_thread");
+            document_cached_reader_fails_once_stale,
+        );
+        $crate::conformance_checks!($make, tally, (flavor = "multi_thread", worker_threads = 8);
+            tally_starts_at_zero_and_adds_up_and_down,
+            tallies_are_independent,
+            tally_remove,
+            tally_overflow_is_refused_and_changes_nothing,
+            tally_on_counter_or_queue_is_wrong_type,
+            counter_or_queue_on_tally_is_wrong_type,
+            tally_ids_are_validated,
+            concurrent_adds_of_mixed_signs_sum_exactly,
+            stale_reads_never_run_ahead_of_fresh_ones,
+        );
+        $crate::conformance_checks!($make, claim, (flavor = "multi_thread", worker_threads = 4);
+            claims_take_the_first_free_candidate_in_order,
+            a_claim_again_returns_the_same_claim_and_writes_nothing,
+            a_released_name_is_free_and_the_lowest_freed_is_reused,
+            exhaustion_names_the_pool_and_the_candidates_and_writes_nothing,
+            every_claim_release_and_expiry_adds_one_to_the_token,
+            an_absent_pool_reads_empty_and_releases_nothing,
+            claims_are_listed_in_candidate_order,
+            claim_pool_remove,
+            claim_pools_and_other_kinds_are_wrong_type,
+            claim_input_is_checked_and_changes_nothing,
+            concurrent_claims_get_distinct_first_free_names,
+            concurrent_claims_and_releases_lose_nothing,
+            leased_claims_show_their_lease_and_renew_without_a_write,
+            renewal_of_a_claim_not_held_is_lease_lost,
+            a_leased_claim_is_removed_only_after_a_full_observed_lease,
+            a_claim_removal_loses_to_a_renewal_that_came_first,
+            a_claim_holder_keeps_its_claim_while_observers_watch,
+            the_claim_holder_learns_of_loss_before_anyone_removes_it,
+            a_waiting_claimer_gets_a_dead_holders_name_with_a_larger_token,
+            permanent_claims_never_expire,
+        );
     };
-    (@each $make:expr; $($name:ident),* $(,)?) => {
+}
+
+/// The one expansion every section uses: each named check of
+/// `conformance::$section` becomes a test on the runtime `$runtime` (the
+/// arguments of `#[tokio::test]`, in parentheses).
+#[macro_export]
+macro_rules! conformance_checks {
+    ($make:expr, $section:ident, $runtime:tt; $($check:ident),* $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-            async fn $name() {
+            #[tokio::test $runtime]
+            async fn $check() {
                 let (store, _guard) = $make.await;
-                $crate::conformance::$name(store).await;
+                $crate::conformance::$section::$check(store).await;
             }
         )*
     };
 }
 
-type S = Arc<dyn Store>;
+pub type S = Arc<dyn Store>;
 
-fn tags(pairs: &[(&str, &str)]) -> Tags {
+pub fn tags(pairs: &[(&str, &str)]) -> Tags {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn kind<T: std::fmt::Debug>(r: monotone::Result<T>) -> ErrorKind {
+pub fn kind<T: std::fmt::Debug>(r: monotone::Result<T>) -> ErrorKind {
     match r {
         Ok(v) => panic!("expected an error, got Ok({v:?})"),
         Err(e) => e.kind(),
     }
 }
 
-/// (process_id, counter, position) of each ticket, in the order given.
-fn summary(tickets: &[Ticket]) -> Vec<(String, u64, usize)> {
-    tickets
-        .iter()
-        .map(|t| (t.process_id.clone(), t.counter, t.position))
-        .collect()
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
 
-pub async fn counter_starts_at_zero(store: S) {
-    let c = store.counter("fresh").unwrap();
-    assert_eq!(c.id(), "fresh");
-    assert_eq!(c.get().await.unwrap(), 0);
-    assert_eq!(c.get().await.unwrap(), 0, "get must not create or change");
-    assert_eq!(c.next().await.unwrap(), 1);
-    assert_eq!(c.get().await.unwrap(), 1);
+/// Polls often, so tests do not wait on the default second.
+pub fn quick() -> WaitOptions {
+    WaitOptions::new().with_poll(ms(10), ms(50))
 }
 
-pub async fn counter_next_adds_one(store: S) {
-    let c = store.counter("seq").unwrap();
-    for expected in 1..=25 {
-        assert_eq!(c.next().await.unwrap(), expected);
-    }
-    // A second handle on the same id sees the same counter.
-    let again = store.counter("seq").unwrap();
-    assert_eq!(again.get().await.unwrap(), 25);
-    assert_eq!(again.next().await.unwrap(), 26);
-}
-
-pub async fn counters_are_independent(store: S) {
-    let a = store.counter("a").unwrap();
-    let b = store.counter("b").unwrap();
-    a.next().await.unwrap();
-    a.next().await.unwrap();
-    assert_eq!(b.next().await.unwrap(), 1);
-    assert_eq!(a.get().await.unwrap(), 2);
-}
-
-pub async fn counter_remove(store: S) {
-    let c = store.counter("gone").unwrap();
-    assert_eq!(c.remove().await.unwrap(), None, "removing nothing is fine");
-    c.next().await.unwrap();
-    c.next().await.unwrap();
-    assert_eq!(c.remove().await.unwrap(), Some(2));
-    assert_eq!(c.get().await.unwrap(), 0);
-    assert_eq!(c.remove().await.unwrap(), None);
-    assert_eq!(c.next().await.unwrap(), 1, "a removed counter starts over");
-}
-
-pub async fn counter_on_queue_is_wrong_type(store: S) {
-    let q = store.queue("shared").unwrap();
-    let joined = q.join("p", tags(&[("k", "v")])).await.unwrap();
-    let c = store.counter("shared").unwrap();
-    assert_eq!(kind(c.get().await), ErrorKind::WrongType);
-    assert_eq!(kind(c.next().await), ErrorKind::WrongType);
-    assert_eq!(kind(c.remove().await), ErrorKind::WrongType);
-    let after = q.tickets().await.unwrap();
-    assert_eq!(after.fencing_token, joined.fencing_token, "nothing written");
-    assert_eq!(after.value, vec![joined.value]);
-}
-
-pub async fn queue_on_counter_is_wrong_type(store: S) {
-    let c = store.counter("shared").unwrap();
-    c.next().await.unwrap();
-    let q = store.queue("shared").unwrap();
-    assert_eq!(kind(q.join("p", Tags::new()).await), ErrorKind::WrongType);
-    assert_eq!(kind(q.leave("p").await), ErrorKind::WrongType);
-    assert_eq!(kind(q.ticket("p").await), ErrorKind::WrongType);
-    assert_eq!(kind(q.tickets().await), ErrorKind::WrongType);
-    assert_eq!(kind(q.remove().await), ErrorKind::WrongType);
-    assert_eq!(c.get().await.unwrap(), 1, "nothing written");
-    assert_eq!(c.next().await.unwrap(), 2);
-}
-
-pub async fn absent_queue_reads_and_leaves(store: S) {
-    let q = store.queue("nobody").unwrap();
-    let empty = q.tickets().await.unwrap();
-    assert!(empty.value.is_empty());
-    assert_eq!(empty.fencing_token, FencingToken(0));
-    assert_eq!(kind(q.ticket("p").await), ErrorKind::NotFound);
-    let err = q.leave("p").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.to_string().contains("nobody"), "names the queue: {err}");
-    assert_eq!(q.remove().await.unwrap(), None);
-    // None of that created the queue: the first join still gets 1 and 1.
-    let first = q.join("p", Tags::new()).await.unwrap();
-    assert_eq!(first.fencing_token, FencingToken(1));
-    assert_eq!(first.value.counter, 1);
-}
-
-pub async fn join_assigns_counters_positions_and_tokens(store: S) {
-    let q = store.queue("zk").unwrap();
-    let a = q.join("a", tags(&[("role", "zk")])).await.unwrap();
-    assert_eq!(a.value, Ticket::new("a", 1, 0, tags(&[("role", "zk")])));
-    assert_eq!(a.fencing_token, FencingToken(1));
-    let b = q.join("b", Tags::new()).await.unwrap();
-    assert_eq!(b.value, Ticket::new("b", 2, 1, Tags::new()));
-    assert_eq!(b.fencing_token, FencingToken(2));
-    let c = q.join("c", Tags::new()).await.unwrap();
-    assert_eq!((c.value.counter, c.value.position), (3, 2));
-    assert_eq!(c.fencing_token, FencingToken(3));
-    let all = q.tickets().await.unwrap();
-    assert_eq!(all.fencing_token, FencingToken(3));
-    assert_eq!(all.value, vec![a.value, b.value, c.value]);
-}
-
-pub async fn join_is_idempotent(store: S) {
-    let q = store.queue("idem").unwrap();
-    let first = q.join("a", tags(&[("v", "1")])).await.unwrap();
-    q.join("b", Tags::new()).await.unwrap();
-    // Same process again, even with other tags: the original ticket and the
-    // current token come back, and nothing is written.
-    let again = q.join("a", tags(&[("v", "2")])).await.unwrap();
-    assert_eq!(again.value, first.value);
-    assert_eq!(again.fencing_token, FencingToken(2));
-    let again = q.join("a", Tags::new()).await.unwrap();
-    assert_eq!(again.fencing_token, FencingToken(2));
-    let all = q.tickets().await.unwrap();
-    assert_eq!(all.fencing_token, FencingToken(2));
-    assert_eq!(all.value.len(), 2);
-    let next = q.join("c", Tags::new()).await.unwrap();
-    assert_eq!(next.value.counter, 3, "re-joins must not consume counters");
-}
-
-pub async fn leave_shifts_positions_and_keeps_counters(store: S) {
-    let q = store.queue("shift").unwrap();
-    for p in ["a", "b", "c"] {
-        q.join(p, Tags::new()).await.unwrap();
-    }
-    assert_eq!(q.leave("a").await.unwrap(), FencingToken(4));
-    let all = q.tickets().await.unwrap();
-    assert_eq!(all.fencing_token, FencingToken(4));
-    assert_eq!(
-        summary(&all.value),
-        [("b".into(), 2, 0), ("c".into(), 3, 1)]
-    );
-    // Leaving twice is NotFound and writes nothing.
-    let err = q.leave("a").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.to_string().contains('a') && err.to_string().contains("shift"));
-    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(4));
-    // Emptying the queue keeps it: its token goes on growing and its counter
-    // is never reused.
-    assert_eq!(q.leave("b").await.unwrap(), FencingToken(5));
-    assert_eq!(q.leave("c").await.unwrap(), FencingToken(6));
-    let empty = q.tickets().await.unwrap();
-    assert!(empty.value.is_empty());
-    assert_eq!(empty.fencing_token, FencingToken(6));
-    let back = q.join("a", Tags::new()).await.unwrap();
-    assert_eq!(back.value, Ticket::new("a", 4, 0, Tags::new()));
-    assert_eq!(back.fencing_token, FencingToken(7));
-}
-
-pub async fn ticket_reads_without_writing(store: S) {
-    let q = store.queue("read").unwrap();
-    q.join("a", Tags::new()).await.unwrap();
-    let b = q.join("b", tags(&[("x", "y")])).await.unwrap();
-    for _ in 0..3 {
-        let t = q.ticket("b").await.unwrap();
-        assert_eq!(t, b);
-    }
-    let err = q.ticket("zzz").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert!(err.to_string().contains("zzz"), "names the process: {err}");
-    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(2));
-}
-
-pub async fn every_write_adds_one_to_the_token(store: S) {
-    let q = store.queue("tokens").unwrap();
-    let mut expected = 0u64;
-    let mut members: Vec<String> = vec![];
-    // A fixed, mixed sequence of joins and leaves.
-    for step in 0..40u32 {
-        if step % 3 == 2 && !members.is_empty() {
-            let who = members.remove((step as usize * 7) % members.len());
-            expected += 1;
-            assert_eq!(q.leave(&who).await.unwrap(), FencingToken(expected));
-        } else {
-            let who = format!("p{step}");
-            expected += 1;
-            let t = q.join(&who, Tags::new()).await.unwrap();
-            assert_eq!(t.fencing_token, FencingToken(expected));
-            assert_eq!(t.value.position, members.len());
-            members.push(who);
-        }
-        let all = q.tickets().await.unwrap();
-        assert_eq!(all.fencing_token, FencingToken(expected), "reads keep it");
-        let listed: Vec<_> = all.value.iter().map(|t| t.process_id.clone()).collect();
-        assert_eq!(listed, members, "ordered by counter");
-        assert!(all.value.iter().enumerate().all(|(i, t)| t.position == i));
-    }
-}
-
-pub async fn queue_remove(store: S) {
-    let q = store.queue("rm").unwrap();
-    q.join("a", Tags::new()).await.unwrap();
-    q.join("b", Tags::new()).await.unwrap();
-    q.leave("a").await.unwrap();
-    assert_eq!(q.remove().await.unwrap(), Some(FencingToken(3)));
-    let gone = q.tickets().await.unwrap();
-    assert!(gone.value.is_empty());
-    assert_eq!(gone.fencing_token, FencingToken(0));
-    assert_eq!(kind(q.ticket("b").await), ErrorKind::NotFound);
-    assert_eq!(q.remove().await.unwrap(), None);
-    let again = q.join("b", Tags::new()).await.unwrap();
-    assert_eq!(again.value, Ticket::new("b", 1, 0, Tags::new()));
-    assert_eq!(again.fencing_token, FencingToken(1));
-    // The id is free for a counter once removed.
-    q.remove().await.unwrap();
-    assert_eq!(store.counter("rm").unwrap().next().await.unwrap(), 1);
-}
-
-pub async fn invalid_input_is_refused_and_changes_nothing(store: S) {
-    let long = "x".repeat(monotone::MAX_ID_BYTES + 1);
-    for bad in ["", long.as_str(), "new\nline", "nul\0", "tab\there"] {
-        assert_eq!(kind(store.counter(bad)), ErrorKind::InvalidInput, "{bad:?}");
-        assert_eq!(kind(store.queue(bad)), ErrorKind::InvalidInput, "{bad:?}");
-    }
-    let q = store.queue("valid").unwrap();
-    q.join("a", Tags::new()).await.unwrap();
-    for bad in ["", long.as_str(), "bell\u{7}"] {
-        assert_eq!(
-            kind(q.join(bad, Tags::new()).await),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(kind(q.leave(bad).await), ErrorKind::InvalidInput);
-        assert_eq!(kind(q.ticket(bad).await), ErrorKind::InvalidInput);
-    }
-    for bad_tags in [
-        tags(&[("", "v")]),
-        tags(&[("k=1", "v")]),
-        tags(&[("k", "esc\u{1b}")]),
-    ] {
-        assert_eq!(kind(q.join("b", bad_tags).await), ErrorKind::InvalidInput);
-    }
-    let all = q.tickets().await.unwrap();
-    assert_eq!(all.fencing_token, FencingToken(1), "nothing written");
-    assert_eq!(summary(&all.value), [("a".into(), 1, 0)]);
-}
-
-pub async fn ids_at_the_limits_round_trip(store: S) {
-    let longest = "é".repeat(monotone::MAX_ID_BYTES / 2); // 2 bytes each
-    let c = store.counter(&longest).unwrap();
-    assert_eq!(c.next().await.unwrap(), 1);
-    assert_eq!(store.counter(&longest).unwrap().get().await.unwrap(), 1);
-    for id in [
-        "a",
-        "with space",
-        "ünïcødé/ñ:ß",
-        "quote\"and'back\\slash",
-        "emoji 🦀",
-    ] {
-        let q = store.queue(&format!("q-{id}")).unwrap();
-        let t = q.join(id, Tags::new()).await.unwrap();
-        assert_eq!(t.value.process_id, id);
-        assert_eq!(q.ticket(id).await.unwrap().value.process_id, id);
-        assert_eq!(q.leave(id).await.unwrap(), FencingToken(2));
-    }
-    let q = store.queue("longest-process").unwrap();
-    let t = q.join(&longest, Tags::new()).await.unwrap();
-    assert_eq!(t.value.process_id, longest);
-}
-
-pub async fn tags_round_trip(store: S) {
-    let q = store.queue("tagged").unwrap();
-    let given = tags(&[
-        ("az", "eu-west-1a"),
-        ("empty", ""),
-        ("json", "{\"a\": [1, 2]}"),
-        ("eq", "a=b=c"),
-        ("unicode", "日本語"),
-    ]);
-    let t = q.join("p", given.clone()).await.unwrap();
-    assert_eq!(t.value.tags, given);
-    assert_eq!(q.ticket("p").await.unwrap().value.tags, given);
-    assert_eq!(q.tickets().await.unwrap().value[0].tags, given);
-    let many: Tags = (0..monotone::MAX_TAGS)
-        .map(|i| (format!("k{i}"), "v".repeat(64)))
-        .collect();
-    let t = q.join("many", many.clone()).await.unwrap();
-    assert_eq!(t.value.tags, many);
-}
-
-/// 8 tasks x 100 `next` on one counter: exactly 1..=800, each once.
-pub async fn concurrent_next_hands_out_each_value_once(store: S) {
-    const TASKS: u64 = 8;
-    const EACH: u64 = 100;
-    // All tasks start together and yield between calls, so that their calls
-    // overlap on the runtime's threads as much as the machine allows.
-    let start = Arc::new(tokio::sync::Barrier::new(TASKS as usize));
-    let handles: Vec<_> = (0..TASKS)
-        .map(|_| {
-            let c = store.counter("contended").unwrap();
-            let start = Arc::clone(&start);
-            tokio::spawn(async move {
-                start.wait().await;
-                let mut got = Vec::with_capacity(EACH as usize);
-                for _ in 0..EACH {
-                    got.push(c.next().await.unwrap());
-                    tokio::task::yield_now().await;
-                }
-                got
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for h in handles {
-        let got = h.await.unwrap();
-        assert!(
-            got.windows(2).all(|w| w[0] < w[1]),
-            "each task sees values rise"
-        );
-        all.extend(got);
-    }
-    all.sort_unstable();
-    assert_eq!(all, (1..=TASKS * EACH).collect::<Vec<_>>());
-    let c = store.counter("contended").unwrap();
-    assert_eq!(c.get().await.unwrap(), TASKS * EACH);
-}
-
-/// 16 concurrent joins: counters 1..=16, tokens 1..=16, positions 0..16.
-pub async fn concurrent_joins_get_distinct_counters_tokens_and_positions(store: S) {
-    const N: u64 = 16;
-    let start = Arc::new(tokio::sync::Barrier::new(N as usize));
-    let handles: Vec<_> = (0..N)
+/// Run `task(i)` for every `i` below `n`, each in a task of its own, all
+/// started together (each waits for all the others first, so that their
+/// calls overlap on the runtime's threads as much as the machine allows);
+/// what they returned, in the order of `i`. `task` is called here, before
+/// the tasks start, so it may take handles from the store.
+pub async fn together<T, Fut>(n: usize, task: impl Fn(usize) -> Fut) -> Vec<T>
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let start = Arc::new(tokio::sync::Barrier::new(n));
+    let handles: Vec<_> = (0..n)
         .map(|i| {
-            let q = store.queue("crowd").unwrap();
             let start = Arc::clone(&start);
+            let work = task(i);
             tokio::spawn(async move {
                 start.wait().await;
-                q.join(&format!("p{i}"), Tags::new()).await.unwrap()
+                work.await
             })
         })
         .collect();
-    let mut joined = Vec::new();
+    let mut done = Vec::with_capacity(n);
     for h in handles {
-        joined.push(h.await.unwrap());
+        done.push(h.await.unwrap());
     }
-    let counters: BTreeSet<u64> = joined.iter().map(|t| t.value.counter).collect();
-    let tokens: BTreeSet<u64> = joined.iter().map(|t| t.fencing_token.0).collect();
-    let positions: BTreeSet<usize> = joined.iter().map(|t| t.value.position).collect();
-    assert_eq!(counters, (1..=N).collect());
-    assert_eq!(tokens, (1..=N).collect());
-    assert_eq!(positions, (0..N as usize).collect());
-    for t in &joined {
-        // Joins only append, so each ticket's position at join time is final.
-        assert_eq!(t.value.counter, t.fencing_token.0);
-        assert_eq!(t.value.position as u64, t.value.counter - 1);
-    }
-    let all = store.queue("crowd").unwrap().tickets().await.unwrap();
-    assert_eq!(all.fencing_token, FencingToken(N));
-    let mut expected: Vec<Ticket> = joined.into_iter().map(|t| t.value).collect();
-    expected.sort_by_key(|t| t.counter);
-    assert_eq!(all.value, expected);
-}
-
-/// Joins and leaves racing on one queue: every write gets its own token and
-/// the final state holds exactly the processes that did not leave.
-pub async fn concurrent_joins_and_leaves_lose_no_write(store: S) {
-    const TASKS: usize = 8;
-    const EACH: usize = 10;
-    let start = Arc::new(tokio::sync::Barrier::new(TASKS));
-    let handles: Vec<_> = (0..TASKS)
-        .map(|task| {
-            let q = store.queue("churn").unwrap();
-            let start = Arc::clone(&start);
-            tokio::spawn(async move {
-                start.wait().await;
-                let mut tokens = Vec::new();
-                for i in 0..EACH {
-                    let me = format!("t{task}-{i}");
-                    tokens.push(q.join(&me, Tags::new()).await.unwrap().fencing_token.0);
-                    if i % 2 == 0 {
-                        tokens.push(q.leave(&me).await.unwrap().0);
-                    }
-                    tokio::task::yield_now().await;
-                }
-                tokens
-            })
-        })
-        .collect();
-    let mut tokens = Vec::new();
-    for h in handles {
-        tokens.extend(h.await.unwrap());
-    }
-    let writes = TASKS * (EACH + EACH / 2);
-    tokens.sort_unstable();
-    assert_eq!(tokens, (1..=writes as u64).collect::<Vec<_>>());
-    let all = store.queue("churn").unwrap().tickets().await.unwrap();
-    assert_eq!(all.fencing_token.0, writes as u64);
-    let left: BTreeSet<String> = all.value.iter().map(|t| t.process_id.clone()).collect();
-    let expected: BTreeSet<String> = (0..TASKS)
-        .flat_map(|t| {
-            (0..EACH)
-                .filter(|i| i % 2 == 1)
-                .map(move |i| format!("t{t}-{i}"))
-        })
-        .collect();
-    assert_eq!(left, expected);
-    let counters: BTreeSet<u64> = all.value.iter().map(|t| t.counter).collect();
-    assert_eq!(counters.len(), all.value.len(), "counters are unique");
-    assert!(all.value.windows(2).all(|w| w[0].counter < w[1].counter));
+    done
 }

@@ -1,44 +1,15 @@
 //! The contract of `Tally` as plain async functions taking a store, run
-//! unchanged against every backend through [`tally_conformance_tests!`].
+//! unchanged against every backend.
 //!
 //! Each check would fail on the bug it is named after: a lost or doubled
 //! add, a version that skips or stalls, a wrapped sum, a stale read that
 //! invents a value, a write where nothing should be written.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use monotone::{ErrorKind, Freshness, Tags, TallyReading};
 
-use super::{kind, S};
-
-/// Expand every tally check into a `#[tokio::test]` using `$make`, as
-/// [`conformance_tests!`](crate::conformance_tests) does.
-#[macro_export]
-macro_rules! tally_conformance_tests {
-    ($make:expr) => {
-        $crate::tally_conformance_tests!(@each $make;
-            tally_starts_at_zero_and_adds_up_and_down,
-            tallies_are_independent,
-            tally_remove,
-            tally_overflow_is_refused_and_changes_nothing,
-            tally_on_counter_or_queue_is_wrong_type,
-            counter_or_queue_on_tally_is_wrong_type,
-            tally_ids_are_validated,
-            concurrent_adds_of_mixed_signs_sum_exactly,
-            stale_reads_never_run_ahead_of_fresh_ones,
-        );
-    };
-    (@each $make:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-            async fn $name() {
-                let (store, _guard) = $make.await;
-                $crate::conformance::tally::$name(store).await;
-            }
-        )*
-    };
-}
+use super::{kind, together, S};
 
 fn reading(value: i64, version: u64) -> TallyReading {
     TallyReading::new(value, version)
@@ -213,26 +184,21 @@ fn amount(task: usize, i: usize) -> i64 {
 pub async fn concurrent_adds_of_mixed_signs_sum_exactly(store: S) {
     const TASKS: usize = 8;
     const EACH: usize = 40;
-    let start = Arc::new(tokio::sync::Barrier::new(TASKS));
-    let handles: Vec<_> = (0..TASKS)
-        .map(|task| {
-            let t = store.tally("pool").unwrap();
-            let start = Arc::clone(&start);
-            tokio::spawn(async move {
-                start.wait().await;
-                let mut got = Vec::with_capacity(EACH);
-                for i in 0..EACH {
-                    let n = amount(task, i);
-                    got.push((t.add(n).await.unwrap(), n));
-                    tokio::task::yield_now().await;
-                }
-                got
-            })
-        })
-        .collect();
+    let per_task = together(TASKS, |task| {
+        let t = store.tally("pool").unwrap();
+        async move {
+            let mut got = Vec::with_capacity(EACH);
+            for i in 0..EACH {
+                let n = amount(task, i);
+                got.push((t.add(n).await.unwrap(), n));
+                tokio::task::yield_now().await;
+            }
+            got
+        }
+    })
+    .await;
     let mut history = BTreeMap::new();
-    for h in handles {
-        let got = h.await.unwrap();
+    for got in per_task {
         assert!(
             got.windows(2).all(|w| w[0].0.version < w[1].0.version),
             "each task sees versions rise"

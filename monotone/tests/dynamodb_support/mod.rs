@@ -1,6 +1,7 @@
 //! What the DynamoDB tests share: finding the local server, a fresh table per
-//! test, an SDK client that counts its requests, a private server to kill,
-//! and fault injection.
+//! test ([`Table`]), an SDK client that counts its requests, a private
+//! server to kill, items as they are stored and as monotone 0.4 writes them
+//! ([`items`]), and faults and lost races on purpose ([`faults`]).
 //!
 //! The server is moto's, started by `scripts/test.sh` (through
 //! `scripts/moto.sh`), which exports `MONOTONE_TEST_DYNAMODB_ENDPOINT`.
@@ -8,6 +9,12 @@
 //! endpoint, so no test ever reaches AWS or instance metadata.
 
 #![allow(dead_code)] // each test binary uses part of it
+
+pub mod faults;
+pub mod items;
+
+pub use faults::*;
+pub use items::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +34,18 @@ use monotone::dynamodb::{DynamoDbConfig, DynamoDbStore};
 
 pub const ENDPOINT_VAR: &str = "MONOTONE_TEST_DYNAMODB_ENDPOINT";
 pub const REGION: &str = "eu-west-1";
+
+/// The value of an `Option` (a [`Table`], ...), or a return from the test,
+/// a skip, on `None` (there is no server, and [`endpoint`] said so).
+#[macro_export]
+macro_rules! or_skip {
+    ($option:expr) => {
+        match $option {
+            Some(value) => value,
+            None => return,
+        }
+    };
+}
 
 /// The local server's endpoint, or `None` (after saying so) if there is none.
 /// Under CI (`CI` set) a missing server fails the test instead: CI must never
@@ -64,7 +83,8 @@ pub fn unique_table(tag: &str) -> String {
 }
 
 /// Every request a client sends, by operation name, with its JSON body, in
-/// order (each attempt of an SDK retry counts).
+/// order (each attempt of an SDK retry counts). Record them with
+/// [`Requests::interceptor`].
 #[derive(Debug, Clone, Default)]
 pub struct Requests(Arc<Mutex<Vec<(String, String)>>>);
 
@@ -81,11 +101,47 @@ impl Requests {
     pub fn take_with_bodies(&self) -> Vec<(String, String)> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
+
+    /// An interceptor that records every request in this.
+    pub fn interceptor(&self) -> OnSend {
+        let recorded = Arc::clone(&self.0);
+        OnSend::new("CountRequests", move |operation, body| {
+            let body = String::from_utf8_lossy(body).into_owned();
+            recorded.lock().unwrap().push((operation.to_owned(), body));
+        })
+    }
 }
 
-impl Intercept for Requests {
+/// An SDK interceptor that shows each request (its operation and body) to
+/// a function before the request goes out: the one way these tests watch or
+/// interfere with what a client sends.
+#[derive(Clone)]
+pub struct OnSend {
+    name: &'static str,
+    see: Arc<Seen>,
+}
+
+/// What an [`OnSend`] calls with a request's operation and body.
+type Seen = dyn Fn(&str, &[u8]) + Send + Sync;
+
+impl OnSend {
+    pub fn new(name: &'static str, see: impl Fn(&str, &[u8]) + Send + Sync + 'static) -> Self {
+        OnSend {
+            name,
+            see: Arc::new(see),
+        }
+    }
+}
+
+impl std::fmt::Debug for OnSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Intercept for OnSend {
     fn name(&self) -> &'static str {
-        "CountRequests"
+        self.name
     }
 
     fn read_before_transmit(
@@ -94,12 +150,21 @@ impl Intercept for Requests {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let operation = operation(context).to_owned();
         let body = context.request().body().bytes().unwrap_or_default();
-        let body = String::from_utf8_lossy(body).into_owned();
-        self.0.lock().unwrap().push((operation, body));
+        (self.see)(operation(context), body);
         Ok(())
     }
+}
+
+/// The operation of a request: DynamoDB's JSON protocol names it in a
+/// header.
+fn operation<'a>(context: &'a BeforeTransmitInterceptorContextRef<'_>) -> &'a str {
+    let target = context
+        .request()
+        .headers()
+        .get("x-amz-target")
+        .unwrap_or("unknown.unknown");
+    target.rsplit('.').next().unwrap_or(target)
 }
 
 /// The SDK configuration the store itself would use for `endpoint`, with
@@ -124,89 +189,28 @@ pub async fn raw_client(endpoint: &str) -> Client {
     Client::from_conf(sdk_config(endpoint).await.build())
 }
 
-/// A store on `table` whose requests are recorded in the returned
-/// [`Requests`].
+/// A store with `config` on the server at `endpoint`, whose requests are
+/// recorded in the returned [`Requests`].
 pub async fn counted_store(endpoint: &str, config: DynamoDbConfig) -> (DynamoDbStore, Requests) {
+    intruded_store(endpoint, config.with_endpoint(endpoint), None).await
+}
+
+/// A store with `config` on the server at `endpoint` whose requests meet
+/// `intruder` first, if any, and are then recorded in the returned
+/// [`Requests`].
+pub async fn intruded_store(
+    endpoint: &str,
+    config: DynamoDbConfig,
+    intruder: Option<IntrudeOnWrite>,
+) -> (DynamoDbStore, Requests) {
     let requests = Requests::default();
-    let client = Client::from_conf(
-        sdk_config(endpoint)
-            .await
-            .interceptor(requests.clone())
-            .build(),
-    );
-    let store = DynamoDbStore::from_client(client, config.with_endpoint(endpoint)).unwrap();
+    let mut sdk = sdk_config(endpoint).await;
+    if let Some(intruder) = intruder {
+        sdk = sdk.interceptor(intruder.interceptor());
+    }
+    let client = Client::from_conf(sdk.interceptor(requests.interceptor()).build());
+    let store = DynamoDbStore::from_client(client, config).unwrap();
     (store, requests)
-}
-
-/// The operation of a request: DynamoDB's JSON protocol names it in a
-/// header.
-fn operation<'a>(context: &'a BeforeTransmitInterceptorContextRef<'_>) -> &'a str {
-    let target = context
-        .request()
-        .headers()
-        .get("x-amz-target")
-        .unwrap_or("unknown.unknown");
-    target.rsplit('.').next().unwrap_or(target)
-}
-
-/// Something to do on another thread before a request goes out.
-type Intrusion = Box<dyn FnOnce() + Send>;
-
-/// An interceptor that runs an intrusion (on another thread, which may
-/// start its own runtime) before the store's n-th `UpdateItem` reaches the
-/// server: a race lost on purpose, at a chosen point.
-#[derive(Clone, Default)]
-pub struct IntrudeOnWrite {
-    writes: Arc<AtomicU64>,
-    intrusions: Arc<Mutex<Vec<(u64, Intrusion)>>>,
-}
-
-impl std::fmt::Debug for IntrudeOnWrite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IntrudeOnWrite")
-    }
-}
-
-impl IntrudeOnWrite {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Run `intrude` before the `nth` `UpdateItem` (counting from 1).
-    pub fn on(self, nth: u64, intrude: impl FnOnce() + Send + 'static) -> Self {
-        self.intrusions
-            .lock()
-            .unwrap()
-            .push((nth, Box::new(intrude)));
-        self
-    }
-}
-
-impl Intercept for IntrudeOnWrite {
-    fn name(&self) -> &'static str {
-        "IntrudeOnWrite"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if operation(context) == "UpdateItem" {
-            let nth = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-            let due: Vec<Intrusion> = {
-                let mut all = self.intrusions.lock().unwrap();
-                let (due, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(n, _)| *n == nth);
-                *all = rest;
-                due.into_iter().map(|(_, f)| f).collect()
-            };
-            for intrude in due {
-                std::thread::spawn(intrude).join().unwrap();
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Create `table` as the README says to.
@@ -234,21 +238,71 @@ pub async fn create_table(client: &Client, table: &str) {
         .expect("create the test table");
 }
 
-/// A store on a new, empty table of its own.
-pub async fn fresh_store(endpoint: &str, tag: &str) -> (DynamoDbStore, Requests, Client) {
-    let table = unique_table(tag);
-    let raw = raw_client(endpoint).await;
-    create_table(&raw, &table).await;
-    let (store, requests) = counted_store(endpoint, DynamoDbConfig::new(table)).await;
-    (store, requests, raw)
+/// A table of a test's own on the local server, and what the test does to
+/// it behind the store's back: read and write items (see also [`items`]),
+/// inject faults (see [`faults`]).
+#[derive(Clone)]
+pub struct Table {
+    pub endpoint: String,
+    pub name: String,
+    /// A plain client.
+    pub raw: Client,
+}
+
+impl Table {
+    /// A new, empty table; `None` (a skip, after saying so) without a
+    /// server.
+    pub async fn create(tag: &str) -> Option<Table> {
+        let table = Table::unmade(tag).await?;
+        create_table(&table.raw, &table.name).await;
+        Some(table)
+    }
+
+    /// A table name no table has yet, not created; `None` (a skip) without
+    /// a server.
+    pub async fn unmade(tag: &str) -> Option<Table> {
+        let endpoint = endpoint()?;
+        let raw = raw_client(&endpoint).await;
+        Some(Table {
+            name: unique_table(tag),
+            endpoint,
+            raw,
+        })
+    }
+
+    /// Another table name on the same server, not created.
+    pub fn another(&self, tag: &str) -> Table {
+        Table {
+            name: unique_table(tag),
+            ..self.clone()
+        }
+    }
+
+    /// A store on this table whose requests are recorded in the returned
+    /// [`Requests`].
+    pub async fn store(&self) -> (DynamoDbStore, Requests) {
+        counted_store(&self.endpoint, DynamoDbConfig::new(&self.name)).await
+    }
+
+    /// The item `id` as stored.
+    pub async fn item(&self, id: &str) -> Option<Item> {
+        raw_item(&self.raw, &self.name, id).await
+    }
+
+    /// Put `item` in, as a whole.
+    pub async fn put(&self, item: Item) {
+        self.raw
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
 }
 
 /// The item `id` of `table` as stored, read behind the store's back.
-pub async fn raw_item(
-    client: &Client,
-    table: &str,
-    id: &str,
-) -> Option<std::collections::HashMap<String, AttributeValue>> {
+pub async fn raw_item(client: &Client, table: &str, id: &str) -> Option<Item> {
     client
         .get_item()
         .table_name(table)
@@ -258,61 +312,6 @@ pub async fn raw_item(
         .await
         .unwrap()
         .item
-}
-
-/// Make the next `count` requests of `operation` (or of any operation) on
-/// `table` fail with `code` and HTTP `status` (see scripts/moto_server.py).
-pub async fn inject_fault(
-    endpoint: &str,
-    table: &str,
-    operation: Option<&str>,
-    code: &str,
-    status: u16,
-    count: u32,
-) {
-    let mut body =
-        format!(r#"{{"table":"{table}","code":"{code}","status":{status},"count":{count}"#);
-    if let Some(op) = operation {
-        body.push_str(&format!(r#","operation":"{op}""#));
-    }
-    body.push('}');
-    post_fault(endpoint, body).await;
-}
-
-/// Answer the next `count` requests of `operation` on `table` with the JSON
-/// document `answer` (HTTP 200), without reaching moto.
-pub async fn inject_answer(endpoint: &str, table: &str, operation: &str, answer: &str, count: u32) {
-    let body = format!(
-        r#"{{"table":"{table}","operation":"{operation}","count":{count},"body":{answer}}}"#
-    );
-    post_fault(endpoint, body).await;
-}
-
-async fn post_fault(endpoint: &str, body: String) {
-    let url = endpoint
-        .trim_end_matches('/')
-        .strip_prefix("http://")
-        .expect("http endpoint");
-    let request = format!(
-        "POST /_monotone/faults HTTP/1.1\r\nHost: {url}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let url = url.to_owned();
-    let reply = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&url).expect("reach the test server");
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).unwrap();
-        reply
-    })
-    .await
-    .unwrap();
-    assert!(
-        reply.starts_with("HTTP/1.1 200"),
-        "fault not accepted: {reply}"
-    );
 }
 
 /// The repository's root.

@@ -1,8 +1,6 @@
-//! What the multi-process document tests share: the update every worker
+//! What the multi-process document check uses: the update every worker
 //! makes, the watcher that follows the document meanwhile, and the checks
 //! on what it saw.
-
-#![allow(dead_code)] // each test binary uses part of it
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
