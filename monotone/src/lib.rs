@@ -148,16 +148,11 @@ mod document;
 mod document_cache;
 mod document_changes;
 mod document_state;
-#[cfg(feature = "aws")]
-pub mod dynamodb;
 mod error;
 mod holder;
-mod item_type;
 mod keeper;
 pub mod lease;
-pub mod memory;
 mod queue;
-pub mod sqlite;
 mod state;
 mod store;
 mod tally;
@@ -174,15 +169,26 @@ pub use document_cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};
 pub use document_changes::{Change, Changes, DEFAULT_POLL_INTERVAL};
 pub use document_state::{Diff, Modified, MAX_DOCUMENT_BYTES};
 #[cfg(feature = "aws")]
+// Documented in their public module, as before it moved under `store`.
+#[doc(no_inline)]
 pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 pub use error::{Error, ErrorKind, Result};
 pub use holder::LeaseHolder;
 pub use keeper::{HolderOptions, LeaseStatus};
 pub use lease::{Expired, Lease, LeaseWatch, Leased};
+// Documented in their public module, as before it moved under `store`.
+#[doc(no_inline)]
 pub use memory::MemoryStore;
 pub use queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
+#[cfg(feature = "aws")]
+pub use store::dynamodb;
+pub use store::memory;
+pub use store::sqlite;
+// Documented in their public module, as before it moved under `store`.
+#[doc(no_inline)]
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use store::{open, Location, Store};
+pub use store::open::open;
+pub use store::{Location, Store};
 pub use tally::{Freshness, Tally, TallyReading};
 pub use validate::{MAX_ID_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES};
 pub use wait::{wait_for_position, WaitOptions, DEFAULT_MAX_POLL, DEFAULT_MIN_POLL};

@@ -28,7 +28,7 @@ use super::schema::{
 use super::table::{Update, Written};
 use super::DynamoDbStore;
 use crate::error::{Error, ErrorKind, Result};
-use crate::item_type::ItemType;
+use crate::store::item_type::ItemType;
 use crate::tally::{Freshness, Tally, TallyReading};
 
 /// A tally in a [`DynamoDbStore`].

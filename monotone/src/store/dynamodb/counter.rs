@@ -12,7 +12,7 @@ use super::table::{Update, Written};
 use super::DynamoDbStore;
 use crate::counter::Counter;
 use crate::error::{Error, Result};
-use crate::item_type::ItemType;
+use crate::store::item_type::ItemType;
 
 /// A counter in a [`DynamoDbStore`].
 #[derive(Debug, Clone)]

@@ -30,10 +30,10 @@ use crate::claim_state::{
     claim_lease_gone, ClaimOutcome, ClaimPoolState, ClaimRecord, ClaimRequest,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::item_type::ItemType;
 use crate::lease::{self, Expired};
 use crate::queue::{Fenced, FencingToken};
 use crate::state::LeaseRecord;
+use crate::store::item_type::ItemType;
 use crate::validate;
 
 /// A claim pool in a [`SqliteStore`].

@@ -1,99 +1,26 @@
-//! The [`Store`] trait and [`open`], which picks a store from a URL.
-//!
-//! | URL | store |
-//! |---|---|
-//! | `memory:` | [`MemoryStore`]: this process only, gone when it exits |
-//! | `sqlite:PATH`, `sqlite://PATH` | [`SqliteStore`]: one file, shared by every process on the host |
-//! | `sqlite:PATH?busy_timeout_ms=N` | the same, waiting at most N ms for another process's write lock |
-//! | `dynamodb://TABLE?region=R&endpoint=URL` | the DynamoDB store (cargo feature `aws`) |
+//! [`open`]: a store from its URL. The one place that knows every backend:
+//! a scheme per store, with a `#[cfg(feature)]` branch for each optional
+//! one and a clear error when this build lacks it.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::claim::ClaimPool;
-use crate::counter::Counter;
-use crate::document::Document;
 use crate::error::{Error, ErrorKind, Result};
-use crate::memory::MemoryStore;
-use crate::queue::Queue;
-use crate::sqlite::{SqliteOptions, SqliteStore};
-use crate::tally::Tally;
+#[cfg(feature = "aws")]
+use crate::store::dynamodb::{DynamoDbConfig, DynamoDbStore};
+use crate::store::memory::MemoryStore;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::Store;
 
-/// A place where counters, queues, documents, tallies and claim pools live, each under
-/// its own id.
+/// Open the store a URL names.
 ///
-/// An id holds one kind of item, never two; the first write decides which.
-pub trait Store: Send + Sync + fmt::Debug {
-    /// A handle on the counter under `id`. Fails with
-    /// [`ErrorKind::InvalidInput`] if `id` is not a valid id (empty, longer
-    /// than [`MAX_ID_BYTES`](crate::MAX_ID_BYTES), or with a control
-    /// character); touches nothing in the store.
-    fn counter(&self, id: &str) -> Result<Box<dyn Counter>>;
-
-    /// A handle on the queue under `id`; validated as for [`Store::counter`].
-    fn queue(&self, id: &str) -> Result<Box<dyn Queue>>;
-
-    /// A handle on the document under `id`; validated as for
-    /// [`Store::counter`].
-    fn document(&self, id: &str) -> Result<Box<dyn Document>>;
-
-    /// A handle on the tally under `id`; validated as for [`Store::counter`].
-    fn tally(&self, id: &str) -> Result<Box<dyn Tally>>;
-
-    /// A handle on the claim pool under `id`; validated as for
-    /// [`Store::counter`].
-    fn claim_pool(&self, id: &str) -> Result<Box<dyn ClaimPool>>;
-
-    /// Where this store keeps its data.
-    fn location(&self) -> Location;
-}
-
-/// Where a store keeps its data, for display and for output documents.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Location {
-    /// In this process's memory.
-    Memory,
-    /// In a SQLite database file.
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-    },
-    /// In a DynamoDB table.
-    DynamoDb {
-        /// The AWS region.
-        region: String,
-        /// The table name.
-        table: String,
-        /// A custom endpoint (DynamoDB Local, a compatible server), if set.
-        endpoint: Option<String>,
-    },
-}
-
-impl fmt::Display for Location {
-    /// The store's URL, as [`open`] accepts it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location::Memory => f.write_str("memory:"),
-            Location::Sqlite { path } => write!(f, "sqlite:{}", path.display()),
-            Location::DynamoDb {
-                region,
-                table,
-                endpoint,
-            } => {
-                write!(f, "dynamodb://{table}?region={region}")?;
-                match endpoint {
-                    Some(e) => write!(f, "&endpoint={e}"),
-                    None => Ok(()),
-                }
-            }
-        }
-    }
-}
-
-/// Open the store a URL names (see the [module docs](self) for the forms).
+/// | URL | store |
+/// |---|---|
+/// | `memory:` | [`MemoryStore`]: this process only, gone when it exits |
+/// | `sqlite:PATH`, `sqlite://PATH` | [`SqliteStore`]: one file, shared by every process on the host |
+/// | `sqlite:PATH?busy_timeout_ms=N` | the same, waiting at most N ms for another process's write lock |
+/// | `dynamodb://TABLE?region=R&endpoint=URL` | the DynamoDB store (cargo feature `aws`) |
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -169,10 +96,8 @@ fn sqlite_url(url: &str, rest: &str) -> Result<(PathBuf, SqliteOptions)> {
 
 #[cfg(feature = "aws")]
 async fn open_dynamodb(url: &str) -> Result<Arc<dyn Store>> {
-    let config = crate::dynamodb::DynamoDbConfig::from_url(url)?;
-    Ok(Arc::new(
-        crate::dynamodb::DynamoDbStore::connect(config).await?,
-    ))
+    let config = DynamoDbConfig::from_url(url)?;
+    Ok(Arc::new(DynamoDbStore::connect(config).await?))
 }
 
 #[cfg(not(feature = "aws"))]
@@ -186,6 +111,7 @@ async fn open_dynamodb(url: &str) -> Result<Arc<dyn Store>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Location;
 
     #[tokio::test]
     async fn bad_urls_are_config_errors() {

@@ -73,10 +73,10 @@ use crate::backoff::Attempts;
 use crate::claim::{Candidates, Claim, ClaimPool, Claimed, MAX_NAME_BYTES};
 use crate::claim_state::{claim_lease_gone, ClaimPoolState, ClaimRequest, Waiter};
 use crate::error::{Error, ErrorKind, Result};
-use crate::item_type::ItemType;
 use crate::lease::{self, Expired};
 use crate::queue::{Fenced, FencingToken};
 use crate::state::LeaseRecord;
+use crate::store::item_type::ItemType;
 use crate::validate;
 
 /// The most waiting claimers one write serves, so that its update

@@ -19,10 +19,10 @@ use super::table::{Update, Written};
 use super::DynamoDbStore;
 use crate::backoff::Attempts;
 use crate::error::{Error, ErrorKind, Result};
-use crate::item_type::ItemType;
 use crate::lease::{self, Expired};
 use crate::queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
 use crate::state::{self, JoinOutcome, LeaseRecord, QueueEntry, QueueState};
+use crate::store::item_type::ItemType;
 use crate::validate;
 
 /// A queue in a [`DynamoDbStore`].

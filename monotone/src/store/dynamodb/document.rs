@@ -17,7 +17,7 @@ use crate::backoff::Backoff;
 use crate::document::{CasOutcome, Document, Snapshot};
 use crate::document_state;
 use crate::error::{Error, ErrorKind, Result};
-use crate::item_type::ItemType;
+use crate::store::item_type::ItemType;
 
 /// A document in a [`DynamoDbStore`].
 #[derive(Debug, Clone)]

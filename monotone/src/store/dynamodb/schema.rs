@@ -15,8 +15,8 @@ use crate::claim_state::{ClaimPoolState, ClaimRecord, Waiter};
 use crate::document::Snapshot;
 use crate::document_state;
 use crate::error::{Error, ErrorKind, Result};
-use crate::item_type::ItemType;
 use crate::state::{LeaseRecord, QueueEntry, QueueState};
+use crate::store::item_type::ItemType;
 use crate::tally::TallyReading;
 
 /// An item as the SDK gives and takes it.

@@ -9,7 +9,7 @@ use rusqlite::{params, TransactionBehavior};
 use super::error::map_err;
 use super::{item, Outcome, Row, SqliteStore};
 use crate::error::Result;
-use crate::item_type::ItemType;
+use crate::store::item_type::ItemType;
 use crate::tally::{Freshness, Tally, TallyReading};
 
 /// A tally in a [`SqliteStore`].
