@@ -18,8 +18,9 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::lease::{Expired, Lease, Leased};
-use crate::queue::{Fenced, FencingToken};
+use crate::lease::expiry::{Expired, Leased};
+use crate::lease::record::Lease;
+use crate::queue::fencing::{Fenced, FencingToken};
 
 /// The most candidates one claim may name, and the most claims one pool may
 /// hold.
@@ -456,7 +457,7 @@ pub trait ClaimPool: Send + Sync + fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorKind;
+    use crate::error::ErrorKind;
 
     fn kind<T: fmt::Debug>(r: Result<T>) -> ErrorKind {
         r.unwrap_err().kind()

@@ -20,10 +20,10 @@ use tracing::debug;
 use crate::claim::{Candidates, Claim, ClaimPool, Claimed};
 use crate::claim_wait::wait_for_claim;
 use crate::error::{Error, ErrorKind, Result};
-use crate::keeper::{HolderOptions, LeaseKeeper, LeaseStatus, Renew};
-use crate::lease;
-use crate::queue::{Fenced, FencingToken};
-use crate::wait::WaitOptions;
+use crate::lease::keeper::{HolderOptions, LeaseKeeper, LeaseStatus, Renew};
+use crate::lease::record as lease;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::wait::WaitOptions;
 
 /// A leased claim, renewed in the background while this value lives.
 ///
@@ -127,7 +127,7 @@ impl ClaimHolder {
         };
         // The lease actually stored: a claim made before keeps its own.
         options.check(stored)?;
-        let fresh = written_at.filter(|at| added && at.elapsed() < options.renew_every(stored));
+        let fresh = written_at.filter(|at| added && at.elapsed() < options.interval(stored));
         let (claim, since) = match fresh {
             Some(at) => (claim, at),
             // Held already, or made long enough ago (it waited to be served)

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use crate::claim::{Candidates, Claim, MAX_CANDIDATES};
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::Expired;
-use crate::queue::{Fenced, FencingToken};
-use crate::state::LeaseRecord;
+use crate::lease::expiry::Expired;
+use crate::lease::record::LeaseRecord;
+use crate::queue::fencing::{Fenced, FencingToken};
 
 /// One claim as stored, under its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -447,7 +447,7 @@ mod tests {
             ErrorKind::LeaseLost
         );
         // Watched before the renewal: the claim changed since, so it stays.
-        let mut watch = crate::LeaseWatch::new();
+        let mut watch = crate::lease::expiry::LeaseWatch::new();
         let t0 = tokio::time::Instant::now();
         watch.observe(std::slice::from_ref(&a.value), a.fencing_token, t0);
         let old = watch.observe(
@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(p.expire("p", &old[0]).unwrap(), None);
         assert_eq!(p.version, 2);
         let now = p.claim_of("p", "a").unwrap().value;
-        let mut watch = crate::LeaseWatch::new();
+        let mut watch = crate::lease::expiry::LeaseWatch::new();
         watch.observe(std::slice::from_ref(&now), p.token(), t0);
         let seen = watch.observe(
             std::slice::from_ref(&now),

@@ -23,8 +23,8 @@ use tokio::time::Instant;
 
 use crate::claim::{Candidates, Claim, ClaimPool, Claimed, MAX_CANDIDATES};
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::LeaseWatch;
-use crate::wait::WaitOptions;
+use crate::lease::expiry::LeaseWatch;
+use crate::queue::wait::WaitOptions;
 
 /// Claim the first free name of `candidates` for `owner` (with a lease of
 /// `lease`, or for good), as [`ClaimPool::claim_with`] does; while every

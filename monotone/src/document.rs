@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::backoff::{Backoff, Jitter};
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::FencingToken;
+use crate::queue::fencing::FencingToken;
 
 /// A document as one read saw it: its value (`None` when there is no
 /// document) and its version.

@@ -220,7 +220,8 @@ async fn refresh_forever(shared: Arc<Shared>) {
 mod tests {
     use super::*;
     use crate::document::DocumentExt;
-    use crate::{MemoryStore, Store};
+    use crate::store::memory::MemoryStore;
+    use crate::store::Store;
     use serde_json::json;
 
     #[tokio::test(start_paused = true)]

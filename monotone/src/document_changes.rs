@@ -167,7 +167,8 @@ impl Changes {
 mod tests {
     use super::*;
     use crate::document::DocumentExt;
-    use crate::{MemoryStore, Store};
+    use crate::store::memory::MemoryStore;
+    use crate::store::Store;
     use serde_json::json;
     use tokio::time::Instant;
 

@@ -149,15 +149,11 @@ mod document_cache;
 mod document_changes;
 mod document_state;
 mod error;
-mod holder;
-mod keeper;
 pub mod lease;
 mod queue;
-mod state;
 mod store;
 mod tally;
 mod validate;
-mod wait;
 
 pub use backoff::Backoff;
 pub use claim::{Candidates, Claim, ClaimPool, Claimed, MAX_CANDIDATES, MAX_NAME_BYTES};
@@ -173,22 +169,26 @@ pub use document_state::{Diff, Modified, MAX_DOCUMENT_BYTES};
 #[doc(no_inline)]
 pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 pub use error::{Error, ErrorKind, Result};
-pub use holder::LeaseHolder;
-pub use keeper::{HolderOptions, LeaseStatus};
+pub use lease::keeper::{HolderOptions, LeaseStatus};
+// Documented in the public module `lease`.
+#[doc(no_inline)]
 pub use lease::{Expired, Lease, LeaseWatch, Leased};
+pub use queue::holder::LeaseHolder;
 // Documented in their public module, as before it moved under `store`.
 #[doc(no_inline)]
 pub use memory::MemoryStore;
-pub use queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
+pub use queue::fencing::{Fenced, FencingToken};
+pub use queue::ticket::{Joined, Tags, Ticket};
+pub use queue::Queue;
 #[cfg(feature = "aws")]
 pub use store::dynamodb;
 pub use store::memory;
 pub use store::sqlite;
 // Documented in their public module, as before it moved under `store`.
+pub use queue::wait::{wait_for_position, WaitOptions, DEFAULT_MAX_POLL, DEFAULT_MIN_POLL};
 #[doc(no_inline)]
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use store::open::open;
 pub use store::{Location, Store};
 pub use tally::{Freshness, Tally, TallyReading};
 pub use validate::{MAX_ID_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES};
-pub use wait::{wait_for_position, WaitOptions, DEFAULT_MAX_POLL, DEFAULT_MIN_POLL};

@@ -72,6 +72,6 @@ mod tests {
         assert_eq!(ItemType::from_stored("counter"), None);
         let e = ItemType::Tally.wrong_type("x", ItemType::Counter);
         assert_eq!(e.to_string(), "`x` is a tally, not a counter");
-        assert_eq!(e.kind(), crate::ErrorKind::WrongType);
+        assert_eq!(e.kind(), crate::error::ErrorKind::WrongType);
     }
 }

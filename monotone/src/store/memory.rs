@@ -17,9 +17,13 @@ use crate::counter::Counter;
 use crate::document::{CasOutcome, Document, Snapshot};
 use crate::document_state;
 use crate::error::{Error, Result};
-use crate::lease::{self, Expired};
-use crate::queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
-use crate::state::{JoinOutcome, LeaseRecord, QueueState};
+use crate::lease::expiry::Expired;
+use crate::lease::record as lease;
+use crate::lease::record::LeaseRecord;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::state::{JoinOutcome, QueueState};
+use crate::queue::ticket::{Joined, Tags, Ticket};
+use crate::queue::Queue;
 use crate::store::item_type::ItemType;
 use crate::store::{Location, Store};
 use crate::tally::{Freshness, Tally, TallyReading};
@@ -233,7 +237,9 @@ impl Queue for MemoryQueue {
         let now = lease::unix_millis(SystemTime::now());
         let mut items = self.store.lock();
         match items.get_mut(&self.id) {
-            None => Err(crate::state::lease_gone(&self.id, process_id, counter)),
+            None => Err(crate::queue::state::lease_gone(
+                &self.id, process_id, counter,
+            )),
             Some(Item::Queue(q)) => q.renew(&self.id, process_id, counter, now),
             Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
         }

@@ -73,9 +73,10 @@ use crate::backoff::Attempts;
 use crate::claim::{Candidates, Claim, ClaimPool, Claimed, MAX_NAME_BYTES};
 use crate::claim_state::{claim_lease_gone, ClaimPoolState, ClaimRequest, Waiter};
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::{self, Expired};
-use crate::queue::{Fenced, FencingToken};
-use crate::state::LeaseRecord;
+use crate::lease::expiry::Expired;
+use crate::lease::record as lease;
+use crate::lease::record::LeaseRecord;
+use crate::queue::fencing::{Fenced, FencingToken};
 use crate::store::item_type::ItemType;
 use crate::validate;
 
@@ -670,7 +671,10 @@ mod tests {
             .map(|(n, r)| (n.clone(), encode_claim(r)))
             .collect();
         HashMap::from([
-            ("ID".to_owned(), s(&"i".repeat(crate::MAX_ID_BYTES))),
+            (
+                "ID".to_owned(),
+                s(&"i".repeat(crate::validate::MAX_ID_BYTES)),
+            ),
             (TYPE.to_owned(), s(CLAIM_POOL)),
             (VERSION.to_owned(), n(999_999_999_999u64)),
             (CLAIMS.to_owned(), AttributeValue::M(claims)),
@@ -682,18 +686,18 @@ mod tests {
     fn a_full_pool_of_the_longest_owners_and_names_fits_one_item() {
         let full = item_bytes(&pool_item(
             MAX_CANDIDATES,
-            crate::MAX_ID_BYTES,
+            crate::validate::MAX_ID_BYTES,
             MAX_NAME_BYTES,
         ));
         let per_claim = (full - item_bytes(&pool_item(0, 0, 0))) / MAX_CANDIDATES;
         println!(
             "a full pool of {MAX_CANDIDATES} claims, owners of {} bytes, names of {MAX_NAME_BYTES}: \
              {full} bytes ({per_claim} a claim) of {ITEM_LIMIT}",
-            crate::MAX_ID_BYTES
+            crate::validate::MAX_ID_BYTES
         );
         assert!(full < ITEM_LIMIT, "{full}");
         // Claimers can still wait in it: at least a few of the longest.
-        let waiter = crate::MAX_ID_BYTES + 64;
+        let waiter = crate::validate::MAX_ID_BYTES + 64;
         assert!(full + WAITING_RESERVE + 4 * waiter < ITEM_LIMIT, "{full}");
         // The largest pools that fit, for the docs: names as short as `1`..`255`.
         for owner in [16, 64, 1024] {

@@ -395,7 +395,7 @@ impl DynamoDbStore {
         condition: &'static str,
         values: &[(&'static str, aws_sdk_dynamodb::types::AttributeValue)],
         readable: impl Fn(Option<&schema::Item>) -> Result<()>,
-    ) -> Result<Option<crate::queue::FencingToken>> {
+    ) -> Result<Option<crate::queue::fencing::FencingToken>> {
         use aws_sdk_dynamodb::types::AttributeValue;
         let table = &self.inner.table;
         let mut attempts = self.attempts();
@@ -408,7 +408,7 @@ impl DynamoDbStore {
                         _ => None,
                     };
                     return version
-                        .map(|v| Some(crate::queue::FencingToken(v)))
+                        .map(|v| Some(crate::queue::fencing::FencingToken(v)))
                         .ok_or_else(|| {
                             Error::new(
                                 ErrorKind::Corrupt,

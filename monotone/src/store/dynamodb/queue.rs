@@ -19,9 +19,13 @@ use super::table::{Update, Written};
 use super::DynamoDbStore;
 use crate::backoff::Attempts;
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::{self, Expired};
-use crate::queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
-use crate::state::{self, JoinOutcome, LeaseRecord, QueueEntry, QueueState};
+use crate::lease::expiry::Expired;
+use crate::lease::record as lease;
+use crate::lease::record::LeaseRecord;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::state::{self, JoinOutcome, QueueEntry, QueueState};
+use crate::queue::ticket::{Joined, Tags, Ticket};
+use crate::queue::Queue;
 use crate::store::item_type::ItemType;
 use crate::validate;
 

@@ -15,7 +15,8 @@ use crate::claim_state::{ClaimPoolState, ClaimRecord, Waiter};
 use crate::document::Snapshot;
 use crate::document_state;
 use crate::error::{Error, ErrorKind, Result};
-use crate::state::{LeaseRecord, QueueEntry, QueueState};
+use crate::lease::record::LeaseRecord;
+use crate::queue::state::{QueueEntry, QueueState};
 use crate::store::item_type::ItemType;
 use crate::tally::TallyReading;
 
@@ -878,7 +879,7 @@ fn shorten(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::Tags;
+    use crate::queue::ticket::Tags;
 
     fn item(pairs: &[(&str, AttributeValue)]) -> Item {
         pairs

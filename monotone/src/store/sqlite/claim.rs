@@ -30,9 +30,10 @@ use crate::claim_state::{
     claim_lease_gone, ClaimOutcome, ClaimPoolState, ClaimRecord, ClaimRequest,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::{self, Expired};
-use crate::queue::{Fenced, FencingToken};
-use crate::state::LeaseRecord;
+use crate::lease::expiry::Expired;
+use crate::lease::record as lease;
+use crate::lease::record::LeaseRecord;
+use crate::queue::fencing::{Fenced, FencingToken};
 use crate::store::item_type::ItemType;
 use crate::validate;
 

@@ -5,7 +5,7 @@
 //! up front, so concurrent processes queue on the lock (for up to
 //! [`BUSY_TIMEOUT`]) rather than racing on a stale read. The file is in WAL
 //! mode with `synchronous=FULL`: a write is on disk before it is acknowledged.
-//! See [`schema`] for the tables and for how a file is recognised as ours.
+//! See `schema.rs` for the tables and for how a file is recognised as ours.
 //!
 //! | operation | statements, in one transaction |
 //! |---|---|
@@ -38,9 +38,13 @@ use crate::counter::Counter;
 use crate::document::{CasOutcome, Document, Snapshot};
 use crate::document_state;
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::{self, Expired, Lease};
-use crate::queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
-use crate::state;
+use crate::lease::expiry::Expired;
+use crate::lease::record as lease;
+use crate::lease::record::Lease;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::state;
+use crate::queue::ticket::{Joined, Tags, Ticket};
+use crate::queue::Queue;
 use crate::store::item_type::ItemType;
 use crate::store::{Location, Store};
 use crate::tally::Tally;

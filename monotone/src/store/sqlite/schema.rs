@@ -34,7 +34,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub const APPLICATION_ID: i32 = 0x6d6f_6e6f;
 
 /// The schema version this build reads and writes: 1 plus the number of
-/// [`MIGRATIONS`].
+/// migrations (the steps from each schema version to the next).
 pub const SCHEMA_VERSION: i32 = 1 + MIGRATIONS.len() as i32;
 
 /// How long an operation waits for another process's write lock before it

@@ -24,7 +24,17 @@ use tokio::time::{sleep_until, Instant};
 use tracing::debug;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::holder_validity;
+
+/// The holder counts on its lease for this fraction of it after a renewal
+/// was sent (9/10): the other tenth is the safety margin described in the
+/// [module docs](crate::lease).
+pub const HOLDER_SHARE: (u32, u32) = (9, 10);
+
+/// How long after sending its last successful renewal a holder may count on
+/// a lease of `lease`: nine tenths of it.
+pub fn holder_validity(lease: Duration) -> Duration {
+    lease * HOLDER_SHARE.0 / HOLDER_SHARE.1
+}
 
 /// How a holder of a lease ([`LeaseHolder`](crate::LeaseHolder), a claim
 /// holder) renews and when it gives up.
@@ -62,7 +72,7 @@ impl HolderOptions {
         holder_validity(lease).saturating_sub(self.reserve)
     }
 
-    pub(crate) fn renew_every(&self, lease: Duration) -> Duration {
+    pub(crate) fn interval(&self, lease: Duration) -> Duration {
         self.renew_every.unwrap_or(lease / 3)
     }
 
@@ -70,7 +80,7 @@ impl HolderOptions {
     /// retry: renewals at most half the validity apart.
     pub(crate) fn check(&self, lease: Duration) -> Result<()> {
         let validity = self.validity(lease);
-        let every = self.renew_every(lease);
+        let every = self.interval(lease);
         if every.is_zero() || every * 2 > validity {
             return Err(Error::invalid(format!(
                 "a lease of {} ms cannot be renewed safely every {} ms while giving up {} ms \
@@ -135,7 +145,7 @@ impl LeaseKeeper {
             renewals: 0,
         });
         let what = renew.what();
-        let task = tokio::spawn(keep(renew, options.renew_every(lease), validity, since, tx));
+        let task = tokio::spawn(keep(renew, options.interval(lease), validity, since, tx));
         LeaseKeeper {
             status: rx,
             task,
@@ -250,4 +260,17 @@ async fn keep(
     }
     debug!(lease = %what, "lease lost: no renewal in time");
     status.send_replace(LeaseStatus::Lost(lost_by_deadline(&what)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_counts_on_nine_tenths() {
+        assert_eq!(
+            holder_validity(Duration::from_secs(15)),
+            Duration::from_millis(13_500)
+        );
+    }
 }

@@ -1,142 +1,33 @@
-//! The [`Queue`] trait, its [`Ticket`]s and [`FencingToken`], and its contract.
+//! Queues: the [`Queue`] trait and its contract (here), and beside it
+//!
+//! - `fencing.rs`: [`FencingToken`] and [`Fenced`], which every primitive
+//!   shares;
+//! - `ticket.rs`: [`Ticket`], [`Tags`], [`Joined`];
+//! - `state.rs`: a queue's whole state as one value and the rules that
+//!   change it, written once and applied by every store;
+//! - `wait.rs`: waiting for a place among the first N
+//!   ([`wait_for_position`](crate::wait_for_position),
+//!   [`WaitOptions`](crate::WaitOptions));
+//! - `holder.rs`: [`LeaseHolder`](crate::LeaseHolder), a leased ticket
+//!   renewed in the background.
+//!
+//! Leases, and why removing an expired ticket is safe, are in
+//! [`lease`](crate::lease); each store's queue is in `store/`.
 
-use std::collections::BTreeMap;
-use std::fmt;
+pub(crate) mod fencing;
+pub(crate) mod holder;
+pub(crate) mod state;
+pub(crate) mod ticket;
+pub(crate) mod wait;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use crate::error::Result;
-use crate::lease::{Expired, Lease};
-
-/// Free-form labels a process attaches to its ticket when it joins, ordered
-/// by key (for example `role=zk`, `az=eu-west-1a`).
-pub type Tags = BTreeMap<String, String>;
-
-/// A number that grows by exactly one with every write to a queue.
-///
-/// Every queue operation returns the token of the state it saw or wrote. Hand
-/// it to other systems along with any decision taken from the queue (who
-/// leads, who is next): they can refuse a request carrying a token smaller
-/// than one they have already seen, because it was taken from a stale view.
-///
-/// A queue that does not exist has the token 0.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct FencingToken(pub u64);
-
-impl FencingToken {
-    /// The token as a number.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for FencingToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A process's place in a queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Ticket {
-    /// The process that joined.
-    pub process_id: String,
-    /// The queue's counter when this process joined: 1 for the first ticket
-    /// of a new queue, growing with every join, never reused while the queue
-    /// exists.
-    pub counter: u64,
-    /// Index of this ticket among the queue's tickets ordered by counter;
-    /// 0 is the head of the queue.
-    pub position: usize,
-    /// The tags given when the process joined.
-    pub tags: Tags,
-    /// The ticket's lease, or `None` for a permanent ticket (one joined
-    /// without a lease, as every ticket of monotone 0.4).
-    pub lease: Option<Lease>,
-}
-
-impl Ticket {
-    /// A permanent ticket; mostly useful to backends and tests.
-    pub fn new(process_id: impl Into<String>, counter: u64, position: usize, tags: Tags) -> Self {
-        Ticket {
-            process_id: process_id.into(),
-            counter,
-            position,
-            tags,
-            lease: None,
-        }
-    }
-
-    /// The same ticket with `lease`.
-    pub fn with_lease(mut self, lease: Option<Lease>) -> Self {
-        self.lease = lease;
-        self
-    }
-}
-
-/// A result together with the fencing token of the queue state it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Fenced<T> {
-    /// The result itself.
-    pub value: T,
-    /// The queue's token when the result was read or written.
-    pub fencing_token: FencingToken,
-}
-
-impl<T> Fenced<T> {
-    /// Pair a value with a token.
-    pub fn new(value: T, fencing_token: FencingToken) -> Self {
-        Fenced {
-            value,
-            fencing_token,
-        }
-    }
-}
-
-/// What [`Queue::join_with`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Joined {
-    /// The process's ticket, and the token after the join.
-    pub ticket: Fenced<Ticket>,
-    /// Whether this call added the ticket; `false` if the process was in
-    /// the queue already, in which case nothing was written and the ticket
-    /// is the existing one.
-    pub added: bool,
-    /// When the write that added the ticket was sent, on this process's
-    /// monotonic clock (at or before the moment the ticket came to exist):
-    /// a leased ticket's holder counts its lease from here, not from the
-    /// start of a join that may have retried for a while.
-    pub written_at: Option<Instant>,
-}
-
-impl Joined {
-    /// What a join did; mostly useful to backends.
-    pub fn new(ticket: Fenced<Ticket>, added: bool) -> Self {
-        Joined {
-            ticket,
-            added,
-            written_at: None,
-        }
-    }
-
-    /// A join that added `ticket` with a write sent at `at`.
-    pub fn written(ticket: Fenced<Ticket>, at: Instant) -> Self {
-        Joined {
-            ticket,
-            added: true,
-            written_at: Some(at),
-        }
-    }
-}
+use crate::lease::expiry::Expired;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::ticket::{Joined, Tags, Ticket};
 
 /// An ordered queue of process ids, stored under one id, whose every write
 /// yields a new [`FencingToken`].

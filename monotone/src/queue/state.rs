@@ -11,8 +11,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::{from_unix_millis, Expired, Lease};
-use crate::queue::{Fenced, FencingToken, Tags, Ticket};
+use crate::lease::expiry::Expired;
+use crate::lease::record::LeaseRecord;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::ticket::{Tags, Ticket};
 
 /// One member of a queue as stored: monotone 0.4's `{"process_id",
 /// "counter", "tags"}`. The position is derived, never stored.
@@ -22,45 +24,6 @@ pub(crate) struct QueueEntry {
     pub counter: u64,
     #[serde(default)]
     pub tags: Tags,
-}
-
-/// The lease of one ticket as stored beside the entries (never inside them,
-/// so that an entry stays what monotone 0.4 reads and writes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LeaseRecord {
-    pub duration_ms: u64,
-    pub renewals: u64,
-    /// The holder's wall-clock time of the last renewal, in milliseconds
-    /// since the Unix epoch; for display only.
-    pub renewed_at_ms: u64,
-}
-
-impl LeaseRecord {
-    /// A new lease of `duration`, joined at `now_ms`.
-    pub fn new(duration: Duration, now_ms: u64) -> Self {
-        LeaseRecord {
-            duration_ms: crate::lease::millis(duration),
-            renewals: 0,
-            renewed_at_ms: now_ms,
-        }
-    }
-
-    /// The lease of a record made now with a lease of `lease` (`None`: a
-    /// permanent one), after checking its duration.
-    pub fn starting_now(lease: Option<Duration>) -> Result<Option<Self>> {
-        let Some(d) = lease else { return Ok(None) };
-        crate::lease::validate(d)?;
-        let now = crate::lease::unix_millis(std::time::SystemTime::now());
-        Ok(Some(LeaseRecord::new(d, now)))
-    }
-
-    pub fn lease(&self) -> Lease {
-        Lease::new(
-            Duration::from_millis(self.duration_ms),
-            self.renewals,
-            Some(from_unix_millis(self.renewed_at_ms)),
-        )
-    }
 }
 
 /// A queue: its version (the fencing token), the last counter handed out,
@@ -319,7 +282,7 @@ mod tests {
             (3, 1, 4)
         );
         let err = q.leave("q", "a").unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::NotFound);
+        assert_eq!(err.kind(), crate::error::ErrorKind::NotFound);
         assert_eq!(q.version, 4, "a failed leave must not write");
     }
 
@@ -353,7 +316,7 @@ mod tests {
         let mut q = QueueState::new(1, u64::MAX, vec![], BTreeMap::new());
         assert_eq!(
             q.join("q", "a", Tags::new(), None).unwrap_err().kind(),
-            crate::ErrorKind::Unsupported
+            crate::error::ErrorKind::Unsupported
         );
         assert_eq!(q.value, u64::MAX);
     }

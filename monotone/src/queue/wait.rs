@@ -6,32 +6,18 @@
 //! removes (with [`Queue::expire`]) only the tickets ahead of it that the
 //! watch found unrenewed for a full lease on this process's own clock.
 //!
-//! # Polling and its cost
-//!
-//! Between reads the waiter sleeps a random time between half and all of its
-//! poll interval, so that many waiters do not read in step; but never past
-//! the moment a watched ticket ahead could expire, nor past the timeout. The
-//! poll interval is a quarter of the shortest lease ahead, kept within
-//! [`WaitOptions::min_poll`] and [`WaitOptions::max_poll`] (10 ms and 1 s by
-//! default); with only permanent tickets ahead it is `max_poll`.
-//!
-//! So a waiter costs one read per poll: on DynamoDB one strongly consistent
-//! `GetItem`, between 1 and 2 per second behind 15 s leases (less than 1.5
-//! on average), or up to 4 / L per second behind leases of L seconds under
-//! 4 s; plus one `GetItem` and one `UpdateItem` per expired ticket it
-//! removes. A waiter holding a lease of its own also renews it (see
-//! [`LeaseHolder`](crate::LeaseHolder)): 3 / L writes per second.
-//!
-//! Behind a holder that died, the waiter removes its ticket at most one lease
-//! plus one poll interval after the holder's last renewal was first read.
+//! How a waiter polls, and what waiting costs, is on [`WaitOptions`].
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::lease::{Lease, LeaseWatch};
-use crate::queue::{Fenced, Queue, Ticket};
+use crate::lease::expiry::LeaseWatch;
+use crate::lease::record::Lease;
+use crate::queue::fencing::Fenced;
+use crate::queue::ticket::Ticket;
+use crate::queue::Queue;
 
 /// The longest time between two reads of a waiter, unless
 /// [`WaitOptions::max_poll`] says otherwise.
@@ -42,6 +28,25 @@ pub const DEFAULT_MAX_POLL: Duration = Duration::from_secs(1);
 pub const DEFAULT_MIN_POLL: Duration = Duration::from_millis(10);
 
 /// How to wait (see [`wait_for_position`]).
+///
+/// # Polling and its cost
+///
+/// Between reads the waiter sleeps a random time between half and all of its
+/// poll interval, so that many waiters do not read in step; but never past
+/// the moment a watched ticket ahead could expire, nor past the timeout. The
+/// poll interval is a quarter of the shortest lease ahead, kept within
+/// [`WaitOptions::min_poll`] and [`WaitOptions::max_poll`] (10 ms and 1 s by
+/// default); with only permanent tickets ahead it is `max_poll`.
+///
+/// So a waiter costs one read per poll: on DynamoDB one strongly consistent
+/// `GetItem`, between 1 and 2 per second behind 15 s leases (less than 1.5
+/// on average), or up to 4 / L per second behind leases of L seconds under
+/// 4 s; plus one `GetItem` and one `UpdateItem` per expired ticket it
+/// removes. A waiter holding a lease of its own also renews it (see
+/// [`LeaseHolder`](crate::LeaseHolder)): 3 / L writes per second.
+///
+/// Behind a holder that died, the waiter removes its ticket at most one lease
+/// plus one poll interval after the holder's last renewal was first read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WaitOptions {
@@ -65,7 +70,7 @@ impl Default for WaitOptions {
 }
 
 impl WaitOptions {
-    /// Wait for ever, polling as described in the [module docs](self).
+    /// Wait for ever, polling as described [above](WaitOptions).
     pub fn new() -> Self {
         Self::default()
     }
@@ -150,7 +155,7 @@ pub async fn wait_for_position(
         let read_at = Instant::now();
         let Some(mine) = all.value.iter().find(|t| t.process_id == process_id) else {
             return Err(match leased {
-                Some(counter) => crate::state::lease_gone(queue.id(), process_id, counter),
+                Some(counter) => crate::queue::state::lease_gone(queue.id(), process_id, counter),
                 None => Error::process_not_found(queue.id(), process_id),
             });
         };

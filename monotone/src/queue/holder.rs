@@ -17,10 +17,12 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::keeper::{HolderOptions, LeaseKeeper, LeaseStatus, Renew};
-use crate::lease;
-use crate::queue::{Fenced, FencingToken, Queue, Tags, Ticket};
-use crate::wait::{wait_for_position, WaitOptions};
+use crate::lease::keeper::{HolderOptions, LeaseKeeper, LeaseStatus, Renew};
+use crate::lease::record as lease;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::ticket::{Tags, Ticket};
+use crate::queue::wait::{wait_for_position, WaitOptions};
+use crate::queue::Queue;
 
 /// A leased ticket, renewed in the background while this value lives.
 ///
