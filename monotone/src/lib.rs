@@ -140,14 +140,8 @@ assert_eq!((now.value, now.version), (7, 2));
 
 mod backoff;
 mod claim;
-mod claim_holder;
-mod claim_state;
-mod claim_wait;
 mod counter;
 mod document;
-mod document_cache;
-mod document_changes;
-mod document_state;
 mod error;
 pub mod lease;
 mod queue;
@@ -156,14 +150,15 @@ mod tally;
 mod validate;
 
 pub use backoff::Backoff;
-pub use claim::{Candidates, Claim, ClaimPool, Claimed, MAX_CANDIDATES, MAX_NAME_BYTES};
-pub use claim_holder::ClaimHolder;
-pub use claim_wait::wait_for_claim;
+pub use claim::candidates::{Candidates, MAX_CANDIDATES, MAX_NAME_BYTES};
+pub use claim::holder::ClaimHolder;
+pub use claim::wait::wait_for_claim;
+pub use claim::{Claim, ClaimPool, Claimed};
 pub use counter::Counter;
+pub use document::cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};
+pub use document::changes::{Change, Changes, DEFAULT_POLL_INTERVAL};
+pub use document::state::{Diff, Modified, MAX_DOCUMENT_BYTES};
 pub use document::{CasOutcome, Document, DocumentExt, Snapshot};
-pub use document_cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};
-pub use document_changes::{Change, Changes, DEFAULT_POLL_INTERVAL};
-pub use document_state::{Diff, Modified, MAX_DOCUMENT_BYTES};
 #[cfg(feature = "aws")]
 // Documented in their public module, as before it moved under `store`.
 #[doc(no_inline)]

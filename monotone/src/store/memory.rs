@@ -11,11 +11,13 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::claim::{Candidates, Claim, ClaimPool, Claimed};
-use crate::claim_state::{ClaimOutcome, ClaimPoolState, ClaimRequest};
+use crate::claim::{Claim, ClaimPool, Claimed};
+
+use crate::claim::candidates::Candidates;
+use crate::claim::state::{ClaimOutcome, ClaimPoolState, ClaimRequest};
 use crate::counter::Counter;
+use crate::document::state as document_state;
 use crate::document::{CasOutcome, Document, Snapshot};
-use crate::document_state;
 use crate::error::{Error, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record as lease;
@@ -474,7 +476,7 @@ impl ClaimPool for MemoryClaimPool {
         validate::owner(owner)?;
         let now = lease::unix_millis(SystemTime::now());
         self.write(|p| match p {
-            None => Err(crate::claim_state::claim_lease_gone(&self.id, owner, name)),
+            None => Err(crate::claim::state::claim_lease_gone(&self.id, owner, name)),
             Some(p) => p.renew(&self.id, owner, name, now),
         })
     }

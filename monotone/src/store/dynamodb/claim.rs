@@ -70,8 +70,9 @@ use super::schema::{
 use super::table::{Update, UpdateRequest, Written};
 use super::DynamoDbStore;
 use crate::backoff::Attempts;
-use crate::claim::{Candidates, Claim, ClaimPool, Claimed, MAX_NAME_BYTES};
-use crate::claim_state::{claim_lease_gone, ClaimPoolState, ClaimRequest, Waiter};
+use crate::claim::candidates::{Candidates, MAX_NAME_BYTES};
+use crate::claim::state::{claim_lease_gone, ClaimPoolState, ClaimRequest, Waiter};
+use crate::claim::{Claim, ClaimPool, Claimed};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record as lease;
@@ -641,8 +642,8 @@ impl ClaimPool for DynamoDbClaimPool {
 mod tests {
     use super::super::schema::{CLAIMS, TYPE, WAITING};
     use super::*;
-    use crate::claim::MAX_CANDIDATES;
-    use crate::claim_state::ClaimRecord;
+    use crate::claim::candidates::MAX_CANDIDATES;
+    use crate::claim::state::ClaimRecord;
     use std::collections::BTreeMap;
 
     /// The item of a pool of `claims` claims with owners of `owner` bytes

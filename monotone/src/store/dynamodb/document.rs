@@ -14,8 +14,8 @@ use super::schema::{
 use super::table::{Update, Written};
 use super::DynamoDbStore;
 use crate::backoff::Backoff;
+use crate::document::state as document_state;
 use crate::document::{CasOutcome, Document, Snapshot};
-use crate::document_state;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::item_type::ItemType;
 

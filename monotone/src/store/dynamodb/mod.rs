@@ -123,7 +123,7 @@ module). The expressions are constants in the
 - **remove**: one `DeleteItem` under a type condition, returning the old item
   (`ALL_OLD`).
 - **claim** (claim pools, see the `claim` module): a consistent `GetItem`;
-  the pool's rule (`claim_state`) picks the first free candidate; one
+  the pool's rule (`claim/state.rs`) picks the first free candidate; one
   `UpdateItem` conditional on `#version = :expected` sets `Version` (+1 per
   claim made) and `#claims.#name` for each claim made, and `REMOVE`s the
   entries of the waiting claimers it served. A claimer that lost the race

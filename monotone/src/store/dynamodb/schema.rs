@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::claim_state::{ClaimPoolState, ClaimRecord, Waiter};
+use crate::claim::state::{ClaimPoolState, ClaimRecord, Waiter};
+use crate::document::state as document_state;
 use crate::document::Snapshot;
-use crate::document_state;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::record::LeaseRecord;
 use crate::queue::state::{QueueEntry, QueueState};

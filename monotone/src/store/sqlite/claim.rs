@@ -4,7 +4,7 @@
 //!
 //! Every operation is one transaction that reads the pool's rows (at most
 //! [`MAX_CANDIDATES`](crate::MAX_CANDIDATES)), applies the rule of
-//! `claim_state` to them, and writes the one row the rule changed and the
+//! `claim/state.rs` to them, and writes the one row the rule changed and the
 //! version. Writers begin with `BEGIN IMMEDIATE`, so concurrent claimers
 //! queue on the file's write lock and each sees the claims of those before
 //! it: a claim is never retried, and the first free candidate is the first
@@ -25,10 +25,11 @@ use rusqlite::{params, Transaction, TransactionBehavior};
 
 use super::error::map_err;
 use super::{item, to_u64, Outcome, SqliteStore};
-use crate::claim::{Candidates, Claim, ClaimPool, Claimed};
-use crate::claim_state::{
+use crate::claim::candidates::Candidates;
+use crate::claim::state::{
     claim_lease_gone, ClaimOutcome, ClaimPoolState, ClaimRecord, ClaimRequest,
 };
+use crate::claim::{Claim, ClaimPool, Claimed};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record as lease;

@@ -35,8 +35,8 @@ pub use self::schema::{SqliteOptions, APPLICATION_ID, BUSY_TIMEOUT, SCHEMA_VERSI
 pub use self::tally::SqliteTally;
 use crate::claim::ClaimPool;
 use crate::counter::Counter;
+use crate::document::state as document_state;
 use crate::document::{CasOutcome, Document, Snapshot};
-use crate::document_state;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record as lease;

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::claim::{Candidates, Claim, ClaimPool, Claimed, MAX_CANDIDATES};
+use crate::claim::{Claim, ClaimPool, Claimed};
+
+use crate::claim::candidates::{Candidates, MAX_CANDIDATES};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::LeaseWatch;
 use crate::queue::wait::WaitOptions;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::document::state::Diff;
 use crate::document::{Document, Snapshot};
-use crate::document_state::Diff;
 use crate::error::Result;
 
 /// How often [`Changes::next`] checks the store by default.

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::claim::{Candidates, Claim, MAX_CANDIDATES};
+use crate::claim::Claim;
+
+use crate::claim::candidates::{Candidates, MAX_CANDIDATES};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record::LeaseRecord;

@@ -17,8 +17,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::claim::{Candidates, Claim, ClaimPool, Claimed};
-use crate::claim_wait::wait_for_claim;
+use crate::claim::{Claim, ClaimPool, Claimed};
+
+use crate::claim::candidates::Candidates;
+use crate::claim::wait::wait_for_claim;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::keeper::{HolderOptions, LeaseKeeper, LeaseStatus, Renew};
 use crate::lease::record as lease;

@@ -1,12 +1,20 @@
-//! The [`Document`] trait, its contract, and what every store gets on top of
-//! it ([`DocumentExt`]: the checked write and the update helper).
+//! Documents: the [`Document`] trait, its contract, and what every store
+//! gets on top of it ([`DocumentExt`]: the checked write and the update
+//! helper) (here), and beside it
 //!
-//! The rules that do not depend on a store (the size limit, the encoding,
-//! the top-level diff) are in `document_state`; the cached reader and the
-//! change stream, which only need this trait, are in [`CachedDocument`] and
-//! [`Changes`](crate::Changes).
+//! - `state.rs`: the rules that do not depend on a store (the size limit,
+//!   the encoding, the top-level diff);
+//! - `cache.rs`: [`CachedDocument`], a local copy kept fresh in the
+//!   background;
+//! - `changes.rs`: [`Changes`](crate::Changes), a document's change stream.
+//!
+//! The cached reader and the change stream only need this trait.
 //!
 //! [`CachedDocument`]: crate::CachedDocument
+
+pub(crate) mod cache;
+pub(crate) mod changes;
+pub(crate) mod state;
 
 use std::fmt;
 
