@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 #[cfg(feature = "aws")]
-use crate::store::dynamodb::{DynamoDbConfig, DynamoDbStore};
+use crate::store::dynamodb::config::DynamoDbConfig;
+#[cfg(feature = "aws")]
+use crate::store::dynamodb::store::DynamoDbStore;
 use crate::store::memory::MemoryStore;
-use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::sqlite::schema::SqliteOptions;
+use crate::store::sqlite::store::SqliteStore;
 use crate::store::Store;
 
 /// Open the store a URL names.

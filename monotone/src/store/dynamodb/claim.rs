@@ -67,8 +67,8 @@ use super::schema::{
     CLAIMS_VERSION_CONDITION, CLAIMS_WAIT_CONDITION, CLAIMS_WAIT_UPDATE, CLAIM_POOL,
     ME_PLACEHOLDER, NAME_PLACEHOLDER, VERSION,
 };
+use super::store::DynamoDbStore;
 use super::table::{Update, UpdateRequest, Written};
-use super::DynamoDbStore;
 use crate::backoff::Attempts;
 use crate::claim::candidates::{Candidates, MAX_NAME_BYTES};
 use crate::claim::state::{claim_lease_gone, ClaimPoolState, ClaimRequest, Waiter};

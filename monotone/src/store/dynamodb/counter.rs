@@ -8,8 +8,8 @@ use super::schema::{
     decode, n, returned_value, s, Stored, COUNTER, COUNTER_NEXT_CONDITION, COUNTER_NEXT_UPDATE,
     COUNTER_REMOVE_CONDITION,
 };
+use super::store::DynamoDbStore;
 use super::table::{Update, Written};
-use super::DynamoDbStore;
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::store::item_type::ItemType;

@@ -11,8 +11,8 @@ use super::schema::{
     DOCUMENT_EXISTS_CONDITION, DOCUMENT_REMOVE_UPDATE, DOCUMENT_SET_UPDATE,
     DOCUMENT_VERSION_CONDITION, DOCUMENT_VERSION_EXISTS_CONDITION, VERSION,
 };
+use super::store::DynamoDbStore;
 use super::table::{Update, Written};
-use super::DynamoDbStore;
 use crate::backoff::Backoff;
 use crate::document::state as document_state;
 use crate::document::{CasOutcome, Document, Snapshot};

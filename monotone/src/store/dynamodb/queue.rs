@@ -15,8 +15,8 @@ use super::schema::{
     QUEUE_LEAVE_LAST_UPDATE, QUEUE_LEAVE_LEASED_UPDATE, QUEUE_LEAVE_UPDATE, QUEUE_REMOVE_CONDITION,
     QUEUE_RENEW_CONDITION, QUEUE_RENEW_UPDATE, QUEUE_VERSION_CONDITION, TICKET_PLACEHOLDER,
 };
+use super::store::DynamoDbStore;
 use super::table::{Update, Written};
-use super::DynamoDbStore;
 use crate::backoff::Attempts;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;

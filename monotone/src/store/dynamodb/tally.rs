@@ -25,8 +25,8 @@ use super::schema::{
     decode, n, s, Item, Stored, TALLY, TALLY_ADD_CONDITION, TALLY_ADD_UPDATE,
     TALLY_REMOVE_CONDITION, VALUE,
 };
+use super::store::DynamoDbStore;
 use super::table::{Update, Written};
-use super::DynamoDbStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::item_type::ItemType;
 use crate::tally::{Freshness, Tally, TallyReading};

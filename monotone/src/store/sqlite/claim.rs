@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Transaction, TransactionBehavior};
 
 use super::error::map_err;
-use super::{item, to_u64, Outcome, SqliteStore};
+use super::store::{item, to_u64, Outcome, SqliteStore};
 use crate::claim::candidates::Candidates;
 use crate::claim::state::{
     claim_lease_gone, ClaimOutcome, ClaimPoolState, ClaimRecord, ClaimRequest,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rusqlite::{params, TransactionBehavior};
 
 use super::error::map_err;
-use super::{item, Outcome, Row, SqliteStore};
+use super::store::{item, Outcome, Row, SqliteStore};
 use crate::error::Result;
 use crate::store::item_type::ItemType;
 use crate::tally::{Freshness, Tally, TallyReading};
