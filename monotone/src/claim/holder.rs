@@ -3,10 +3,13 @@
 //!
 //! Built as [`LeaseHolder`](crate::LeaseHolder) is: the holder claims
 //! (counting its lease from when a request that preceded the claim was
-//! sent, see [`Claimed::written_at`]) and hands the renewals to a
-//! [`LeaseKeeper`], which plays the holder's part of the
+//! sent, see [`Claimed::written_at`]) and hands the claim to the one holder
+//! of leased records, [`Held`] (in `lease/held.rs`, shared with tickets),
+//! which renews it and plays the holder's part of the
 //! [`lease`](crate::lease) protocol: an owner that stops using the name when
-//! told is done strictly before any observer may remove the claim.
+//! told is done strictly before any observer may remove the claim. What is
+//! particular to a claim is here: claiming, and how a claim is renewed
+//! ([`ClaimPool::renew`]) and given back ([`ClaimPool::release`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,15 +18,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::debug;
 
 use crate::claim::{Claim, ClaimPool, Claimed};
 
 use crate::claim::candidates::Candidates;
 use crate::claim::wait::wait_for_claim;
-use crate::error::{Error, ErrorKind, Result};
-use crate::lease::keeper::{HolderOptions, LeaseKeeper, LeaseStatus, Renew};
-use crate::lease::record as lease;
+use crate::error::{Error, Result};
+use crate::lease::held::{check_lease, Held, Hold};
+use crate::lease::keeper::{HolderOptions, LeaseStatus, Renew};
 use crate::queue::fencing::{Fenced, FencingToken};
 use crate::queue::wait::WaitOptions;
 
@@ -37,23 +39,20 @@ use crate::queue::wait::WaitOptions;
 /// basis (the release needs a running Tokio runtime; if it cannot run, the
 /// claim expires after one observed lease instead).
 pub struct ClaimHolder {
-    pool: Arc<dyn ClaimPool>,
     claim: Fenced<Claim>,
     added: bool,
-    lease: Duration,
-    keeper: LeaseKeeper,
-    released: bool,
+    held: Held<HeldClaim>,
 }
 
-/// The renewal of one claim.
-struct ClaimRenewal {
+/// One claim, as its holder renews and releases it.
+struct HeldClaim {
     pool: Arc<dyn ClaimPool>,
     owner: String,
     name: String,
 }
 
 #[async_trait]
-impl Renew for ClaimRenewal {
+impl Renew for HeldClaim {
     async fn renew(&self) -> Result<()> {
         self.pool.renew(&self.owner, &self.name).await.map(|_| ())
     }
@@ -68,12 +67,19 @@ impl Renew for ClaimRenewal {
     }
 }
 
+#[async_trait]
+impl Hold for HeldClaim {
+    async fn release(&self) -> Result<FencingToken> {
+        Ok(self.pool.release(&self.owner).await?.fencing_token)
+    }
+}
+
 impl fmt::Debug for ClaimHolder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClaimHolder")
-            .field("pool", &self.pool.id())
+            .field("pool", &self.pool().id())
             .field("claim", &self.claim.value)
-            .field("status", &self.keeper.status())
+            .field("status", &self.held.status())
             .finish_non_exhaustive()
     }
 }
@@ -81,14 +87,15 @@ impl fmt::Debug for ClaimHolder {
 impl ClaimHolder {
     /// Claim the first free name of `candidates` in `pool` for `owner` with
     /// a lease of `lease`, and start renewing it; fails with
-    /// [`ErrorKind::Exhausted`] at once if every candidate is taken.
+    /// [`ErrorKind::Exhausted`](crate::ErrorKind::Exhausted) at once if
+    /// every candidate is taken.
     ///
     /// The lease is counted from when the request that made the claim was
     /// sent ([`Claimed::written_at`]). If the owner holds a leased claim
     /// already, that claim is renewed once first (its last renewal may be
     /// old) and then held; a permanent claim cannot be held and is an
-    /// [`ErrorKind::InvalidInput`] error, as are a lease out of range and
-    /// options that leave no time to renew.
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) error, as
+    /// are a lease out of range and options that leave no time to renew.
     pub async fn claim(
         pool: Arc<dyn ClaimPool>,
         owner: &str,
@@ -111,8 +118,7 @@ impl ClaimHolder {
         options: HolderOptions,
         wait: &WaitOptions,
     ) -> Result<ClaimHolder> {
-        lease::validate(lease)?;
-        options.check(lease)?;
+        check_lease(lease, &options)?;
         let claimed = wait_for_claim(&*pool, owner, candidates, Some(lease), wait).await?;
         let Claimed {
             claim,
@@ -140,20 +146,13 @@ impl ClaimHolder {
                 (Fenced::new(renewed.value, claim.fencing_token), sent)
             }
         };
-        let renewal = ClaimRenewal {
-            pool: Arc::clone(&pool),
+        let record = HeldClaim {
+            pool,
             owner: claim.value.owner.clone(),
             name: claim.value.name.clone(),
         };
-        let keeper = LeaseKeeper::start(Arc::new(renewal), stored, &options, since);
-        Ok(ClaimHolder {
-            pool,
-            claim,
-            added,
-            lease: stored,
-            keeper,
-            released: false,
-        })
+        let held = Held::start(record, stored, &options, since);
+        Ok(ClaimHolder { claim, added, held })
     }
 
     /// The claim and the pool's token as claimed.
@@ -179,63 +178,49 @@ impl ClaimHolder {
 
     /// The lease's duration, as stored.
     pub fn lease(&self) -> Duration {
-        self.lease
+        self.held.lease()
     }
 
     /// The pool the claim is in.
     pub fn pool(&self) -> &Arc<dyn ClaimPool> {
-        &self.pool
+        &self.held.record().pool
     }
 
     /// The current status. Checks the deadline itself, so it is right even
     /// if the renewing task has not run for a while.
     pub fn status(&self) -> LeaseStatus {
-        self.keeper.status()
+        self.held.status()
     }
 
     /// A receiver that sees every change of status, to select on.
     pub fn watch(&self) -> watch::Receiver<LeaseStatus> {
-        self.keeper.watch()
+        self.held.watch()
     }
 
     /// Whether the lease may be counted on now.
     pub fn is_held(&self) -> bool {
-        self.keeper.is_held()
+        self.held.is_held()
     }
 
     /// Complete when the lease is lost, with the reason as an
-    /// [`ErrorKind::LeaseLost`] error. Cancel-safe: select on it.
+    /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) error.
+    /// Cancel-safe: select on it.
     pub async fn lost(&self) -> Error {
-        self.keeper.lost().await
+        self.held.lost().await
     }
 
     /// Stop renewing and release the claim. Returns the token of the
     /// release, or `None` if the claim was gone already (it expired and was
     /// removed).
     pub async fn release(mut self) -> Result<Option<FencingToken>> {
-        self.released = true;
-        self.keeper.stop();
-        match self.pool.release(self.owner()).await {
-            Ok(released) => Ok(Some(released.fencing_token)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.held.release().await
     }
 }
 
 impl Drop for ClaimHolder {
+    /// Stops the renewals and releases the claim in the background (see
+    /// [`ClaimHolder`]), as the one holder core does for every leased record.
     fn drop(&mut self) {
-        self.keeper.stop();
-        if self.released {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let pool = Arc::clone(&self.pool);
-            let owner = self.owner().to_owned();
-            runtime.spawn(async move {
-                let released = pool.release(&owner).await;
-                debug!(pool = pool.id(), %owner, ok = released.is_ok(), "released the claim on drop");
-            });
-        }
+        self.held.let_go();
     }
 }

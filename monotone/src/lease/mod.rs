@@ -13,7 +13,10 @@ The same protocol keeps the claims of a claim pool
 ([`ClaimHolder`](crate::ClaimHolder), [`wait_for_claim`](crate::wait_for_claim)).
 In this module's files: `record.rs`, the lease as stored and its bounds;
 `expiry.rs`, the observer's part ([`LeaseWatch`], [`Expired`]);
-`keeper.rs`, the holder's part (renewing, and when to give up).
+`keeper.rs`, the holder's part (the one renewal loop, and when to give
+up); `held.rs`, the one holder of a leased record, which
+[`LeaseHolder`](crate::LeaseHolder) and [`ClaimHolder`](crate::ClaimHolder)
+wrap.
 
 # The protocol
 
@@ -77,6 +80,7 @@ that ticket could expire rather than a whole poll past it.
 */
 
 pub(crate) mod expiry;
+pub(crate) mod held;
 pub(crate) mod keeper;
 pub(crate) mod record;
 

@@ -2,10 +2,13 @@
 //! says at once when it can no longer be counted on.
 //!
 //! The holder joins (counting its lease from when the write that added its
-//! ticket was sent) and hands the renewals to a [`LeaseKeeper`], which plays
-//! the holder's part of the [`lease`](crate::lease) protocol: an owner that
-//! stops acting on the lease when told is done strictly before any observer
-//! may remove the ticket.
+//! ticket was sent) and hands the ticket to the one holder of leased records,
+//! [`Held`] (in `lease/held.rs`, shared with claims), which renews it and
+//! plays the holder's part of the [`lease`](crate::lease) protocol: an owner
+//! that stops acting on the lease when told is done strictly before any
+//! observer may remove the ticket. What is particular to a ticket is here:
+//! joining, and how a ticket is renewed ([`Queue::renew`]) and given back
+//! ([`Queue::leave`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,11 +17,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::debug;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::lease::keeper::{HolderOptions, LeaseKeeper, LeaseStatus, Renew};
-use crate::lease::record as lease;
+use crate::error::{Error, Result};
+use crate::lease::held::{check_lease, Held, Hold};
+use crate::lease::keeper::{HolderOptions, LeaseStatus, Renew};
 use crate::queue::fencing::{Fenced, FencingToken};
 use crate::queue::ticket::{Tags, Ticket};
 use crate::queue::wait::{wait_for_position, WaitOptions};
@@ -33,22 +35,19 @@ use crate::queue::Queue;
 /// effort basis (the leave needs a running Tokio runtime; if it cannot run,
 /// the ticket expires after one observed lease instead).
 pub struct LeaseHolder {
-    queue: Arc<dyn Queue>,
     joined: Fenced<Ticket>,
-    lease: Duration,
-    keeper: LeaseKeeper,
-    released: bool,
+    held: Held<HeldTicket>,
 }
 
-/// The renewal of one ticket.
-struct TicketRenewal {
+/// One ticket, as its holder renews and leaves it.
+struct HeldTicket {
     queue: Arc<dyn Queue>,
     process_id: String,
     counter: u64,
 }
 
 #[async_trait]
-impl Renew for TicketRenewal {
+impl Renew for HeldTicket {
     async fn renew(&self) -> Result<()> {
         self.queue
             .renew(&self.process_id, self.counter)
@@ -65,12 +64,19 @@ impl Renew for TicketRenewal {
     }
 }
 
+#[async_trait]
+impl Hold for HeldTicket {
+    async fn release(&self) -> Result<FencingToken> {
+        self.queue.leave(&self.process_id).await
+    }
+}
+
 impl fmt::Debug for LeaseHolder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LeaseHolder")
-            .field("queue", &self.queue.id())
+            .field("queue", &self.queue().id())
             .field("ticket", &self.joined.value)
-            .field("status", &self.keeper.status())
+            .field("status", &self.held.status())
             .finish_non_exhaustive()
     }
 }
@@ -82,9 +88,10 @@ impl LeaseHolder {
     /// The lease is counted from when the write that added the ticket was
     /// sent ([`Joined::written_at`](crate::Joined::written_at)). If the
     /// process is in the queue already with a leased ticket, that ticket is
-    /// renewed once first (its last renewal may be old) and then held; a permanent ticket cannot be held and is an
-    /// [`ErrorKind::InvalidInput`] error, as are a lease out of range and
-    /// options that leave no time to renew.
+    /// renewed once first (its last renewal may be old) and then held; a
+    /// permanent ticket cannot be held and is an
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) error, as
+    /// are a lease out of range and options that leave no time to renew.
     pub async fn join(
         queue: Arc<dyn Queue>,
         process_id: &str,
@@ -92,8 +99,7 @@ impl LeaseHolder {
         lease: Duration,
         options: HolderOptions,
     ) -> Result<LeaseHolder> {
-        lease::validate(lease)?;
-        options.check(lease)?;
+        check_lease(lease, &options)?;
         let sent = Instant::now();
         let joined = queue.join_with(process_id, tags, Some(lease)).await?;
         let (joined, since) = match &joined.ticket.value.lease {
@@ -114,19 +120,13 @@ impl LeaseHolder {
         // The lease actually stored: a re-join keeps the original one.
         let lease = joined.value.lease.as_ref().map_or(lease, |l| l.duration);
         options.check(lease)?;
-        let renewal = TicketRenewal {
-            queue: Arc::clone(&queue),
+        let ticket = HeldTicket {
+            queue,
             process_id: joined.value.process_id.clone(),
             counter: joined.value.counter,
         };
-        let keeper = LeaseKeeper::start(Arc::new(renewal), lease, &options, since);
-        Ok(LeaseHolder {
-            queue,
-            joined,
-            lease,
-            keeper,
-            released: false,
-        })
+        let held = Held::start(ticket, lease, &options, since);
+        Ok(LeaseHolder { joined, held })
     }
 
     /// The ticket and token as joined.
@@ -141,46 +141,48 @@ impl LeaseHolder {
 
     /// The lease's duration, as stored.
     pub fn lease(&self) -> Duration {
-        self.lease
+        self.held.lease()
     }
 
     /// The queue the ticket is in.
     pub fn queue(&self) -> &Arc<dyn Queue> {
-        &self.queue
+        &self.held.record().queue
     }
 
     /// The current status. Checks the deadline itself, so it is right even
     /// if the renewing task has not run for a while.
     pub fn status(&self) -> LeaseStatus {
-        self.keeper.status()
+        self.held.status()
     }
 
     /// A receiver that sees every change of status, to select on.
     pub fn watch(&self) -> watch::Receiver<LeaseStatus> {
-        self.keeper.watch()
+        self.held.watch()
     }
 
     /// Whether the lease may be counted on now.
     pub fn is_held(&self) -> bool {
-        self.keeper.is_held()
+        self.held.is_held()
     }
 
     /// Complete when the lease is lost, with the reason as an
-    /// [`ErrorKind::LeaseLost`] error. Cancel-safe: select on it.
+    /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) error.
+    /// Cancel-safe: select on it.
     pub async fn lost(&self) -> Error {
-        self.keeper.lost().await
+        self.held.lost().await
     }
 
     /// Wait until the held ticket is among the first `within` of its queue
     /// (see [`wait_for_position`]), or fail with
-    /// [`ErrorKind::LeaseLost`] as soon as the lease is lost.
+    /// [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) as soon as the
+    /// lease is lost.
     pub async fn wait_for_position(
         &self,
         within: usize,
         options: &WaitOptions,
     ) -> Result<Fenced<Ticket>> {
         tokio::select! {
-            got = wait_for_position(&*self.queue, self.process_id(), within, options) => {
+            got = wait_for_position(&**self.queue(), self.process_id(), within, options) => {
                 let got = got?;
                 // The answer counts only if the lease still held when it came.
                 if self.is_held() { Ok(got) } else { Err(self.lost().await) }
@@ -192,29 +194,14 @@ impl LeaseHolder {
     /// Stop renewing and leave the queue. Returns the token of the leave,
     /// or `None` if the ticket was gone already (it expired and was removed).
     pub async fn release(mut self) -> Result<Option<FencingToken>> {
-        self.released = true;
-        self.keeper.stop();
-        match self.queue.leave(self.process_id()).await {
-            Ok(token) => Ok(Some(token)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.held.release().await
     }
 }
 
 impl Drop for LeaseHolder {
+    /// Stops the renewals and leaves the queue in the background (see
+    /// [`LeaseHolder`]), as the one holder core does for every leased record.
     fn drop(&mut self) {
-        self.keeper.stop();
-        if self.released {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let queue = Arc::clone(&self.queue);
-            let pid = self.process_id().to_owned();
-            runtime.spawn(async move {
-                let left = queue.leave(&pid).await;
-                debug!(queue = queue.id(), process = %pid, ok = left.is_ok(), "left the queue on drop");
-            });
-        }
+        self.held.let_go();
     }
 }
