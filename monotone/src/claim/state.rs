@@ -70,6 +70,7 @@ pub(crate) enum ClaimOutcome {
 /// it served (owner and name) and those whose entries it dropped because
 /// they hold a claim already.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "aws"), allow(dead_code))] // the DynamoDB store's
 pub(crate) struct Served {
     pub mine: Fenced<Claim>,
     pub others: Vec<(String, String)>,
@@ -94,6 +95,7 @@ impl ClaimPoolState {
         FencingToken(self.version)
     }
 
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))] // the DynamoDB store's
     pub fn records(&self) -> &BTreeMap<String, ClaimRecord> {
         &self.claims
     }

@@ -1,9 +1,10 @@
 //! A queue's whole state as one value, and the rules that change it.
 //!
-//! Stores that keep a queue in one record (memory, DynamoDB) load this state,
-//! apply one rule, and write it back atomically, so the queue's semantics are
-//! written once. The SQLite store implements the same rules in SQL and the
-//! conformance suite holds both to the same contract.
+//! Every store applies these rules, so the queue's semantics are written
+//! once: memory and DynamoDB keep a queue in one record, load this state,
+//! apply one rule and write it back atomically; SQLite loads the queue's rows
+//! into this state in its write transaction, applies the same rule, and
+//! writes back the rows the rule changed (see `store/sqlite/queue.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,8 +47,6 @@ pub(crate) enum JoinOutcome {
     Joined(Fenced<Ticket>),
 }
 
-// `new` and `entries` serve the stores that keep a queue in one record.
-#[cfg_attr(not(feature = "aws"), allow(dead_code))] // the DynamoDB store's
 impl QueueState {
     /// A state from stored parts, in any order of entries. A lease whose
     /// counter has no entry is dropped: it belongs to no ticket.
@@ -58,7 +57,7 @@ impl QueueState {
         mut leases: BTreeMap<u64, LeaseRecord>,
     ) -> Self {
         entries.sort_by_key(|e| e.counter);
-        leases.retain(|c, _| entries.iter().any(|e| e.counter == *c));
+        leases.retain(|c, _| entries.binary_search_by_key(c, |e| e.counter).is_ok());
         QueueState {
             version,
             value,
@@ -67,6 +66,7 @@ impl QueueState {
         }
     }
 
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))] // the DynamoDB store's
     pub fn entries(&self) -> &[QueueEntry] {
         &self.entries
     }
@@ -77,6 +77,7 @@ impl QueueState {
     }
 
     /// Whether any ticket has a lease.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))] // the DynamoDB store's
     pub fn has_leases(&self) -> bool {
         !self.leases.is_empty()
     }

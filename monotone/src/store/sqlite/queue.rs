@@ -1,20 +1,43 @@
 //! Queues in SQLite: a row of `items` with type `QUEUE` (its `value` the
 //! last ticket counter handed out, its `version` the fencing token) and one
-//! row of `tickets` per member.
+//! row of `tickets` per member (schema version 1; leases since version 2).
+//!
+//! The queue's rules are written once, in `queue/state.rs`, and applied here
+//! as the memory and DynamoDB stores apply them: every write is one
+//! `BEGIN IMMEDIATE` transaction that loads the queue (its `items` row and
+//! its `tickets` rows) into a `QueueState`, applies the one rule, and writes
+//! back only the rows the rule changed. The write lock is held from the first
+//! read, so concurrent writers queue on it and each sees the writes of those
+//! before it.
+//!
+//! | operation | statements, in one transaction |
+//! |---|---|
+//! | join | `BEGIN IMMEDIATE`; the `items` row and the queue's `tickets` rows; an upsert of the `items` row and an insert into `tickets` (nothing if the process is in the queue) |
+//! | leave, expire | `BEGIN IMMEDIATE`; the rows; a delete from `tickets` and an update of the `items` row |
+//! | renew | `BEGIN IMMEDIATE`; the rows; an update of the one ticket's lease |
+//! | ticket | the `items` row; the process's `tickets` row and a count of the rows before it |
+//! | tickets | the `items` row and the `tickets` rows, ordered by counter |
+//!
+//! The reads answer from the rows directly, without the rules: `tickets`
+//! orders by counter, and `ticket` counts the tickets with a smaller counter
+//! for its position, as `QueueState` does. The conformance suite
+//! (`monotone/tests/conformance`), run on every store, is what keeps these
+//! reads and the rules in step.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::error::map_err;
-use super::store::{checked_next, item, to_u64, Outcome, Row, SqliteStore};
+use super::store::{item, to_u64, Outcome, Row, SqliteStore};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record as lease;
-use crate::lease::record::Lease;
+use crate::lease::record::{Lease, LeaseRecord};
 use crate::queue::fencing::{Fenced, FencingToken};
-use crate::queue::state;
+use crate::queue::state::{self, JoinOutcome, QueueEntry, QueueState};
 use crate::queue::ticket::{Joined, Tags, Ticket};
 use crate::queue::Queue;
 use crate::store::item_type::ItemType;
@@ -69,23 +92,49 @@ fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
     })
 }
 
+/// A ticket row's columns, checked: what monotone writes.
+struct Checked {
+    process_id: String,
+    counter: u64,
+    tags: Tags,
+    /// The lease's milliseconds, renewal count and renewal time (`None` if
+    /// the column is empty).
+    lease: Option<(u64, u64, Option<u64>)>,
+}
+
 impl TicketRow {
-    /// The ticket of queue `id` at `position`; Corrupt if a column holds
-    /// what monotone never writes.
-    fn decode(self, id: &str, position: usize) -> Result<Ticket> {
+    /// The row's columns, checked; Corrupt if one holds what monotone never
+    /// writes.
+    fn check(self, id: &str) -> Result<Checked> {
         let counter = to_u64(self.counter, id, "ticket counter")?;
         let tags = decode_tags(&self.tags, id, &self.process_id)?;
         let lease = match self.lease_ms {
             None => None,
-            Some(ms) => Some(Lease::new(
-                Duration::from_millis(to_u64(ms, id, "lease")?),
+            Some(ms) => Some((
+                to_u64(ms, id, "lease")?,
                 to_u64(self.renewals, id, "renewal count")?,
-                self.renewed_at_ms
-                    .and_then(|ms| u64::try_from(ms).ok())
-                    .map(lease::from_unix_millis),
+                self.renewed_at_ms.and_then(|ms| u64::try_from(ms).ok()),
             )),
         };
-        Ok(Ticket::new(self.process_id, counter, position, tags).with_lease(lease))
+        Ok(Checked {
+            process_id: self.process_id,
+            counter,
+            tags,
+            lease,
+        })
+    }
+
+    /// The ticket of queue `id` at `position`.
+    fn decode(self, id: &str, position: usize) -> Result<Ticket> {
+        let c = self.check(id)?;
+        let lease = c.lease.map(|(ms, renewals, renewed_at)| {
+            Lease::new(
+                Duration::from_millis(ms),
+                renewals,
+                renewed_at.map(lease::from_unix_millis),
+            )
+        });
+        Ok(Ticket::new(c.process_id, c.counter, position, c.tags).with_lease(lease))
     }
 }
 
@@ -113,28 +162,152 @@ fn find_ticket(
     row.decode(id, position as usize).map(Some)
 }
 
-/// Take `process_id`'s ticket out of queue `row` (`id`) and add one to the
-/// queue's version; NotFound if it is not there. Returns the new token.
-fn remove_ticket(
+/// The rows of queue `id`'s tickets, ordered by counter.
+fn ticket_rows(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Vec<TicketRow>> {
+    tx.prepare_cached(&format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE queue_id = ?1 ORDER BY counter"
+    ))
+    .and_then(|mut s| s.query_map([id], ticket_row)?.collect())
+    .map_err(|e| map_err(shown, "cannot read", e))
+}
+
+/// Queue `id` as stored, for its rules to apply to; `None` if there is no
+/// queue under this id. WrongType if the id holds another kind of item,
+/// Corrupt if a row holds what monotone never writes.
+fn load(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<QueueState>> {
+    let Some(row) = queue_row(tx, shown, id)? else {
+        return Ok(None);
+    };
+    let value = row.count(id)?;
+    let mut entries = Vec::new();
+    let mut leases = BTreeMap::new();
+    for ticket in ticket_rows(tx, shown, id)? {
+        let c = ticket.check(id)?;
+        if let Some((duration_ms, renewals, renewed_at)) = c.lease {
+            // An empty renewal time (which monotone never writes) is the
+            // epoch: it is shown, never used.
+            let renewed_at_ms = renewed_at.unwrap_or(0);
+            leases.insert(
+                c.counter,
+                LeaseRecord {
+                    duration_ms,
+                    renewals,
+                    renewed_at_ms,
+                },
+            );
+        }
+        entries.push(QueueEntry {
+            process_id: c.process_id,
+            counter: c.counter,
+            tags: c.tags,
+        });
+    }
+    Ok(Some(QueueState::new(row.version, value, entries, leases)))
+}
+
+/// SQLite integers are signed: a counter, version or renewal count beyond
+/// `i64::MAX` cannot be stored, and is the same overflow as past `u64::MAX`
+/// in the other stores.
+fn storable(n: u64, id: &str) -> Result<i64> {
+    i64::try_from(n).map_err(|_| Error::overflow(id))
+}
+
+/// Write the queue's `items` row: its last counter and its version.
+fn write_item(
+    tx: &Transaction<'_>,
+    shown: &str,
+    what: &str,
+    id: &str,
+    queue: &QueueState,
+) -> Result<()> {
+    let (value, version) = (storable(queue.value, id)?, storable(queue.version, id)?);
+    tx.prepare_cached(
+        "INSERT INTO items (id, type, value, version) VALUES (?1, 'QUEUE', ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET value = excluded.value, version = excluded.version",
+    )
+    .and_then(|mut s| s.execute(params![id, value, version]))
+    .map_err(|e| map_err(shown, what, e))?;
+    Ok(())
+}
+
+/// Insert the row of `ticket`, which the rule just added with `lease`.
+fn insert_ticket(
     tx: &Transaction<'_>,
     shown: &str,
     id: &str,
-    row: &Row,
+    ticket: &Ticket,
+    lease: Option<&LeaseRecord>,
+) -> Result<()> {
+    let tags = serde_json::to_string(&ticket.tags).expect("a map of strings serializes");
+    let counter = storable(ticket.counter, id)?;
+    let (lease_ms, renewals, renewed_at_ms) = match lease {
+        None => (None, 0, None),
+        Some(l) => (
+            Some(storable(l.duration_ms, id)?),
+            storable(l.renewals, id)?,
+            Some(storable(l.renewed_at_ms, id)?),
+        ),
+    };
+    tx.prepare_cached(
+        "INSERT INTO tickets (queue_id, process_id, counter, tags, lease_ms, renewals, renewed_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            ticket.process_id,
+            counter,
+            tags,
+            lease_ms,
+            renewals,
+            renewed_at_ms
+        ])
+    })
+    .map_err(|e| map_err(shown, "cannot join", e))?;
+    Ok(())
+}
+
+/// Delete the row of `process_id`'s ticket, which the rule just removed
+/// (a leave, an expiry), and write the queue's new version.
+fn delete_ticket(
+    tx: &Transaction<'_>,
+    shown: &str,
+    id: &str,
     process_id: &str,
-) -> Result<FencingToken> {
-    let map = |e| map_err(shown, "cannot leave", e);
-    let deleted = tx
-        .prepare_cached("DELETE FROM tickets WHERE queue_id = ?1 AND process_id = ?2")
+    queue: &QueueState,
+) -> Result<()> {
+    tx.prepare_cached("DELETE FROM tickets WHERE queue_id = ?1 AND process_id = ?2")
         .and_then(|mut s| s.execute([id, process_id]))
-        .map_err(map)?;
-    if deleted == 0 {
-        return Err(Error::process_not_found(id, process_id));
-    }
-    let version = checked_next(row.version, id)?;
-    tx.prepare_cached("UPDATE items SET version = ?2 WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![id, version as i64]))
-        .map_err(map)?;
-    Ok(FencingToken(version))
+        .map_err(|e| map_err(shown, "cannot leave", e))?;
+    write_item(tx, shown, "cannot leave", id, queue)
+}
+
+/// Write the lease of `ticket`, which the rule just renewed.
+fn update_lease(
+    tx: &Transaction<'_>,
+    shown: &str,
+    id: &str,
+    ticket: &Ticket,
+    lease: &LeaseRecord,
+) -> Result<()> {
+    let counter = storable(ticket.counter, id)?;
+    let renewals = storable(lease.renewals, id)?;
+    let renewed_at_ms = storable(lease.renewed_at_ms, id)?;
+    tx.prepare_cached(
+        "UPDATE tickets SET renewals = ?4, renewed_at_ms = ?5
+         WHERE queue_id = ?1 AND process_id = ?2 AND counter = ?3",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            ticket.process_id,
+            counter,
+            renewals,
+            renewed_at_ms
+        ])
+    })
+    .map_err(|e| map_err(shown, "cannot renew", e))?;
+    Ok(())
 }
 
 #[async_trait]
@@ -151,47 +324,29 @@ impl Queue for SqliteQueue {
     ) -> Result<Joined> {
         validate::process_id(process_id)?;
         validate::tags(&tags)?;
-        if let Some(d) = lease {
-            lease::validate(d)?;
-        }
-        let lease_ms = lease.map(|d| lease::millis(d) as i64);
-        let now = lease::unix_millis(SystemTime::now()) as i64;
+        let lease = LeaseRecord::starting_now(lease)?;
         let (id, pid) = (self.id.clone(), process_id.to_owned());
         self.store
-            .run(TransactionBehavior::Immediate, "cannot join", move |tx, shown| {
-                let map = |e| map_err(shown, "cannot join", e);
-                let (value, version) = match queue_row(tx, shown, &id)? {
-                    Some(r) => (r.count(&id)?, r.version),
-                    None => (0, 0),
-                };
-                if let Some(existing) = find_ticket(tx, shown, &id, &pid)? {
-                    return Ok(Outcome::Unchanged(Joined::new(Fenced::new(existing, FencingToken(version)), false)));
-                }
-                // The write lock is ours from here: the ticket exists no
-                // earlier than this.
-                let written_at = tokio::time::Instant::now();
-                let counter = checked_next(value, &id)?;
-                let version = checked_next(version, &id)?;
-                let tags_json = serde_json::to_string(&tags).expect("a map of strings serializes");
-                tx.prepare_cached(
-                    "INSERT INTO items (id, type, value, version) VALUES (?1, 'QUEUE', ?2, ?3)
-                     ON CONFLICT (id) DO UPDATE SET value = excluded.value, version = excluded.version",
-                )
-                .and_then(|mut s| s.execute(params![id, counter as i64, version as i64]))
-                .map_err(map)?;
-                tx.prepare_cached(
-                    "INSERT INTO tickets (queue_id, process_id, counter, tags, lease_ms, renewals, renewed_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![id, pid, counter as i64, tags_json, lease_ms, lease_ms.map(|_| now)])
-                })
-                .map_err(map)?;
-                let ticket = find_ticket(tx, shown, &id, &pid)?.ok_or_else(|| {
-                    Error::new(ErrorKind::Corrupt, format!("queue `{id}`: a ticket vanished while joining"))
-                })?;
-                Ok(Outcome::Commit(Joined::written(Fenced::new(ticket, FencingToken(version)), written_at)))
-            })
+            .run(
+                TransactionBehavior::Immediate,
+                "cannot join",
+                move |tx, shown| {
+                    // The write lock is ours from here: the ticket exists no
+                    // earlier than this.
+                    let written_at = tokio::time::Instant::now();
+                    let mut queue = load(tx, shown, &id)?.unwrap_or_default();
+                    let joined = match queue.join(&id, &pid, tags, lease)? {
+                        JoinOutcome::Existing(t) => {
+                            return Ok(Outcome::Unchanged(Joined::new(t, false)))
+                        }
+                        JoinOutcome::Joined(t) => t,
+                    };
+                    let ticket = &joined.value;
+                    write_item(tx, shown, "cannot join", &id, &queue)?;
+                    insert_ticket(tx, shown, &id, ticket, queue.lease_of(ticket.counter))?;
+                    Ok(Outcome::Commit(Joined::written(joined, written_at)))
+                },
+            )
             .await
     }
 
@@ -203,9 +358,12 @@ impl Queue for SqliteQueue {
                 TransactionBehavior::Immediate,
                 "cannot leave",
                 move |tx, shown| {
-                    let row =
-                        queue_row(tx, shown, &id)?.ok_or_else(|| Error::queue_not_found(&id))?;
-                    remove_ticket(tx, shown, &id, &row, &pid).map(Outcome::Commit)
+                    let Some(mut queue) = load(tx, shown, &id)? else {
+                        return Err(Error::queue_not_found(&id));
+                    };
+                    let token = queue.leave(&id, &pid)?;
+                    delete_ticket(tx, shown, &id, &pid, &queue)?;
+                    Ok(Outcome::Commit(token))
                 },
             )
             .await
@@ -216,31 +374,19 @@ impl Queue for SqliteQueue {
     async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>> {
         validate::process_id(process_id)?;
         let (id, pid) = (self.id.clone(), process_id.to_owned());
-        let now = lease::unix_millis(SystemTime::now()) as i64;
+        let now = lease::unix_millis(SystemTime::now());
         self.store
             .run(
                 TransactionBehavior::Immediate,
                 "cannot renew",
                 move |tx, shown| {
-                    let Some(row) = queue_row(tx, shown, &id)? else {
+                    let Some(mut queue) = load(tx, shown, &id)? else {
                         return Err(state::lease_gone(&id, &pid, counter));
                     };
-                    let renewed = tx
-                        .prepare_cached(
-                            "UPDATE tickets SET renewals = renewals + 1, renewed_at_ms = ?4
-                             WHERE queue_id = ?1 AND process_id = ?2 AND counter = ?3
-                               AND lease_ms IS NOT NULL",
-                        )
-                        .and_then(|mut s| s.execute(params![id, pid, counter as i64, now]))
-                        .map_err(|e| map_err(shown, "cannot renew", e))?;
-                    let ticket = find_ticket(tx, shown, &id, &pid)?;
-                    match ticket {
-                        Some(t) if renewed == 1 => {
-                            Ok(Outcome::Commit(Fenced::new(t, FencingToken(row.version))))
-                        }
-                        Some(t) if t.counter == counter => Err(state::lease_removed(&id, &pid)),
-                        _ => Err(state::lease_gone(&id, &pid, counter)),
-                    }
+                    let renewed = queue.renew(&id, &pid, counter, now)?;
+                    let lease = queue.lease_of(counter).expect("a renewed ticket is leased");
+                    update_lease(tx, shown, &id, &renewed.value, lease)?;
+                    Ok(Outcome::Commit(renewed))
                 },
             )
             .await
@@ -256,22 +402,17 @@ impl Queue for SqliteQueue {
                 TransactionBehavior::Immediate,
                 "cannot remove an expired ticket",
                 move |tx, shown| {
-                    let Some(row) = queue_row(tx, shown, &id)? else {
+                    let Some(mut queue) = load(tx, shown, &id)? else {
                         return Ok(Outcome::Unchanged(None));
                     };
-                    let seen = expired.ticket();
-                    let now = find_ticket(tx, shown, &id, &seen.process_id)?;
-                    let unchanged = now.is_some_and(|t| {
-                        t.counter == seen.counter
-                            && t.lease.is_some()
-                            && t.lease.as_ref().map(|l| (l.duration, l.renewals))
-                                == seen.lease.as_ref().map(|l| (l.duration, l.renewals))
-                    });
-                    if !unchanged {
-                        return Ok(Outcome::Unchanged(None));
+                    match queue.expire(&id, &expired)? {
+                        None => Ok(Outcome::Unchanged(None)),
+                        Some(token) => {
+                            let gone = &expired.ticket().process_id;
+                            delete_ticket(tx, shown, &id, gone, &queue)?;
+                            Ok(Outcome::Commit(Some(token)))
+                        }
                     }
-                    remove_ticket(tx, shown, &id, &row, &seen.process_id)
-                        .map(|token| Outcome::Commit(Some(token)))
                 },
             )
             .await
@@ -311,16 +452,7 @@ impl Queue for SqliteQueue {
                     let Some(row) = queue_row(tx, shown, &id)? else {
                         return Ok(Outcome::Unchanged(Fenced::new(vec![], FencingToken(0))));
                     };
-                    let rows = tx
-                        .prepare_cached(&format!(
-                        "SELECT {TICKET_COLUMNS} FROM tickets WHERE queue_id = ?1 ORDER BY counter"
-                    ))
-                        .and_then(|mut s| {
-                            s.query_map([&id], ticket_row)?
-                                .collect::<rusqlite::Result<Vec<_>>>()
-                        })
-                        .map_err(|e| map_err(shown, "cannot read", e))?;
-                    let tickets = rows
+                    let tickets = ticket_rows(tx, shown, &id)?
                         .into_iter()
                         .enumerate()
                         .map(|(position, row)| row.decode(&id, position))
