@@ -11,12 +11,6 @@ in monotone 0.4) never expire.
 
 The same protocol keeps the claims of a claim pool
 ([`ClaimHolder`](crate::ClaimHolder), [`wait_for_claim`](crate::wait_for_claim)).
-In this module's files: `record.rs`, the lease as stored and its bounds;
-`expiry.rs`, the observer's part ([`LeaseWatch`], [`Expired`]);
-`keeper.rs`, the holder's part (the one renewal loop, and when to give
-up); `held.rs`, the one holder of a leased record, which
-[`LeaseHolder`](crate::LeaseHolder) and [`ClaimHolder`](crate::ClaimHolder)
-wrap.
 
 # The protocol
 
@@ -78,6 +72,14 @@ ticket is removed at most one lease plus one poll interval after the holder's
 last renewal was first seen, and the waiter sleeps until exactly the moment
 that ticket could expire rather than a whole poll past it.
 */
+
+// The files of this module:
+// - record.rs: the lease as stored (Lease, LeaseRecord) and its bounds;
+// - expiry.rs: the observer's part (Leased, LeaseWatch, Expired);
+// - keeper.rs: the holder's part: the one renewal loop (LeaseKeeper), when
+//   to give up (HolderOptions, holder_validity), LeaseStatus;
+// - held.rs: the one holder of a leased record (Held), which LeaseHolder
+//   (queue/holder.rs) and ClaimHolder (claim/holder.rs) wrap.
 
 pub(crate) mod expiry;
 pub(crate) mod held;

@@ -202,7 +202,7 @@ pub async fn wait_for_position(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::Tags;
+    use crate::queue::ticket::Tags;
 
     #[test]
     fn poll_interval_follows_the_shortest_lease_ahead() {

@@ -228,22 +228,23 @@ sets one), else [`DEFAULT_REGION`] as in monotone 0.4. The endpoint is the
 one given, else `AWS_ENDPOINT_URL` (or the profile's `endpoint_url`), else
 the region's; set it for DynamoDB Local and other compatible servers.
 
-# Files
-
-Here, `impl Store for DynamoDbStore`, which hands out the handles;
-`store.rs`, [`DynamoDbStore`] itself (the client, the retry budget);
-one file per kind of item (`counter.rs`, `queue.rs`, `document.rs`,
-`tally.rs`, `claim.rs`); `schema.rs`, the attributes, expressions and their
-encoding; `table.rs`, the requests (and creating the table); `config.rs`,
-[`DynamoDbConfig`]; `error.rs`, the SDK's errors mapped to
-[`ErrorKind`](crate::ErrorKind)s.
-
 [`ErrorKind::LeaseLost`]: crate::ErrorKind::LeaseLost
 [`ErrorKind::InvalidInput`]: crate::ErrorKind::InvalidInput
 [`ErrorKind::WrongType`]: crate::ErrorKind::WrongType
 [`ErrorKind::Corrupt`]: crate::ErrorKind::Corrupt
 [`ErrorKind::Conflict`]: crate::ErrorKind::Conflict
 */
+
+// The files of this module:
+// - here: `impl Store for DynamoDbStore`, which hands out the handles, and
+//   the public re-exports;
+// - store.rs: DynamoDbStore itself: the table, the retry budget of writes
+//   that lose a race, the removal of a versioned item;
+// - one file per kind of item: counter.rs, queue.rs, document.rs, tally.rs,
+//   claim.rs;
+// - schema.rs: the attributes, expressions and their encoding; table.rs:
+//   the requests, and creating the table; config.rs: DynamoDbConfig;
+//   error.rs: the SDK's errors mapped to ErrorKinds.
 
 mod claim;
 pub(crate) mod config;

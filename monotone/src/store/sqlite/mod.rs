@@ -14,16 +14,16 @@
 //! | document compare-and-set, remove | `BEGIN IMMEDIATE`; the `items` row; an upsert of it and of (or a delete of) the `documents` row |
 //!
 //! Not for network file systems: SQLite's locks need a local disk.
-//!
-//! # Files
-//!
-//! - here: `impl Store for SqliteStore`, which hands out the handles;
-//! - `store.rs`: [`SqliteStore`] itself: the connection, the transaction
-//!   each operation runs in, the `items` row every kind of item has;
-//! - one file per kind of item: `counter.rs`, `queue.rs`, `document.rs`,
-//!   `tally.rs`, `claim.rs`;
-//! - `schema.rs`: the tables, recognising our files, migrations;
-//! - `error.rs`: SQLite's errors mapped to [`ErrorKind`](crate::ErrorKind)s.
+
+// The files of this module:
+// - here: `impl Store for SqliteStore`, which hands out the handles, and the
+//   public re-exports;
+// - store.rs: SqliteStore itself: the connection, the transaction each
+//   operation runs in, the `items` row that every kind of item has;
+// - one file per kind of item: counter.rs, queue.rs, document.rs, tally.rs,
+//   claim.rs;
+// - schema.rs: the tables, recognising our files, migrations;
+// - error.rs: SQLite's errors mapped to ErrorKinds.
 
 mod claim;
 mod counter;
