@@ -1,6 +1,7 @@
 //! Keeping a lease alive: the holder's part of the [`lease`](crate::lease)
 //! protocol, shared by every kind of leased record ([`LeaseHolder`]'s
-//! ticket, a claim).
+//! ticket, a claim). The renewal loop (`keep`) is written once, here; the one
+//! holder that runs it for a record is `Held`, in `held.rs`.
 //!
 //! A [`LeaseKeeper`] renews through a [`Renew`] every
 //! [`renew_every`](HolderOptions::renew_every) (sooner after a failure) and
