@@ -1,10 +1,15 @@
-//! A queue's whole state as one value, and the rules that change it.
+//! A queue's state as one value, and the rules that change it.
 //!
 //! Every store applies these rules, so the queue's semantics are written
-//! once: memory and DynamoDB keep a queue in one record, load this state,
-//! apply one rule and write it back atomically; SQLite loads the queue's rows
-//! into this state in its write transaction, applies the same rule, and
-//! writes back the rows the rule changed (see `store/sqlite/queue.rs`).
+//! once. Memory and DynamoDB keep a queue in one record: they load its whole
+//! state, apply one rule and write it back atomically. SQLite keeps a row per
+//! ticket, and every rule reads or changes the ticket of one process only (a
+//! join, a leave, a renewal, an expiry, a ticket's read): so it loads the
+//! queue as that process sees it ([`QueueState::around`]: the queue's
+//! version and last counter, the process's ticket if it has one, and how
+//! many tickets come before it), applies the same rule, and writes back the
+//! rows the rule changed (see `store/sqlite/queue.rs`): a rule costs it one
+//! ticket's row and a count, not a decoding of the whole queue.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,11 +34,15 @@ pub(crate) struct QueueEntry {
 
 /// A queue: its version (the fencing token), the last counter handed out,
 /// its entries ordered by counter, and the leases of its leased tickets by
-/// counter.
+/// counter; or the part of it that one process's rules need (see
+/// [`around`](QueueState::around)).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct QueueState {
     pub version: u64,
     pub value: u64,
+    /// How many tickets come before the first of `entries` without being
+    /// among them: 0 for a whole queue.
+    before: usize,
     entries: Vec<QueueEntry>,
     leases: BTreeMap<u64, LeaseRecord>,
 }
@@ -48,8 +57,9 @@ pub(crate) enum JoinOutcome {
 }
 
 impl QueueState {
-    /// A state from stored parts, in any order of entries. A lease whose
-    /// counter has no entry is dropped: it belongs to no ticket.
+    /// A whole queue from stored parts, in any order of entries. A lease
+    /// whose counter has no entry is dropped: it belongs to no ticket.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))] // the DynamoDB store's
     pub fn new(
         version: u64,
         value: u64,
@@ -61,6 +71,41 @@ impl QueueState {
         QueueState {
             version,
             value,
+            before: 0,
+            entries,
+            leases,
+        }
+    }
+
+    /// The queue as one process sees it, for the rules about that process:
+    /// the queue's version and last counter, the process's ticket (its
+    /// entry and lease) if it has one, and `before`, the number of tickets
+    /// ahead of that ticket (all the tickets of the queue if the process
+    /// has none, since a join puts it behind them).
+    ///
+    /// Every rule but [`tickets`](Self::tickets) reads and changes only the
+    /// ticket of the process it is about, so each answers the same on this
+    /// part of a queue as on the whole: positions count from `before`.
+    pub fn around(
+        version: u64,
+        value: u64,
+        before: usize,
+        ticket: Option<(QueueEntry, Option<LeaseRecord>)>,
+    ) -> Self {
+        let mut leases = BTreeMap::new();
+        let entries = match ticket {
+            None => vec![],
+            Some((entry, lease)) => {
+                if let Some(lease) = lease {
+                    leases.insert(entry.counter, lease);
+                }
+                vec![entry]
+            }
+        };
+        QueueState {
+            version,
+            value,
+            before,
             entries,
             leases,
         }
@@ -86,12 +131,14 @@ impl QueueState {
         FencingToken(self.version)
     }
 
-    fn ticket_at(&self, position: usize) -> Ticket {
-        let e = &self.entries[position];
+    fn ticket_at(&self, index: usize) -> Ticket {
+        let e = &self.entries[index];
+        let position = self.before + index;
         Ticket::new(e.process_id.clone(), e.counter, position, e.tags.clone())
             .with_lease(self.leases.get(&e.counter).map(LeaseRecord::lease))
     }
 
+    /// The index of `process_id`'s entry (its position less `before`).
     fn position_of(&self, process_id: &str) -> Option<usize> {
         self.entries.iter().position(|e| e.process_id == process_id)
     }
@@ -103,7 +150,9 @@ impl QueueState {
         Ok(Fenced::new(self.ticket_at(position), self.token()))
     }
 
+    /// Every ticket, in order: of a whole queue only.
     pub fn tickets(&self) -> Fenced<Vec<Ticket>> {
+        debug_assert_eq!(self.before, 0, "the tickets of part of a queue");
         let tickets = (0..self.entries.len()).map(|p| self.ticket_at(p)).collect();
         Fenced::new(tickets, self.token())
     }
@@ -320,5 +369,88 @@ mod tests {
             crate::error::ErrorKind::Unsupported
         );
         assert_eq!(q.value, u64::MAX);
+    }
+
+    /// A whole queue of permanent and leased tickets, and the part of it
+    /// that `process_id` sees, as the SQLite store loads it.
+    fn whole_and_around(process_id: &str) -> (QueueState, QueueState) {
+        let mut whole = QueueState::default();
+        for (pid, lease) in [("a", None), ("b", Some(300)), ("c", None), ("d", Some(500))] {
+            let lease = lease.map(|ms| LeaseRecord::new(Duration::from_millis(ms), 7));
+            joined(whole.join("q", pid, Tags::new(), lease).unwrap());
+        }
+        whole.leave("q", "a").unwrap();
+        let (before, ticket) = match whole.position_of(process_id) {
+            Some(i) => {
+                let e = whole.entries[i].clone();
+                let lease = whole.lease_of(e.counter).copied();
+                (i, Some((e, lease)))
+            }
+            None => (whole.entries.len(), None),
+        };
+        let part = QueueState::around(whole.version, whole.value, before, ticket);
+        (whole, part)
+    }
+
+    #[test]
+    fn the_rules_answer_the_same_on_the_part_of_a_queue_one_process_sees() {
+        for pid in ["a", "b", "c", "d", "new"] {
+            let (whole, part) = whole_and_around(pid);
+            assert_eq!(
+                whole.ticket("q", pid).map_err(|e| e.to_string()),
+                part.ticket("q", pid).map_err(|e| e.to_string()),
+                "{pid}"
+            );
+            let (mut w, mut p) = (whole.clone(), part.clone());
+            let lease = Some(LeaseRecord::new(Duration::from_millis(400), 9));
+            let (jw, jp) = (
+                w.join("q", pid, Tags::new(), lease).unwrap(),
+                p.join("q", pid, Tags::new(), lease).unwrap(),
+            );
+            assert_eq!(format!("{jw:?}"), format!("{jp:?}"), "join {pid}");
+            assert_eq!((w.version, w.value), (p.version, p.value), "join {pid}");
+            let (mut w, mut p) = (whole.clone(), part.clone());
+            assert_eq!(
+                w.leave("q", pid).map_err(|e| e.to_string()),
+                p.leave("q", pid).map_err(|e| e.to_string()),
+                "leave {pid}"
+            );
+            assert_eq!(w.version, p.version, "leave {pid}");
+            for counter in 1..=5 {
+                let (mut w, mut p) = (whole.clone(), part.clone());
+                assert_eq!(
+                    w.renew("q", pid, counter, 11).map_err(|e| e.to_string()),
+                    p.renew("q", pid, counter, 11).map_err(|e| e.to_string()),
+                    "renew {pid} {counter}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_expiry_on_the_part_of_a_queue_removes_what_it_would_from_the_whole() {
+        let (whole, _) = whole_and_around("b");
+        let read_at = tokio::time::Instant::now();
+        let mut watch = crate::lease::expiry::LeaseWatch::new();
+        let tickets = whole.tickets();
+        watch.observe(&tickets.value, tickets.fencing_token, read_at);
+        let later = read_at + Duration::from_secs(1);
+        let expired = watch.observe(&tickets.value, tickets.fencing_token, later);
+        assert_eq!(expired.len(), 2, "b and d");
+        for expired in expired {
+            let pid = expired.ticket().process_id.clone();
+            let (mut w, mut p) = whole_and_around(&pid);
+            assert_eq!(
+                w.expire("q", &expired).unwrap(),
+                p.expire("q", &expired).unwrap(),
+                "{pid}"
+            );
+            assert!(p.expire("q", &expired).unwrap().is_none(), "once");
+            // Another process's part does not hold the ticket: nothing to
+            // remove there, as the SQLite store never asks.
+            let (_, mut other) = whole_and_around("c");
+            assert!(!other.is_unchanged(&expired));
+            assert_eq!(other.expire("q", &expired).unwrap(), None);
+        }
     }
 }

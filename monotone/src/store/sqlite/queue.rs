@@ -4,27 +4,30 @@
 //!
 //! The queue's rules are written once, in `queue/state.rs`, and applied here
 //! as the memory and DynamoDB stores apply them: every write is one
-//! `BEGIN IMMEDIATE` transaction that loads the queue (its `items` row and
-//! its `tickets` rows) into a `QueueState`, applies the one rule, and writes
-//! back only the rows the rule changed. The write lock is held from the first
-//! read, so concurrent writers queue on it and each sees the writes of those
-//! before it.
+//! `BEGIN IMMEDIATE` transaction that loads the queue as the process it is
+//! about sees it (`QueueState::around`: the `items` row, that process's
+//! `tickets` row, and a count of the tickets ahead of it), applies the one
+//! rule, and writes back only the rows the rule changed. No rule needs the
+//! other tickets' rows: a write reads one ticket and counts those ahead (in
+//! the `(queue_id, counter)` index), rather than decoding the whole queue,
+//! and holds the write lock no longer than that. The lock is held from the
+//! first read, so concurrent writers queue on it and each sees the writes of
+//! those before it.
 //!
 //! | operation | statements, in one transaction |
 //! |---|---|
-//! | join | `BEGIN IMMEDIATE`; the `items` row and the queue's `tickets` rows; an upsert of the `items` row and an insert into `tickets` (nothing if the process is in the queue) |
-//! | leave, expire | `BEGIN IMMEDIATE`; the rows; a delete from `tickets` and an update of the `items` row |
-//! | renew | `BEGIN IMMEDIATE`; the rows; an update of the one ticket's lease |
-//! | ticket | the `items` row; the process's `tickets` row and a count of the rows before it |
+//! | join | `BEGIN IMMEDIATE`; the `items` row, the process's `tickets` row and a count of the rows ahead; an upsert of the `items` row and an insert into `tickets` (nothing if the process is in the queue) |
+//! | leave, expire | `BEGIN IMMEDIATE`; the same reads; a delete from `tickets` and an update of the `items` row |
+//! | renew | `BEGIN IMMEDIATE`; the same reads; an update of the one ticket's lease |
+//! | ticket | the same reads |
 //! | tickets | the `items` row and the `tickets` rows, ordered by counter |
 //!
-//! The reads answer from the rows directly, without the rules: `tickets`
-//! orders by counter, and `ticket` counts the tickets with a smaller counter
-//! for its position, as `QueueState` does. The conformance suite
-//! (`monotone/tests/conformance`), run on every store, is what keeps these
-//! reads and the rules in step.
+//! The reads decode the rows directly: `tickets` orders them by counter, and
+//! `ticket` counts the tickets with a smaller counter for its position, as
+//! the rules do. The conformance suite (`monotone/tests/conformance`), run
+//! unchanged on every store, is what keeps these reads and the rules in
+//! step.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -138,13 +141,14 @@ impl TicketRow {
     }
 }
 
-/// The ticket of `process_id` with its position, if it is in the queue.
-fn find_ticket(
+/// The row of `process_id`'s ticket and its position (the number of tickets
+/// with a smaller counter), if it is in the queue.
+fn row_of(
     tx: &Transaction<'_>,
     shown: &str,
     id: &str,
     process_id: &str,
-) -> Result<Option<Ticket>> {
+) -> Result<Option<(TicketRow, usize)>> {
     let map = |e| map_err(shown, "cannot read", e);
     let found = tx
         .prepare_cached(&format!(
@@ -159,7 +163,19 @@ fn find_ticket(
         .prepare_cached("SELECT count(*) FROM tickets WHERE queue_id = ?1 AND counter < ?2")
         .and_then(|mut s| s.query_row(params![id, row.counter], |r| r.get(0)))
         .map_err(map)?;
-    row.decode(id, position as usize).map(Some)
+    Ok(Some((row, position as usize)))
+}
+
+/// The ticket of `process_id` with its position, if it is in the queue.
+fn find_ticket(
+    tx: &Transaction<'_>,
+    shown: &str,
+    id: &str,
+    process_id: &str,
+) -> Result<Option<Ticket>> {
+    row_of(tx, shown, id, process_id)?
+        .map(|(row, position)| row.decode(id, position))
+        .transpose()
 }
 
 /// The rows of queue `id`'s tickets, ordered by counter.
@@ -171,38 +187,51 @@ fn ticket_rows(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Vec<Ticket
     .map_err(|e| map_err(shown, "cannot read", e))
 }
 
-/// Queue `id` as stored, for its rules to apply to; `None` if there is no
-/// queue under this id. WrongType if the id holds another kind of item,
-/// Corrupt if a row holds what monotone never writes.
-fn load(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<QueueState>> {
+/// Queue `id` as `process_id` sees it, for the rules about that process to
+/// apply to ([`QueueState::around`]): the `items` row, the process's
+/// `tickets` row, and a count of the tickets ahead of it (of them all if it
+/// has no ticket). `None` if there is no queue under this id. WrongType if
+/// the id holds another kind of item, Corrupt if a row holds what monotone
+/// never writes.
+fn load_around(
+    tx: &Transaction<'_>,
+    shown: &str,
+    id: &str,
+    process_id: &str,
+) -> Result<Option<QueueState>> {
     let Some(row) = queue_row(tx, shown, id)? else {
         return Ok(None);
     };
     let value = row.count(id)?;
-    let mut entries = Vec::new();
-    let mut leases = BTreeMap::new();
-    for ticket in ticket_rows(tx, shown, id)? {
-        let c = ticket.check(id)?;
-        if let Some((duration_ms, renewals, renewed_at)) = c.lease {
-            // An empty renewal time (which monotone never writes) is the
-            // epoch: it is shown, never used.
-            let renewed_at_ms = renewed_at.unwrap_or(0);
-            leases.insert(
-                c.counter,
-                LeaseRecord {
+    let (before, ticket) = match row_of(tx, shown, id, process_id)? {
+        Some((t, position)) => {
+            let c = t.check(id)?;
+            let lease = c
+                .lease
+                .map(|(duration_ms, renewals, renewed_at)| LeaseRecord {
                     duration_ms,
                     renewals,
-                    renewed_at_ms,
-                },
-            );
+                    // An empty renewal time (which monotone never writes) is
+                    // the epoch: it is shown, never used.
+                    renewed_at_ms: renewed_at.unwrap_or(0),
+                });
+            let entry = QueueEntry {
+                process_id: c.process_id,
+                counter: c.counter,
+                tags: c.tags,
+            };
+            (position, Some((entry, lease)))
         }
-        entries.push(QueueEntry {
-            process_id: c.process_id,
-            counter: c.counter,
-            tags: c.tags,
-        });
-    }
-    Ok(Some(QueueState::new(row.version, value, entries, leases)))
+        // A process that joins comes after every ticket there is.
+        None => {
+            let all: i64 = tx
+                .prepare_cached("SELECT count(*) FROM tickets WHERE queue_id = ?1")
+                .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+                .map_err(|e| map_err(shown, "cannot read", e))?;
+            (all as usize, None)
+        }
+    };
+    Ok(Some(QueueState::around(row.version, value, before, ticket)))
 }
 
 /// SQLite integers are signed: a counter, version or renewal count beyond
@@ -334,7 +363,7 @@ impl Queue for SqliteQueue {
                     // The write lock is ours from here: the ticket exists no
                     // earlier than this.
                     let written_at = tokio::time::Instant::now();
-                    let mut queue = load(tx, shown, &id)?.unwrap_or_default();
+                    let mut queue = load_around(tx, shown, &id, &pid)?.unwrap_or_default();
                     let joined = match queue.join(&id, &pid, tags, lease)? {
                         JoinOutcome::Existing(t) => {
                             return Ok(Outcome::Unchanged(Joined::new(t, false)))
@@ -358,7 +387,7 @@ impl Queue for SqliteQueue {
                 TransactionBehavior::Immediate,
                 "cannot leave",
                 move |tx, shown| {
-                    let Some(mut queue) = load(tx, shown, &id)? else {
+                    let Some(mut queue) = load_around(tx, shown, &id, &pid)? else {
                         return Err(Error::queue_not_found(&id));
                     };
                     let token = queue.leave(&id, &pid)?;
@@ -380,7 +409,7 @@ impl Queue for SqliteQueue {
                 TransactionBehavior::Immediate,
                 "cannot renew",
                 move |tx, shown| {
-                    let Some(mut queue) = load(tx, shown, &id)? else {
+                    let Some(mut queue) = load_around(tx, shown, &id, &pid)? else {
                         return Err(state::lease_gone(&id, &pid, counter));
                     };
                     let renewed = queue.renew(&id, &pid, counter, now)?;
@@ -402,14 +431,14 @@ impl Queue for SqliteQueue {
                 TransactionBehavior::Immediate,
                 "cannot remove an expired ticket",
                 move |tx, shown| {
-                    let Some(mut queue) = load(tx, shown, &id)? else {
+                    let pid = &expired.ticket().process_id;
+                    let Some(mut queue) = load_around(tx, shown, &id, pid)? else {
                         return Ok(Outcome::Unchanged(None));
                     };
                     match queue.expire(&id, &expired)? {
                         None => Ok(Outcome::Unchanged(None)),
                         Some(token) => {
-                            let gone = &expired.ticket().process_id;
-                            delete_ticket(tx, shown, &id, gone, &queue)?;
+                            delete_ticket(tx, shown, &id, pid, &queue)?;
                             Ok(Outcome::Commit(Some(token)))
                         }
                     }
