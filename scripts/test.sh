@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, and every test of
-# every crate with all features, including the DynamoDB tests against a local
-# DynamoDB-compatible server that this script starts and stops itself.
+# The whole test suite, as CI runs it: formatting, import circles, lints, and
+# every test of every crate with all features, including the DynamoDB tests
+# against a local DynamoDB-compatible server that this script starts and stops
+# itself.
 #
 # Usage: scripts/test.sh [extra arguments for cargo nextest run]
 set -euo pipefail
@@ -9,6 +10,9 @@ cd "$(dirname "$0")/.."
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+
+echo "==> import circles in monotone/src (scripts/check_imports.py)"
+python3 scripts/check_imports.py
 
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings

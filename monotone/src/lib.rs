@@ -138,51 +138,59 @@ assert_eq!((now.value, now.version), (7, 2));
 */
 #![warn(missing_docs)]
 
+// Each module's own docs (its `mod.rs`) say what it owns: `queue/`,
+// `claim/` and `document/` a primitive each; `lease/` leases and the one
+// holder of leased records; `store/` the `Store` trait, `open()` and the
+// backends. Inside the crate, every file imports an item from the file that
+// defines it; the re-exports below are for the outside only
+// (scripts/check_imports.py refuses import circles).
 mod backoff;
 mod claim;
-mod claim_holder;
-mod claim_state;
-mod claim_wait;
 mod counter;
 mod document;
-mod document_cache;
-mod document_changes;
-mod document_state;
-#[cfg(feature = "aws")]
-pub mod dynamodb;
 mod error;
-mod holder;
-mod item_type;
-mod keeper;
 pub mod lease;
-pub mod memory;
 mod queue;
-pub mod sqlite;
-mod state;
 mod store;
 mod tally;
 mod validate;
-mod wait;
+
+// The backends live under `store/`; their public modules keep their paths.
+#[cfg(feature = "aws")]
+pub use store::dynamodb;
+pub use store::memory;
+pub use store::sqlite;
 
 pub use backoff::Backoff;
-pub use claim::{Candidates, Claim, ClaimPool, Claimed, MAX_CANDIDATES, MAX_NAME_BYTES};
-pub use claim_holder::ClaimHolder;
-pub use claim_wait::wait_for_claim;
+pub use claim::candidates::{Candidates, MAX_CANDIDATES, MAX_NAME_BYTES};
+pub use claim::holder::ClaimHolder;
+pub use claim::wait::wait_for_claim;
+pub use claim::{Claim, ClaimPool, Claimed};
 pub use counter::Counter;
+pub use document::cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};
+pub use document::changes::{Change, Changes, DEFAULT_POLL_INTERVAL};
+pub use document::state::{Diff, Modified, MAX_DOCUMENT_BYTES};
 pub use document::{CasOutcome, Document, DocumentExt, Snapshot};
-pub use document_cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};
-pub use document_changes::{Change, Changes, DEFAULT_POLL_INTERVAL};
-pub use document_state::{Diff, Modified, MAX_DOCUMENT_BYTES};
-#[cfg(feature = "aws")]
-pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 pub use error::{Error, ErrorKind, Result};
-pub use holder::LeaseHolder;
-pub use keeper::{HolderOptions, LeaseStatus};
-pub use lease::{Expired, Lease, LeaseWatch, Leased};
-pub use memory::MemoryStore;
-pub use queue::{Fenced, FencingToken, Joined, Queue, Tags, Ticket};
-pub use sqlite::{SqliteOptions, SqliteStore};
-pub use store::{open, Location, Store};
+pub use lease::keeper::{HolderOptions, LeaseStatus};
+pub use queue::fencing::{Fenced, FencingToken};
+pub use queue::holder::LeaseHolder;
+pub use queue::ticket::{Joined, Tags, Ticket};
+pub use queue::wait::{wait_for_position, WaitOptions, DEFAULT_MAX_POLL, DEFAULT_MIN_POLL};
+pub use queue::Queue;
+pub use store::open::open;
+pub use store::{Location, Store};
 pub use tally::{Freshness, Tally, TallyReading};
 pub use validate::{MAX_ID_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES};
-pub use wait::{wait_for_position, WaitOptions, DEFAULT_MAX_POLL, DEFAULT_MIN_POLL};
+
+// Documented in their public modules (`lease`, `memory`, `sqlite`,
+// `dynamodb`); here they are plain re-exports, as they have always been.
+#[cfg(feature = "aws")]
+#[doc(no_inline)]
+pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
+#[doc(no_inline)]
+pub use lease::{Expired, Lease, LeaseWatch, Leased};
+#[doc(no_inline)]
+pub use memory::MemoryStore;
+#[doc(no_inline)]
+pub use sqlite::{SqliteOptions, SqliteStore};

@@ -108,7 +108,7 @@ pub trait Tally: Send + Sync + std::fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorKind;
+    use crate::error::ErrorKind;
 
     #[test]
     fn plus_adds_and_counts_writes_and_never_wraps() {

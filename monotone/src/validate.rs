@@ -2,7 +2,7 @@
 //! same way everywhere and before anything is read or written.
 
 use crate::error::{Error, Result};
-use crate::queue::Tags;
+use crate::queue::ticket::Tags;
 
 /// Longest id or process id accepted, in bytes (DynamoDB allows 2048 for a
 /// hash key; half of that leaves room for prefixes later).
@@ -90,7 +90,7 @@ pub fn tags(tags: &Tags) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorKind;
+    use crate::error::ErrorKind;
 
     fn kind(r: Result<()>) -> Option<ErrorKind> {
         r.err().map(|e| e.kind())

@@ -1,0 +1,249 @@
+//! Claim pools: the [`ClaimPool`] trait, its [`Claim`]s and its contract
+//! (here), and beside it
+//!
+//! - `candidates.rs`: [`Candidates`], the names a claim is made from;
+//! - `state.rs`: a pool's whole state as one value and the rules that
+//!   change it, written once and applied by every store;
+//! - `wait.rs`: claiming while every candidate is taken
+//!   ([`wait_for_claim`](crate::wait_for_claim));
+//! - `holder.rs`: [`ClaimHolder`](crate::ClaimHolder), a leased claim
+//!   renewed in the background.
+//!
+//! A claim pool hands out names: each owner claims the first free name of an
+//! ordered list of candidates (a ZooKeeper `myid` from `1..=255`, a mountain
+//! from a list of a hundred), keeps it while it needs it, and gives it back.
+//! A name is held by one owner at a time. Claims are permanent (kept until
+//! released) or leased (kept while their holder renews them, see
+//! [`ClaimHolder`](crate::ClaimHolder) and the [`lease`](crate::lease)
+//! protocol).
+
+pub(crate) mod candidates;
+pub(crate) mod holder;
+pub(crate) mod state;
+pub(crate) mod wait;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::claim::candidates::Candidates;
+use crate::error::Result;
+use crate::lease::expiry::{Expired, Leased};
+use crate::lease::record::Lease;
+use crate::queue::fencing::{Fenced, FencingToken};
+
+/// One claimed name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Claim {
+    /// The name claimed.
+    pub name: String,
+    /// Who holds it.
+    pub owner: String,
+    /// Its index in the candidates it was claimed from (0 for the first):
+    /// claims are listed in this order.
+    pub index: usize,
+    /// The pool's fencing token right after this claim was made. Every
+    /// claim, release and expiry adds one to the pool's token, so whoever
+    /// holds a name later holds a larger token than every earlier holder of
+    /// any name.
+    pub token: FencingToken,
+    /// The claim's lease, or `None` for a permanent claim.
+    pub lease: Option<Lease>,
+}
+
+impl Claim {
+    /// A permanent claim; mostly useful to backends and tests.
+    pub fn new(
+        name: impl Into<String>,
+        owner: impl Into<String>,
+        index: usize,
+        token: FencingToken,
+    ) -> Self {
+        Claim {
+            name: name.into(),
+            owner: owner.into(),
+            index,
+            token,
+            lease: None,
+        }
+    }
+
+    /// The same claim with `lease`.
+    pub fn with_lease(mut self, lease: Option<Lease>) -> Self {
+        self.lease = lease;
+        self
+    }
+}
+
+impl Leased for Claim {
+    /// The name, its owner and the claim's token: an owner that released a
+    /// name and claimed it again holds another claim, watched afresh.
+    type Key = (String, String, FencingToken);
+
+    fn lease_key(&self) -> Self::Key {
+        (self.name.clone(), self.owner.clone(), self.token)
+    }
+
+    fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+}
+
+/// What [`ClaimPool::claim_with`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Claimed {
+    /// The owner's claim, with the pool's token: for a new claim its own
+    /// [`token`](Claim::token), for an existing one the pool's current token.
+    pub claim: Fenced<Claim>,
+    /// Whether this call made the claim; `false` if the owner held it
+    /// already, in which case nothing was written.
+    pub added: bool,
+    /// When this call sent a request that preceded the claim's coming to
+    /// exist, on this process's monotonic clock: a leased claim's holder
+    /// counts its lease from here. `None` if the call made no claim.
+    pub written_at: Option<Instant>,
+}
+
+impl Claimed {
+    /// The claim the owner held already; mostly useful to backends.
+    pub fn existing(claim: Fenced<Claim>) -> Self {
+        Claimed {
+            claim,
+            added: false,
+            written_at: None,
+        }
+    }
+
+    /// A claim made by this call, whose lease may be counted from `at`.
+    pub fn made(claim: Fenced<Claim>, at: Instant) -> Self {
+        Claimed {
+            claim,
+            added: true,
+            written_at: Some(at),
+        }
+    }
+}
+
+/// A pool of names under one id, from which owners claim the first free
+/// one, and whose every claim, release and expiry yields a new
+/// [`FencingToken`].
+///
+/// Obtain one from [`Store::claim_pool`](crate::Store::claim_pool); the
+/// handle is cheap and holds no lock.
+///
+/// # Contract
+///
+/// Every backend upholds these, and the conformance suite checks them:
+///
+/// - Each operation is atomic and linearizable across every process and host
+///   using the same store. Two owners never hold one name at the same time,
+///   and an owner never holds two names.
+/// - [`claim`](ClaimPool::claim_with) gives the owner the first candidate,
+///   in the order given, that no one holds at the moment of the write. If
+///   the owner holds a name already, it returns that claim unchanged (even
+///   if the name is not among the candidates given, and whatever lease was
+///   asked for) with the current token, and writes nothing. If every
+///   candidate is held, it fails with
+///   [`ErrorKind::Exhausted`](crate::ErrorKind::Exhausted), naming the pool
+///   and the number of candidates, and writes nothing; so it does when the
+///   pool holds [`MAX_CANDIDATES`](crate::MAX_CANDIDATES) claims already.
+/// - A pool that does not exist has no claims and the token 0. Every claim,
+///   release and expiry adds exactly one to the token and the claim records
+///   the token after it ([`Claim::token`]); reads and renewals leave it as
+///   it is.
+/// - [`release`](ClaimPool::release) of an owner that holds no name, or on
+///   a pool that does not exist, fails with
+///   [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) and writes nothing.
+///   A released name is free at once: the next claim whose candidates
+///   include it gets it if it is the first free one.
+/// - [`claims`](ClaimPool::claims) lists every claim in the order of its
+///   [`index`](Claim::index), then by name.
+/// - If the id holds a counter, a queue or any other kind of item, every
+///   method fails with [`ErrorKind::WrongType`](crate::ErrorKind::WrongType)
+///   and changes nothing; the other kinds answer the same about a pool.
+/// - Bad input (an owner that is not a valid process id, a lease out of
+///   range) is [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+///   and writes nothing; [`Candidates`] are checked when built.
+/// - A successful write is durable in its store before it returns.
+/// - [`remove`](ClaimPool::remove) deletes the pool, its claims and its
+///   token; a pool created again under the same id starts over at token 1.
+///
+/// ## Leases
+///
+/// As for queue tickets (see [`Queue`](crate::Queue)):
+///
+/// - A claim made with a lease carries it in [`Claim::lease`], with 0
+///   renewals; one made without is permanent and never expires.
+/// - [`renew`](ClaimPool::renew) adds one to the lease's `renewals` and
+///   writes nothing else: the token stays, and no claim or release of
+///   another owner has to retry because of it. It fails with
+///   [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) if the owner no
+///   longer holds that name with a lease.
+/// - [`expire`](ClaimPool::expire) removes a claim only if it is exactly as
+///   an [`Expired`] observation saw it: same name, owner, token and
+///   renewals. It is a write like a release: the token grows by one. A
+///   renewal that came first wins, and the claim stays.
+#[async_trait]
+pub trait ClaimPool: Send + Sync + fmt::Debug {
+    /// The id this pool is stored under.
+    fn id(&self) -> &str;
+
+    /// Claim the first free name of `candidates` for `owner`, with a lease
+    /// of the given duration or (`None`) a permanent claim, or return the
+    /// owner's existing claim. A lease must be from
+    /// [`MIN_LEASE`](crate::lease::MIN_LEASE) to
+    /// [`MAX_LEASE`](crate::lease::MAX_LEASE).
+    async fn claim_with(
+        &self,
+        owner: &str,
+        candidates: &Candidates,
+        lease: Option<Duration>,
+    ) -> Result<Claimed>;
+
+    /// Claim the first free name of `candidates` for `owner` for good (until
+    /// released), or return the owner's existing claim.
+    async fn claim(&self, owner: &str, candidates: &Candidates) -> Result<Fenced<Claim>> {
+        Ok(self.claim_with(owner, candidates, None).await?.claim)
+    }
+
+    /// Claim the first free name with a lease that expires unless renewed
+    /// within `lease`, or return the owner's existing claim. Most callers
+    /// want a [`ClaimHolder`](crate::ClaimHolder), which claims this way and
+    /// renews in the background.
+    async fn claim_leased(
+        &self,
+        owner: &str,
+        candidates: &Candidates,
+        lease: Duration,
+    ) -> Result<Fenced<Claim>> {
+        Ok(self.claim_with(owner, candidates, Some(lease)).await?.claim)
+    }
+
+    /// Renew the lease of `owner`'s claim of `name`: one write that leaves
+    /// the fencing token as it is. Returns the claim with its renewed lease.
+    async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>>;
+
+    /// Remove the claim an observer watched go unrenewed for a full lease,
+    /// if it is still exactly as observed. Returns the new token, or `None`
+    /// if the claim changed (renewed, released) or is gone.
+    async fn expire(&self, expired: &Expired<Claim>) -> Result<Option<FencingToken>>;
+
+    /// Give back `owner`'s name. Returns the claim as it was, with the token
+    /// after the release.
+    async fn release(&self, owner: &str) -> Result<Fenced<Claim>>;
+
+    /// The claim of `owner`;
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) if it holds none.
+    async fn claim_of(&self, owner: &str) -> Result<Fenced<Claim>>;
+
+    /// Every claim, in candidate order, with the pool's token.
+    async fn claims(&self) -> Result<Fenced<Vec<Claim>>>;
+
+    /// Delete the pool. Returns the token it had, or `None` if there was no
+    /// pool under this id (which is not an error).
+    async fn remove(&self) -> Result<Option<FencingToken>>;
+}

@@ -1,0 +1,555 @@
+//! A claim pool's whole state as one value, and the rules that change it.
+//!
+//! Every store applies these rules: memory and DynamoDB keep a pool in one
+//! record and write back what a rule changed; SQLite loads the pool's rows
+//! (at most [`MAX_CANDIDATES`]) in its transaction, applies the same rule,
+//! and writes the rows it changed. So a pool's semantics are written once.
+//!
+//! Claimers that lost a race on a DynamoDB pool wait in it (see
+//! [`Waiter`]) and are served by whoever writes next: [`ClaimPoolState::serve`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::claim::Claim;
+
+use crate::claim::candidates::{Candidates, MAX_CANDIDATES};
+use crate::error::{Error, ErrorKind, Result};
+use crate::lease::expiry::Expired;
+use crate::lease::record::LeaseRecord;
+use crate::queue::fencing::{Fenced, FencingToken};
+
+/// One claim as stored, under its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimRecord {
+    pub owner: String,
+    /// The claimed name's index in the candidates it was claimed from.
+    pub index: usize,
+    /// The pool's version right after the claim was made.
+    pub token: u64,
+    pub lease: Option<LeaseRecord>,
+}
+
+/// A claimer waiting to be served: what it asked for, so that another
+/// claimer with the same candidates can make its claim for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Waiter {
+    /// The [digest](Candidates::digest) of its candidates.
+    pub candidates: String,
+    /// The lease it asked for, in milliseconds; `None`: a permanent claim.
+    pub lease_ms: Option<u64>,
+}
+
+/// A claim asked for: who, from which candidates, with which lease.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClaimRequest<'a> {
+    pub owner: &'a str,
+    pub candidates: &'a Candidates,
+    pub lease: Option<LeaseRecord>,
+}
+
+/// A pool: its version (the fencing token), its claims by name, and the
+/// claimers waiting to be served, by owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ClaimPoolState {
+    pub version: u64,
+    claims: BTreeMap<String, ClaimRecord>,
+    waiting: BTreeMap<String, Waiter>,
+}
+
+/// What [`ClaimPoolState::claim`] did.
+#[derive(Debug)]
+pub(crate) enum ClaimOutcome {
+    /// The owner held a claim already; nothing changed.
+    Existing(Fenced<Claim>),
+    /// The claim was made; the state must be written back.
+    Claimed(Fenced<Claim>),
+}
+
+/// What [`ClaimPoolState::serve`] did: the caller's claim, the other waiters
+/// it served (owner and name) and those whose entries it dropped because
+/// they hold a claim already.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "aws"), allow(dead_code))] // the DynamoDB store's
+pub(crate) struct Served {
+    pub mine: Fenced<Claim>,
+    pub others: Vec<(String, String)>,
+    pub dropped: Vec<String>,
+}
+
+impl ClaimPoolState {
+    /// A state from stored parts.
+    pub fn new(
+        version: u64,
+        claims: BTreeMap<String, ClaimRecord>,
+        waiting: BTreeMap<String, Waiter>,
+    ) -> Self {
+        ClaimPoolState {
+            version,
+            claims,
+            waiting,
+        }
+    }
+
+    pub fn token(&self) -> FencingToken {
+        FencingToken(self.version)
+    }
+
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))] // the DynamoDB store's
+    pub fn records(&self) -> &BTreeMap<String, ClaimRecord> {
+        &self.claims
+    }
+
+    // The waiting claimers serve the DynamoDB store only.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub fn waiting(&self) -> &BTreeMap<String, Waiter> {
+        &self.waiting
+    }
+
+    fn claim_named(&self, name: &str, record: &ClaimRecord) -> Claim {
+        Claim::new(
+            name,
+            &record.owner,
+            record.index,
+            FencingToken(record.token),
+        )
+        .with_lease(record.lease.as_ref().map(LeaseRecord::lease))
+    }
+
+    /// The name `owner` holds, with its record.
+    pub fn held_by(&self, owner: &str) -> Option<(&String, &ClaimRecord)> {
+        self.claims.iter().find(|(_, r)| r.owner == owner)
+    }
+
+    /// The claim of `owner`, with the current token.
+    pub fn claim_of(&self, id: &str, owner: &str) -> Result<Fenced<Claim>> {
+        let (name, record) = self
+            .held_by(owner)
+            .ok_or_else(|| Error::claim_not_found(id, owner))?;
+        Ok(Fenced::new(self.claim_named(name, record), self.token()))
+    }
+
+    /// Every claim, by index, then name.
+    pub fn claims(&self) -> Fenced<Vec<Claim>> {
+        let mut all: Vec<Claim> = self
+            .claims
+            .iter()
+            .map(|(name, r)| self.claim_named(name, r))
+            .collect();
+        all.sort_by(|a, b| a.index.cmp(&b.index).then_with(|| a.name.cmp(&b.name)));
+        Fenced::new(all, self.token())
+    }
+
+    /// The first candidate no one holds, with its index.
+    fn first_free(&self, candidates: &Candidates) -> Option<(usize, String)> {
+        candidates
+            .iter()
+            .enumerate()
+            .find(|(_, name)| !self.claims.contains_key(name.as_ref()))
+            .map(|(i, name)| (i, name.into_owned()))
+    }
+
+    /// Claim the first free candidate for `request.owner`, unless it holds
+    /// a claim already. Checks everything before it changes anything.
+    pub fn claim(&mut self, id: &str, request: &ClaimRequest<'_>) -> Result<ClaimOutcome> {
+        if let Some((name, record)) = self.held_by(request.owner) {
+            return Ok(ClaimOutcome::Existing(Fenced::new(
+                self.claim_named(name, record),
+                self.token(),
+            )));
+        }
+        if self.claims.len() >= MAX_CANDIDATES {
+            return Err(Error::new(
+                ErrorKind::Exhausted,
+                format!(
+                    "claim pool `{id}` holds {} claims, the most one pool may hold; \
+                     nothing was claimed",
+                    self.claims.len()
+                ),
+            ));
+        }
+        let (index, name) = self
+            .first_free(request.candidates)
+            .ok_or_else(|| Error::exhausted(id, request.candidates.len()))?;
+        let version = self.next_version(id)?;
+        let record = ClaimRecord {
+            owner: request.owner.to_owned(),
+            index,
+            token: version,
+            lease: request.lease,
+        };
+        let claim = self.claim_named(&name, &record);
+        self.claims.insert(name, record);
+        self.version = version;
+        Ok(ClaimOutcome::Claimed(Fenced::new(claim, self.token())))
+    }
+
+    /// Take `owner`'s claim out; NotFound if it holds none. Returns the
+    /// claim as it was, with the new token.
+    pub fn release(&mut self, id: &str, owner: &str) -> Result<Fenced<Claim>> {
+        let name = self
+            .held_by(owner)
+            .map(|(name, _)| name.clone())
+            .ok_or_else(|| Error::claim_not_found(id, owner))?;
+        self.remove_claim(id, &name)
+    }
+
+    /// The version after one more write: at most `i64::MAX`, the most
+    /// SQLite can store.
+    fn next_version(&self, id: &str) -> Result<u64> {
+        self.version
+            .checked_add(1)
+            .filter(|v| *v <= i64::MAX as u64)
+            .ok_or_else(|| Error::overflow(id))
+    }
+
+    fn remove_claim(&mut self, id: &str, name: &str) -> Result<Fenced<Claim>> {
+        let version = self.next_version(id)?;
+        let record = self.claims.remove(name).expect("the caller found it");
+        self.version = version;
+        Ok(Fenced::new(self.claim_named(name, &record), self.token()))
+    }
+
+    /// Renew the lease of `owner`'s claim of `name` at `now_ms`; the
+    /// version stays. LeaseLost if it holds no such leased claim.
+    pub fn renew(
+        &mut self,
+        id: &str,
+        owner: &str,
+        name: &str,
+        now_ms: u64,
+    ) -> Result<Fenced<Claim>> {
+        let record = self
+            .claims
+            .get_mut(name)
+            .filter(|r| r.owner == owner)
+            .ok_or_else(|| claim_lease_gone(id, owner, name))?;
+        let lease = record
+            .lease
+            .as_mut()
+            .ok_or_else(|| claim_lease_gone(id, owner, name))?;
+        lease.renewals = lease
+            .renewals
+            .checked_add(1)
+            .ok_or_else(|| Error::overflow(id))?;
+        lease.renewed_at_ms = now_ms;
+        let record = record.clone();
+        Ok(Fenced::new(self.claim_named(name, &record), self.token()))
+    }
+
+    /// Whether the claim `expired` watched is still exactly as it was seen.
+    pub fn is_unchanged(&self, expired: &Expired<Claim>) -> bool {
+        let seen = expired.item();
+        let Some(record) = self.claims.get(&seen.name) else {
+            return false;
+        };
+        match (&record.lease, &seen.lease) {
+            (Some(now), Some(then)) => {
+                record.owner == seen.owner
+                    && record.token == seen.token.get()
+                    && now.renewals == then.renewals
+                    && Duration::from_millis(now.duration_ms) == then.duration
+            }
+            _ => false,
+        }
+    }
+
+    /// Remove the claim `expired` watched if it is unchanged (a write like a
+    /// release: the version grows by one); `None` if it changed or is gone.
+    pub fn expire(&mut self, id: &str, expired: &Expired<Claim>) -> Result<Option<FencingToken>> {
+        if !self.is_unchanged(expired) {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.remove_claim(id, &expired.item().name)?.fencing_token,
+        ))
+    }
+
+    /// Add `owner` to the waiting claimers (again: replaced), as the
+    /// DynamoDB store's request does.
+    #[cfg(test)]
+    pub fn wait(&mut self, owner: &str, waiter: Waiter) {
+        self.waiting.insert(owner.to_owned(), waiter);
+    }
+
+    /// Make `me`'s claim, then serve the waiting claimers whose candidates
+    /// are the same as `me`'s, in the order of their owner ids, while free
+    /// candidates last and at most `most` of them; waiters that hold a claim
+    /// already are dropped from the waiting list, as is `me`. Each claim is
+    /// made by the rule of [`claim`](Self::claim), one after the other, so
+    /// each gets the first candidate free after the ones before it, and the
+    /// version grows by one per claim. `now_ms` is the wall-clock time of
+    /// the new leases. Fails (changing nothing) if `me` cannot be served.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub fn serve(
+        &mut self,
+        id: &str,
+        me: &ClaimRequest<'_>,
+        most: usize,
+        now_ms: u64,
+    ) -> Result<Served> {
+        let mine = match self.claim(id, me)? {
+            ClaimOutcome::Claimed(c) => c,
+            ClaimOutcome::Existing(c) => {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "claim pool `{id}`: `{}` was to be served but holds `{}` already",
+                        me.owner, c.value.name
+                    ),
+                ))
+            }
+        };
+        self.waiting.remove(me.owner);
+        let digest = me.candidates.digest();
+        let mut others = Vec::new();
+        let mut dropped = Vec::new();
+        let waiting: Vec<(String, Waiter)> = self
+            .waiting
+            .iter()
+            .map(|(o, w)| (o.clone(), w.clone()))
+            .collect();
+        for (owner, waiter) in waiting {
+            if others.len() + dropped.len() >= most {
+                break;
+            }
+            if self.held_by(&owner).is_some() {
+                self.waiting.remove(&owner);
+                dropped.push(owner);
+                continue;
+            }
+            if waiter.candidates != digest {
+                continue;
+            }
+            let request = ClaimRequest {
+                owner: &owner,
+                candidates: me.candidates,
+                lease: waiter
+                    .lease_ms
+                    .map(|ms| LeaseRecord::new(Duration::from_millis(ms), now_ms)),
+            };
+            match self.claim(id, &request) {
+                Ok(ClaimOutcome::Claimed(c)) => {
+                    self.waiting.remove(&owner);
+                    others.push((owner, c.value.name));
+                }
+                // Nothing left to claim: the rest find out for themselves.
+                Ok(ClaimOutcome::Existing(_)) | Err(_) => break,
+            }
+        }
+        Ok(Served {
+            mine,
+            others,
+            dropped,
+        })
+    }
+}
+
+/// The holder's claim is gone, or has no lease.
+pub(crate) fn claim_lease_gone(id: &str, owner: &str, name: &str) -> Error {
+    Error::new(
+        ErrorKind::LeaseLost,
+        format!(
+            "the lease of `{owner}` on `{name}` in claim pool `{id}` is gone: \
+             the claim expired and was removed, or was released"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(n: u64) -> Candidates {
+        Candidates::range(1..=n).unwrap()
+    }
+
+    fn request<'a>(owner: &'a str, candidates: &'a Candidates) -> ClaimRequest<'a> {
+        ClaimRequest {
+            owner,
+            candidates,
+            lease: None,
+        }
+    }
+
+    fn claimed(outcome: ClaimOutcome) -> Fenced<Claim> {
+        match outcome {
+            ClaimOutcome::Claimed(c) => c,
+            ClaimOutcome::Existing(c) => panic!("expected a new claim, got {c:?}"),
+        }
+    }
+
+    #[test]
+    fn first_free_in_order_idempotent_and_reused_after_release() {
+        let c = range(3);
+        let mut p = ClaimPoolState::default();
+        let a = claimed(p.claim("p", &request("a", &c)).unwrap());
+        assert_eq!(
+            (a.value.name.as_str(), a.value.index, a.fencing_token.0),
+            ("1", 0, 1)
+        );
+        assert_eq!(a.value.token, FencingToken(1));
+        let b = claimed(p.claim("p", &request("b", &c)).unwrap());
+        assert_eq!((b.value.name.as_str(), b.fencing_token.0), ("2", 2));
+        match p.claim("p", &request("a", &range(9))).unwrap() {
+            ClaimOutcome::Existing(again) => {
+                assert_eq!(again.value, a.value);
+                assert_eq!(again.fencing_token, FencingToken(2), "the current token");
+            }
+            other => panic!("not idempotent: {other:?}"),
+        }
+        let released = p.release("p", "a").unwrap();
+        assert_eq!(
+            (released.value.name.as_str(), released.fencing_token.0),
+            ("1", 3)
+        );
+        let d = claimed(p.claim("p", &request("d", &c)).unwrap());
+        assert_eq!((d.value.name.as_str(), d.fencing_token.0), ("1", 4));
+        claimed(p.claim("p", &request("e", &c)).unwrap());
+        let e = p.claim("p", &request("f", &c)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Exhausted);
+        assert!(
+            e.to_string().contains("`p`") && e.to_string().contains("3 candidates"),
+            "{e}"
+        );
+        assert_eq!(p.version, 5, "a failed claim writes nothing");
+        assert_eq!(p.release("p", "a").unwrap_err().kind(), ErrorKind::NotFound);
+        let order: Vec<_> = p.claims().value.into_iter().map(|c| c.owner).collect();
+        assert_eq!(order, ["d", "b", "e"], "by index");
+    }
+
+    #[test]
+    fn renewals_leave_the_version_and_expiry_needs_the_claim_unchanged() {
+        let c = range(2);
+        let mut p = ClaimPoolState::default();
+        let lease = Some(LeaseRecord::new(Duration::from_millis(300), 7));
+        let a = claimed(
+            p.claim(
+                "p",
+                &ClaimRequest {
+                    owner: "a",
+                    candidates: &c,
+                    lease,
+                },
+            )
+            .unwrap(),
+        );
+        let r = p.renew("p", "a", "1", 8).unwrap();
+        assert_eq!(r.value.lease.as_ref().unwrap().renewals, 1);
+        assert_eq!((r.fencing_token.0, p.version), (1, 1));
+        assert_eq!(
+            p.renew("p", "a", "2", 9).unwrap_err().kind(),
+            ErrorKind::LeaseLost
+        );
+        assert_eq!(
+            p.renew("p", "b", "1", 9).unwrap_err().kind(),
+            ErrorKind::LeaseLost
+        );
+        claimed(p.claim("p", &request("perm", &c)).unwrap());
+        assert_eq!(
+            p.renew("p", "perm", "2", 9).unwrap_err().kind(),
+            ErrorKind::LeaseLost
+        );
+        // Watched before the renewal: the claim changed since, so it stays.
+        let mut watch = crate::lease::expiry::LeaseWatch::new();
+        let t0 = tokio::time::Instant::now();
+        watch.observe(std::slice::from_ref(&a.value), a.fencing_token, t0);
+        let old = watch.observe(
+            std::slice::from_ref(&a.value),
+            a.fencing_token,
+            t0 + Duration::from_millis(300),
+        );
+        assert_eq!(p.expire("p", &old[0]).unwrap(), None);
+        assert_eq!(p.version, 2);
+        let now = p.claim_of("p", "a").unwrap().value;
+        let mut watch = crate::lease::expiry::LeaseWatch::new();
+        watch.observe(std::slice::from_ref(&now), p.token(), t0);
+        let seen = watch.observe(
+            std::slice::from_ref(&now),
+            p.token(),
+            t0 + Duration::from_millis(300),
+        );
+        assert_eq!(p.expire("p", &seen[0]).unwrap(), Some(FencingToken(3)));
+        assert!(p.held_by("a").is_none());
+        assert_eq!(p.expire("p", &seen[0]).unwrap(), None, "gone already");
+    }
+
+    #[test]
+    fn serving_claims_for_the_waiters_with_the_same_candidates() {
+        let c = range(4);
+        let other = Candidates::names(["x", "y"]).unwrap();
+        let mut p = ClaimPoolState::default();
+        claimed(p.claim("p", &request("held", &c)).unwrap());
+        let waiter = |c: &Candidates, ms| Waiter {
+            candidates: c.digest(),
+            lease_ms: ms,
+        };
+        p.wait("w-b", waiter(&c, Some(500)));
+        p.wait("w-a", waiter(&c, None));
+        p.wait("held", waiter(&c, None));
+        p.wait("w-other", waiter(&other, None));
+        p.wait("w-c", waiter(&c, None));
+        p.wait("me", waiter(&c, None));
+        let served = p.serve("p", &request("me", &c), 10, 42).unwrap();
+        assert_eq!(
+            (served.mine.value.name.as_str(), served.mine.fencing_token.0),
+            ("2", 2)
+        );
+        // In owner order, while candidates last: w-a and w-b get 3 and 4;
+        // w-c finds nothing left and waits on; w-other claims from another list.
+        assert_eq!(
+            served.others,
+            [
+                ("w-a".to_string(), "3".to_string()),
+                ("w-b".into(), "4".into())
+            ]
+        );
+        assert_eq!(served.dropped, ["held"]);
+        assert_eq!(p.version, 4, "one version per claim");
+        let b = p.claim_of("p", "w-b").unwrap().value;
+        assert_eq!(b.token, FencingToken(4));
+        assert_eq!(
+            b.lease.as_ref().unwrap().duration,
+            Duration::from_millis(500)
+        );
+        let left: Vec<_> = p.waiting().keys().cloned().collect();
+        assert_eq!(left, ["w-c", "w-other"]);
+        // The caller itself cannot be served: nothing changes.
+        let before = p.clone();
+        let e = p.serve("p", &request("w-c", &c), 10, 42).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Exhausted);
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn serving_stops_at_the_limit() {
+        let c = range(10);
+        let mut p = ClaimPoolState::default();
+        for w in ["a", "b", "c", "d"] {
+            p.wait(
+                w,
+                Waiter {
+                    candidates: c.digest(),
+                    lease_ms: None,
+                },
+            );
+        }
+        let served = p.serve("p", &request("me", &c), 2, 0).unwrap();
+        assert_eq!(served.others.len(), 2);
+        assert_eq!(p.waiting().len(), 2);
+        assert_eq!(p.version, 3);
+    }
+
+    #[test]
+    fn a_full_pool_is_exhausted_whatever_the_candidates() {
+        let mut p = ClaimPoolState::default();
+        let c = Candidates::range(1..=MAX_CANDIDATES as u64).unwrap();
+        for i in 0..MAX_CANDIDATES {
+            claimed(p.claim("p", &request(&format!("o{i}"), &c)).unwrap());
+        }
+        let other = Candidates::names(["elsewhere"]).unwrap();
+        let e = p.claim("p", &request("late", &other)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Exhausted);
+        assert!(e.to_string().contains("the most one pool may hold"), "{e}");
+    }
+}

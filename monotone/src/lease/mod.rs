@@ -1,0 +1,91 @@
+/*!
+Leases: tickets that expire when their holder stops renewing them.
+
+A ticket joined with a lease ([`Queue::join_leased`](crate::Queue::join_leased)) stays in its queue only
+while its holder renews it. Most callers hold one through a
+[`LeaseHolder`](crate::LeaseHolder), which renews in the background and says
+when the lease can no longer be counted on, and wait for their turn with
+[`wait_for_position`](crate::wait_for_position), which also removes the
+expired tickets ahead of them. Permanent tickets (joined without a lease, as
+in monotone 0.4) never expire.
+
+The same protocol keeps the claims of a claim pool
+([`ClaimHolder`](crate::ClaimHolder), [`wait_for_claim`](crate::wait_for_claim)).
+
+# The protocol
+
+No step relies on two hosts' wall clocks agreeing. Each process measures
+time on its own monotonic clock only, and a removal is a conditional write on
+what the remover saw, as in the DynamoDB Lock Client's record version number
+scheme:
+
+1. **Join.** The holder notes its monotonic time `s₀` *before* it sends the
+   join. The stored ticket carries its lease duration `L` and a renewal count
+   (its record version) of 0.
+2. **Renew.** Every `L/3` (after a failure, sooner) the holder notes its time
+   `s` and sends one write that adds one to the renewal count, conditional on
+   the ticket still being its own. Renewing changes neither the fencing token
+   nor anything a join or leave of another process is conditional on, so it
+   never makes them retry.
+3. **Holder's deadline.** After the renewal sent at `s` succeeded, the holder
+   counts on its lease until `s + L − L/10` (minus any reserve it asked for,
+   see [`HolderOptions`](crate::HolderOptions)). If no later renewal has
+   succeeded by then, it considers the lease lost, at once and for good,
+   even if a late answer says a renewal went through. A renewal that finds
+   the ticket gone or changed loses the lease at once.
+4. **Observer.** Any process that wants a ticket gone (a waiter behind it)
+   reads the queue. For each leased ticket it remembers the renewal count and
+   the monotonic time `o` at which a read that returned that count *came back*
+   ([`LeaseWatch`]). Only when a later read shows the same count at a time of
+   at least `o + L` may it remove the ticket, with a write conditional on the
+   count (and the queue's version) being what it saw: a renewal that lands
+   first makes the removal fail and restarts the watch.
+5. **Fencing.** Removing an expired ticket is a write like a leave: the
+   fencing token grows by one, so whoever becomes head afterwards holds a
+   larger token than the removed holder ever saw.
+
+## Why the holder always gives up first
+
+The renewal with count `n` was sent at `s` and applied at some real time
+`w ≥ s`. Any read returning count `n` was served after `w`, so an observer's
+`o` (taken when that read came back) is at least `s` in real time. The
+observer removes no earlier than `L` after `o` on its clock; the holder gives
+up `0.9 L` after `s` on its clock. So the holder gives up first as long as
+its clock does not run more than 1/0.9 ≈ 11 % slower than the observer's
+over one lease. Real clocks differ by a few parts per million, so the rest of
+the margin, `L/10` (1.5 s of a 15 s lease), is time for the holder's owner to
+notice the loss and stop acting (kill its command, stop writing as leader).
+
+**The assumption**: clock *rates* differ by less than 10 % between hosts, and
+a holder that is paused (stopped by a debugger or SIGSTOP, a VM frozen) for
+longer than its margin cannot act on its loss in time. Fencing tokens cover
+that case: whatever a stale holder writes to carries a smaller token than the
+new head's. Clock *offsets* do not matter at all: the wall-clock time stored
+with each renewal ([`Lease::renewed_at`]) is shown, never used.
+
+## What an observer costs
+
+A waiter reads the queue once per poll interval (see
+[`WaitOptions`](crate::WaitOptions)) and, when a ticket ahead of it has been
+seen unrenewed for a full lease, writes once to remove it. A dead holder's
+ticket is removed at most one lease plus one poll interval after the holder's
+last renewal was first seen, and the waiter sleeps until exactly the moment
+that ticket could expire rather than a whole poll past it.
+*/
+
+// The files of this module:
+// - record.rs: the lease as stored (Lease, LeaseRecord) and its bounds;
+// - expiry.rs: the observer's part (Leased, LeaseWatch, Expired);
+// - keeper.rs: the holder's part: the one renewal loop (LeaseKeeper), when
+//   to give up (HolderOptions, holder_validity), LeaseStatus;
+// - held.rs: the one holder of a leased record (Held), which LeaseHolder
+//   (queue/holder.rs) and ClaimHolder (claim/holder.rs) wrap.
+
+pub(crate) mod expiry;
+pub(crate) mod held;
+pub(crate) mod keeper;
+pub(crate) mod record;
+
+pub use self::expiry::{Expired, LeaseWatch, Leased};
+pub use self::keeper::{holder_validity, HOLDER_SHARE};
+pub use self::record::{Lease, MAX_LEASE, MIN_LEASE};

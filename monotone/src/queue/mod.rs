@@ -1,0 +1,142 @@
+//! Queues: the [`Queue`] trait and its contract (here), and beside it
+//!
+//! - `fencing.rs`: [`FencingToken`] and [`Fenced`], which every primitive
+//!   shares;
+//! - `ticket.rs`: [`Ticket`], [`Tags`], [`Joined`];
+//! - `state.rs`: a queue's whole state as one value and the rules that
+//!   change it, written once and applied by every store;
+//! - `wait.rs`: waiting for a place among the first N
+//!   ([`wait_for_position`](crate::wait_for_position),
+//!   [`WaitOptions`](crate::WaitOptions));
+//! - `holder.rs`: [`LeaseHolder`](crate::LeaseHolder), a leased ticket
+//!   renewed in the background.
+//!
+//! Leases, and why removing an expired ticket is safe, are in
+//! [`lease`](crate::lease); each store's queue is in `store/`.
+
+pub(crate) mod fencing;
+pub(crate) mod holder;
+pub(crate) mod state;
+pub(crate) mod ticket;
+pub(crate) mod wait;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::lease::expiry::Expired;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::ticket::{Joined, Tags, Ticket};
+
+/// An ordered queue of process ids, stored under one id, whose every write
+/// yields a new [`FencingToken`].
+///
+/// Obtain one from [`Store::queue`](crate::Store::queue); the handle is cheap
+/// and holds no lock.
+///
+/// # Contract
+///
+/// Every backend upholds these, and the conformance suite checks them:
+///
+/// - Each operation is atomic and linearizable across every process and host
+///   using the same store; no ticket or write is ever lost or duplicated.
+/// - A queue that does not exist has no tickets and the fencing token 0.
+/// - The first ticket of a new queue gets counter 1, and the fencing token
+///   becomes 1. Every later write (a join or a leave) adds exactly 1 to the
+///   token; reads return it unchanged.
+/// - Tickets are ordered by counter, ascending; a ticket's `position` is its
+///   index in that order.
+/// - [`join`](Queue::join) is idempotent: joining again returns the existing
+///   ticket (with its original tags) and the current token, and writes
+///   nothing.
+/// - [`leave`](Queue::leave) of a process that is not in the queue, or on a
+///   queue that does not exist, fails with
+///   [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) and writes nothing.
+///   Leaving keeps the queue (empty, if it was the last ticket), so its token
+///   keeps growing.
+/// - If the id holds a counter, every method fails with
+///   [`ErrorKind::WrongType`](crate::ErrorKind::WrongType) and changes nothing.
+/// - A successful write is durable in its store before it returns.
+/// - [`remove`](Queue::remove) deletes the queue, tickets and token together;
+///   a queue created again under the same id starts over at token 1.
+///
+/// ## Leases
+///
+/// The protocol is described in the [`lease`](crate::lease) module; the
+/// store's part of it:
+///
+/// - A ticket joined with a lease ([`join_leased`](Queue::join_leased)) carries
+///   it in [`Ticket::lease`], with 0 renewals; a ticket joined without one is
+///   permanent and never expires. Joining again returns the existing ticket,
+///   leased or not, unchanged.
+/// - [`renew`](Queue::renew) adds one to the lease's `renewals` (its record
+///   version) and writes nothing else: the fencing token stays, and no other
+///   process's join or leave has to retry because of it. It fails with
+///   [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) if the process no
+///   longer holds that ticket (it expired and was removed, or left) or the
+///   ticket has no lease.
+/// - [`expire`](Queue::expire) removes a ticket only if it is exactly as an
+///   [`Expired`] observation saw it: same counter, same renewals. It is a
+///   write like a leave: the token grows by one. A renewal that came first
+///   wins, and the ticket stays.
+#[async_trait]
+pub trait Queue: Send + Sync + std::fmt::Debug {
+    /// The id this queue is stored under.
+    fn id(&self) -> &str;
+
+    /// Add `process_id` at the back of the queue, with a lease of the given
+    /// duration or (`None`) a permanent ticket, or return its existing ticket
+    /// if it is already in the queue. A lease must be from
+    /// [`MIN_LEASE`](crate::lease::MIN_LEASE) to
+    /// [`MAX_LEASE`](crate::lease::MAX_LEASE).
+    async fn join_with(
+        &self,
+        process_id: &str,
+        tags: Tags,
+        lease: Option<Duration>,
+    ) -> Result<Joined>;
+
+    /// Add `process_id` at the back of the queue with a permanent ticket, or
+    /// return its existing ticket if it is already in the queue.
+    async fn join(&self, process_id: &str, tags: Tags) -> Result<Fenced<Ticket>> {
+        Ok(self.join_with(process_id, tags, None).await?.ticket)
+    }
+
+    /// Add `process_id` at the back of the queue with a ticket that expires
+    /// unless renewed within `lease`, or return its existing ticket. Most
+    /// callers want a [`LeaseHolder`](crate::LeaseHolder), which joins this
+    /// way and renews in the background.
+    async fn join_leased(
+        &self,
+        process_id: &str,
+        tags: Tags,
+        lease: Duration,
+    ) -> Result<Fenced<Ticket>> {
+        Ok(self.join_with(process_id, tags, Some(lease)).await?.ticket)
+    }
+
+    /// Renew the lease of `process_id`'s ticket numbered `counter`: one
+    /// write that leaves the fencing token as it is. Returns the ticket with
+    /// its renewed lease.
+    async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>>;
+
+    /// Remove the ticket an observer watched go unrenewed for a full lease,
+    /// if it is still exactly as observed. Returns the new token, or `None`
+    /// if the ticket changed (renewed, left, re-joined) or is gone.
+    async fn expire(&self, expired: &Expired) -> Result<Option<FencingToken>>;
+
+    /// Take `process_id` out of the queue; returns the new token.
+    async fn leave(&self, process_id: &str) -> Result<FencingToken>;
+
+    /// The ticket of `process_id`; [`ErrorKind::NotFound`](crate::ErrorKind::NotFound)
+    /// if it is not in the queue.
+    async fn ticket(&self, process_id: &str) -> Result<Fenced<Ticket>>;
+
+    /// Every ticket, ordered by counter.
+    async fn tickets(&self) -> Result<Fenced<Vec<Ticket>>>;
+
+    /// Delete the queue. Returns the token it had, or `None` if there was no
+    /// queue under this id (which is not an error).
+    async fn remove(&self) -> Result<Option<FencingToken>>;
+}

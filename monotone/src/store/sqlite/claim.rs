@@ -1,0 +1,306 @@
+//! Claim pools in SQLite: a row of `items` with type `CLAIMS` (its version
+//! is the pool's fencing token) and one row of `claims` per claim (schema
+//! version 4).
+//!
+//! Every operation is one transaction that reads the pool's rows (at most
+//! [`MAX_CANDIDATES`](crate::MAX_CANDIDATES)), applies the rule of
+//! `claim/state.rs` to them, and writes the one row the rule changed and the
+//! version. Writers begin with `BEGIN IMMEDIATE`, so concurrent claimers
+//! queue on the file's write lock and each sees the claims of those before
+//! it: a claim is never retried, and the first free candidate is the first
+//! free one at the moment of the write.
+//!
+//! | operation | statements, in one transaction |
+//! |---|---|
+//! | claim | `BEGIN IMMEDIATE`; the `items` row and the pool's `claims` rows; an upsert of the `items` row and an insert into `claims` (nothing if the owner holds a claim, or every candidate is taken) |
+//! | release, expire | `BEGIN IMMEDIATE`; the rows; a delete from `claims` and an update of the version |
+//! | renew | `BEGIN IMMEDIATE`; the rows; an update of the one claim's lease |
+//! | claim of an owner, list | the rows |
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use rusqlite::{params, Transaction, TransactionBehavior};
+
+use super::error::map_err;
+use super::store::{item, to_u64, Outcome, SqliteStore};
+use crate::claim::candidates::Candidates;
+use crate::claim::state::{
+    claim_lease_gone, ClaimOutcome, ClaimPoolState, ClaimRecord, ClaimRequest,
+};
+use crate::claim::{Claim, ClaimPool, Claimed};
+use crate::error::{Error, ErrorKind, Result};
+use crate::lease::expiry::Expired;
+use crate::lease::record as lease;
+use crate::lease::record::LeaseRecord;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::store::item_type::ItemType;
+use crate::validate;
+
+/// A claim pool in a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteClaimPool {
+    pub(super) store: SqliteStore,
+    pub(super) id: String,
+}
+
+/// The pool `id` as stored, `None` if absent; WrongType if the id holds
+/// another kind of item, Corrupt if a row holds what monotone never writes.
+fn load(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<ClaimPoolState>> {
+    let Some(row) = item(tx, shown, id)? else {
+        return Ok(None);
+    };
+    if row.kind != ItemType::ClaimPool.stored() {
+        return Err(row.wrong_type(id, ItemType::ClaimPool));
+    }
+    type Columns = (String, String, i64, i64, Option<i64>, i64, Option<i64>);
+    let rows: Vec<Columns> = tx
+        .prepare_cached(
+            "SELECT name, owner, candidate_index, token, lease_ms, renewals, renewed_at_ms
+             FROM claims WHERE pool_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_map([id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect()
+        })
+        .map_err(|e| map_err(shown, "cannot read", e))?;
+    let mut claims = BTreeMap::new();
+    for (name, owner, index, token, lease_ms, renewals, renewed_at_ms) in rows {
+        let lease = match lease_ms {
+            None => None,
+            Some(ms) => Some(LeaseRecord {
+                duration_ms: to_u64(ms, id, "claim lease")?,
+                renewals: to_u64(renewals, id, "claim renewal count")?,
+                renewed_at_ms: renewed_at_ms
+                    .and_then(|t| u64::try_from(t).ok())
+                    .unwrap_or(0),
+            }),
+        };
+        let record = ClaimRecord {
+            owner,
+            index: usize::try_from(to_u64(index, id, "candidate index")?).map_err(|_| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!("item `{id}`: a candidate index is too large"),
+                )
+            })?,
+            token: to_u64(token, id, "claim token")?,
+            lease,
+        };
+        claims.insert(name, record);
+    }
+    Ok(Some(ClaimPoolState::new(
+        row.version,
+        claims,
+        BTreeMap::new(),
+    )))
+}
+
+/// Set the pool's version (creating its `items` row).
+fn write_version(tx: &Transaction<'_>, shown: &str, id: &str, version: u64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO items (id, type, value, version) VALUES (?1, 'CLAIMS', 0, ?2)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+    )
+    .and_then(|mut s| s.execute(params![id, version as i64]))
+    .map_err(|e| map_err(shown, "cannot write", e))?;
+    Ok(())
+}
+
+/// Delete the claim of `name`, and set the version.
+fn delete_claim(
+    tx: &Transaction<'_>,
+    shown: &str,
+    id: &str,
+    name: &str,
+    version: u64,
+) -> Result<()> {
+    tx.prepare_cached("DELETE FROM claims WHERE pool_id = ?1 AND name = ?2")
+        .and_then(|mut s| s.execute([id, name]))
+        .map_err(|e| map_err(shown, "cannot write", e))?;
+    write_version(tx, shown, id, version)
+}
+
+#[async_trait]
+impl ClaimPool for SqliteClaimPool {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn claim_with(
+        &self,
+        owner: &str,
+        candidates: &Candidates,
+        lease: Option<Duration>,
+    ) -> Result<Claimed> {
+        validate::owner(owner)?;
+        let lease = LeaseRecord::starting_now(lease)?;
+        let (id, owner, candidates) = (self.id.clone(), owner.to_owned(), candidates.clone());
+        self.store
+            .run(TransactionBehavior::Immediate, "cannot claim", move |tx, shown| {
+                // The write lock is ours from here: the claim exists no
+                // earlier than this.
+                let written_at = tokio::time::Instant::now();
+                let mut pool = load(tx, shown, &id)?.unwrap_or_default();
+                let request = ClaimRequest {
+                    owner: &owner,
+                    candidates: &candidates,
+                    lease,
+                };
+                let claim = match pool.claim(&id, &request)? {
+                    ClaimOutcome::Existing(c) => return Ok(Outcome::Unchanged(Claimed::existing(c))),
+                    ClaimOutcome::Claimed(c) => c,
+                };
+                write_version(tx, shown, &id, pool.version)?;
+                let c = &claim.value;
+                let lease_ms = c.lease.as_ref().map(|l| lease::millis(l.duration) as i64);
+                let renewed_at = lease.map(|l| l.renewed_at_ms as i64);
+                tx.prepare_cached(
+                    "INSERT INTO claims (pool_id, name, owner, candidate_index, token, lease_ms, renewals, renewed_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![id, c.name, c.owner, c.index as i64, c.token.get() as i64, lease_ms, renewed_at])
+                })
+                .map_err(|e| map_err(shown, "cannot claim", e))?;
+                Ok(Outcome::Commit(Claimed::made(claim, written_at)))
+            })
+            .await
+    }
+
+    async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>> {
+        validate::owner(owner)?;
+        let now = lease::unix_millis(SystemTime::now());
+        let (id, owner, name) = (self.id.clone(), owner.to_owned(), name.to_owned());
+        self.store
+            .run(
+                TransactionBehavior::Immediate,
+                "cannot renew",
+                move |tx, shown| {
+                    let Some(mut pool) = load(tx, shown, &id)? else {
+                        return Err(claim_lease_gone(&id, &owner, &name));
+                    };
+                    let renewed = pool.renew(&id, &owner, &name, now)?;
+                    let lease = renewed
+                        .value
+                        .lease
+                        .as_ref()
+                        .expect("a renewed claim is leased");
+                    tx.prepare_cached(
+                        "UPDATE claims SET renewals = ?3, renewed_at_ms = ?4
+                         WHERE pool_id = ?1 AND name = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![id, name, lease.renewals as i64, now as i64])
+                    })
+                    .map_err(|e| map_err(shown, "cannot renew", e))?;
+                    Ok(Outcome::Commit(renewed))
+                },
+            )
+            .await
+    }
+
+    async fn expire(&self, expired: &Expired<Claim>) -> Result<Option<FencingToken>> {
+        let id = self.id.clone();
+        let expired = expired.clone();
+        self.store
+            .run(
+                TransactionBehavior::Immediate,
+                "cannot remove an expired claim",
+                move |tx, shown| {
+                    let Some(mut pool) = load(tx, shown, &id)? else {
+                        return Ok(Outcome::Unchanged(None));
+                    };
+                    match pool.expire(&id, &expired)? {
+                        None => Ok(Outcome::Unchanged(None)),
+                        Some(token) => {
+                            delete_claim(tx, shown, &id, &expired.item().name, token.get())?;
+                            Ok(Outcome::Commit(Some(token)))
+                        }
+                    }
+                },
+            )
+            .await
+    }
+
+    async fn release(&self, owner: &str) -> Result<Fenced<Claim>> {
+        validate::owner(owner)?;
+        let (id, owner) = (self.id.clone(), owner.to_owned());
+        self.store
+            .run(
+                TransactionBehavior::Immediate,
+                "cannot release",
+                move |tx, shown| {
+                    let Some(mut pool) = load(tx, shown, &id)? else {
+                        return Err(Error::claim_not_found(&id, &owner));
+                    };
+                    let released = pool.release(&id, &owner)?;
+                    delete_claim(
+                        tx,
+                        shown,
+                        &id,
+                        &released.value.name,
+                        released.fencing_token.get(),
+                    )?;
+                    Ok(Outcome::Commit(released))
+                },
+            )
+            .await
+    }
+
+    async fn claim_of(&self, owner: &str) -> Result<Fenced<Claim>> {
+        validate::owner(owner)?;
+        let (id, owner) = (self.id.clone(), owner.to_owned());
+        self.store
+            .run(
+                TransactionBehavior::Deferred,
+                "cannot read",
+                move |tx, shown| match load(tx, shown, &id)? {
+                    None => Err(Error::claim_not_found(&id, &owner)),
+                    Some(pool) => pool.claim_of(&id, &owner).map(Outcome::Unchanged),
+                },
+            )
+            .await
+    }
+
+    async fn claims(&self) -> Result<Fenced<Vec<Claim>>> {
+        let id = self.id.clone();
+        self.store
+            .run(
+                TransactionBehavior::Deferred,
+                "cannot read",
+                move |tx, shown| {
+                    let pool = load(tx, shown, &id)?.unwrap_or_default();
+                    Ok(Outcome::Unchanged(pool.claims()))
+                },
+            )
+            .await
+    }
+
+    async fn remove(&self) -> Result<Option<FencingToken>> {
+        self.store
+            .remove_item(
+                &self.id,
+                Some("DELETE FROM claims WHERE pool_id = ?1"),
+                |r, id| {
+                    if r.kind == ItemType::ClaimPool.stored() {
+                        Ok(FencingToken(r.version))
+                    } else {
+                        Err(r.wrong_type(id, ItemType::ClaimPool))
+                    }
+                },
+            )
+            .await
+    }
+}
