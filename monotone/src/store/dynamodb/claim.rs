@@ -10,7 +10,9 @@
 //! wins, 63 lose and try the next name, one wins, 62 lose, and so on.
 //! Conditions on the name alone would not help: they all want the same one.
 //! Measured with randomised backoff alone (64 processes at once against the
-//! local test server, `tests/claim_processes.rs`): a median of 10 to 11
+//! local test server, the test
+//! `processes_claiming_at_once_get_distinct_first_free_names` in
+//! `tests/dynamodb_processes.rs`): a median of 10 to 11
 //! claim writes (18 to 19 requests) per claim, up to 21 (38), 13 s until the
 //! last claimer had its name, and in 2 runs of 5 a claimer gave up after
 //! the 15 s retry budget.
