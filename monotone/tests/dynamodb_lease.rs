@@ -54,11 +54,19 @@ async fn a_leased_queue_keeps_monotone_0_4s_entries_and_0_4s_rewrite_makes_them_
     };
     assert_eq!(lease["process_id"], AttributeValue::S("leased".into()));
     assert_eq!(lease["lease_ms"], n(400));
+    // The holder's id: a number of the lease map.
+    assert_eq!(lease["holder"], n(holder.holder().get()));
     let mut names: Vec<_> = lease.keys().cloned().collect();
     names.sort();
     assert_eq!(
         names,
-        ["lease_ms", "process_id", "renewals", "renewed_at_ms"]
+        [
+            "holder",
+            "lease_ms",
+            "process_id",
+            "renewals",
+            "renewed_at_ms"
+        ]
     );
     assert_eq!(number(&it, "Version"), 2);
 

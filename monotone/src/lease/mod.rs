@@ -74,18 +74,28 @@ that ticket could expire rather than a whole poll past it.
 */
 
 // The files of this module:
+// - again.rs: the re-join rule (what a join or claim finds where its process
+//   or owner has a record already), which the queue's and the pool's rules
+//   apply;
+// - holder_id.rs: HolderId, which tells two holders of one process id apart;
 // - record.rs: the lease as stored (Lease, LeaseRecord) and its bounds;
 // - expiry.rs: the observer's part (Leased, LeaseWatch, Expired);
 // - keeper.rs: the holder's part: the one renewal loop (LeaseKeeper), when
 //   to give up (HolderOptions, holder_validity), LeaseStatus;
 // - held.rs: the one holder of a leased record (Held), which LeaseHolder
-//   (queue/holder.rs) and ClaimHolder (claim/holder.rs) wrap.
+//   (queue/holder.rs) and ClaimHolder (claim/holder.rs) wrap;
+// - turn.rs: a holder waiting for another holder's record of its process id
+//   (owner) to go before it makes its own.
 
+pub(crate) mod again;
 pub(crate) mod expiry;
 pub(crate) mod held;
+pub(crate) mod holder_id;
 pub(crate) mod keeper;
 pub(crate) mod record;
+pub(crate) mod turn;
 
 pub use self::expiry::{Expired, LeaseWatch, Leased};
+pub use self::holder_id::{HolderId, MAX_HOLDER_ID};
 pub use self::keeper::{holder_validity, HOLDER_SHARE};
 pub use self::record::{Lease, MAX_LEASE, MIN_LEASE};
