@@ -43,6 +43,8 @@ and the exit code says why:
   8 corrupt data in the store 9 not acquired in time (wait, lock)
   10 lease lost              11 every candidate of a claim pool is taken
   12 --if-version found another version (stderr names it)
+  13 joined or claimed again asking for another ticket or claim (other tags,
+     another --ttl): nothing was written; leave or release first
   1 anything else
 
 Examples:
