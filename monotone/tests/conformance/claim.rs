@@ -40,6 +40,19 @@ async fn hold(pool: Arc<dyn ClaimPool>, owner: &str, candidates: &Candidates) ->
         .unwrap()
 }
 
+/// A holder of `owner`'s claim in `pool`, leased for [`LEASE`], that
+/// waits (polling quickly) while another holder holds the owner's claim.
+async fn hold_waiting(
+    pool: Arc<dyn ClaimPool>,
+    owner: &str,
+    candidates: &Candidates,
+) -> ClaimHolder {
+    let options = HolderOptions::new();
+    ClaimHolder::claim_waiting(pool, owner, candidates, LEASE, options, &quick())
+        .await
+        .unwrap()
+}
+
 /// (name, owner) of each claim, in the order given.
 fn held(claims: &[Claim]) -> Vec<(String, String)> {
     claims
@@ -892,10 +905,7 @@ pub async fn two_claim_holders_of_one_owner_never_hold_at_once(store: S) {
     let waiting = |p: Arc<dyn ClaimPool>| {
         let c = c.clone();
         tokio::spawn(async move {
-            let h =
-                ClaimHolder::claim_waiting(p, "host-a", &c, LEASE, HolderOptions::new(), &quick())
-                    .await
-                    .unwrap();
+            let h = hold_waiting(p, "host-a", &c).await;
             (h, Instant::now())
         })
     };
@@ -944,16 +954,7 @@ pub async fn a_lost_claim_holder_leaves_the_next_holders_claim_alone(store: S) {
     let cut = CutPool::new(store.claim_pool("lost-owner").unwrap());
     let first = hold(cut.clone(), "host-a", &c).await;
     cut.cutoff.cut_renewals();
-    let second = ClaimHolder::claim_waiting(
-        pool(&store, "lost-owner"),
-        "host-a",
-        &c,
-        LEASE,
-        HolderOptions::new(),
-        &quick(),
-    )
-    .await
-    .unwrap();
+    let second = hold_waiting(pool(&store, "lost-owner"), "host-a", &c).await;
     assert_eq!(second.name(), first.name(), "the same name, another claim");
     assert!(!first.is_held());
     assert_eq!(first.release().await.unwrap(), None, "its claim is gone");

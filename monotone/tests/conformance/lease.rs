@@ -37,6 +37,16 @@ pub async fn hold(queue: Arc<dyn Queue>, process_id: &str, lease: Duration) -> L
         .unwrap()
 }
 
+/// A holder of `process_id` in `queue`, leased for [`LEASE`], that waits
+/// (polling quickly) while another holder holds the process's ticket.
+pub async fn hold_waiting(
+    queue: Arc<dyn Queue>,
+    process_id: &str,
+) -> monotone::Result<LeaseHolder> {
+    let options = HolderOptions::new();
+    LeaseHolder::join_waiting(queue, process_id, Tags::new(), LEASE, options, &quick()).await
+}
+
 /// What observers watch and remove expired records from: a queue's
 /// tickets or a claim pool's claims.
 #[async_trait]
@@ -673,16 +683,7 @@ pub async fn two_holders_of_one_process_id_never_hold_at_once(store: S) {
     let head = first.wait_for_position(1, &quick()).await.unwrap();
     let waiting = |q: Arc<dyn Queue>| {
         tokio::spawn(async move {
-            let h = LeaseHolder::join_waiting(
-                q,
-                "host-a",
-                Tags::new(),
-                LEASE,
-                HolderOptions::new(),
-                &quick(),
-            )
-            .await
-            .unwrap();
+            let h = hold_waiting(q, "host-a").await.unwrap();
             (h, Instant::now())
         })
     };
@@ -742,16 +743,9 @@ pub async fn a_lost_holder_leaves_the_next_holders_ticket_alone(store: S) {
     let cut = Cut::new(store.queue("lost-pid").unwrap());
     let first = hold(cut.clone(), "host-a", LEASE).await;
     cut.cut_renewals();
-    let second = LeaseHolder::join_waiting(
-        queue(&store, "lost-pid"),
-        "host-a",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-        &quick(),
-    )
-    .await
-    .unwrap();
+    let second = hold_waiting(queue(&store, "lost-pid"), "host-a")
+        .await
+        .unwrap();
     assert!(!first.is_held(), "lost before the takeover");
     assert_eq!(first.release().await.unwrap(), None, "its ticket is gone");
     let all = queue(&store, "lost-pid").tickets().await.unwrap();
@@ -770,16 +764,7 @@ pub async fn a_holder_never_waits_on_a_permanent_ticket(store: S) {
     let q = queue(&store, "perm-pid");
     q.join("host-a", Tags::new()).await.unwrap();
     let started = Instant::now();
-    let err = LeaseHolder::join_waiting(
-        Arc::clone(&q),
-        "host-a",
-        Tags::new(),
-        LEASE,
-        HolderOptions::new(),
-        &quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = hold_waiting(Arc::clone(&q), "host-a").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Mismatch, "{err}");
     assert!(err.to_string().contains("leave the queue first"), "{err}");
     assert!(

@@ -18,7 +18,9 @@
 //! the 15 s retry budget.
 //!
 //! So a claimer that lost a race writes its request into the pool instead
-//! (`Waiting`, by owner: its candidates' digest and its lease), which takes
+//! (`Waiting`, by owner: its candidates' digest, and the tags, lease and
+//! holder of the claim it asks for, so that the claim made for it is that
+//! one), which takes
 //! one `UpdateItem` that changes neither `Version` nor `Claims`, and so makes
 //! nobody retry. Whoever writes a claim next makes the claims of every
 //! waiting claimer with the same candidates too, in the same write, one
