@@ -247,23 +247,25 @@ impl ClaimHolder {
             added,
             written_at,
         } = wait_turn(&claiming, turn).await?;
-        let fresh = written_at.filter(|at| added && at.elapsed() < options.interval(lease));
-        let (claim, since) = match fresh {
-            Some(at) => (claim, at),
-            // Held already, or made long enough ago (it waited to be served)
-            // that its lease may be mostly spent: renew once first.
-            None => {
-                let sent = Instant::now();
-                let renewed = pool.renew(owner, &claim.value.name).await?;
-                (Fenced::new(renewed.value, claim.fencing_token), sent)
-            }
-        };
         let record = HeldClaim {
-            pool,
+            pool: Arc::clone(&pool),
             owner: claim.value.owner.clone(),
             name: claim.value.name.clone(),
             token: claim.value.token,
             holder,
+        };
+        let fresh = written_at.filter(|at| added && at.elapsed() < options.interval(lease));
+        let (claim, since) = match fresh {
+            Some(at) => (claim, at),
+            // Found (this holder's request sent again), or made long enough
+            // ago (it waited to be served) that its lease may be mostly
+            // spent: renew once first.
+            None => {
+                let sent = Instant::now();
+                let renewed = pool.renew(owner, &claim.value.name).await?;
+                record.check(&renewed.value)?;
+                (Fenced::new(renewed.value, claim.fencing_token), sent)
+            }
         };
         let held = Held::start(record, lease, &options, since);
         Ok(ClaimHolder { claim, added, held })
@@ -279,8 +281,9 @@ impl ClaimHolder {
         &self.claim
     }
 
-    /// Whether this holder's claim was made for it; `false` if the owner
-    /// held the claim already (see [`Claimed::added`]).
+    /// Whether this holder's claim was made by its request; `false` if the
+    /// request, sent again after a lost answer, found it made (see
+    /// [`Claimed::added`]).
     pub fn added(&self) -> bool {
         self.added
     }
