@@ -35,8 +35,8 @@ Choosing the store:
   -r/--region or -t/--table select DynamoDB as in monotone 0.4 (table
   Counters unless -t; region from -r, else the AWS configuration, else
   eu-west-1). With none of these, the store is the SQLite file
-  $XDG_DATA_HOME/monotone/monotone.db (else ~/.local/share/monotone/
-  monotone.db), created on first use.
+  $XDG_DATA_HOME/monotone/monotone.db
+  (else ~/.local/share/monotone/monotone.db), created on first use.
 
 Output is one JSON document on stdout (doc watch: one JSON line per change).
 On failure nothing is printed on stdout, one line goes to stderr, and the
@@ -121,10 +121,62 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let matches = definition()
-        .try_get_matches_from(args)
-        .map_err(Failure::Parse)?;
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let definition = definition();
+    let matches = definition
+        .clone()
+        .try_get_matches_from(&args)
+        .map_err(|e| Failure::Parse(with_usage(e, &definition, &args)))?;
     Cli::from_arg_matches(&matches).map_err(Failure::Parse)
+}
+
+/// `e`, naming the (sub)command at fault in a usage line where clap gave
+/// none (a bad value), so that the one line printed names its help.
+fn with_usage(mut e: clap::Error, root: &clap::Command, args: &[std::ffi::OsString]) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    if e.get(ContextKind::Usage).is_none() {
+        let reached = reached(root, args);
+        e.insert(ContextKind::Usage, ContextValue::StyledStr(reached.into()));
+    }
+    e
+}
+
+/// The names of the commands `args` reach (`monotone doc set`), skipping the
+/// values of options so that `-i counter` is not read as a command.
+fn reached(root: &clap::Command, args: &[std::ffi::OsString]) -> String {
+    let mut path = vec![root];
+    let takes_value = |path: &[&clap::Command], is: &dyn Fn(&clap::Arg) -> bool| {
+        path.iter()
+            .flat_map(|c| c.get_arguments())
+            .any(|a| is(a) && a.get_action().takes_values())
+    };
+    let mut words = args.iter().skip(1).filter_map(|a| a.to_str());
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        let skip_value = if let Some(long) = word.strip_prefix("--") {
+            !long.contains('=') && takes_value(&path, &|a| a.get_long() == Some(long))
+        } else if let Some(short) = word.strip_prefix('-') {
+            let mut chars = short.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => takes_value(&path, &|a| a.get_short() == Some(c)),
+                _ => false,
+            }
+        } else {
+            if let Some(sub) = path.last().and_then(|c| c.find_subcommand(word)) {
+                path.push(sub);
+            }
+            false
+        };
+        if skip_value {
+            words.next();
+        }
+    }
+    path.iter()
+        .map(|c| c.get_name())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The command line's definition, as `--help`, the completions and the

@@ -144,11 +144,13 @@ fn clap_error(e: clap::Error) -> ExitCode {
 /// (`monotone queue`, `monotone doc set`), so that the hint names the help
 /// that explains it.
 fn command_path(e: &clap::Error) -> String {
-    let rendered = e.render().to_string();
-    let usage = rendered
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Usage: "))
-        .unwrap_or("monotone");
+    use clap::error::{ContextKind, ContextValue};
+    let usage = match e.get(ContextKind::Usage) {
+        Some(ContextValue::StyledStr(usage)) => usage.to_string(),
+        _ => String::new(),
+    };
+    let usage = usage.trim();
+    let usage = usage.strip_prefix("Usage: ").unwrap_or(usage);
     let words: Vec<&str> = usage
         .split_whitespace()
         .take_while(|w| w.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
@@ -213,7 +215,7 @@ mod tests {
 
     #[test]
     fn hints_name_the_help_of_the_command_at_fault() {
-        let path = |line: &[&str]| match crate::cli::parse_from(line) {
+        let path = |line: &[&str]| match crate::cli::parse_from(line.iter().copied()) {
             Err(Failure::Parse(e)) => command_path(&e),
             other => panic!("{line:?}: {other:?}"),
         };

@@ -46,13 +46,11 @@ fn p_on_rm_and_list_is_refused_and_changes_nothing(place: &Place) {
     }
     let list = place.json(&["-i", "q", "queue", "list"]);
     assert_eq!(list["fencing_token"], 2);
-    let pids: Vec<&str> = list["tickets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["process_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(pids, ["a", "b"], "every ticket is still there");
+    assert_eq!(
+        strings(&list["tickets"], "process_id"),
+        ["a", "b"],
+        "every ticket is still there"
+    );
 
     place.json(&["-i", "pool", "claim", "-p", "x", "--range", "1..3"]);
     place.json(&["-i", "pool", "claim", "-p", "y", "--range", "1..3"]);
@@ -69,7 +67,21 @@ fn p_on_rm_and_list_is_refused_and_changes_nothing(place: &Place) {
     // The help says which subcommands take -p.
     let help = place.run(&["-i", "q", "queue", "--help"]);
     let help = String::from_utf8(help.stdout).unwrap();
-    assert!(help.contains("list and") && help.contains("refuse it"), "{help}");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("for get, join, renew, wait and leave (list and rm act on the whole queue and refuse it)"),
+        "{help}"
+    );
+}
+
+/// The string `field` of every entry of the list `entries`.
+fn strings<'a>(entries: &'a Value, field: &str) -> Vec<&'a str> {
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[field].as_str().unwrap())
+        .collect()
 }
 
 /// A file in the place's directory with `text` and `mode`.
@@ -320,13 +332,7 @@ fn claims_are_listed_by_name_whatever_the_candidates(place: &Place) {
     assert_eq!(claim("c", &["--names", "x,2"]), "x");
     assert_eq!(claim("d", &["--names", "10,9,x"]), "9");
     let list = place.json(&["-i", "ids", "claim", "list"]);
-    let names: Vec<&str> = list["claims"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["1", "9", "10", "x"]);
+    assert_eq!(strings(&list["claims"], "name"), ["1", "9", "10", "x"]);
 }
 
 // What needs no store.

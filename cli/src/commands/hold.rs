@@ -226,7 +226,14 @@ fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
 /// kernel reports at once, without anything being written; on a file or
 /// `/dev/null` it never completes. The thread does not keep the process
 /// alive.
-pub fn stdout_closed() -> tokio::sync::oneshot::Receiver<()> {
+pub async fn stdout_closed() {
+    if watch_stdout().await.is_err() {
+        // Stdout cannot be watched: it is never reported closed.
+        std::future::pending::<()>().await;
+    }
+}
+
+fn watch_stdout() -> tokio::sync::oneshot::Receiver<()> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -239,7 +246,6 @@ pub fn stdout_closed() -> tokio::sync::oneshot::Receiver<()> {
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) if fds[0].revents().is_some_and(|r| r.intersects(closed)) => break,
                 Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                // Stdout cannot be watched: it is never reported closed.
                 Err(_) => return,
             }
         }
