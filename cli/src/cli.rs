@@ -132,7 +132,11 @@ where
 
 /// `e`, naming the (sub)command at fault in a usage line where clap gave
 /// none (a bad value), so that the one line printed names its help.
-fn with_usage(mut e: clap::Error, root: &clap::Command, args: &[std::ffi::OsString]) -> clap::Error {
+fn with_usage(
+    mut e: clap::Error,
+    root: &clap::Command,
+    args: &[std::ffi::OsString],
+) -> clap::Error {
     use clap::error::{ContextKind, ContextValue};
     if e.get(ContextKind::Usage).is_none() {
         let reached = reached(root, args);

@@ -153,7 +153,10 @@ fn command_path(e: &clap::Error) -> String {
     let usage = usage.strip_prefix("Usage: ").unwrap_or(usage);
     let words: Vec<&str> = usage
         .split_whitespace()
-        .take_while(|w| w.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .take_while(|w| {
+            w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
         .take_while(|w| !w.starts_with('-'))
         .collect();
     if words.is_empty() {
@@ -220,8 +223,14 @@ mod tests {
             other => panic!("{line:?}: {other:?}"),
         };
         assert_eq!(path(&["monotone", "--bogus"]), "monotone");
-        assert_eq!(path(&["monotone", "-i", "q", "queue", "--bogus"]), "monotone queue");
-        assert_eq!(path(&["monotone", "-i", "q", "counter"]), "monotone counter");
+        assert_eq!(
+            path(&["monotone", "-i", "q", "queue", "--bogus"]),
+            "monotone queue"
+        );
+        assert_eq!(
+            path(&["monotone", "-i", "q", "counter"]),
+            "monotone counter"
+        );
         assert_eq!(
             path(&["monotone", "-i", "d", "doc", "set", "--if-version", "x"]),
             "monotone doc set"

@@ -279,9 +279,9 @@ fn cannot_start(program: &std::ffi::OsStr, error: &io::Error) -> (u8, String) {
         }
         // The program is there (it was just checked): what is missing is
         // further down, the interpreter of its interpreter.
-        Some(raw) if raw == Errno::ENOENT as i32 => format!(
-            "an interpreter it names (#! line of its interpreter) does not exist ({error})"
-        ),
+        Some(raw) if raw == Errno::ENOENT as i32 => {
+            format!("an interpreter it names (#! line of its interpreter) does not exist ({error})")
+        }
         _ => error.to_string(),
     };
     (code, reason)

@@ -507,8 +507,16 @@ fn lease_usage_errors() {
     s.json(&["-i", "q", "queue", "-p", "perm", "join"]);
     for (args, code, says) in [
         (vec!["join", "--ttl", "soon"], 2, "not a duration"),
-        (vec!["join", "--ttl", "10ms"], 2, "too short to renew safely"),
-        (vec!["join", "--ttl", "3days"], 2, "longer than the longest lease"),
+        (
+            vec!["join", "--ttl", "10ms"],
+            2,
+            "too short to renew safely",
+        ),
+        (
+            vec!["join", "--ttl", "3days"],
+            2,
+            "longer than the longest lease",
+        ),
         (vec!["wait", "--position", "0"], 2, "0"),
         (vec!["wait", "--timeout", "-1s"], 2, "`-1s` is negative"),
     ] {

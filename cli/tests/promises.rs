@@ -158,7 +158,12 @@ fn a_command_that_cannot_run_takes_nothing(place: &Place) {
 /// so, and the lock was taken and given back (the token grew by 2).
 fn what_only_the_start_can_tell_exits_127_with_the_lock_released(place: &Place) {
     let inner = script(place, "inner", "#!/nonexistent/interpreter\n", 0o755);
-    let outer = script(place, "outer", &format!("#!{}\necho ran\n", text(&inner)), 0o755);
+    let outer = script(
+        place,
+        "outer",
+        &format!("#!{}\necho ran\n", text(&inner)),
+        0o755,
+    );
     let out = place.run(&["-i", "job", "lock", "--", text(&outer)]);
     let err = binary::stderr(&out);
     assert_eq!(out.status.code(), Some(127), "{err}");
@@ -174,7 +179,17 @@ fn what_only_the_start_can_tell_exits_127_with_the_lock_released(place: &Place) 
         "joined, then left: nothing held"
     );
     let out = place.run(&[
-        "-i", "pool", "claim", "-p", "o", "--range", "1..3", "--ttl", "2s", "--", text(&outer),
+        "-i",
+        "pool",
+        "claim",
+        "-p",
+        "o",
+        "--range",
+        "1..3",
+        "--ttl",
+        "2s",
+        "--",
+        text(&outer),
     ]);
     assert_eq!(out.status.code(), Some(127), "{}", binary::stderr(&out));
     let pool = place.json(&["-i", "pool", "claim", "list"]);
@@ -221,14 +236,21 @@ fn doc_watch_piped_into_head_exits_when_head_does(place: &Place) {
         .read_line(&mut line)
         .unwrap();
     let first: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!((&first["version"], &first["value"]), (&json!(1), &json!({})));
+    assert_eq!(
+        (&first["version"], &first["value"]),
+        (&json!(1), &json!({}))
+    );
     let Some((took, code)) = exits_within(&mut bash, Duration::from_secs(5)) else {
         place.json(&["-i", "d", "doc", "patch", &input(place, r#"{"late": 1}"#)]);
         let _ = bash.wait();
         panic!("doc watch ran on for 5 s after head exited");
     };
     let mut err = String::new();
-    bash.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    bash.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!((code, err.trim()), (0, "watch exited 0"));
     println!("the pipeline ended {took:?} after head printed its line");
 }
@@ -238,9 +260,14 @@ fn doc_watch_piped_into_head_exits_when_head_does(place: &Place) {
 /// back and exit 0 at once, though their stdin stays open.
 fn holders_that_print_end_when_their_stdout_is_closed(place: &Place) {
     for (holder, list) in [
-        (&["-i", "job", "lock", "--ttl", "5s"][..], &["-i", "job", "queue", "list"][..]),
         (
-            &["-i", "pool", "claim", "-p", "o", "--range", "1..3", "--ttl", "5s"],
+            &["-i", "job", "lock", "--ttl", "5s"][..],
+            &["-i", "job", "queue", "list"][..],
+        ),
+        (
+            &[
+                "-i", "pool", "claim", "-p", "o", "--range", "1..3", "--ttl", "5s",
+            ],
             &["-i", "pool", "claim", "list"],
         ),
     ] {
@@ -260,7 +287,12 @@ fn holders_that_print_end_when_their_stdout_is_closed(place: &Place) {
             panic!("{holder:?} held on for 5 s after its stdout was closed");
         };
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         assert_eq!(code, 0, "{holder:?}: {err}");
         println!("{holder:?} ended {took:?} after its stdout was closed");
         let after = place.json(list);
@@ -281,10 +313,16 @@ fn identical_document_writes_follow_one_rule(place: &Place) {
     let version = |v: &Value| v["version"].as_u64().unwrap();
     assert_eq!(version(&doc(&["set"], r#"{"a": 1, "b": [2]}"#)), 1);
     assert_eq!(version(&doc(&["set"], r#"{"b": [2], "a": 1}"#)), 1);
-    assert_eq!(version(&doc(&["set", "--if-version", "1"], r#"{"a":1,"b":[2]}"#)), 1);
+    assert_eq!(
+        version(&doc(&["set", "--if-version", "1"], r#"{"a":1,"b":[2]}"#)),
+        1
+    );
     assert_eq!(version(&doc(&["patch"], r#"{"a": 1}"#)), 1);
     assert_eq!(version(&doc(&["patch"], "{}")), 1);
-    assert_eq!(version(&doc(&["patch", "--if-version", "1"], r#"{"b": [2]}"#)), 1);
+    assert_eq!(
+        version(&doc(&["patch", "--if-version", "1"], r#"{"b": [2]}"#)),
+        1
+    );
     let file = input(place, r#"{"a": 1, "b": [2]}"#);
     let line = place.fails(&["-i", "d", "doc", "set", "--if-version", "0", &file], 12);
     assert!(line.contains("version 1"), "{line}");
@@ -315,7 +353,10 @@ fn lists_of_ids_never_written_say_so(place: &Place) {
     place.json(&["-i", "p", "claim", "-p", "a", "--names", "x"]);
     place.json(&["-i", "p", "claim", "-p", "a", "release"]);
     let pool = place.json(&["-i", "p", "claim", "list"]);
-    assert_eq!((&pool["exists"], &pool["claims"]), (&json!(true), &json!([])));
+    assert_eq!(
+        (&pool["exists"], &pool["claims"]),
+        (&json!(true), &json!([]))
+    );
     // Removed: no longer.
     place.json(&["-i", "p", "claim", "rm"]);
     assert_eq!(place.json(&["-i", "p", "claim", "list"])["exists"], false);
@@ -362,11 +403,23 @@ fn a_command_without_its_subcommand_is_one_usage_line() {
 fn negative_numbers_are_named_as_such() {
     let place = Place::sqlite();
     let cases: [(&[&str], &str); 7] = [
-        (&["-i", "q", "queue", "-p", "a", "join", "--ttl", "-5s"], "`-5s` is negative"),
+        (
+            &["-i", "q", "queue", "-p", "a", "join", "--ttl", "-5s"],
+            "`-5s` is negative",
+        ),
         (&["-i", "q", "lock", "--ttl", "-5s"], "`-5s` is negative"),
-        (&["-i", "q", "queue", "-p", "a", "wait", "--timeout", "-1s"], "`-1s` is negative"),
-        (&["-i", "d", "doc", "set", "--if-version", "-1"], "`-1` is negative"),
-        (&["-i", "d", "doc", "watch", "--from-version", "-3"], "`-3` is negative"),
+        (
+            &["-i", "q", "queue", "-p", "a", "wait", "--timeout", "-1s"],
+            "`-1s` is negative",
+        ),
+        (
+            &["-i", "d", "doc", "set", "--if-version", "-1"],
+            "`-1` is negative",
+        ),
+        (
+            &["-i", "d", "doc", "watch", "--from-version", "-3"],
+            "`-3` is negative",
+        ),
         (
             &["-i", "p", "claim", "-p", "o", "--range", "-5..-1"],
             "`-5` in `-5..-1` is negative",
@@ -375,9 +428,15 @@ fn negative_numbers_are_named_as_such() {
     ];
     for (args, needle) in cases {
         let line = place.fails(args, 2);
-        assert!(line.contains(needle) && !line.contains("unexpected argument"), "{line}");
+        assert!(
+            line.contains(needle) && !line.contains("unexpected argument"),
+            "{line}"
+        );
     }
-    assert!(!place.db().exists(), "nothing was written, not even the file");
+    assert!(
+        !place.db().exists(),
+        "nothing was written, not even the file"
+    );
 }
 
 #[test]
@@ -386,10 +445,15 @@ fn one_shortest_ttl_for_queue_join_lock_and_claim() {
     for args in [
         &["-i", "q", "queue", "-p", "a", "join", "--ttl", "100ms"][..],
         &["-i", "q", "lock", "--ttl", "100ms", "--", "true"],
-        &["-i", "p", "claim", "-p", "a", "--names", "x", "--ttl", "100ms"],
+        &[
+            "-i", "p", "claim", "-p", "a", "--names", "x", "--ttl", "100ms",
+        ],
     ] {
         let line = place.fails(args, 2);
-        assert!(line.contains("--ttl 100ms is too short to renew safely; use at least 200ms"), "{line}");
+        assert!(
+            line.contains("--ttl 100ms is too short to renew safely; use at least 200ms"),
+            "{line}"
+        );
     }
     assert_eq!(place.json(&["-i", "q", "queue", "list"])["exists"], false);
     let joined = place.json(&["-i", "q", "queue", "-p", "a", "join", "--ttl", "200ms"]);
@@ -416,21 +480,40 @@ fn serve_listens_on_a_host_name() {
 
 #[test]
 fn help_names_every_command_and_its_table_does_not_wrap() {
-    let out = monotone().arg("--help").env("COLUMNS", "80").output().unwrap();
+    let out = monotone()
+        .arg("--help")
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     for command in [
-        "counter", "queue", "lock", "doc", "tally", "claim", "serve", "completions", "man",
+        "counter",
+        "queue",
+        "lock",
+        "doc",
+        "tally",
+        "claim",
+        "serve",
+        "completions",
+        "man",
     ] {
         assert!(
-            help.lines().any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
             "{command} is not listed: {help}"
         );
     }
     for line in help.lines() {
-        assert!(line.chars().count() <= 80, "{line:?} is wider than the terminal");
+        assert!(
+            line.chars().count() <= 80,
+            "{line:?} is wider than the terminal"
+        );
     }
     for code in ["2  usage", "9  not acquired", "12  --if-version"] {
-        assert!(help.lines().any(|l| l.trim_start().starts_with(code)), "{code}");
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(code)),
+            "{code}"
+        );
     }
 }
 
@@ -440,7 +523,10 @@ fn bash_accepts_the_completion_script_and_every_shell_gets_one() {
         let out = monotone().args(["completions", shell]).output().unwrap();
         binary::succeeded(&out, &["completions", shell]);
         let script = String::from_utf8(out.stdout).unwrap();
-        assert!(script.contains("monotone") && script.contains("claim"), "{shell}");
+        assert!(
+            script.contains("monotone") && script.contains("claim"),
+            "{shell}"
+        );
         if shell == "bash" {
             let dir = tempfile::tempdir().unwrap();
             let file = dir.path().join("monotone.bash");
@@ -469,7 +555,10 @@ fn the_manual_page_renders_with_man() {
     binary::succeeded(&out, &["man"]);
     let page = out.stdout;
     assert!(String::from_utf8_lossy(&page).starts_with(".ie"), "roff");
-    let have_man = std::process::Command::new("man").arg("--version").output().is_ok();
+    let have_man = std::process::Command::new("man")
+        .arg("--version")
+        .output()
+        .is_ok();
     if !have_man {
         assert!(std::env::var_os("CI").is_none(), "man is missing under CI");
         println!("skipping the rendering: no man on this machine");
@@ -478,14 +567,23 @@ fn the_manual_page_renders_with_man() {
     let rendered = binary::output_with_input(
         {
             let mut man = std::process::Command::new("man");
-            man.args(["-l", "-"]).env("MANPAGER", "cat").env("MANWIDTH", "80");
+            man.args(["-l", "-"])
+                .env("MANPAGER", "cat")
+                .env("MANWIDTH", "80");
             man
         },
         &String::from_utf8(page).unwrap(),
     );
     let text = String::from_utf8_lossy(&rendered.stdout);
     assert!(rendered.status.success(), "{}", binary::stderr(&rendered));
-    for needle in ["NAME", "monotone", "SYNOPSIS", "SUBCOMMANDS", "claim", "completions"] {
+    for needle in [
+        "NAME",
+        "monotone",
+        "SYNOPSIS",
+        "SUBCOMMANDS",
+        "claim",
+        "completions",
+    ] {
         assert!(text.contains(needle), "the page lacks {needle}: {text}");
     }
 }

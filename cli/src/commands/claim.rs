@@ -310,8 +310,13 @@ pub async fn run(
             )));
         }
         if let ClaimAction::List | ClaimAction::Rm = action {
-            no_process_id(args.owner.as_deref(), &name, "pool", "claim, get and release")
-                .map_err(Failure::Usage)?;
+            no_process_id(
+                args.owner.as_deref(),
+                &name,
+                "pool",
+                "claim, get and release",
+            )
+            .map_err(Failure::Usage)?;
         }
     }
     let place = Place::of(&*store);

@@ -31,8 +31,12 @@ pub fn parse_version(s: &str) -> Result<u64, String> {
             "`{s}` is negative: a version is a whole number from 0"
         ));
     }
-    s.parse()
-        .map_err(|_| format!("`{s}` is not a version: a whole number from 0 to {}", u64::MAX))
+    s.parse().map_err(|_| {
+        format!(
+            "`{s}` is not a version: a whole number from 0 to {}",
+            u64::MAX
+        )
+    })
 }
 
 /// The shortest `--ttl`, the same for `queue join`, `lock` and `claim`: a

@@ -101,7 +101,9 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(s)
-        .map_err(|e| format!("`{s}` is not an address like 127.0.0.1:7777 or localhost:7777 ({e})"))?
+        .map_err(|e| {
+            format!("`{s}` is not an address like 127.0.0.1:7777 or localhost:7777 ({e})")
+        })?
         .collect();
     found
         .iter()
@@ -250,9 +252,14 @@ mod tests {
 
     #[test]
     fn listen_takes_host_names() {
-        assert_eq!(parse_listen("localhost:7777"), Ok("127.0.0.1:7777".parse().unwrap()));
+        assert_eq!(
+            parse_listen("localhost:7777"),
+            Ok("127.0.0.1:7777".parse().unwrap())
+        );
         assert_eq!(parse_listen("[::1]:80"), Ok("[::1]:80".parse().unwrap()));
-        assert!(parse_listen("localhost").unwrap_err().contains("`localhost`"));
+        assert!(parse_listen("localhost")
+            .unwrap_err()
+            .contains("`localhost`"));
     }
 
     fn args(listen: &str, token_file: Option<std::path::PathBuf>, insecure: bool) -> ServeArgs {

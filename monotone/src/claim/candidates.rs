@@ -323,11 +323,31 @@ mod tests {
 
     #[test]
     fn claims_are_listed_by_name_numbers_numerically_first() {
-        let mut names = vec!["b", "10", "Denali", "2", "010", "a", "0", "9", "18446744073709551616"];
+        let mut names = vec![
+            "b",
+            "10",
+            "Denali",
+            "2",
+            "010",
+            "a",
+            "0",
+            "9",
+            "18446744073709551616",
+        ];
         names.sort_by(|a, b| listing_order(a, b));
         assert_eq!(
             names,
-            ["0", "2", "9", "10", "010", "18446744073709551616", "Denali", "a", "b"]
+            [
+                "0",
+                "2",
+                "9",
+                "10",
+                "010",
+                "18446744073709551616",
+                "Denali",
+                "a",
+                "b"
+            ]
         );
     }
 
