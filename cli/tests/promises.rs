@@ -218,11 +218,9 @@ fn exits_within(child: &mut Child, limit: Duration) -> Option<(Duration, i32)> {
 /// pipeline must be over before that.
 fn doc_watch_piped_into_head_exits_when_head_does(place: &Place) {
     place.json(&["-i", "d", "doc", "set", &input(place, "{}")]);
-    let pipeline = format!(
-        r#""$BIN" --store "$URL" -i d doc watch --from-version 0 --poll 100ms | head -1; echo "watch exited ${{PIPESTATUS[0]}}" >&2"#
-    );
+    let pipeline = r#""$BIN" --store "$URL" -i d doc watch --from-version 0 --poll 100ms | head -1; echo "watch exited ${PIPESTATUS[0]}" >&2"#;
     let mut bash = std::process::Command::new("bash")
-        .args(["-c", &pipeline])
+        .args(["-c", pipeline])
         .env("BIN", BIN)
         .env("URL", &place.url)
         .env_remove("RUST_LOG")
