@@ -1,6 +1,7 @@
 //! Claim pools in SQLite: a row of `items` with type `CLAIMS` (its version
-//! is the pool's fencing token) and one row of `claims` per claim (schema
-//! version 4; tags and holders since version 5).
+//! is the pool's fencing token; `members` its roster size, NULL for a pool
+//! never sealed) and one row of `claims` per claim (schema version 4; tags
+//! and holders since version 5, roster sizes since version 6).
 //!
 //! Every operation is one transaction that reads the pool's rows (at most
 //! [`MAX_CANDIDATES`](crate::MAX_CANDIDATES)), applies the rule of
@@ -12,10 +13,10 @@
 //!
 //! | operation | statements, in one transaction |
 //! |---|---|
-//! | claim | `BEGIN IMMEDIATE`; the `items` row and the pool's `claims` rows; an upsert of the `items` row and an insert into `claims` (nothing if the owner holds a claim, or every candidate is taken) |
+//! | claim | `BEGIN IMMEDIATE`; the `items` row and the pool's `claims` rows; an upsert of the `items` row (version and roster size) and an insert into `claims` (nothing if the owner holds a claim, or every candidate is taken, or the roster is full) |
 //! | release, expire | `BEGIN IMMEDIATE`; the rows; a delete from `claims` and an update of the version |
 //! | renew | `BEGIN IMMEDIATE`; the rows; an update of the one claim's lease |
-//! | claim of an owner, list | the rows |
+//! | claim of an owner, list, roster | the rows |
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -26,7 +27,7 @@ use rusqlite::{params, Transaction, TransactionBehavior};
 use super::error::map_err;
 use super::store::{item, to_holder, to_u64, Outcome, SqliteStore};
 use crate::claim::state::{claim_lease_gone, Asked, ClaimOutcome, ClaimPoolState, ClaimRecord};
-use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
+use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed, Roster};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record as lease;
@@ -117,11 +118,16 @@ fn load(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<ClaimPoolS
         };
         claims.insert(name, record);
     }
-    Ok(Some(ClaimPoolState::new(
-        row.version,
-        claims,
-        BTreeMap::new(),
-    )))
+    let members: Option<i64> = tx
+        .prepare_cached("SELECT members FROM items WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+        .map_err(|e| map_err(shown, "cannot read", e))?;
+    let members = members
+        .map(|m| to_u64(m, id, "roster size").map(|m| m as usize))
+        .transpose()?;
+    Ok(Some(
+        ClaimPoolState::new(row.version, claims, BTreeMap::new()).with_members(members),
+    ))
 }
 
 /// Set the pool's version (creating its `items` row).
@@ -131,6 +137,18 @@ fn write_version(tx: &Transaction<'_>, shown: &str, id: &str, version: u64) -> R
          ON CONFLICT (id) DO UPDATE SET version = excluded.version",
     )
     .and_then(|mut s| s.execute(params![id, version as i64]))
+    .map_err(|e| map_err(shown, "cannot write", e))?;
+    Ok(())
+}
+
+/// Set the pool's version and roster size (creating its `items` row).
+fn write_pool(tx: &Transaction<'_>, shown: &str, id: &str, pool: &ClaimPoolState) -> Result<()> {
+    let members = pool.members().map(|m| m as i64);
+    tx.prepare_cached(
+        "INSERT INTO items (id, type, value, version, members) VALUES (?1, 'CLAIMS', 0, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, members = excluded.members",
+    )
+    .and_then(|mut s| s.execute(params![id, pool.version as i64, members]))
     .map_err(|e| map_err(shown, "cannot write", e))?;
     Ok(())
 }
@@ -166,17 +184,12 @@ impl ClaimPool for SqliteClaimPool {
                 // earlier than this.
                 let written_at = tokio::time::Instant::now();
                 let mut pool = load(tx, shown, &id)?.unwrap_or_default();
-                let asked = Asked {
-                    owner: &owner,
-                    candidates: &request.candidates,
-                    tags: &request.tags,
-                    lease,
-                };
+                let asked = Asked::new(&owner, &request, lease);
                 let claim = match pool.claim(&id, &asked)? {
                     ClaimOutcome::Existing(c) => return Ok(Outcome::Unchanged(Claimed::existing(c))),
                     ClaimOutcome::Claimed(c) => c,
                 };
-                write_version(tx, shown, &id, pool.version)?;
+                write_pool(tx, shown, &id, &pool)?;
                 let c = &claim.value;
                 let lease_ms = c.lease.as_ref().map(|l| lease::millis(l.duration) as i64);
                 let renewed_at = lease.map(|l| l.renewed_at_ms as i64);
@@ -300,6 +313,20 @@ impl ClaimPool for SqliteClaimPool {
                 move |tx, shown| {
                     let pool = load(tx, shown, &id)?.unwrap_or_default();
                     Ok(Outcome::Unchanged(pool.claims()))
+                },
+            )
+            .await
+    }
+
+    async fn roster(&self) -> Result<Fenced<Roster>> {
+        let id = self.id.clone();
+        self.store
+            .run(
+                TransactionBehavior::Deferred,
+                "cannot read",
+                move |tx, shown| {
+                    let pool = load(tx, shown, &id)?.unwrap_or_default();
+                    Ok(Outcome::Unchanged(pool.roster()))
                 },
             )
             .await
