@@ -59,8 +59,8 @@ use monotone::{
     wait_for_claim_as, wait_for_roster, Candidates, Claim, ClaimHolder, ClaimPool, ClaimRequest,
     Error, ErrorKind, Fenced, Store, Tags, WaitOptions, MAX_CANDIDATES,
 };
-use tokio::time::Instant;
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::hold::{self, check_command, hold_until_done, signal_code, Signals, Timing};
 use super::queue::{no_process_id, LeaseView, QueueRemovedOutput};
@@ -612,9 +612,7 @@ impl Plan {
             wait: wait.with_timeout(Some(args.timeout.unwrap_or(Duration::ZERO))),
             timing,
             command: args.command,
-            roster: args
-                .members
-                .map(|n| (n, args.timeout.map(|t| started + t))),
+            roster: args.members.map(|n| (n, args.timeout.map(|t| started + t))),
             poll: args.poll,
         })
     }
@@ -679,8 +677,8 @@ async fn claim(
     };
     let claimed: Fenced<Claim> = holder.claimed().clone();
     if plan.command.is_empty() {
-        let output = ClaimOutput::new(&id, place, claimed.value, Some(holder.added()))
-            .with_members(members);
+        let output =
+            ClaimOutput::new(&id, place, claimed.value, Some(holder.added())).with_members(members);
         if let Err(e) = print(Output::Claim(output)) {
             hold::release(holder).await;
             return Err(e);

@@ -913,7 +913,12 @@ mod tests {
         assert_eq!((d.value.name.as_str(), d.fencing_token.0), ("2", 5));
         let roster = p.roster();
         assert_eq!(roster.value.size, Some(3));
-        let names: Vec<_> = roster.value.claims.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<_> = roster
+            .value
+            .claims
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(names, ["1", "2", "3"]);
         assert!(roster_complete("p", &roster.value, 3).unwrap());
         assert_eq!(
@@ -934,7 +939,10 @@ mod tests {
         let mut p = ClaimPoolState::default();
         for (asked, why) in [
             (member("a", &c, 0), "1 to 256 members, not 0"),
-            (member("a", &c, 6), "needs at least 6 candidates, and this claim names 5"),
+            (
+                member("a", &c, 6),
+                "needs at least 6 candidates, and this claim names 5",
+            ),
         ] {
             let e = p.claim("p", &asked).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
@@ -947,10 +955,16 @@ mod tests {
         claimed(p.claim("p", &request("b", &c)).unwrap());
         let before = p.clone();
         let e = p.claim("p", &member("a", &c, 3)).unwrap_err();
-        assert!(e.to_string().contains("claimed without a roster size"), "{e}");
+        assert!(
+            e.to_string().contains("claimed without a roster size"),
+            "{e}"
+        );
         let e = p.claim("p", &member("c", &c, 2)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
-        assert!(e.to_string().contains("too many to seal a roster of 2"), "{e}");
+        assert!(
+            e.to_string().contains("too many to seal a roster of 2"),
+            "{e}"
+        );
         assert_eq!(p, before);
         assert!(roster_complete("p", &p.roster().value, 2).unwrap());
         assert!(roster_complete("p", &p.roster().value, 1).is_err());

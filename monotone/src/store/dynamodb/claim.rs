@@ -77,11 +77,11 @@ use tokio::time::Instant;
 
 use super::schema::{
     claim_placeholders, claims_write_update, decode, encode_claim, encode_waiter, item_bytes, n, s,
-    Item, Stored, CLAIMS_CREATE_CONDITION, CLAIMS_CREATE_UPDATE, CLAIMS_CREATE_WAITING_UPDATE, CLAIMS_SET_MEMBERS,
+    Item, Stored, CLAIMS_CREATE_CONDITION, CLAIMS_CREATE_UPDATE, CLAIMS_CREATE_WAITING_UPDATE,
     CLAIMS_DROP_UPDATE, CLAIMS_EXPIRE_CONDITION, CLAIMS_RELEASE_CONDITION, CLAIMS_REMOVE_CONDITION,
-    CLAIMS_RENEW_CONDITION, CLAIMS_RENEW_UPDATE, CLAIMS_UNWAIT_CONDITION, CLAIMS_UNWAIT_UPDATE,
-    CLAIMS_VERSION_CONDITION, CLAIMS_WAIT_CONDITION, CLAIMS_WAIT_UPDATE, CLAIM_POOL,
-    ME_PLACEHOLDER, NAME_PLACEHOLDER, VERSION,
+    CLAIMS_RENEW_CONDITION, CLAIMS_RENEW_UPDATE, CLAIMS_SET_MEMBERS, CLAIMS_UNWAIT_CONDITION,
+    CLAIMS_UNWAIT_UPDATE, CLAIMS_VERSION_CONDITION, CLAIMS_WAIT_CONDITION, CLAIMS_WAIT_UPDATE,
+    CLAIM_POOL, ME_PLACEHOLDER, NAME_PLACEHOLDER, VERSION,
 };
 use super::store::DynamoDbStore;
 use super::table::{Update, UpdateRequest, Written};
@@ -759,9 +759,9 @@ mod tests {
     fn a_claim_write_stays_inside_the_expression_limit() {
         let update = claims_write_update(SERVED_PER_WRITE + 1, SERVED_PER_WRITE + 1, true);
         assert!(update.len() < 4096, "{} bytes", update.len());
-        assert!(update.starts_with(
-            "SET #version = :version, #members = :members, #claims.#n0 = :c0, "
-        ));
+        assert!(
+            update.starts_with("SET #version = :version, #members = :members, #claims.#n0 = :c0, ")
+        );
         assert!(update.ends_with(&format!(", #waiting.#w{SERVED_PER_WRITE}")));
         assert!(update.contains(" REMOVE #waiting.#w0, #waiting.#w1"));
     }
