@@ -1220,6 +1220,28 @@ mod tests {
         assert_eq!(back.records()["1"], record);
         assert_eq!(back.records()["2"], plain);
         assert_eq!(back.waiting()["w"], waiter);
+        assert_eq!(
+            back.members(),
+            None,
+            "a pool without `Members` is not sealed"
+        );
+        let sealed = |members: AttributeValue| {
+            let mut item = pool(
+                AttributeValue::M(HashMap::new()),
+                AttributeValue::M(HashMap::new()),
+            );
+            item.insert(CLAIM_MEMBERS.to_owned(), members);
+            decode("T", "p", &item)
+        };
+        let Stored::ClaimPool(back) = sealed(n(8)).unwrap() else {
+            panic!("a pool")
+        };
+        assert_eq!(back.members(), Some(8));
+        for bad in [n(0), n(MAX_CANDIDATES as u64 + 1), s("8")] {
+            let e = sealed(bad).map(|_| ()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+            assert!(e.to_string().contains("`Members`"), "{e}");
+        }
 
         let entry = QueueEntry {
             process_id: "a".into(),
