@@ -424,3 +424,34 @@ fn members_out_of_range_are_usage_errors() {
     let list = place.json(&["-i", "p", "claim", "list"]);
     assert_eq!(list["exists"], false, "nothing written");
 }
+
+/// The store stops answering while a member waits for its roster: the wait
+/// ends with the store's exit code (6, unavailable), nothing printed (the
+/// wait writes nothing: the claim stays). DynamoDB only: every request
+/// fails with a server error from then on. (A SQLite file whose write lock
+/// is taken still answers the waiter's reads.)
+#[test]
+fn the_store_unreachable_mid_wait_ends_the_wait_and_keeps_the_claim() {
+    let Some(place) = Place::dynamodb("barrier-outage") else {
+        return;
+    };
+    let member = Watched::start(
+        &place,
+        &strs(&member_args(
+            "outage",
+            0,
+            "2",
+            &["--timeout", "60s", "--poll", "50ms"],
+        )),
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    while place.json(&["-i", "outage", "claim", "list"])["claims"] == json!([]) {
+        assert!(Instant::now() < until, "the member never claimed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let outage = place.stop_answering();
+    let (code, printed, text, err) = member.finish();
+    assert_eq!((code, printed, text.as_str()), (Some(6), None, ""), "{err}");
+    assert!(err.contains("outage"), "{err}");
+    drop(outage);
+}

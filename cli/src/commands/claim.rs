@@ -566,6 +566,8 @@ impl Plan {
         let Some((members, until)) = self.roster else {
             return Ok(None);
         };
+        // bench/barrier.py times the barrier from this line.
+        tracing::debug!(pool = pool.id(), owner = %self.owner, members, "claimed: waiting for the roster");
         let left = until.map(|u| u.saturating_duration_since(Instant::now()));
         let options = WaitOptions::new()
             .with_timeout(left)
