@@ -140,11 +140,13 @@ assert_eq!((now.value, now.version), (7, 2));
 
 // Each module's own docs (its `mod.rs`) say what it owns: `queue/`,
 // `claim/` and `document/` a primitive each; `lease/` leases and the one
-// holder of leased records; `store/` the `Store` trait, `open()` and the
-// backends. Inside the crate, every file imports an item from the file that
+// holder of leased records; `change.rs` waiting for an item to change
+// (push or poll), which every waiter uses; `store/` the `Store` trait,
+// `open()` and the backends. Inside the crate, every file imports an item from the file that
 // defines it; the re-exports below are for the outside only
 // (scripts/check_imports.py refuses import circles).
 mod backoff;
+mod change;
 mod claim;
 mod counter;
 mod document;

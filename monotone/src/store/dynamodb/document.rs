@@ -54,6 +54,12 @@ impl Document for DynamoDbDocument {
         &self.id
     }
 
+    /// One strongly consistent `GetItem` of the `Type` and `Version` alone,
+    /// which watchers poll; the document is read only once it changed.
+    async fn version(&self) -> Result<u64> {
+        self.store.version_of(&self.id, ItemType::Document).await
+    }
+
     /// One strongly consistent `GetItem`. A watcher's check is the same
     /// request: DynamoDB charges a read by the whole item's size even when a
     /// projection leaves the value out, so reading the version alone would

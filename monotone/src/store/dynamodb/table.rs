@@ -155,6 +155,30 @@ impl Table {
         self.read(what, id, true).await
     }
 
+    /// A strongly consistent read of the `Type` and `Version` of the item
+    /// `id` alone ([`schema::VERSION_PROJECTION`]): a waiter's check.
+    pub async fn version(&self, what: &str, id: &str) -> Result<Option<Item>> {
+        let ctx = self.context(what);
+        self.with_table(&ctx, || async {
+            let started = Instant::now();
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.name)
+                .set_key(Some(schema::key(id)))
+                .consistent_read(true)
+                .projection_expression(schema::VERSION_PROJECTION)
+                .set_expression_attribute_names(Some(schema::names_in(&[
+                    schema::VERSION_PROJECTION,
+                ])))
+                .send()
+                .await;
+            debug!(table = %self.name, id, request = "GetItem", projection = schema::VERSION_PROJECTION, ok = out.is_ok(), elapsed = ?started.elapsed(), "{what}");
+            out.map(|o| o.item).map_err(|e| map(e, &ctx))
+        })
+        .await
+    }
+
     /// A read of the item `id`, strongly consistent or (at half the price)
     /// eventually consistent.
     pub async fn read(&self, what: &str, id: &str, consistent: bool) -> Result<Option<Item>> {
