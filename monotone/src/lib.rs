@@ -34,6 +34,18 @@ are documented on [`Counter`], [`Queue`], [`Document`], [`Tally`] and
 [`ClaimPool`], and a shared conformance suite checks each store against
 them.
 
+# Waiting
+
+Everything that waits ([`wait_for_position`], [`wait_for_claim`],
+[`Changes`], the holders) waits on one capability of the queue, claim pool
+or document handle: `wait_for_change(seen, until, poll)`, "tell me when
+this item's version is no longer `seen`, or when `until` passes". The
+memory store and the SQLite store on Linux push (the SQLite store learns
+of every commit to its file, from any process, through the kernel's file
+notifications); DynamoDB polls the version alone every `poll`. Each handle
+says which with `pushes()`; see [`WaitOptions`] for when a waiter reads and
+what it costs.
+
 # Leases
 
 A ticket may be joined with a lease: it stays only while its holder renews

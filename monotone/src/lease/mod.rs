@@ -65,12 +65,15 @@ with each renewal ([`Lease::renewed_at`]) is shown, never used.
 
 ## What an observer costs
 
-A waiter reads the queue once per poll interval (see
-[`WaitOptions`](crate::WaitOptions)) and, when a ticket ahead of it has been
-seen unrenewed for a full lease, writes once to remove it. A dead holder's
-ticket is removed at most one lease plus one poll interval after the holder's
-last renewal was first seen, and the waiter sleeps until exactly the moment
-that ticket could expire rather than a whole poll past it.
+A waiter reads the queue when its token changes and, while tickets ahead
+of it are leased, once per poll interval (a quarter of the shortest lease,
+see [`WaitOptions`](crate::WaitOptions)), whether the store pushes changes or
+not: a renewal changes no token, so only reading tells a renewed lease from
+an abandoned one. When a ticket ahead of it has been seen unrenewed for a
+full lease, it writes once to remove it. A dead holder's ticket is removed
+at most one lease plus one poll interval after the holder's last renewal was
+first seen, and the waiter wakes at exactly the moment that ticket could
+expire rather than a whole poll past it.
 */
 
 // The files of this module:

@@ -6,7 +6,7 @@
 //! operations on the store are linearizable.
 //!
 //! The store pushes (see the `change` module): every operation that may
-//! write advances the store's one [`Notifier`] as it lets go of the lock, and
+//! write advances the store's one `Notifier` (see `change.rs`) as it lets go of the lock, and
 //! each waiter then compares its own item's version under the lock (a map
 //! lookup), so a waiter wakes at once after a write by any handle.
 
