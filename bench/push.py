@@ -30,59 +30,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from dynamodb import machine, table, write_csv  # noqa: E402
-
-RECORD = (
-    'echo "start $(date +%s%N)" >> "$OUT/$W"; sleep "$HOLD"; '
-    'echo "end $(date +%s%N)" >> "$OUT/$W"'
-)
-
-
-def percentile(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
+from lock import handover_gaps, percentile  # noqa: E402
 
 def env_with(**extra):
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
     env.update(extra)
     return env
-
-
-def handovers(argv_for, workers, rounds, hold):
-    """Hand-over gaps (ms) of `workers` loops of `argv_for(w) + RECORD`."""
-    out = tempfile.mkdtemp(prefix="monotone-push-bench-")
-
-    def worker(w):
-        env = env_with(OUT=out, W=f"w{w}", HOLD=hold)
-        for _ in range(rounds):
-            r = subprocess.run(argv_for(w) + ["sh", "-c", RECORD], env=env,
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                sys.exit(f"lock failed ({r.returncode}): {r.stderr}")
-
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    runs = []
-    for w in range(workers):
-        lines = open(os.path.join(out, f"w{w}")).read().split("\n")
-        marks = [int(l.split()[1]) for l in lines if l]
-        runs += list(zip(marks[0::2], marks[1::2]))
-    shutil.rmtree(out, ignore_errors=True)
-    runs.sort()
-    gaps = []
-    for (s0, e0), (s1, _) in zip(runs, runs[1:]):
-        if s1 < e0:
-            sys.exit(f"two commands overlapped: {s0}-{e0} and {s1}")
-        gaps.append((s1 - e0) / 1e6)
-    return gaps
 
 
 def first_output(proc, timeout):
@@ -223,9 +180,9 @@ def main():
     print(f"machine: {machine()}; load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     try:
         rows = []
-        lock = handovers(lambda w: [mono, "--store", store, "-i", "handover", "lock", "--"],
-                         args.workers, args.rounds, args.hold)
-        fl = handovers(lambda w: ["flock", lockfile], args.workers, args.rounds, args.hold)
+        lock = handover_gaps([mono, "--store", store, "-i", "handover", "lock", "--"], env_with(),
+                             args.workers, args.rounds, args.hold)
+        fl = handover_gaps(["flock", lockfile], env_with(), args.workers, args.rounds, args.hold)
         print(f"  lock: median {statistics.median(lock):.2f} ms; flock {statistics.median(fl):.2f} ms",
               file=sys.stderr)
         leave_start, leave_return = leader_changes(mono, store, args.changes)

@@ -36,39 +36,20 @@ fn await_tickets(place: &Place, id: &str, n: usize) {
 #[test]
 fn lock_hands_over_without_polling_on_sqlite() {
     let place = Place::sqlite();
+    // `lock` as `pid`, with a lease of 2 minutes and an hour's poll.
+    let lock = |pid: &str, script: &str| {
+        place.spawn(&[
+            "-i", "L", "lock", "-p", pid, "--ttl", "2m", "--poll", "1h", "--", "sh", "-c", script,
+        ])
+    };
     // The holder runs until the file `go` appears.
-    let holder = place.spawn(&[
-        "-i",
-        "L",
-        "lock",
-        "-p",
+    let holder = lock(
         "holder",
-        "--ttl",
-        "2m",
-        "--poll",
-        "1h",
-        "--",
-        "sh",
-        "-c",
         r#"while [ ! -e "$OUT/go" ]; do sleep 0.01; done; date +%s%N > "$OUT/ended""#,
-    ]);
+    );
     await_tickets(&place, "L", 1);
     let waiter_started = Instant::now();
-    let waiter = place.spawn(&[
-        "-i",
-        "L",
-        "lock",
-        "-p",
-        "waiter",
-        "--ttl",
-        "2m",
-        "--poll",
-        "1h",
-        "--",
-        "sh",
-        "-c",
-        r#"date +%s%N > "$OUT/started""#,
-    ]);
+    let waiter = lock("waiter", r#"date +%s%N > "$OUT/started""#);
     await_tickets(&place, "L", 2);
     std::fs::write(place.path("go"), "").unwrap();
     let out = holder.wait_with_output().unwrap();
