@@ -235,8 +235,59 @@ pub async fn wait_for_position(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::queue::ticket::Tags;
+    use crate::store::memory::MemoryStore;
+    use crate::store::Store;
+
+    #[tokio::test(start_paused = true)]
+    async fn with_push_a_waiter_behind_a_permanent_ticket_leads_at_the_leave() {
+        let store = MemoryStore::new();
+        let queue: Arc<dyn Queue> = Arc::from(store.queue("q").unwrap());
+        queue.join("head", Tags::new()).await.unwrap();
+        queue.join("next", Tags::new()).await.unwrap();
+        let t0 = Instant::now();
+        let leaver = {
+            let queue = Arc::clone(&queue);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                queue.leave("head").await.unwrap()
+            })
+        };
+        let hour = Duration::from_secs(3600);
+        let options = WaitOptions::new().with_poll(hour, hour);
+        let head = wait_for_position(&*queue, "next", 1, &options)
+            .await
+            .unwrap();
+        assert_eq!(Instant::now() - t0, Duration::from_secs(5), "at the leave");
+        assert_eq!(head.fencing_token, leaver.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn next_look_is_only_a_deadline_unless_leases_are_watched() {
+        let now = Instant::now();
+        let poll = Duration::from_secs(1);
+        let deadline = now + Duration::from_secs(10);
+        assert_eq!(WaitOptions::next_look(poll, now, None, None), None);
+        assert_eq!(
+            WaitOptions::next_look(poll, now, None, Some(deadline)),
+            Some(deadline)
+        );
+        let expiry = now + Duration::from_millis(300);
+        assert_eq!(
+            WaitOptions::next_look(poll, now, Some(expiry), Some(deadline)),
+            Some(expiry),
+            "no later than a watched lease could expire"
+        );
+        let far = now + Duration::from_secs(60);
+        let look = WaitOptions::next_look(poll, now, Some(far), Some(deadline)).unwrap();
+        assert!(
+            look >= now + poll / 2 && look <= now + poll,
+            "within one poll"
+        );
+    }
 
     #[test]
     fn poll_interval_follows_the_shortest_lease_ahead() {
