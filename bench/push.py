@@ -8,28 +8,33 @@ flock(1) on the same machine.
   same loop with `flock FILE CMD`.
 - graceful leader change: `queue -p a leave` while `queue -p b wait` waits
   behind it; from the leave's start, and from its return, to the moment the
-  waiter's output arrives. flock(1)'s counterpart is its hand-over.
+  waiter's output arrives. The leave commits between the two, so they bound
+  commit -> waiter prints from above and below; the second is negative when
+  the waiter prints before the leave's process has exited. flock(1)'s
+  counterpart is its hand-over.
 - watch latency: `doc set` by another process while `doc watch` runs; from
   the set's start, and from its return (its commit is done by then), to the
-  moment the watcher's line arrives.
+  moment the watcher's line arrives: bounds of commit -> watcher prints, as
+  above.
 - idle CPU: a `lock` waiter behind a holder, a `queue wait` behind a
   permanent ticket and a `doc watch` on a quiet document, each for
   --idle seconds: CPU time of all the process's threads
   (/proc/PID/task/*/schedstat, nanoseconds) over wall time.
-- counter next: whole-process time of `monotone counter next`, this build
-  and (with --base) another build, alternating runs.
+- counter next: whole-process wall and CPU time of `monotone counter
+  next`, this build and (with --base) another build, taking turns.
 
 Started by bench/push.sh; prints tables and writes bench/results/push*.csv.
 """
 
 import argparse
 import os
-import select
+import queue
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -42,14 +47,32 @@ def env_with(**extra):
     return env
 
 
-def first_output(proc, timeout):
-    """Wait for the first bytes on proc's stdout; the time they came."""
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        sys.exit("no output in time")
-    at = time.monotonic_ns()
-    os.read(proc.stdout.fileno(), 65536)
-    return at
+class Lines:
+    """The arrival times of a process's output lines, read by a thread of
+    their own as they come: a line that arrives before the writer's command
+    returns is timed as it arrives (a negative "returns -> prints")."""
+
+    def __init__(self, proc):
+        self.times = queue.Queue()
+        self.thread = threading.Thread(target=self._read, args=(proc.stdout.fileno(),),
+                                       daemon=True)
+        self.thread.start()
+
+    def _read(self, fd):
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            at = time.monotonic_ns()
+            for _ in range(data.count(b"\n")):
+                self.times.put(at)
+
+    def next(self, timeout):
+        """The time the next line arrived, waiting up to `timeout` s."""
+        try:
+            return self.times.get(timeout=timeout)
+        except queue.Empty:
+            sys.exit("no output in time")
 
 
 def leader_changes(mono, store, n):
@@ -61,12 +84,13 @@ def leader_changes(mono, store, n):
         for p in ("a", "b"):
             subprocess.run(base + ["-p", p, "join"], check=True, capture_output=True)
         waiter = subprocess.Popen(base + ["-p", "b", "wait"], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
+                                  stderr=subprocess.DEVNULL)
+        lines = Lines(waiter)
         time.sleep(0.2)  # let it read the queue and settle into its wait
         t0 = time.monotonic_ns()
         subprocess.run(base + ["-p", "a", "leave"], check=True, capture_output=True)
         t1 = time.monotonic_ns()
-        led = first_output(waiter, 30)
+        led = lines.next(30)
         waiter.wait()
         from_start.append((led - t0) / 1e6)
         from_return.append((led - t1) / 1e6)
@@ -77,7 +101,8 @@ def watch_latencies(mono, store, n):
     """(set start -> watcher's line, set return -> watcher's line), ms."""
     base = [mono, "--store", store, "-i", "watched", "doc"]
     subprocess.run(base + ["set"], input=b'{"n": 0}', check=True, capture_output=True)
-    watcher = subprocess.Popen(base + ["watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watcher = subprocess.Popen(base + ["watch"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    lines = Lines(watcher)
     time.sleep(0.3)
     from_start, from_return = [], []
     for i in range(1, n + 1):
@@ -85,7 +110,7 @@ def watch_latencies(mono, store, n):
         subprocess.run(base + ["set"], input=f'{{"n": {i}}}'.encode(), check=True,
                        capture_output=True)
         t1 = time.monotonic_ns()
-        seen = first_output(watcher, 30)
+        seen = lines.next(30)
         from_start.append((seen - t0) / 1e6)
         from_return.append((seen - t1) / 1e6)
         time.sleep(0.05)
@@ -137,25 +162,34 @@ def idle_cpu(mono, store, seconds):
     return used
 
 
-def whole_process(argv, n):
-    times = []
-    for _ in range(n):
-        t0 = time.monotonic_ns()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        times.append((time.monotonic_ns() - t0) / 1e6)
-    return times
+def whole_process(argv):
+    """(wall ms, CPU ms: user + system) of one run of `argv`."""
+    t0 = time.monotonic_ns()
+    pid = os.posix_spawn(argv[0], argv, os.environ,
+                         file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+    _, status, usage = os.wait4(pid, 0)
+    wall = (time.monotonic_ns() - t0) / 1e6
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(argv)} failed")
+    return wall, (usage.ru_utime + usage.ru_stime) * 1e3
 
 
-def counter_next(builds, n, rounds):
-    """Median whole-process time of `counter next` per build, alternating."""
+def counter_next(builds, n):
+    """Wall and CPU times of `counter next` per build, `n` runs each, the
+    builds taking turns run by run (so that a change of the machine's load
+    falls on both). CPU time counts this process alone: it varies less with
+    the load of a shared machine than wall time does."""
     work = tempfile.mkdtemp(prefix="monotone-push-next-")
-    per = {name: [] for name, _ in builds}
-    for r in range(rounds):
-        for name, mono in builds:
+    wall = {name: [] for name, _ in builds}
+    cpu = {name: [] for name, _ in builds}
+    for i in range(n):
+        for name, mono in builds if i % 2 == 0 else builds[::-1]:
             store = f"sqlite:{os.path.join(work, name.replace(' ', '_'))}.db"
-            per[name] += whole_process([mono, "--store", store, "-i", "c", "counter", "next"], n)
+            w, c = whole_process([mono, "--store", store, "-i", "c", "counter", "next"])
+            wall[name].append(w)
+            cpu[name].append(c)
     shutil.rmtree(work, ignore_errors=True)
-    return per
+    return wall, cpu
 
 
 def main():
@@ -211,16 +245,16 @@ def main():
         builds = [("this build", mono)]
         if args.base:
             builds.append((args.base_name, args.base))
-        per = counter_next(builds, args.next // 5, 5)
-        next_rows = [(name, len(t), f"{statistics.median(t):.3f}", f"{statistics.mean(t):.3f}",
-                      f"{percentile(t, 99):.3f}") for name, t in per.items()]
-        table("counter next, whole process (alternating builds, 5 rounds)",
-              ("build", "runs", "median ms", "mean ms", "p99 ms"), next_rows)
+        wall, cpu = counter_next(builds, args.next)
+        header = ("build", "runs", "wall median ms", "wall p99 ms", "CPU median ms")
+        next_rows = [(name, len(wall[name]), f"{statistics.median(wall[name]):.3f}",
+                      f"{percentile(wall[name], 99):.3f}", f"{statistics.median(cpu[name]):.3f}")
+                     for name, _ in builds]
+        table("counter next, whole process (builds taking turns)", header, next_rows)
         if args.base:
-            ratio = statistics.median(per["this build"]) / statistics.median(per[args.base_name])
-            print(f"\nthis build / {args.base_name}: {ratio:.3f} (median)")
-        write_csv(os.path.join(args.out, "push_counter_next.csv"),
-                  ("build", "runs", "median ms", "mean ms", "p99 ms"), next_rows)
+            ratio = lambda t: statistics.median(t["this build"]) / statistics.median(t[args.base_name])
+            print(f"\nthis build / {args.base_name}: wall {ratio(wall):.3f}, CPU {ratio(cpu):.3f} (medians)")
+        write_csv(os.path.join(args.out, "push_counter_next.csv"), header, next_rows)
         load = os.getloadavg()
         print(f"\nload average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         return 0
