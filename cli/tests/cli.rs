@@ -116,7 +116,7 @@ fn counter_commands_field_by_field() {
 fn queue_commands_field_by_field() {
     let s = Sandbox::new();
     let table = s.db().display().to_string();
-    let a = s.json(&[
+    let join_a = [
         "-i",
         "q",
         "queue",
@@ -127,7 +127,8 @@ fn queue_commands_field_by_field() {
         "role=zk",
         "-t",
         "az=eu-west-1a",
-    ]);
+    ];
+    let a = s.json(&join_a);
     assert_eq!(
         a,
         json!({
@@ -143,10 +144,16 @@ fn queue_commands_field_by_field() {
         b["ticket"],
         json!({"process_id": "b", "counter": 2, "position": 1, "tags": {}, "lease": null})
     );
-    // Joining again returns the same ticket and the current token.
-    let again = s.json(&["-i", "q", "queue", "-p", "a", "join", "-t", "other=tag"]);
+    // Joining again with the same tags returns the same ticket and the
+    // current token; with other tags, it is refused (13).
+    let again = s.json(&join_a);
     assert_eq!(again["ticket"], a["ticket"]);
     assert_eq!(again["fencing_token"], 2);
+    let err = s.fails(
+        &["-i", "q", "queue", "-p", "a", "join", "-t", "other=tag"],
+        13,
+    );
+    assert!(err.contains("leave the queue first"), "{err}");
     let got = s.json(&["-i", "q", "queue", "-p", "b", "get"]);
     assert_eq!(got, b);
     let list = s.json(&["-i", "q", "queue", "list"]);
@@ -417,9 +424,9 @@ fn help_explains_stores_and_exit_codes() {
         ".local/share/monotone/monotone.db",
         "dynamodb://",
         "eu-west-1",
-        "3 not found",
+        "3  not found",
         "jq .ticket.counter",
-        "12 --if-version",
+        "12  --if-version",
         "doc watch --from-version 0",
         "tally add -- -3",
         "serve --listen",
@@ -507,10 +514,18 @@ fn lease_usage_errors() {
     s.json(&["-i", "q", "queue", "-p", "perm", "join"]);
     for (args, code, says) in [
         (vec!["join", "--ttl", "soon"], 2, "not a duration"),
-        (vec!["join", "--ttl", "10ms"], 2, "out of range"),
-        (vec!["join", "--ttl", "3days"], 2, "out of range"),
+        (
+            vec!["join", "--ttl", "10ms"],
+            2,
+            "too short to renew safely",
+        ),
+        (
+            vec!["join", "--ttl", "3days"],
+            2,
+            "longer than the longest lease",
+        ),
         (vec!["wait", "--position", "0"], 2, "0"),
-        (vec!["wait", "--timeout", "-1s"], 2, "unexpected argument"),
+        (vec!["wait", "--timeout", "-1s"], 2, "`-1s` is negative"),
     ] {
         let mut all = vec!["-i", "q", "queue", "-p", "x"];
         all.extend(args);

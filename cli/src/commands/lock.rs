@@ -5,7 +5,13 @@
 //! first N, run COMMAND in its own process group (see [`crate::group`])
 //! while a [`LeaseHolder`] renews the lease, and leave the queue when
 //! COMMAND ends. Without COMMAND: print the ticket once acquired and hold
-//! the lock until stdin closes or a signal arrives.
+//! the lock until stdin closes, stdout is closed or a signal arrives.
+//!
+//! Each `lock` is a holder of its own: if another `lock` (or a leased
+//! `queue join`) holds the ticket of the same process id, it waits for that
+//! ticket to go (released, or expired after its holder died) before it
+//! joins, within the same `--timeout`; it never shares the ticket, so two
+//! `lock -p "$(hostname)"` never run their commands at once.
 //!
 //! The timing of renewals and of the kill is [`hold`](super::hold)'s.
 //!
@@ -15,12 +21,17 @@
 //! was not acquired (`--no-wait`, `--timeout`); 10 when the lease was lost
 //! while the lock was held (the command was killed); the usual codes for
 //! failures before COMMAND ran; 128 + the signal if a signal ended
-//! `monotone` while it waited.
+//! `monotone` while it waited. A COMMAND that cannot be run is refused with
+//! 2 before anything is locked (see [`crate::program`] for what is
+//! checked); what only its start can tell gives 127 (not found) or 126
+//! (found, not runnable), as `env` does, with the lock released.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use clap::Args;
 use monotone::{
@@ -41,11 +52,19 @@ MONOTONE_PROCESS_ID, MONOTONE_FENCING_TOKEN, MONOTONE_POSITION,
 MONOTONE_COUNTER and MONOTONE_STORE.
 
 Without COMMAND, prints the ticket as JSON once acquired and holds the lock
-until stdin closes or a signal arrives.
+until stdin closes, its stdout is closed or a signal arrives.
+
+Two locks never share a ticket: a lock whose -p is held by another lock
+waits for it to end (or to die and expire) before it joins.
 
 Exit status: COMMAND's (128 + the signal if a signal killed it); 9 when the
 lock was not acquired (--no-wait, --timeout); 10 when the lease was lost and
-the command was killed; 2 for bad arguments or a command that cannot be run.
+the command was killed; 13 when the process holds a permanent ticket (queue
+join without --ttl); 2 for bad arguments (--ttl under 200ms, -n 0) and
+for a COMMAND that cannot be run, refused before anything is locked: not
+found, not executable, or a script whose #! interpreter is missing. What
+only starting it can tell exits as env does, with the lock released: 127
+not found, 126 found but not runnable.
 
 Examples:
   monotone -i mongo-init lock -- /usr/local/bin/init-replica-set
@@ -62,26 +81,27 @@ pub struct LockArgs {
 
     /// How many may hold the lock at once (a semaphore)
     #[arg(short = 'n', long = "holders", value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+          value_parser = clap::value_parser!(u64).range(1..=100_000), allow_hyphen_values = true)]
     pub holders: u64,
 
     /// Lease: how long the lock outlives a holder that stops renewing it
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub ttl: Duration,
 
-    /// Do not wait: if the lock is held, exit at once with code 9
+    /// Do not wait: if the lock is held (or another lock holds this process
+    /// id), exit at once with code 9
     #[arg(long, conflicts_with = "timeout")]
     pub no_wait: bool,
 
     /// Give up after waiting this long, with exit code 9
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
 
     /// While waiting: how often to check the queue on a store that cannot
     /// push (DynamoDB; each check is one read); where the store tells of
     /// changes (the embedded one), how often to check anyway, in case a
     /// notification was lost
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
     pub poll: Duration,
 
     /// Tag for the ticket, KEY=VALUE; repeat for more
@@ -90,7 +110,7 @@ pub struct LockArgs {
 
     /// When the lease is lost: time between SIGTERM and SIGKILL to the
     /// command's process group [default: 3s, or a fifth of the ttl if shorter]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub kill_after: Option<Duration>,
 
     /// The command to run under the lock, after --
@@ -169,17 +189,29 @@ pub async fn run(
     let place = Place::of(&*store);
     let queue: Arc<dyn Queue> = Arc::from(store.queue(id)?);
     let mut signals = Signals::new()?;
-    let holder = LeaseHolder::join(
+    let started = Instant::now();
+    let joining = LeaseHolder::join_waiting(
         queue,
         &plan.process_id,
         plan.tags.clone(),
         plan.ttl,
         plan.holder.clone(),
-    )
-    .await?;
+        &plan.wait,
+    );
+    let holder = tokio::select! {
+        joined = joining => joined.map_err(|e| not_acquired(id, e))?,
+        // A ticket joined meanwhile is leased: it expires.
+        sig = signals.recv() => return Ok(signal_code(sig)),
+    };
     tracing::debug!(queue = id, process = %plan.process_id, ttl = ?plan.ttl, holders = plan.holders, "waiting for the lock");
+    // What is left of the timeout after waiting for the ticket.
+    let wait = plan.wait.clone().with_timeout(
+        plan.wait
+            .timeout
+            .map(|t| t.saturating_sub(started.elapsed())),
+    );
     let head = tokio::select! {
-        head = holder.wait_for_position(plan.holders, &plan.wait) => head,
+        head = holder.wait_for_position(plan.holders, &wait) => head,
         sig = signals.recv() => {
             hold::release(holder).await;
             return Ok(signal_code(sig));
@@ -191,13 +223,7 @@ pub async fn run(
             if e.kind() != ErrorKind::LeaseLost {
                 hold::release(holder).await;
             }
-            return Err(Failure::Store(match e.kind() {
-                ErrorKind::Timeout => Error::new(
-                    ErrorKind::Timeout,
-                    format!("lock `{id}` not acquired: {}", e.message()),
-                ),
-                _ => e,
-            }));
+            return Err(not_acquired(id, e));
         }
     };
     tracing::debug!(queue = id, process = %plan.process_id, token = %head.fencing_token, "acquired the lock");
@@ -208,8 +234,20 @@ pub async fn run(
     }
 }
 
-/// Without a command: print the ticket, hold until stdin closes or a signal
-/// arrives, then leave.
+/// A timeout while waiting for the lock `id`, saying so; any other error
+/// as it is.
+fn not_acquired(id: &str, e: Error) -> Failure {
+    Failure::Store(match e.kind() {
+        ErrorKind::Timeout => Error::new(
+            ErrorKind::Timeout,
+            format!("lock `{id}` not acquired: {}", e.message()),
+        ),
+        _ => e,
+    })
+}
+
+/// Without a command: print the ticket, hold until stdin closes, stdout is
+/// closed or a signal arrives, then leave.
 async fn hold(
     holder: LeaseHolder,
     head: Fenced<Ticket>,

@@ -84,6 +84,10 @@ macro_rules! conformance_suite {
             waiters_become_head_in_ticket_order,
             a_semaphore_of_two_admits_two_at_a_time,
             leases_on_a_counter_id_are_wrong_type,
+            a_holders_join_sent_again_is_harmless_and_others_are_refused,
+            two_holders_of_one_process_id_never_hold_at_once,
+            a_lost_holder_leaves_the_next_holders_ticket_alone,
+            a_holder_never_waits_on_a_permanent_ticket,
         );
         $crate::conformance_checks!($make, document, (flavor = "multi_thread");
             document_starts_absent,
@@ -93,6 +97,7 @@ macro_rules! conformance_suite {
             document_concurrent_writers_of_one_version_have_one_winner,
             document_update_helper_retries_until_it_wins,
             document_update_helper_writes_nothing_when_nothing_changes,
+            document_identical_writes_write_nothing,
             document_remove_and_recreate,
             document_wrong_types_change_nothing,
             document_size_limit,
@@ -125,7 +130,7 @@ macro_rules! conformance_suite {
             exhaustion_names_the_pool_and_the_candidates_and_writes_nothing,
             every_claim_release_and_expiry_adds_one_to_the_token,
             an_absent_pool_reads_empty_and_releases_nothing,
-            claims_are_listed_in_candidate_order,
+            claims_are_listed_by_name_numbers_numerically,
             claim_pool_remove,
             claim_pools_and_other_kinds_are_wrong_type,
             claim_input_is_checked_and_changes_nothing,
@@ -139,6 +144,10 @@ macro_rules! conformance_suite {
             the_claim_holder_learns_of_loss_before_anyone_removes_it,
             a_waiting_claimer_gets_a_dead_holders_name_with_a_larger_token,
             permanent_claims_never_expire,
+            claim_tags_round_trip_and_are_checked,
+            a_holders_claim_sent_again_is_harmless_and_others_are_refused,
+            two_claim_holders_of_one_owner_never_hold_at_once,
+            a_lost_claim_holder_leaves_the_next_holders_claim_alone,
         );
         $crate::conformance_checks!($make, change, (flavor = "multi_thread", worker_threads = 4);
             pushes_says_whether_the_store_tells_of_changes,

@@ -15,6 +15,7 @@ use super::schema::{self, SqliteOptions};
 use super::watch::CommitSignal;
 use crate::change::poll_for_change;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::holder_id::{HolderId, MAX_HOLDER_ID};
 use crate::store::item_type::ItemType;
 
 /// A store in a SQLite database file. Clones share one connection.
@@ -245,6 +246,24 @@ pub(super) fn to_u64(v: i64, id: &str, column: &str) -> Result<u64> {
             format!("item `{id}` has a negative {column} ({v})"),
         )
     })
+}
+
+/// A `holder` column: empty, or a holder id; Corrupt otherwise.
+pub(super) fn to_holder(v: Option<i64>, id: &str) -> Result<Option<HolderId>> {
+    v.map(|n| {
+        u64::try_from(n)
+            .ok()
+            .and_then(HolderId::new)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "item `{id}` has a holder id of {n}, not one from 1 to {MAX_HOLDER_ID}"
+                    ),
+                )
+            })
+    })
+    .transpose()
 }
 
 /// SQLite integers are signed: the largest value a counter can reach here.
