@@ -11,19 +11,22 @@
 //! - **one write connection**, on which every operation that writes runs,
 //!   one at a time in this process (SQLite lets one writer at a time into
 //!   the file anyway). An operation waits at most the busy timeout from
-//!   the moment it arrives: first for this process's earlier writes (a
-//!   queue in arrival order), then, with what is left of its timeout, for
-//!   other processes' write lock (SQLite's busy handler). So while another
-//!   process holds the lock, queued writes all fail after one busy timeout,
-//!   not the k-th after k of them;
+//!   the moment it arrives: first for this process's other writes to lend
+//!   it the connection ([`Writer`]), then, with what is left of its
+//!   timeout, for other processes' write lock (SQLite's busy handler). So
+//!   while another process holds the lock, queued writes all fail after one
+//!   busy timeout, not the k-th after k of them. The waiting is done on the
+//!   blocking thread that runs the operation, so that handing the
+//!   connection from one write to the next costs a thread wake-up, not a
+//!   trip through the async runtime;
 //! - **up to [`READERS`] read connections**, opened when first needed and
 //!   kept for the next read, with `query_only` on. In WAL mode a read sees
 //!   the last commit and does not wait for a writer, of this process or
 //!   another.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -47,8 +50,7 @@ struct Inner {
     path: PathBuf,
     shown: String,
     options: SqliteOptions,
-    /// The write connection; the lock is fair, so writes go in arrival order.
-    writer: Arc<tokio::sync::Mutex<Connection>>,
+    writer: Writer,
     /// Read connections not in use.
     idle_readers: Mutex<Vec<Connection>>,
     /// A permit per read connection that may be open.
@@ -77,7 +79,7 @@ impl SqliteStore {
                 shown: path.display().to_string(),
                 path,
                 options,
-                writer: Arc::new(tokio::sync::Mutex::new(conn)),
+                writer: Writer::new(conn),
                 idle_readers: Mutex::new(Vec::new()),
                 readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
             }),
@@ -134,25 +136,96 @@ impl SqliteStore {
                     result
                 })
             }
-            _ => {
+            _ => tokio::task::spawn_blocking(move || {
                 let timeout = inner.options.busy_timeout;
-                let Ok(mut conn) =
-                    tokio::time::timeout(timeout, Arc::clone(&inner.writer).lock_owned()).await
-                else {
+                let Some(mut conn) = inner.writer.borrow(arrived + timeout) else {
                     return Err(busy(&inner.shown, what, timeout));
                 };
-                tokio::task::spawn_blocking(move || {
-                    // What is left of this operation's busy timeout, for
-                    // SQLite's busy handler; none left means one try.
-                    let left = timeout.saturating_sub(arrived.elapsed());
-                    conn.busy_timeout(left)
-                        .map_err(|e| map_err(&inner.shown, what, e))?;
-                    transaction(&inner.shown, &mut conn, behavior, what, arrived, f)
-                })
-            }
+                // What is left of this operation's busy timeout, for
+                // SQLite's busy handler; none left means one try.
+                let left = timeout.saturating_sub(arrived.elapsed());
+                conn.busy_timeout(left)
+                    .map_err(|e| map_err(&inner.shown, what, e))?;
+                transaction(&inner.shown, &mut conn, behavior, what, arrived, f)
+            }),
         };
         task.await
             .map_err(|e| Error::new(ErrorKind::Unavailable, format!("sqlite task failed: {e}")))?
+    }
+}
+
+/// The write connection, lent to one operation at a time.
+#[derive(Debug)]
+struct Writer {
+    /// `None` while lent.
+    conn: Mutex<Option<Connection>>,
+    /// Told when the connection comes back.
+    returned: Condvar,
+}
+
+impl Writer {
+    fn new(conn: Connection) -> Self {
+        Writer {
+            conn: Mutex::new(Some(conn)),
+            returned: Condvar::new(),
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Connection>> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection, once no other operation of this process has it, or
+    /// `None` if that is not before `deadline`. Blocks the thread.
+    fn borrow(&self, deadline: Instant) -> Option<Lent<'_>> {
+        let mut slot = self.slot();
+        loop {
+            // Whoever is woken takes the connection if it is there, even
+            // at its deadline: a wake-up is never lost on one that gives up.
+            if let Some(conn) = slot.take() {
+                return Some(Lent {
+                    writer: self,
+                    conn: Some(conn),
+                });
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if left.is_zero() {
+                return None;
+            }
+            slot = self
+                .returned
+                .wait_timeout(slot, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The write connection while an operation has it; given back when
+/// dropped, also after a panic (the transaction, dropped first, rolls back).
+struct Lent<'a> {
+    writer: &'a Writer,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("lent until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("lent until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        *self.writer.slot() = self.conn.take();
+        self.writer.returned.notify_one();
     }
 }
 
@@ -189,7 +262,7 @@ where
 
 /// The error of a write that waited its whole busy timeout for this
 /// process's earlier writes: the same as when SQLite's busy handler gives up.
-fn busy(shown: &str, what: &str, timeout: std::time::Duration) -> Error {
+fn busy(shown: &str, what: &str, timeout: Duration) -> Error {
     Error::new(
         ErrorKind::Conflict,
         format!(
