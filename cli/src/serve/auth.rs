@@ -37,10 +37,15 @@ impl Token {
     /// The token in the file at `path` as the module docs say, and a
     /// warning if its group may read it; else why not.
     pub fn read(path: &Path) -> Result<(Token, Option<Warning>), String> {
+        use std::io::Read;
         let shown = path.display();
-        let warning = Self::check_mode(path)?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the token file {shown}: {e}"))?;
+        let cannot = |e: std::io::Error| format!("cannot read the token file {shown}: {e}");
+        // The mode checked is that of the file read (not of whatever the
+        // path names a moment later).
+        let mut file = std::fs::File::open(path).map_err(cannot)?;
+        let warning = Self::check_mode(path, &file.metadata().map_err(cannot)?)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(cannot)?;
         let token = text.trim();
         if token.is_empty() {
             return Err(format!("the token file {shown} is empty"));
@@ -64,13 +69,10 @@ impl Token {
     /// Refuse a file that other users may read or write; warn when its
     /// group may read it.
     #[cfg(unix)]
-    fn check_mode(path: &Path) -> Result<Option<Warning>, String> {
+    fn check_mode(path: &Path, meta: &std::fs::Metadata) -> Result<Option<Warning>, String> {
         use std::os::unix::fs::PermissionsExt;
         let shown = path.display();
-        let mode = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read the token file {shown}: {e}"))?
-            .permissions()
-            .mode();
+        let mode = meta.permissions().mode();
         if mode & 0o006 != 0 {
             return Err(format!(
                 "the token file {shown} can be read or written by other users (mode {:o}); \
@@ -87,7 +89,7 @@ impl Token {
     }
 
     #[cfg(not(unix))]
-    fn check_mode(_: &Path) -> Result<Option<Warning>, String> {
+    fn check_mode(_: &Path, _: &std::fs::Metadata) -> Result<Option<Warning>, String> {
         Ok(None)
     }
 

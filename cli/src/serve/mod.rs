@@ -27,7 +27,6 @@
 //! | `PUT /v1/queues/ID/tickets/PID`, body empty or a JSON object of tags | `-i ID queue -p PID join -t K=V` |
 //! | `GET /v1/queues/ID/tickets/PID` | `-i ID queue -p PID get` |
 //! | `DELETE /v1/queues/ID/tickets/PID` | `-i ID queue -p PID leave` |
-//!
 //! | `GET /metrics` | none: the gateway's own metrics, in the Prometheus text format (see [`metrics`]) |
 //!
 //! Ids and process ids are path segments, percent-encoded (`/` as `%2F`).
