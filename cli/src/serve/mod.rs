@@ -111,8 +111,9 @@ use crate::exit::Failure;
 /// Serve every counter, queue and tally of the store over HTTP
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777")]
+    /// Address and port to listen on: IP:PORT, or HOST:PORT such as
+    /// localhost:7777 (its first IPv4 address, else its first)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// File holding the bearer token every request must carry
@@ -172,6 +173,24 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
         d if d.is_zero() => Err(format!("`{s}` must be more than zero")),
         d => Ok(d),
     }
+}
+
+/// `--listen`: an address, or a host name and port resolved once, here.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(s)
+        .map_err(|e| {
+            format!("`{s}` is not an address like 127.0.0.1:7777 or localhost:7777 ({e})")
+        })?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("`{s}` names no address"))
 }
 
 /// The largest request body accepted: room for a join with the most tags
@@ -409,6 +428,18 @@ mod tests {
                 other => panic!("{n}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn listen_takes_host_names() {
+        assert_eq!(
+            parse_listen("localhost:7777"),
+            Ok("127.0.0.1:7777".parse().unwrap())
+        );
+        assert_eq!(parse_listen("[::1]:80"), Ok("[::1]:80".parse().unwrap()));
+        assert!(parse_listen("localhost")
+            .unwrap_err()
+            .contains("`localhost`"));
     }
 
     #[test]
