@@ -10,7 +10,7 @@
 //! | 404 | not found: the process is not in the queue, the queue does not exist, no such route |
 //! | 405 | method not allowed |
 //! | 408 | request timeout: the body did not arrive within `--body-timeout` |
-//! | 409 | wrong type (a counter route on a tally, ...), conflict (contention past the retry budget), version mismatch |
+//! | 409 | wrong type (a counter route on a tally, ...), conflict (contention past the retry budget), version mismatch, a join asking for another ticket than the process's (other tags) |
 //! | 413 | payload too large: a body over [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) |
 //! | 414 | uri too long: a request target over [`MAX_URI_BYTES`](super::gate::MAX_URI_BYTES) |
 //! | 431 | header fields too large: headers over [`MAX_HEADER_BYTES`](super::gate::MAX_HEADER_BYTES) |
@@ -82,6 +82,8 @@ impl ApiError {
             ErrorKind::WrongType
             | ErrorKind::Conflict
             | ErrorKind::VersionMismatch
+            | ErrorKind::Mismatch
+            | ErrorKind::Held
             | ErrorKind::Exhausted
             | ErrorKind::LeaseLost => StatusCode::CONFLICT,
             ErrorKind::Unavailable | ErrorKind::Throttled | ErrorKind::Timeout => {
