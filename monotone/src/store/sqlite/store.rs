@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: the connections that every handle of one store shares,
-//! the transaction each operation runs in, and the `items` row that every
-//! kind of item has.
+//! the transaction each operation runs in, the `items` row that every
+//! kind of item has, and waiting for an item's version to change (told by
+//! the file's watch, `watch.rs`, or polling where there is none).
 //!
 //! # Connections
 //!
@@ -32,6 +33,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::error::map_err;
 use super::schema::{self, SqliteOptions};
+use super::watch::CommitSignal;
+use crate::change::poll_for_change;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::holder_id::{HolderId, MAX_HOLDER_ID};
 use crate::store::item_type::ItemType;
@@ -56,6 +59,8 @@ struct Inner {
     idle_readers: Mutex<Vec<Connection>>,
     /// A permit per read connection that may be open.
     readers: Arc<tokio::sync::Semaphore>,
+    /// Rung after every commit; heard by this store's waiters.
+    signal: CommitSignal,
 }
 
 impl SqliteStore {
@@ -78,6 +83,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 shown: path.display().to_string(),
+                signal: CommitSignal::new(&path),
                 path,
                 options,
                 writer: Writer::new(conn),
@@ -125,7 +131,9 @@ impl SqliteStore {
                         Some(conn) => conn,
                         None => schema::open_reader(&inner.path, &inner.options)?,
                     };
-                    let result = transaction(&inner.shown, &mut conn, behavior, what, arrived, f);
+                    // Nothing commits here (the connection is query_only).
+                    let result =
+                        transaction(&inner.shown, &mut conn, behavior, what, arrived, f, || {});
                     // A connection whose transaction panicked is dropped
                     // with it (which rolls it back), not kept.
                     inner
@@ -147,7 +155,9 @@ impl SqliteStore {
                 let left = timeout.saturating_sub(arrived.elapsed());
                 conn.busy_timeout(left)
                     .map_err(|e| map_err(&inner.shown, what, e))?;
-                transaction(&inner.shown, &mut conn, behavior, what, arrived, f)
+                transaction(&inner.shown, &mut conn, behavior, what, arrived, f, || {
+                    inner.signal.committed()
+                })
             }),
         };
         task.await
@@ -231,7 +241,7 @@ impl Drop for Lent<'_> {
 }
 
 /// Run `f` in a transaction of `behavior` on `conn`, committing what it
-/// asks to commit.
+/// asks to commit; `committed` runs after a commit.
 fn transaction<T, F>(
     shown: &str,
     conn: &mut Connection,
@@ -239,6 +249,7 @@ fn transaction<T, F>(
     what: &'static str,
     arrived: Instant,
     f: F,
+    committed: impl FnOnce(),
 ) -> Result<T>
 where
     F: FnOnce(&Transaction<'_>, &str) -> Result<Outcome<T>>,
@@ -246,7 +257,10 @@ where
     let map = |e| map_err(shown, what, e);
     let tx = conn.transaction_with_behavior(behavior).map_err(map)?;
     let result = match f(&tx, shown) {
-        Ok(Outcome::Commit(v)) => tx.commit().map_err(map).map(|()| (v, "committed")),
+        Ok(Outcome::Commit(v)) => tx.commit().map_err(map).map(|()| {
+            committed();
+            (v, "committed")
+        }),
         // Dropping the transaction rolls it back: nothing was written.
         Ok(Outcome::Unchanged(v)) => Ok((v, "nothing written")),
         Err(e) => Err(e),
@@ -274,6 +288,46 @@ fn busy(shown: &str, what: &str, timeout: Duration) -> Error {
 }
 
 impl SqliteStore {
+    /// The version of the `wanted` item under `id`, from its `items` row
+    /// alone: 0 if absent, WrongType if the id holds another kind.
+    pub(super) async fn version_of(&self, id: &str, wanted: ItemType) -> Result<u64> {
+        let id = id.to_owned();
+        self.run(
+            TransactionBehavior::Deferred,
+            "cannot read",
+            move |tx, shown| match item(tx, shown, &id)? {
+                None => Ok(Outcome::Unchanged(0)),
+                Some(r) if r.kind == wanted.stored() => Ok(Outcome::Unchanged(r.version)),
+                Some(r) => Err(r.wrong_type(&id, wanted)),
+            },
+        )
+        .await
+    }
+
+    /// Whether this store's waiters are told of commits (see `watch.rs`).
+    /// The first call starts the file's watch.
+    pub(super) fn pushes(&self) -> bool {
+        self.inner.signal.notifier().is_some()
+    }
+
+    /// Wait until the version of the `wanted` item under `id` is not
+    /// `seen`, or `until`: at every event of the file's watch and every
+    /// `poll` (the safety check), or where there is no watch, every `poll`.
+    pub(super) async fn wait_for_change(
+        &self,
+        id: &str,
+        wanted: ItemType,
+        seen: u64,
+        until: Option<tokio::time::Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let version = || self.version_of(id, wanted);
+        match self.inner.signal.notifier() {
+            Some(notifier) => notifier.wait_for_change(seen, until, poll, version).await,
+            None => poll_for_change(seen, until, poll, version).await,
+        }
+    }
+
     /// Delete the row of `id` (and, for a queue or a claim pool, its other
     /// rows, with `rows`: a `DELETE` whose `?1` is the id), if `last`
     /// accepts it: `last` gives what the removal reports, or the WrongType
