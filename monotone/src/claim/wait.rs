@@ -94,8 +94,9 @@ pub async fn wait_for_claim(
             ));
         }
         let poll = options.poll_among(ours.iter().filter_map(|c| c.lease.as_ref()));
-        let wake = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
-        tokio::time::sleep_until(wake).await;
+        let until = WaitOptions::until(now, watch.next_expiry(), deadline);
+        pool.wait_for_change(all.fencing_token.get(), until, WaitOptions::jittered(poll))
+            .await?;
     }
 }
 

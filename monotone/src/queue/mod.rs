@@ -22,6 +22,8 @@ pub(crate) mod wait;
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use async_trait::async_trait;
 
 use crate::error::Result;
@@ -139,4 +141,22 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// Delete the queue. Returns the token it had, or `None` if there was no
     /// queue under this id (which is not an error).
     async fn remove(&self) -> Result<Option<FencingToken>>;
+
+    /// Whether this handle learns of changes from its store as they happen
+    /// (etcd's watches), rather than by looking again every poll interval
+    /// (the default).
+    fn pushes(&self) -> bool {
+        false
+    }
+
+    /// Wait until the queue's fencing token is no longer `seen`, or until `until`. `true`:
+    /// look again (the queue's fencing token changed, or, on a store that does not push, `poll`
+    /// passed: a spurious `true` costs one read); `false`: `until` passed
+    /// first. The default sleeps `poll` (polling); a store that pushes waits
+    /// for the change itself, and may use `poll` to space out wake-ups that
+    /// only renewals cause.
+    async fn wait_for_change(&self, seen: u64, until: Instant, poll: Duration) -> Result<bool> {
+        let _ = seen;
+        Ok(crate::change::poll_once(until, poll).await)
+    }
 }

@@ -1,0 +1,275 @@
+//! Claim pools: one record, `{"type":"CLAIMS","version":TOKEN,"claims":
+//! {NAME: {"owner","index","token"}},...}`, plus a lease key per leased
+//! claim (`\0claim/NAME`, see `leased.rs`). The rules are those of
+//! `claim/state.rs`, applied to the pool as one read saw it and written by
+//! the item protocol of `item.rs`: a claim is one transaction conditional
+//! on the pool as read, so it takes the first candidate free at the moment
+//! it lands. Claimers that lose a race retry at once on the pool the failed
+//! transaction returned (after a backoff), with no separate read.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{Compare, CompareOp, TxnOp};
+use tokio::time::Instant;
+
+use super::item::{ItemRead, Plan};
+use super::layout::{claim_lease_key, record_key, Record, StoredClaim};
+use super::leased::{self, put_lease, unrenewed, KnownLeases, LastRead};
+use super::store::EtcdStore;
+use crate::claim::candidates::Candidates;
+use crate::claim::state::{claim_lease_gone, ClaimOutcome, ClaimPoolState, ClaimRecord, ClaimRequest};
+use crate::claim::{Claim, ClaimPool, Claimed};
+use crate::error::{Error, Result};
+use crate::lease::expiry::Expired;
+use crate::lease::record::LeaseRecord;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::store::item_type::ItemType;
+use crate::validate;
+
+/// A claim pool in an [`EtcdStore`](super::EtcdStore).
+#[derive(Debug)]
+pub struct EtcdClaimPool {
+    store: EtcdStore,
+    id: String,
+    key: Vec<u8>,
+    last: LastRead,
+    known: KnownLeases,
+}
+
+impl EtcdClaimPool {
+    pub(super) fn new(store: &EtcdStore, id: &str) -> Self {
+        EtcdClaimPool {
+            key: record_key(store.prefix(), id),
+            store: store.clone(),
+            id: id.to_owned(),
+            last: LastRead::default(),
+            known: KnownLeases::default(),
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("`{}`", self.id)
+    }
+
+    /// The pool in `read`, or `None` if there is none.
+    fn state(&self, read: &ItemRead) -> Result<Option<ClaimPoolState>> {
+        read.check_leases_have_a_record()?;
+        let Some(Record::Claims { version, claims, .. }) = read.record_of(&self.id, ItemType::ClaimPool)? else {
+            return Ok(None);
+        };
+        let mut records: BTreeMap<String, ClaimRecord> = claims
+            .iter()
+            .map(|(name, c)| {
+                let record = ClaimRecord {
+                    owner: c.owner.clone(),
+                    index: c.index,
+                    token: c.token,
+                    lease: None,
+                };
+                (name.clone(), record)
+            })
+            .collect();
+        for (name, l, lease) in leased::leases_of(&self.key, "claim/", read)? {
+            match records.get_mut(&name) {
+                Some(r) if r.owner == l.value.holder => r.lease = Some(lease),
+                _ => {
+                    return Err(super::layout::not_ours(
+                        &l.key,
+                        "the lease of a claim the pool does not hold",
+                    ))
+                }
+            }
+        }
+        Ok(Some(ClaimPoolState::new(*version, records, BTreeMap::new())))
+    }
+
+    async fn read_state(&self) -> Result<ClaimPoolState> {
+        let read = self
+            .store
+            .read_item(&self.what(), &self.key, self.store.deadline())
+            .await?;
+        let state = self.state(&read)?.unwrap_or_default();
+        self.last.note(state.version, read.revision);
+        Ok(state)
+    }
+
+    /// The pool's record for `state`, written by `request`.
+    fn put_record(&self, state: &ClaimPoolState, request: &str) -> TxnOp {
+        let claims = state
+            .records()
+            .iter()
+            .map(|(name, r)| {
+                let stored = StoredClaim {
+                    owner: r.owner.clone(),
+                    index: r.index,
+                    token: r.token,
+                };
+                (name.clone(), stored)
+            })
+            .collect();
+        let record = Record::Claims {
+            version: state.version,
+            claims,
+            request: request.to_owned(),
+        };
+        TxnOp::put(self.key.clone(), record.encode(), None)
+    }
+
+    /// The writes that take the claim of `name` out of `before` (its lease
+    /// key too, if it has one), leaving the pool as `after`.
+    fn removal(&self, before: &ClaimPoolState, after: &ClaimPoolState, name: &str, request: &str) -> Vec<TxnOp> {
+        let mut ops = vec![self.put_record(after, request)];
+        if before.records().get(name).is_some_and(|r| r.lease.is_some()) {
+            ops.push(TxnOp::delete(claim_lease_key(&self.key, name), None));
+        }
+        ops
+    }
+}
+
+#[async_trait]
+impl ClaimPool for EtcdClaimPool {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn claim_with(&self, owner: &str, candidates: &Candidates, lease: Option<Duration>) -> Result<Claimed> {
+        validate::owner(owner)?;
+        let lease = LeaseRecord::starting_now(lease)?;
+        let claimed = self
+            .store
+            .update(&self.id, &self.key, |read, request| {
+                let mut state = self.state(read)?.unwrap_or_default();
+                let ask = ClaimRequest {
+                    owner,
+                    candidates,
+                    lease,
+                };
+                match state.claim(&self.id, &ask)? {
+                    ClaimOutcome::Existing(c) => Ok(Plan::Answer(Claimed::existing(c))),
+                    ClaimOutcome::Claimed(c) => {
+                        let mut ops = vec![self.put_record(&state, request)];
+                        let mut compares = vec![];
+                        if let Some(l) = &lease {
+                            let lease_key = claim_lease_key(&self.key, &c.value.name);
+                            compares.push(Compare::version(lease_key.clone(), CompareOp::Equal, 0));
+                            ops.push(put_lease(lease_key, owner, l));
+                        }
+                        Ok(Plan::Write {
+                            compares,
+                            ops,
+                            answer: Claimed::made(c, Instant::now()),
+                        })
+                    }
+                }
+            })
+            .await?;
+        if let (Some(l), true) = (&lease, claimed.added) {
+            let lease_key = claim_lease_key(&self.key, &claimed.claim.value.name);
+            self.known.note(&lease_key, owner, l.duration_ms);
+        }
+        Ok(claimed)
+    }
+
+    async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>> {
+        validate::owner(owner)?;
+        let lease_key = claim_lease_key(&self.key, name);
+        let renewed = leased::renew(&self.store, &self.what(), &self.key, &lease_key, owner, &self.known).await?;
+        let gone = || claim_lease_gone(&self.id, owner, name);
+        match renewed {
+            Ok(read) => {
+                let state = self.state(&read)?.ok_or_else(gone)?;
+                state.claim_of(&self.id, owner).map_err(|_| gone())
+            }
+            Err(read) => {
+                self.state(&read)?;
+                Err(gone())
+            }
+        }
+    }
+
+    async fn expire(&self, expired: &Expired<Claim>) -> Result<Option<FencingToken>> {
+        self.store
+            .update(&self.id, &self.key, |read, request| {
+                let Some(before) = self.state(read)? else {
+                    return Ok(Plan::Answer(None));
+                };
+                let mut after = before.clone();
+                let Some(token) = after.expire(&self.id, expired)? else {
+                    return Ok(Plan::Answer(None));
+                };
+                let name = &expired.item().name;
+                Ok(Plan::Write {
+                    compares: vec![unrenewed(claim_lease_key(&self.key, name), expired.renewals())],
+                    ops: self.removal(&before, &after, name, request),
+                    answer: Some(token),
+                })
+            })
+            .await
+    }
+
+    async fn release(&self, owner: &str) -> Result<Fenced<Claim>> {
+        validate::owner(owner)?;
+        self.store
+            .update(&self.id, &self.key, |read, request| {
+                let Some(before) = self.state(read)? else {
+                    return Err(Error::claim_not_found(&self.id, owner));
+                };
+                let mut after = before.clone();
+                let released = after.release(&self.id, owner)?;
+                Ok(Plan::Write {
+                    compares: vec![],
+                    ops: self.removal(&before, &after, &released.value.name, request),
+                    answer: released,
+                })
+            })
+            .await
+    }
+
+    async fn claim_of(&self, owner: &str) -> Result<Fenced<Claim>> {
+        validate::owner(owner)?;
+        self.read_state().await?.claim_of(&self.id, owner)
+    }
+
+    async fn claims(&self) -> Result<Fenced<Vec<Claim>>> {
+        Ok(self.read_state().await?.claims())
+    }
+
+    async fn remove(&self) -> Result<Option<FencingToken>> {
+        self.store
+            .update(&self.id, &self.key, |read, _| {
+                Ok(match self.state(read)? {
+                    None => Plan::Answer(None),
+                    Some(state) => Plan::Remove(Some(state.token())),
+                })
+            })
+            .await
+    }
+
+    fn pushes(&self) -> bool {
+        true
+    }
+
+    /// An etcd watch of the pool's keys from this handle's last read: a
+    /// claim, release or expiry wakes the waiter at once, renewals at most
+    /// once per `poll`.
+    async fn wait_for_change(&self, seen: u64, until: Instant, poll: Duration) -> Result<bool> {
+        let version_of = |r: &Record| match r {
+            Record::Claims { version, .. } => Some(*version),
+            _ => None,
+        };
+        leased::wait(
+            &self.store,
+            &self.what(),
+            &self.key,
+            &self.last,
+            version_of,
+            || async { Ok(self.read_state().await?.version) },
+            seen,
+            until,
+            poll,
+        )
+        .await
+    }
+}

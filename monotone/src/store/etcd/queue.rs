@@ -1,0 +1,254 @@
+//! Queues: one record, `{"type":"QUEUE","version":TOKEN,"value":LAST,
+//! "items":[{"process_id","counter","tags"},...],...}`, plus a lease key
+//! per leased ticket (`\0lease/COUNTER`, see `leased.rs`). The rules are
+//! those of `queue/state.rs`, applied to the queue as one read saw it and
+//! written by the item protocol of `item.rs`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{Compare, CompareOp, TxnOp};
+use tokio::time::Instant;
+
+use super::item::{ItemRead, Plan};
+use super::layout::{not_ours, record_key, ticket_lease_key, Record};
+use super::leased::{self, put_lease, unrenewed, KnownLeases, LastRead};
+use super::store::EtcdStore;
+use crate::error::{Error, Result};
+use crate::lease::expiry::Expired;
+use crate::lease::record::LeaseRecord;
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::state::{lease_gone, JoinOutcome, QueueState};
+use crate::queue::ticket::{Joined, Tags, Ticket};
+use crate::queue::Queue;
+use crate::store::item_type::ItemType;
+use crate::validate;
+
+/// A queue in an [`EtcdStore`](super::EtcdStore).
+#[derive(Debug)]
+pub struct EtcdQueue {
+    store: EtcdStore,
+    id: String,
+    key: Vec<u8>,
+    last: LastRead,
+    known: KnownLeases,
+}
+
+impl EtcdQueue {
+    pub(super) fn new(store: &EtcdStore, id: &str) -> Self {
+        EtcdQueue {
+            key: record_key(store.prefix(), id),
+            store: store.clone(),
+            id: id.to_owned(),
+            last: LastRead::default(),
+            known: KnownLeases::default(),
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("`{}`", self.id)
+    }
+
+    /// The queue in `read`, or `None` if there is none.
+    fn state(&self, read: &ItemRead) -> Result<Option<QueueState>> {
+        read.check_leases_have_a_record()?;
+        let Some(Record::Queue {
+            version,
+            value,
+            items,
+            ..
+        }) = read.record_of(&self.id, ItemType::Queue)?
+        else {
+            return Ok(None);
+        };
+        let mut leases = std::collections::BTreeMap::new();
+        for (name, l, record) in leased::leases_of(&self.key, "lease/", read)? {
+            let counter: u64 = name
+                .parse()
+                .map_err(|_| not_ours(&l.key, "a queue's lease key without a ticket number"))?;
+            if !items
+                .iter()
+                .any(|e| e.counter == counter && e.process_id == l.value.holder)
+            {
+                return Err(not_ours(&l.key, "the lease of a ticket the queue does not hold"));
+            }
+            leases.insert(counter, record);
+        }
+        Ok(Some(QueueState::new(*version, *value, items.clone(), leases)))
+    }
+
+    /// The queue as one consistent read sees it now (an empty default if
+    /// there is none), noted as where a watch for its next change starts.
+    async fn read_state(&self) -> Result<QueueState> {
+        let read = self
+            .store
+            .read_item(&self.what(), &self.key, self.store.deadline())
+            .await?;
+        let state = self.state(&read)?.unwrap_or_default();
+        self.last.note(state.version, read.revision);
+        Ok(state)
+    }
+
+    /// The record of `state`, written by `request`.
+    fn record(state: &QueueState, request: &str) -> Vec<u8> {
+        Record::Queue {
+            version: state.version,
+            value: state.value,
+            items: state.entries().to_vec(),
+            request: request.to_owned(),
+        }
+        .encode()
+    }
+}
+
+#[async_trait]
+impl Queue for EtcdQueue {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn join_with(&self, process_id: &str, tags: Tags, lease: Option<Duration>) -> Result<Joined> {
+        validate::process_id(process_id)?;
+        validate::tags(&tags)?;
+        let lease = LeaseRecord::starting_now(lease)?;
+        let joined = self
+            .store
+            .update(&self.id, &self.key, |read, request| {
+                let mut state = self.state(read)?.unwrap_or_default();
+                match state.join(&self.id, process_id, tags.clone(), lease)? {
+                    JoinOutcome::Existing(t) => Ok(Plan::Answer(Joined::new(t, false))),
+                    JoinOutcome::Joined(t) => {
+                        let mut ops = vec![TxnOp::put(self.key.clone(), Self::record(&state, request), None)];
+                        let mut compares = vec![];
+                        if let Some(l) = &lease {
+                            let lease_key = ticket_lease_key(&self.key, t.value.counter);
+                            compares.push(Compare::version(lease_key.clone(), CompareOp::Equal, 0));
+                            ops.push(put_lease(lease_key, process_id, l));
+                        }
+                        Ok(Plan::Write {
+                            compares,
+                            ops,
+                            answer: Joined::written(t, Instant::now()),
+                        })
+                    }
+                }
+            })
+            .await?;
+        if let (Some(l), true) = (&lease, joined.added) {
+            let lease_key = ticket_lease_key(&self.key, joined.ticket.value.counter);
+            self.known.note(&lease_key, process_id, l.duration_ms);
+        }
+        Ok(joined)
+    }
+
+    async fn leave(&self, process_id: &str) -> Result<FencingToken> {
+        validate::process_id(process_id)?;
+        self.store
+            .update(&self.id, &self.key, |read, request| {
+                let Some(mut state) = self.state(read)? else {
+                    return Err(Error::queue_not_found(&self.id));
+                };
+                let counter = state.ticket(&self.id, process_id)?.value.counter;
+                let token = state.leave(&self.id, process_id)?;
+                let mut ops = vec![TxnOp::put(self.key.clone(), Self::record(&state, request), None)];
+                if read.leases.iter().any(|l| l.key == ticket_lease_key(&self.key, counter)) {
+                    ops.push(TxnOp::delete(ticket_lease_key(&self.key, counter), None));
+                }
+                Ok(Plan::Write {
+                    compares: vec![],
+                    ops,
+                    answer: token,
+                })
+            })
+            .await
+    }
+
+    /// One transaction when this handle joined or renewed the ticket
+    /// before (a [`LeaseHolder`](crate::LeaseHolder)'s renewals); a read
+    /// first otherwise, to learn the lease's duration.
+    async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>> {
+        validate::process_id(process_id)?;
+        let lease_key = ticket_lease_key(&self.key, counter);
+        let renewed = leased::renew(&self.store, &self.what(), &self.key, &lease_key, process_id, &self.known).await?;
+        let gone = || lease_gone(&self.id, process_id, counter);
+        match renewed {
+            Ok(read) => {
+                let state = self.state(&read)?.ok_or_else(gone)?;
+                state.ticket(&self.id, process_id).map_err(|_| gone())
+            }
+            Err(read) => {
+                // The kind of item and its readability come first.
+                self.state(&read)?;
+                Err(gone())
+            }
+        }
+    }
+
+    async fn expire(&self, expired: &Expired) -> Result<Option<FencingToken>> {
+        self.store
+            .update(&self.id, &self.key, |read, request| {
+                let Some(mut state) = self.state(read)? else {
+                    return Ok(Plan::Answer(None));
+                };
+                let Some(token) = state.expire(&self.id, expired)? else {
+                    return Ok(Plan::Answer(None));
+                };
+                let lease_key = ticket_lease_key(&self.key, expired.ticket().counter);
+                Ok(Plan::Write {
+                    compares: vec![unrenewed(lease_key.clone(), expired.renewals())],
+                    ops: vec![
+                        TxnOp::put(self.key.clone(), Self::record(&state, request), None),
+                        TxnOp::delete(lease_key, None),
+                    ],
+                    answer: Some(token),
+                })
+            })
+            .await
+    }
+
+    async fn ticket(&self, process_id: &str) -> Result<Fenced<Ticket>> {
+        validate::process_id(process_id)?;
+        self.read_state().await?.ticket(&self.id, process_id)
+    }
+
+    async fn tickets(&self) -> Result<Fenced<Vec<Ticket>>> {
+        Ok(self.read_state().await?.tickets())
+    }
+
+    async fn remove(&self) -> Result<Option<FencingToken>> {
+        self.store
+            .update(&self.id, &self.key, |read, _| {
+                Ok(match self.state(read)? {
+                    None => Plan::Answer(None),
+                    Some(state) => Plan::Remove(Some(state.token())),
+                })
+            })
+            .await
+    }
+
+    fn pushes(&self) -> bool {
+        true
+    }
+
+    /// An etcd watch of the queue's keys from this handle's last read: a
+    /// join, leave or expiry wakes the waiter at once, renewals at most once
+    /// per `poll`.
+    async fn wait_for_change(&self, seen: u64, until: Instant, poll: Duration) -> Result<bool> {
+        let version_of = |r: &Record| match r {
+            Record::Queue { version, .. } => Some(*version),
+            _ => None,
+        };
+        leased::wait(
+            &self.store,
+            &self.what(),
+            &self.key,
+            &self.last,
+            version_of,
+            || async { Ok(self.read_state().await?.version) },
+            seen,
+            until,
+            poll,
+        )
+        .await
+    }
+}
