@@ -83,7 +83,7 @@ pub(super) enum Record {
     #[serde(rename = "DOCUMENT")]
     Document {
         version: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
         body: Option<Value>,
         request: String,
     },
@@ -102,6 +102,12 @@ pub(super) enum Record {
         claims: BTreeMap<String, StoredClaim>,
         request: String,
     },
+}
+
+/// A field that is there, even as JSON `null` (a document holding `null`),
+/// as opposed to absent (a removed document).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// One claim in a pool's record.
@@ -237,6 +243,13 @@ mod tests {
             request: "r".into(),
         };
         assert_eq!(d.encode(), br#"{"type":"DOCUMENT","version":4,"request":"r"}"#);
+        assert_eq!(Record::decode(b"k", &d.encode()).unwrap(), d);
+        let null = Record::Document {
+            version: 5,
+            body: Some(Value::Null),
+            request: "r".into(),
+        };
+        assert_eq!(Record::decode(b"k", &null.encode()).unwrap(), null, "null is not absent");
         for bad in [&b"plain text"[..], br#"{"type":"NOPE"}"#, br#"{"type":"TALLY"}"#] {
             let e = Record::decode(b"p/x", bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Corrupt);
