@@ -201,16 +201,27 @@ member_dir() {
 }
 
 leader() {
-  ETCDCTL_API=3 etcdctl --endpoints "$(cat "$STATE/cluster/endpoints")" --command-timeout 2s \
-    endpoint status -w json 2>/dev/null | python3 -c '
+  # Under load a status may time out, and right after a member died there
+  # may be no leader for a moment: ask for up to 10 s.
+  for _ in $(seq 50); do
+    ETCDCTL_API=3 etcdctl --endpoints "$(cat "$STATE/cluster/endpoints")" --command-timeout 2s \
+      endpoint status -w json 2>/dev/null | python3 -c '
 import json, sys
-for s in json.load(sys.stdin):
+try:
+    statuses = json.load(sys.stdin)
+except ValueError:
+    sys.exit(1)
+for s in statuses:
     if s["Status"]["header"]["member_id"] == s["Status"]["leader"]:
         print(s["Endpoint"])
         break
 else:
-    sys.exit("no leader")
-'
+    sys.exit(1)
+' && return
+    sleep 0.2
+  done
+  echo "the cluster has no leader" >&2
+  exit 1
 }
 
 kill_member() {

@@ -117,7 +117,11 @@ impl WaitOptions {
     /// do may sleep until, however long its store takes to report a change:
     /// `expiry` (when a watched record could expire) or `deadline`,
     /// whichever comes first; without either, never.
-    pub(crate) fn until(now: Instant, expiry: Option<Instant>, deadline: Option<Instant>) -> Instant {
+    pub(crate) fn until(
+        now: Instant,
+        expiry: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Instant {
         let mut until = crate::change::never();
         if let Some(expiry) = expiry {
             until = until.min(expiry.max(now));

@@ -220,7 +220,11 @@ mod tests {
         // Opening sends no request without a user.
         let store = open("etcd://127.0.0.1:9,127.0.0.1:10/apps").await.unwrap();
         match store.location() {
-            Location::Etcd { endpoints, prefix, url } => {
+            Location::Etcd {
+                endpoints,
+                prefix,
+                url,
+            } => {
                 assert_eq!(endpoints, ["127.0.0.1:9", "127.0.0.1:10"]);
                 assert_eq!(prefix, "apps/");
                 assert_eq!(url, "etcd://127.0.0.1:9,127.0.0.1:10/apps/");

@@ -47,7 +47,10 @@ pub fn endpoints() -> Option<String> {
 pub fn hosts(endpoints: &str) -> String {
     endpoints
         .split(',')
-        .map(|e| e.trim_start_matches("http://").trim_start_matches("https://"))
+        .map(|e| {
+            e.trim_start_matches("http://")
+                .trim_start_matches("https://")
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -103,7 +106,9 @@ pub fn secure_files() -> PathBuf {
     let state = if state.is_absolute() {
         state
     } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(state)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(state)
     };
     state.join("secure")
 }

@@ -15,11 +15,13 @@ use etcd_client::{Compare, CompareOp, TxnOp};
 use tokio::time::Instant;
 
 use super::item::{ItemRead, Plan};
-use super::layout::{claim_lease_key, record_key, Record, StoredClaim};
-use super::leased::{self, put_lease, unrenewed, KnownLeases, LastRead};
+use super::layout::{claim_lease_key, Record, StoredClaim};
+use super::leased::{self, put_lease, unrenewed, LeasedItem};
 use super::store::EtcdStore;
 use crate::claim::candidates::Candidates;
-use crate::claim::state::{claim_lease_gone, ClaimOutcome, ClaimPoolState, ClaimRecord, ClaimRequest};
+use crate::claim::state::{
+    claim_lease_gone, ClaimOutcome, ClaimPoolState, ClaimRecord, ClaimRequest,
+};
 use crate::claim::{Claim, ClaimPool, Claimed};
 use crate::error::{Error, Result};
 use crate::lease::expiry::Expired;
@@ -31,32 +33,23 @@ use crate::validate;
 /// A claim pool in an [`EtcdStore`](super::EtcdStore).
 #[derive(Debug)]
 pub struct EtcdClaimPool {
-    store: EtcdStore,
-    id: String,
-    key: Vec<u8>,
-    last: LastRead,
-    known: KnownLeases,
+    item: LeasedItem,
 }
 
 impl EtcdClaimPool {
     pub(super) fn new(store: &EtcdStore, id: &str) -> Self {
         EtcdClaimPool {
-            key: record_key(store.prefix(), id),
-            store: store.clone(),
-            id: id.to_owned(),
-            last: LastRead::default(),
-            known: KnownLeases::default(),
+            item: LeasedItem::new(store, id),
         }
-    }
-
-    fn what(&self) -> String {
-        format!("`{}`", self.id)
     }
 
     /// The pool in `read`, or `None` if there is none.
     fn state(&self, read: &ItemRead) -> Result<Option<ClaimPoolState>> {
         read.check_leases_have_a_record()?;
-        let Some(Record::Claims { version, claims, .. }) = read.record_of(&self.id, ItemType::ClaimPool)? else {
+        let Some(Record::Claims {
+            version, claims, ..
+        }) = read.record_of(&self.item.id, ItemType::ClaimPool)?
+        else {
             return Ok(None);
         };
         let mut records: BTreeMap<String, ClaimRecord> = claims
@@ -71,7 +64,7 @@ impl EtcdClaimPool {
                 (name.clone(), record)
             })
             .collect();
-        for (name, l, lease) in leased::leases_of(&self.key, "claim/", read)? {
+        for (name, l, lease) in leased::leases_of(&self.item.key, "claim/", read)? {
             match records.get_mut(&name) {
                 Some(r) if r.owner == l.value.holder => r.lease = Some(lease),
                 _ => {
@@ -82,16 +75,25 @@ impl EtcdClaimPool {
                 }
             }
         }
-        Ok(Some(ClaimPoolState::new(*version, records, BTreeMap::new())))
+        Ok(Some(ClaimPoolState::new(
+            *version,
+            records,
+            BTreeMap::new(),
+        )))
     }
 
     async fn read_state(&self) -> Result<ClaimPoolState> {
         let read = self
+            .item
             .store
-            .read_item(&self.what(), &self.key, self.store.deadline())
+            .read_item(
+                &self.item.what(),
+                &self.item.key,
+                self.item.store.deadline(),
+            )
             .await?;
         let state = self.state(&read)?.unwrap_or_default();
-        self.last.note(state.version, read.revision);
+        self.item.read_at(state.version, read.revision);
         Ok(state)
     }
 
@@ -114,15 +116,25 @@ impl EtcdClaimPool {
             claims,
             request: request.to_owned(),
         };
-        TxnOp::put(self.key.clone(), record.encode(), None)
+        TxnOp::put(self.item.key.clone(), record.encode(), None)
     }
 
     /// The writes that take the claim of `name` out of `before` (its lease
     /// key too, if it has one), leaving the pool as `after`.
-    fn removal(&self, before: &ClaimPoolState, after: &ClaimPoolState, name: &str, request: &str) -> Vec<TxnOp> {
+    fn removal(
+        &self,
+        before: &ClaimPoolState,
+        after: &ClaimPoolState,
+        name: &str,
+        request: &str,
+    ) -> Vec<TxnOp> {
         let mut ops = vec![self.put_record(after, request)];
-        if before.records().get(name).is_some_and(|r| r.lease.is_some()) {
-            ops.push(TxnOp::delete(claim_lease_key(&self.key, name), None));
+        if before
+            .records()
+            .get(name)
+            .is_some_and(|r| r.lease.is_some())
+        {
+            ops.push(TxnOp::delete(claim_lease_key(&self.item.key, name), None));
         }
         ops
     }
@@ -131,28 +143,34 @@ impl EtcdClaimPool {
 #[async_trait]
 impl ClaimPool for EtcdClaimPool {
     fn id(&self) -> &str {
-        &self.id
+        &self.item.id
     }
 
-    async fn claim_with(&self, owner: &str, candidates: &Candidates, lease: Option<Duration>) -> Result<Claimed> {
+    async fn claim_with(
+        &self,
+        owner: &str,
+        candidates: &Candidates,
+        lease: Option<Duration>,
+    ) -> Result<Claimed> {
         validate::owner(owner)?;
         let lease = LeaseRecord::starting_now(lease)?;
         let claimed = self
+            .item
             .store
-            .update(&self.id, &self.key, |read, request| {
+            .update(&self.item.id, &self.item.key, |read, request| {
                 let mut state = self.state(read)?.unwrap_or_default();
                 let ask = ClaimRequest {
                     owner,
                     candidates,
                     lease,
                 };
-                match state.claim(&self.id, &ask)? {
+                match state.claim(&self.item.id, &ask)? {
                     ClaimOutcome::Existing(c) => Ok(Plan::Answer(Claimed::existing(c))),
                     ClaimOutcome::Claimed(c) => {
                         let mut ops = vec![self.put_record(&state, request)];
                         let mut compares = vec![];
                         if let Some(l) = &lease {
-                            let lease_key = claim_lease_key(&self.key, &c.value.name);
+                            let lease_key = claim_lease_key(&self.item.key, &c.value.name);
                             compares.push(Compare::version(lease_key.clone(), CompareOp::Equal, 0));
                             ops.push(put_lease(lease_key, owner, l));
                         }
@@ -166,21 +184,21 @@ impl ClaimPool for EtcdClaimPool {
             })
             .await?;
         if let (Some(l), true) = (&lease, claimed.added) {
-            let lease_key = claim_lease_key(&self.key, &claimed.claim.value.name);
-            self.known.note(&lease_key, owner, l.duration_ms);
+            let lease_key = claim_lease_key(&self.item.key, &claimed.claim.value.name);
+            self.item.wrote_lease(&lease_key, owner, l.duration_ms);
         }
         Ok(claimed)
     }
 
     async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>> {
         validate::owner(owner)?;
-        let lease_key = claim_lease_key(&self.key, name);
-        let renewed = leased::renew(&self.store, &self.what(), &self.key, &lease_key, owner, &self.known).await?;
-        let gone = || claim_lease_gone(&self.id, owner, name);
+        let lease_key = claim_lease_key(&self.item.key, name);
+        let renewed = self.item.renew(&lease_key, owner).await?;
+        let gone = || claim_lease_gone(&self.item.id, owner, name);
         match renewed {
             Ok(read) => {
                 let state = self.state(&read)?.ok_or_else(gone)?;
-                state.claim_of(&self.id, owner).map_err(|_| gone())
+                state.claim_of(&self.item.id, owner).map_err(|_| gone())
             }
             Err(read) => {
                 self.state(&read)?;
@@ -190,18 +208,22 @@ impl ClaimPool for EtcdClaimPool {
     }
 
     async fn expire(&self, expired: &Expired<Claim>) -> Result<Option<FencingToken>> {
-        self.store
-            .update(&self.id, &self.key, |read, request| {
+        self.item
+            .store
+            .update(&self.item.id, &self.item.key, |read, request| {
                 let Some(before) = self.state(read)? else {
                     return Ok(Plan::Answer(None));
                 };
                 let mut after = before.clone();
-                let Some(token) = after.expire(&self.id, expired)? else {
+                let Some(token) = after.expire(&self.item.id, expired)? else {
                     return Ok(Plan::Answer(None));
                 };
                 let name = &expired.item().name;
                 Ok(Plan::Write {
-                    compares: vec![unrenewed(claim_lease_key(&self.key, name), expired.renewals())],
+                    compares: vec![unrenewed(
+                        claim_lease_key(&self.item.key, name),
+                        expired.renewals(),
+                    )],
                     ops: self.removal(&before, &after, name, request),
                     answer: Some(token),
                 })
@@ -211,13 +233,14 @@ impl ClaimPool for EtcdClaimPool {
 
     async fn release(&self, owner: &str) -> Result<Fenced<Claim>> {
         validate::owner(owner)?;
-        self.store
-            .update(&self.id, &self.key, |read, request| {
+        self.item
+            .store
+            .update(&self.item.id, &self.item.key, |read, request| {
                 let Some(before) = self.state(read)? else {
-                    return Err(Error::claim_not_found(&self.id, owner));
+                    return Err(Error::claim_not_found(&self.item.id, owner));
                 };
                 let mut after = before.clone();
-                let released = after.release(&self.id, owner)?;
+                let released = after.release(&self.item.id, owner)?;
                 Ok(Plan::Write {
                     compares: vec![],
                     ops: self.removal(&before, &after, &released.value.name, request),
@@ -229,7 +252,7 @@ impl ClaimPool for EtcdClaimPool {
 
     async fn claim_of(&self, owner: &str) -> Result<Fenced<Claim>> {
         validate::owner(owner)?;
-        self.read_state().await?.claim_of(&self.id, owner)
+        self.read_state().await?.claim_of(&self.item.id, owner)
     }
 
     async fn claims(&self) -> Result<Fenced<Vec<Claim>>> {
@@ -237,8 +260,9 @@ impl ClaimPool for EtcdClaimPool {
     }
 
     async fn remove(&self) -> Result<Option<FencingToken>> {
-        self.store
-            .update(&self.id, &self.key, |read, _| {
+        self.item
+            .store
+            .update(&self.item.id, &self.item.key, |read, _| {
                 Ok(match self.state(read)? {
                     None => Plan::Answer(None),
                     Some(state) => Plan::Remove(Some(state.token())),
@@ -259,17 +283,14 @@ impl ClaimPool for EtcdClaimPool {
             Record::Claims { version, .. } => Some(*version),
             _ => None,
         };
-        leased::wait(
-            &self.store,
-            &self.what(),
-            &self.key,
-            &self.last,
-            version_of,
-            || async { Ok(self.read_state().await?.version) },
-            seen,
-            until,
-            poll,
-        )
-        .await
+        self.item
+            .wait(
+                version_of,
+                || async { Ok(self.read_state().await?.version) },
+                seen,
+                until,
+                poll,
+            )
+            .await
     }
 }

@@ -161,7 +161,10 @@ impl EtcdConfig {
         let bad = |why: &str| {
             Error::new(
                 ErrorKind::Config,
-                format!("store URL `{}`: {why}; use etcd://HOST:PORT[,HOST:PORT...][/PREFIX]", redact(url)),
+                format!(
+                    "store URL `{}`: {why}; use etcd://HOST:PORT[,HOST:PORT...][/PREFIX]",
+                    redact(url)
+                ),
             )
         };
         let rest = url
@@ -221,7 +224,10 @@ impl EtcdConfig {
                 "password_file" => {
                     let path = PathBuf::from(value.as_ref());
                     let text = std::fs::read_to_string(&path).map_err(|e| {
-                        bad(&format!("cannot read the password file {}: {e}", path.display()))
+                        bad(&format!(
+                            "cannot read the password file {}: {e}",
+                            path.display()
+                        ))
                     })?;
                     password = Some(text.trim_end_matches(['\n', '\r']).to_owned());
                     config.password_file = Some(path);
@@ -303,11 +309,14 @@ impl EtcdConfig {
         }
         if let Some(tls) = &self.tls {
             if tls.ca.is_none() {
-                return Err(config("TLS needs a CA certificate: set ca=PATH or ETCDCTL_CACERT".into()));
+                return Err(config(
+                    "TLS needs a CA certificate: set ca=PATH or ETCDCTL_CACERT".into(),
+                ));
             }
             if tls.cert.is_some() != tls.key.is_some() {
                 return Err(config(
-                    "a client certificate needs its key and the reverse: give both cert and key".into(),
+                    "a client certificate needs its key and the reverse: give both cert and key"
+                        .into(),
                 ));
             }
         }
@@ -317,7 +326,11 @@ impl EtcdConfig {
     /// The endpoints as the client dials them: with `https://` when TLS is
     /// on, `http://` otherwise.
     pub(crate) fn urls(&self) -> Vec<String> {
-        let scheme = if self.tls.is_some() { "https://" } else { "http://" };
+        let scheme = if self.tls.is_some() {
+            "https://"
+        } else {
+            "http://"
+        };
         self.endpoints
             .iter()
             .map(|e| {
@@ -343,7 +356,11 @@ impl EtcdConfig {
                     .unwrap_or(e)
             })
             .collect();
-        let mut url = format!("etcd://{}/{}", hosts.join(","), percent_encode(&self.prefix));
+        let mut url = format!(
+            "etcd://{}/{}",
+            hosts.join(","),
+            percent_encode(&self.prefix)
+        );
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(tls) = &self.tls {
             for (k, v) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
@@ -434,7 +451,11 @@ mod tests {
         assert_eq!(c.tls, None);
         assert_eq!(c.operation_timeout, OPERATION_TIMEOUT);
         // Without hosts: etcdctl's variable, then its default.
-        let c = parse("etcd:///p", &[("ETCDCTL_ENDPOINTS", "http://a:1, http://b:2")]).unwrap();
+        let c = parse(
+            "etcd:///p",
+            &[("ETCDCTL_ENDPOINTS", "http://a:1, http://b:2")],
+        )
+        .unwrap();
         assert_eq!(c.endpoints, ["http://a:1", "http://b:2"]);
         assert_eq!(parse("etcd://", &[]).unwrap().endpoints, [DEFAULT_ENDPOINT]);
         let c = parse("etcd://h:1/a%20b", &[]).unwrap();
@@ -455,20 +476,31 @@ mod tests {
         let tls = c.tls.clone().unwrap();
         assert_eq!(tls.ca.as_deref(), Some(std::path::Path::new("/ca.pem")));
         assert_eq!(c.urls(), ["https://h:1"]);
-        assert_eq!((c.user.as_deref(), c.password()), (Some("root"), Some("secret")));
+        assert_eq!(
+            (c.user.as_deref(), c.password()),
+            (Some("root"), Some("secret"))
+        );
         assert!(!format!("{c:?}").contains("secret"), "{c:?}");
         assert!(!c.url().contains("secret"), "{}", c.url());
         // URL options win over the environment.
-        let c = parse("etcd://h:1?ca=/other.pem&user=u", &[("ETCDCTL_PASSWORD", "pw")]).unwrap();
+        let c = parse(
+            "etcd://h:1?ca=/other.pem&user=u",
+            &[("ETCDCTL_PASSWORD", "pw")],
+        )
+        .unwrap();
         assert_eq!(
-            c.tls.unwrap().ca.as_deref(),
+            c.tls.as_ref().unwrap().ca.as_deref(),
             Some(std::path::Path::new("/other.pem"))
         );
         assert_eq!((c.user.as_deref(), c.password()), (Some("u"), Some("pw")));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
         std::fs::write(&file, "from-file\n").unwrap();
-        let c = parse(&format!("etcd://h:1?user=u&password_file={}", file.display()), &[]).unwrap();
+        let c = parse(
+            &format!("etcd://h:1?user=u&password_file={}", file.display()),
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.password(), Some("from-file"));
         assert!(c.url().contains("password_file="), "{}", c.url());
     }
@@ -488,7 +520,10 @@ mod tests {
             ("etcd://h:1?timeout_ms=x", "not a number of milliseconds"),
             ("etcd://h:1?ca=/a&ca=/b", "given twice"),
             ("etcd://https://h:1", "not HOST:PORT"),
-            ("etcd://h:1?password_file=/nonexistent/pw", "cannot read the password file"),
+            (
+                "etcd://h:1?password_file=/nonexistent/pw",
+                "cannot read the password file",
+            ),
         ] {
             let e = parse(url, &[]).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{url}");

@@ -24,7 +24,10 @@
 //! is handed out exactly once, through any failover.
 
 use async_trait::async_trait;
-use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use etcd_client::{
+    Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    TxnResponse,
+};
 use tokio::time::Instant;
 
 use super::layout::{not_ours, record_key, request_id, starts_with, type_prefix, Record, SIDE};
@@ -84,13 +87,23 @@ impl EtcdCounter {
         let unfenced = Compare::mod_revision(fence, CompareOp::Equal, 0);
         let mut when = starts_with(&self.key, &type_prefix(ItemType::Counter)).to_vec();
         when.push(unfenced.clone());
-        let cleanup: Vec<TxnOp> = fences.iter().map(|f| TxnOp::delete(f.clone(), None)).collect();
-        let mut increment = vec![TxnOp::put(self.key.clone(), record.clone(), Some(PutOptions::new().with_prev_key()))];
+        let cleanup: Vec<TxnOp> = fences
+            .iter()
+            .map(|f| TxnOp::delete(f.clone(), None))
+            .collect();
+        let mut increment = vec![TxnOp::put(
+            self.key.clone(),
+            record.clone(),
+            Some(PutOptions::new().with_prev_key()),
+        )];
         increment.extend(cleanup.iter().cloned());
         let mut create = vec![TxnOp::put(self.key.clone(), record, None)];
         create.extend(cleanup);
         let otherwise = Txn::new()
-            .when(vec![Compare::version(self.key.clone(), CompareOp::Equal, 0), unfenced])
+            .when(vec![
+                Compare::version(self.key.clone(), CompareOp::Equal, 0),
+                unfenced,
+            ])
             .and_then(create)
             .or_else(vec![TxnOp::get(self.key.clone(), None)]);
         Txn::new()
@@ -127,7 +140,10 @@ impl EtcdCounter {
     fn malformed(&self) -> Error {
         Error::new(
             ErrorKind::Unavailable,
-            format!("etcd: {}: a transaction's answer is not what was asked", self.what()),
+            format!(
+                "etcd: {}: a transaction's answer is not what was asked",
+                self.what()
+            ),
         )
     }
 
@@ -138,7 +154,12 @@ impl EtcdCounter {
         }
         let response = self
             .store
-            .get(&self.what(), self.key.clone(), GetOptions::new().with_serializable().with_keys_only(), deadline)
+            .get(
+                &self.what(),
+                self.key.clone(),
+                GetOptions::new().with_serializable().with_keys_only(),
+                deadline,
+            )
             .await?;
         Ok(response.header().map_or(0, |h| h.revision()))
     }
@@ -147,13 +168,21 @@ impl EtcdCounter {
     /// value if it applied.
     async fn look_up(&self, request: &str, since: i64, deadline: Instant) -> Result<Option<u64>> {
         let what = self.what();
-        let fence = Txn::new().and_then(vec![TxnOp::put(self.fence(request), b"{\"type\":\"FENCE\"}".to_vec(), None)]);
+        let fence = Txn::new().and_then(vec![TxnOp::put(
+            self.fence(request),
+            b"{\"type\":\"FENCE\"}".to_vec(),
+            None,
+        )]);
         let mut delay = std::time::Duration::from_millis(20);
         loop {
             match self.store.txn(&what, fence.clone()).await {
                 Ok(_) => break,
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
-                    delay = self.store.pause(&what, &e, delay, deadline).await.ok_or_else(|| unknown(&e))?;
+                    delay = self
+                        .store
+                        .pause(&what, &e, delay, deadline)
+                        .await
+                        .ok_or_else(|| unknown(&e))?;
                 }
                 Err(e) => return Err(e),
             }
@@ -189,7 +218,10 @@ impl Counter for EtcdCounter {
 
     async fn get(&self) -> Result<u64> {
         let deadline = self.store.deadline();
-        let response = self.store.get(&self.what(), self.key.clone(), GetOptions::new(), deadline).await?;
+        let response = self
+            .store
+            .get(&self.what(), self.key.clone(), GetOptions::new(), deadline)
+            .await?;
         match response.kvs().first() {
             None => Ok(0),
             Some(kv) if kv.value().starts_with(&type_prefix(ItemType::Counter)) => {
@@ -207,14 +239,24 @@ impl Counter for EtcdCounter {
         let mut delay = std::time::Duration::from_millis(20);
         loop {
             let request = request_id();
-            match self.store.txn(&self.what(), self.next_txn(&request, &fences)).await {
+            match self
+                .store
+                .txn(&self.what(), self.next_txn(&request, &fences))
+                .await
+            {
                 Ok(response) => return self.value_of(&response),
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
-                    if let Some(value) = self.look_up(&request, since, deadline).await? {
-                        return Ok(value);
+                    if !super::error::not_sent(&e) {
+                        if let Some(value) = self.look_up(&request, since, deadline).await? {
+                            return Ok(value);
+                        }
+                        fences.push(self.fence(&request));
                     }
-                    fences.push(self.fence(&request));
-                    delay = self.store.pause(&self.what(), &e, delay, deadline).await.ok_or(e)?;
+                    delay = self
+                        .store
+                        .pause(&self.what(), &e, delay, deadline)
+                        .await
+                        .ok_or(e)?;
                 }
                 Err(e) => return Err(e),
             }
@@ -223,7 +265,9 @@ impl Counter for EtcdCounter {
 
     async fn remove(&self) -> Result<Option<u64>> {
         let what = self.what();
-        let all = DeleteOptions::new().with_range(super::layout::item_end(&self.key)).with_prev_key();
+        let all = DeleteOptions::new()
+            .with_range(super::layout::item_end(&self.key))
+            .with_prev_key();
         let txn = Txn::new()
             .when(starts_with(&self.key, &type_prefix(ItemType::Counter)).to_vec())
             .and_then(vec![TxnOp::delete(self.key.clone(), Some(all))])
@@ -235,7 +279,11 @@ impl Counter for EtcdCounter {
                 Ok(r) => break r,
                 // Removing twice removes once: send it again.
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
-                    delay = self.store.pause(&what, &e, delay, deadline).await.ok_or(e)?;
+                    delay = self
+                        .store
+                        .pause(&what, &e, delay, deadline)
+                        .await
+                        .ok_or(e)?;
                 }
                 Err(e) => return Err(e),
             }

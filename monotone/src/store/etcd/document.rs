@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::item::{ItemRead, Plan};
-use super::layout::{item_end, record_key, Record};
+use super::layout::{record_key, Record};
 use super::store::EtcdStore;
 use super::watch::{wait_for_change, Seen};
 use crate::document::state as document_state;
@@ -54,15 +54,22 @@ impl EtcdDocument {
     }
 
     async fn read_now(&self) -> Result<Snapshot> {
-        let read = self.store.read_item(&self.what(), &self.key, self.store.deadline()).await?;
+        let read = self
+            .store
+            .read_item(&self.what(), &self.key, self.store.deadline())
+            .await?;
         let snapshot = self.snapshot(&read)?;
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((snapshot.version, read.revision));
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((snapshot.version, read.revision));
         Ok(snapshot)
     }
 
     /// The write of `value` (a removal marker for `None`) over `now`.
     fn write(&self, now: &Snapshot, value: Option<&Value>, request: &str) -> Result<(TxnOp, u64)> {
-        let version = now.version.checked_add(1).ok_or_else(|| Error::overflow(&self.id))?;
+        let version = now
+            .version
+            .checked_add(1)
+            .ok_or_else(|| Error::overflow(&self.id))?;
         let record = Record::Document {
             version,
             body: value.cloned(),
@@ -93,7 +100,9 @@ impl Document for EtcdDocument {
                     return Ok(Plan::Answer(CasOutcome::Conflict(now)));
                 }
                 if value.is_none() && now.value.is_none() {
-                    return Ok(Plan::Answer(CasOutcome::Done { version: now.version }));
+                    return Ok(Plan::Answer(CasOutcome::Done {
+                        version: now.version,
+                    }));
                 }
                 let (op, version) = self.write(&now, value, request)?;
                 Ok(Plan::Write {
@@ -137,7 +146,10 @@ impl Document for EtcdDocument {
                 if self.read_now().await?.version != seen {
                     return Ok(true);
                 }
-                self.seen.lock().unwrap_or_else(|p| p.into_inner()).map_or(0, |(_, r)| r)
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .map_or(0, |(_, r)| r)
             }
         };
         let key = self.key.clone();
@@ -161,7 +173,6 @@ impl Document for EtcdDocument {
             &self.store,
             &self.what(),
             &self.key,
-            item_end(&self.key),
             revision,
             judge,
             until,

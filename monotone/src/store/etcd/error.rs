@@ -21,7 +21,10 @@ use tonic::Code;
 /// `e`, from a request about `what` (an id, "the cluster"), as an [`Error`].
 pub(super) fn from_etcd(what: &str, e: EtcdError) -> Error {
     let (kind, detail) = match &e {
-        EtcdError::GRpcStatus(status) => (status_kind(status.code(), status.message()), status.message().to_owned()),
+        EtcdError::GRpcStatus(status) => (
+            status_kind(status.code(), status.message()),
+            status.message().to_owned(),
+        ),
         EtcdError::TransportError(t) => (ErrorKind::Unavailable, transport_detail(t)),
         EtcdError::IoError(io) => (ErrorKind::Unavailable, io.to_string()),
         EtcdError::WatchError(w) => (ErrorKind::Unavailable, w.clone()),
@@ -77,6 +80,28 @@ pub(super) fn compacted(e: &Error) -> bool {
         .is_some_and(|e| matches!(e, EtcdError::GRpcStatus(s) if s.code() == Code::OutOfRange))
 }
 
+/// Whether `e` says that its request never left this process: the member
+/// could not be connected to. Such a write was not applied, and is simply
+/// sent again (to another member).
+pub(super) fn not_sent(e: &Error) -> bool {
+    let Some(source) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<EtcdError>())
+    else {
+        return false;
+    };
+    let text = match source {
+        EtcdError::GRpcStatus(s) => s.message().to_owned(),
+        EtcdError::TransportError(t) => transport_detail(t),
+        _ => return false,
+    };
+    [
+        "tcp connect error",
+        "error trying to connect",
+        "Connection refused",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+}
+
 /// The error of a request that took longer than `limit` ms.
 pub(super) fn timed_out(what: &str, limit: std::time::Duration) -> Error {
     Error::new(
@@ -93,24 +118,51 @@ mod tests {
     use super::*;
 
     fn status(code: Code, message: &str) -> Error {
-        from_etcd("`x`", EtcdError::GRpcStatus(tonic::Status::new(code, message)))
+        from_etcd(
+            "`x`",
+            EtcdError::GRpcStatus(tonic::Status::new(code, message)),
+        )
     }
 
     #[test]
     fn statuses_map_to_kinds() {
         let cases = [
-            (Code::Unavailable, "etcdserver: leader changed", ErrorKind::Unavailable),
+            (
+                Code::Unavailable,
+                "etcdserver: leader changed",
+                ErrorKind::Unavailable,
+            ),
             (Code::DeadlineExceeded, "", ErrorKind::Unavailable),
-            (Code::PermissionDenied, "etcdserver: permission denied", ErrorKind::PermissionDenied),
+            (
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+                ErrorKind::PermissionDenied,
+            ),
             (
                 Code::InvalidArgument,
                 "etcdserver: authentication failed, invalid user ID or password",
                 ErrorKind::PermissionDenied,
             ),
-            (Code::InvalidArgument, "etcdserver: request is too large", ErrorKind::Config),
-            (Code::ResourceExhausted, "etcdserver: too many requests", ErrorKind::Throttled),
-            (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded", ErrorKind::Unavailable),
-            (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted", ErrorKind::Unavailable),
+            (
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+                ErrorKind::Config,
+            ),
+            (
+                Code::ResourceExhausted,
+                "etcdserver: too many requests",
+                ErrorKind::Throttled,
+            ),
+            (
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+                ErrorKind::Unavailable,
+            ),
+            (
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+                ErrorKind::Unavailable,
+            ),
         ];
         for (code, message, kind) in cases {
             let e = status(code, message);
@@ -118,6 +170,11 @@ mod tests {
             assert!(e.to_string().contains("`x`"), "{e}");
         }
         assert!(compacted(&status(Code::OutOfRange, "compacted")));
+        assert!(not_sent(&status(Code::Unavailable, "tcp connect error")));
+        assert!(!not_sent(&status(
+            Code::Unavailable,
+            "error reading a body from connection"
+        )));
         assert!(!compacted(&status(Code::Unavailable, "")));
     }
 }

@@ -20,7 +20,9 @@
 //! meanwhile is the outcome unknowable: the operation fails as Unavailable
 //! (exit code 6) and says so.
 
-use etcd_client::{Compare, CompareOp, EventType, GetOptions, GetResponse, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Compare, CompareOp, EventType, GetOptions, GetResponse, Txn, TxnOp, TxnOpResponse,
+};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -92,7 +94,10 @@ impl ItemRead {
     /// Lease keys without a record are not monotone's doing.
     pub fn check_leases_have_a_record(&self) -> Result<()> {
         match (&self.record, self.leases.first()) {
-            (None, Some(l)) => Err(not_ours(&l.key, "a lease key of an item that does not exist")),
+            (None, Some(l)) => Err(not_ours(
+                &l.key,
+                "a lease key of an item that does not exist",
+            )),
             _ => Ok(()),
         }
     }
@@ -117,8 +122,14 @@ pub(super) enum Plan<T> {
 impl EtcdStore {
     /// One consistent read of every key of the item at `key`, retried on
     /// another member while the cluster cannot be reached.
-    pub(super) async fn read_item(&self, what: &str, key: &[u8], deadline: Instant) -> Result<ItemRead> {
-        self.read_item_with(what, key, GetOptions::new(), deadline).await
+    pub(super) async fn read_item(
+        &self,
+        what: &str,
+        key: &[u8],
+        deadline: Instant,
+    ) -> Result<ItemRead> {
+        self.read_item_with(what, key, GetOptions::new(), deadline)
+            .await
     }
 
     /// The same, with `options` (a serializable read).
@@ -162,18 +173,24 @@ impl EtcdStore {
                 } => (compares, ops, answer, false),
                 Plan::Remove(answer) => {
                     let all = etcd_client::DeleteOptions::new().with_range(item_end(key));
-                    (vec![], vec![TxnOp::delete(key.to_vec(), Some(all))], answer, true)
+                    (
+                        vec![],
+                        vec![TxnOp::delete(key.to_vec(), Some(all))],
+                        answer,
+                        true,
+                    )
                 }
             };
-            let mut when = vec![Compare::mod_revision(key.to_vec(), CompareOp::Equal, read.mod_revision)];
+            let mut when = vec![Compare::mod_revision(
+                key.to_vec(),
+                CompareOp::Equal,
+                read.mod_revision,
+            )];
             when.extend(compares);
-            let txn = Txn::new()
-                .when(when)
-                .and_then(ops)
-                .or_else(vec![TxnOp::get(
-                    key.to_vec(),
-                    Some(GetOptions::new().with_range(item_end(key))),
-                )]);
+            let txn = Txn::new().when(when).and_then(ops).or_else(vec![TxnOp::get(
+                key.to_vec(),
+                Some(GetOptions::new().with_range(item_end(key))),
+            )]);
             let response = match self.send_until_known(&what, txn, deadline).await? {
                 Sent::Known(r) => r,
                 Sent::Lost => {
@@ -194,7 +211,10 @@ impl EtcdStore {
                 return Ok(answer);
             }
             let Some(TxnOpResponse::Get(fresh)) = response.op_responses().into_iter().next() else {
-                return Err(Error::new(ErrorKind::Unavailable, format!("etcd: {what}: a transaction's answer lacks its read")));
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("etcd: {what}: a transaction's answer lacks its read"),
+                ));
             };
             read = ItemRead::decode(key, &fresh)?;
             let delay = attempts.next_delay(std::time::Instant::now()).map_err(|spent| {
@@ -207,7 +227,12 @@ impl EtcdStore {
                     ),
                 )
             })?;
-            debug!(id, retry = attempts.retries(), ?delay, "etcd: another client wrote first; retrying");
+            debug!(
+                id,
+                retry = attempts.retries(),
+                ?delay,
+                "etcd: another client wrote first; retrying"
+            );
             tokio::time::sleep(delay).await;
             if delay > policy.reuse_within {
                 read = self.read_item(&what, key, deadline).await?;
@@ -228,11 +253,14 @@ impl EtcdStore {
                 Ok(r) if unknown && !r.succeeded() => return Ok(Sent::Lost),
                 Ok(r) => return Ok(Sent::Known(r)),
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
-                    unknown = true;
+                    unknown |= !super::error::not_sent(&e);
                     delay = self.pause(what, &e, delay, deadline).await.ok_or_else(|| {
                         Error::new(
                             ErrorKind::Unavailable,
-                            format!("{}; the write may or may not have been applied", e.message()),
+                            format!(
+                                "{}; the write may or may not have been applied",
+                                e.message()
+                            ),
                         )
                     })?;
                 }

@@ -83,7 +83,11 @@ pub(super) enum Record {
     #[serde(rename = "DOCUMENT")]
     Document {
         version: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
         body: Option<Value>,
         request: String,
     },
@@ -242,15 +246,26 @@ mod tests {
             body: None,
             request: "r".into(),
         };
-        assert_eq!(d.encode(), br#"{"type":"DOCUMENT","version":4,"request":"r"}"#);
+        assert_eq!(
+            d.encode(),
+            br#"{"type":"DOCUMENT","version":4,"request":"r"}"#
+        );
         assert_eq!(Record::decode(b"k", &d.encode()).unwrap(), d);
         let null = Record::Document {
             version: 5,
             body: Some(Value::Null),
             request: "r".into(),
         };
-        assert_eq!(Record::decode(b"k", &null.encode()).unwrap(), null, "null is not absent");
-        for bad in [&b"plain text"[..], br#"{"type":"NOPE"}"#, br#"{"type":"TALLY"}"#] {
+        assert_eq!(
+            Record::decode(b"k", &null.encode()).unwrap(),
+            null,
+            "null is not absent"
+        );
+        for bad in [
+            &b"plain text"[..],
+            br#"{"type":"NOPE"}"#,
+            br#"{"type":"TALLY"}"#,
+        ] {
             let e = Record::decode(b"p/x", bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Corrupt);
             assert!(e.to_string().contains("`p/x`"), "{e}");
@@ -261,7 +276,11 @@ mod tests {
     fn the_keys_of_an_item_are_one_range_of_its_own() {
         let key = record_key("m/", "a");
         let end = item_end(&key);
-        for k in [key.clone(), ticket_lease_key(&key, 7), claim_lease_key(&key, "n")] {
+        for k in [
+            key.clone(),
+            ticket_lease_key(&key, 7),
+            claim_lease_key(&key, "n"),
+        ] {
             assert!(k >= key && k < end, "{k:?}");
         }
         // No other id's keys are in it: ids have no control characters.
@@ -279,7 +298,10 @@ mod tests {
             renewed_at_ms: 12,
         };
         let prefix = l.stable_prefix();
-        assert_eq!(prefix, br#"{"type":"LEASE","holder":"p\"x","lease_ms":300,"#);
+        assert_eq!(
+            prefix,
+            br#"{"type":"LEASE","holder":"p\"x","lease_ms":300,"#
+        );
         let later = LeaseValue {
             renewed_at_ms: 99_999,
             ..l.clone()

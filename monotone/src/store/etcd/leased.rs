@@ -21,7 +21,7 @@ use etcd_client::{Compare, CompareOp, Event, EventType, GetOptions, Txn, TxnOp, 
 use tokio::time::Instant;
 
 use super::item::{ItemRead, LeaseRead};
-use super::layout::{item_end, not_ours, starts_with, LeaseValue, Record, SIDE};
+use super::layout::{item_end, not_ours, record_key, starts_with, LeaseValue, Record, SIDE};
 use super::store::EtcdStore;
 use super::watch::{wait_for_change, Seen};
 use crate::error::{Error, Result};
@@ -44,7 +44,9 @@ pub(super) fn leases_of<'a>(
                 .key
                 .strip_prefix(head.as_slice())
                 .and_then(|n| std::str::from_utf8(n).ok())
-                .ok_or_else(|| not_ours(&l.key, "a key beside an item that is not one of its leases"))?;
+                .ok_or_else(|| {
+                    not_ours(&l.key, "a key beside an item that is not one of its leases")
+                })?;
             let record = LeaseRecord {
                 duration_ms: l.value.lease_ms,
                 renewals: l.renewals(),
@@ -72,13 +74,13 @@ pub(super) fn unrenewed(lease_key: Vec<u8>, renewals: u64) -> Compare {
     Compare::version(lease_key, CompareOp::Equal, version)
 }
 
-/// The lease durations this handle has written or renewed, by holder and
+/// The lease durations a handle has written or renewed, by holder and
 /// lease key, so that a renewal needs no read to know what to write.
 #[derive(Debug, Default)]
-pub(super) struct KnownLeases(Mutex<HashMap<Vec<u8>, (String, u64)>>);
+struct KnownLeases(Mutex<HashMap<Vec<u8>, (String, u64)>>);
 
 impl KnownLeases {
-    pub fn note(&self, lease_key: &[u8], holder: &str, lease_ms: u64) {
+    fn note(&self, lease_key: &[u8], holder: &str, lease_ms: u64) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -94,127 +96,167 @@ impl KnownLeases {
     }
 }
 
-/// Renew `holder`'s lease at `lease_key` of the item at `key`: one
-/// transaction that puts the lease if it is still `holder`'s with the same
-/// duration, and reads the item: `Ok` with the item after the renewal, or
-/// `Err` with the item as it is when the lease is gone (or another's). The
-/// duration comes from `known`, else from a read of the item first.
-pub(super) async fn renew(
-    store: &EtcdStore,
-    what: &str,
-    key: &[u8],
-    lease_key: &[u8],
-    holder: &str,
-    known: &KnownLeases,
-) -> Result<std::result::Result<ItemRead, ItemRead>> {
-    let lease_ms = match known.get(lease_key, holder) {
-        Some(ms) => ms,
-        None => {
-            let read = store.read_item(what, key, store.deadline()).await?;
-            let found = read
-                .leases
-                .iter()
-                .find(|l| l.key == lease_key && l.value.holder == holder)
-                .map(|l| l.value.lease_ms);
-            match found {
-                Some(ms) => ms,
-                None => return Ok(Err(read)),
-            }
-        }
-    };
-    let value = LeaseValue {
-        holder: holder.to_owned(),
-        lease_ms,
-        renewed_at_ms: unix_millis(SystemTime::now()),
-    };
-    let whole = || TxnOp::get(key.to_vec(), Some(GetOptions::new().with_range(item_end(key))));
-    let txn = Txn::new()
-        .when(starts_with(lease_key, &value.stable_prefix()).to_vec())
-        .and_then(vec![TxnOp::put(lease_key.to_vec(), value.encode(), None), whole()])
-        .or_else(vec![whole()]);
-    // A renewal applied twice is harmless; one whose answer is lost is an
-    // error worth retrying (the holder's keeper does, within its margin).
-    let response = store.txn(what, txn).await?;
-    let read = match response.op_responses().last() {
-        Some(TxnOpResponse::Get(g)) => ItemRead::decode(key, g)?,
-        _ => {
-            return Err(Error::new(
-                crate::error::ErrorKind::Unavailable,
-                format!("etcd: {what}: a renewal's answer lacks its read"),
-            ))
-        }
-    };
-    if !response.succeeded() {
-        return Ok(Err(read));
-    }
-    known.note(lease_key, holder, lease_ms);
-    Ok(Ok(read))
+/// What a queue's or claim pool's handle holds: where the item is, what
+/// it last read (where a watch for its next change starts) and the leases
+/// it wrote (so that it renews them without a read).
+#[derive(Debug)]
+pub(super) struct LeasedItem {
+    pub store: EtcdStore,
+    pub id: String,
+    pub key: Vec<u8>,
+    last: Mutex<Option<(u64, i64)>>,
+    known: KnownLeases,
 }
 
-/// What a handle remembers of its last read, to start a watch there.
-#[derive(Debug, Default)]
-pub(super) struct LastRead(Mutex<Option<(u64, i64)>>);
+impl LeasedItem {
+    pub fn new(store: &EtcdStore, id: &str) -> Self {
+        LeasedItem {
+            key: record_key(store.prefix(), id),
+            store: store.clone(),
+            id: id.to_owned(),
+            last: Mutex::new(None),
+            known: KnownLeases::default(),
+        }
+    }
 
-impl LastRead {
-    /// The item had `version` at `revision`.
-    pub fn note(&self, version: u64, revision: i64) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, revision));
+    pub fn what(&self) -> String {
+        format!("`{}`", self.id)
+    }
+
+    /// This handle wrote a lease of `lease_ms` for `holder` at `lease_key`.
+    pub fn wrote_lease(&self, lease_key: &[u8], holder: &str, lease_ms: u64) {
+        self.known.note(lease_key, holder, lease_ms);
+    }
+
+    /// A read of the item found it at `version` at `revision`.
+    pub fn read_at(&self, version: u64, revision: i64) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, revision));
     }
 
     fn revision_of(&self, version: u64) -> Option<i64> {
-        let last = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
         last.filter(|(v, _)| *v == version).map(|(_, r)| r)
     }
-}
 
-/// Wait until the item at `key`, last seen at version (fencing token)
-/// `seen`, changes, or until `until`; renewals of its leases wake the
-/// waiter at most once per `poll` (see `watch.rs`). `version_of` reads the
-/// version of a record; `reread` reads the item afresh (noting it in
-/// `last`) and returns its version.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn wait<F, Fut>(
-    store: &EtcdStore,
-    what: &str,
-    key: &[u8],
-    last: &LastRead,
-    version_of: fn(&Record) -> Option<u64>,
-    reread: F,
-    seen: u64,
-    until: Instant,
-    poll: Duration,
-) -> Result<bool>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<u64>>,
-{
-    let revision = match last.revision_of(seen) {
-        Some(r) => r,
-        None => {
-            if reread().await? != seen {
-                return Ok(true);
+    /// Renew `holder`'s lease at `lease_key`: one transaction that puts
+    /// the lease if it is still `holder`'s with the same duration, and
+    /// reads the item: `Ok` with the item after the renewal, or `Err` with
+    /// the item as it is when the lease is gone (or another's). The
+    /// duration is the one this handle wrote, else a read finds it first.
+    pub async fn renew(
+        &self,
+        lease_key: &[u8],
+        holder: &str,
+    ) -> Result<std::result::Result<ItemRead, ItemRead>> {
+        let (store, what, key) = (&self.store, self.what(), &self.key);
+        let lease_ms = match self.known.get(lease_key, holder) {
+            Some(ms) => ms,
+            None => {
+                let read = store.read_item(&what, key, store.deadline()).await?;
+                let found = read
+                    .leases
+                    .iter()
+                    .find(|l| l.key == lease_key && l.value.holder == holder)
+                    .map(|l| l.value.lease_ms);
+                match found {
+                    Some(ms) => ms,
+                    None => return Ok(Err(read)),
+                }
             }
-            last.revision_of(seen).unwrap_or(0)
-        }
-    };
-    let record_key = key.to_vec();
-    let judge = move |e: &Event| {
-        let Some(kv) = e.kv() else { return Seen::Changed };
-        if kv.key() != record_key.as_slice() {
-            return Seen::Renewed;
-        }
-        let version = match e.event_type() {
-            EventType::Delete => Some(0),
-            EventType::Put => Record::decode(&record_key, kv.value())
-                .ok()
-                .as_ref()
-                .and_then(version_of),
         };
-        if version == Some(seen) {
-            Seen::Nothing
-        } else {
-            Seen::Changed
+        let value = LeaseValue {
+            holder: holder.to_owned(),
+            lease_ms,
+            renewed_at_ms: unix_millis(SystemTime::now()),
+        };
+        let whole = || {
+            TxnOp::get(
+                key.clone(),
+                Some(GetOptions::new().with_range(item_end(key))),
+            )
+        };
+        let txn = Txn::new()
+            .when(starts_with(lease_key, &value.stable_prefix()).to_vec())
+            .and_then(vec![
+                TxnOp::put(lease_key.to_vec(), value.encode(), None),
+                whole(),
+            ])
+            .or_else(vec![whole()]);
+        // A renewal applied twice is harmless; one whose answer is lost is
+        // an error worth retrying (the holder's keeper does, within its
+        // margin).
+        let response = store.txn(&what, txn).await?;
+        let read = match response.op_responses().last() {
+            Some(TxnOpResponse::Get(g)) => ItemRead::decode(key, g)?,
+            _ => {
+                return Err(Error::new(
+                    crate::error::ErrorKind::Unavailable,
+                    format!("etcd: {what}: a renewal's answer lacks its read"),
+                ))
+            }
+        };
+        if !response.succeeded() {
+            return Ok(Err(read));
         }
-    };
-    wait_for_change(store, what, key, item_end(key), revision, judge, until, poll).await
+        self.known.note(lease_key, holder, lease_ms);
+        Ok(Ok(read))
+    }
+
+    /// Wait until the item, last seen at version (fencing token) `seen`,
+    /// changes, or until `until`; renewals of its leases wake the waiter at
+    /// most once per `poll` (see `watch.rs`). `version_of` reads the
+    /// version of a record; `reread` reads the item afresh (noting it with
+    /// [`read_at`](Self::read_at)) and returns its version.
+    pub async fn wait<Fut>(
+        &self,
+        version_of: fn(&Record) -> Option<u64>,
+        reread: impl FnOnce() -> Fut,
+        seen: u64,
+        until: Instant,
+        poll: Duration,
+    ) -> Result<bool>
+    where
+        Fut: std::future::Future<Output = Result<u64>>,
+    {
+        let revision = match self.revision_of(seen) {
+            Some(r) => r,
+            None => {
+                if reread().await? != seen {
+                    return Ok(true);
+                }
+                self.revision_of(seen).unwrap_or(0)
+            }
+        };
+        let record_key = self.key.clone();
+        let judge = move |e: &Event| {
+            let Some(kv) = e.kv() else {
+                return Seen::Changed;
+            };
+            if kv.key() != record_key.as_slice() {
+                return Seen::Renewed;
+            }
+            let version = match e.event_type() {
+                EventType::Delete => Some(0),
+                EventType::Put => Record::decode(&record_key, kv.value())
+                    .ok()
+                    .as_ref()
+                    .and_then(version_of),
+            };
+            if version == Some(seen) {
+                Seen::Nothing
+            } else {
+                Seen::Changed
+            }
+        };
+        wait_for_change(
+            &self.store,
+            &self.what(),
+            &self.key,
+            revision,
+            judge,
+            until,
+            poll,
+        )
+        .await
+    }
 }

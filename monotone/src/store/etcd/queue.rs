@@ -11,8 +11,8 @@ use etcd_client::{Compare, CompareOp, TxnOp};
 use tokio::time::Instant;
 
 use super::item::{ItemRead, Plan};
-use super::layout::{not_ours, record_key, ticket_lease_key, Record};
-use super::leased::{self, put_lease, unrenewed, KnownLeases, LastRead};
+use super::layout::{not_ours, ticket_lease_key, Record};
+use super::leased::{self, put_lease, unrenewed, LeasedItem};
 use super::store::EtcdStore;
 use crate::error::{Error, Result};
 use crate::lease::expiry::Expired;
@@ -27,26 +27,14 @@ use crate::validate;
 /// A queue in an [`EtcdStore`](super::EtcdStore).
 #[derive(Debug)]
 pub struct EtcdQueue {
-    store: EtcdStore,
-    id: String,
-    key: Vec<u8>,
-    last: LastRead,
-    known: KnownLeases,
+    item: LeasedItem,
 }
 
 impl EtcdQueue {
     pub(super) fn new(store: &EtcdStore, id: &str) -> Self {
         EtcdQueue {
-            key: record_key(store.prefix(), id),
-            store: store.clone(),
-            id: id.to_owned(),
-            last: LastRead::default(),
-            known: KnownLeases::default(),
+            item: LeasedItem::new(store, id),
         }
-    }
-
-    fn what(&self) -> String {
-        format!("`{}`", self.id)
     }
 
     /// The queue in `read`, or `None` if there is none.
@@ -57,12 +45,12 @@ impl EtcdQueue {
             value,
             items,
             ..
-        }) = read.record_of(&self.id, ItemType::Queue)?
+        }) = read.record_of(&self.item.id, ItemType::Queue)?
         else {
             return Ok(None);
         };
         let mut leases = std::collections::BTreeMap::new();
-        for (name, l, record) in leased::leases_of(&self.key, "lease/", read)? {
+        for (name, l, record) in leased::leases_of(&self.item.key, "lease/", read)? {
             let counter: u64 = name
                 .parse()
                 .map_err(|_| not_ours(&l.key, "a queue's lease key without a ticket number"))?;
@@ -70,22 +58,35 @@ impl EtcdQueue {
                 .iter()
                 .any(|e| e.counter == counter && e.process_id == l.value.holder)
             {
-                return Err(not_ours(&l.key, "the lease of a ticket the queue does not hold"));
+                return Err(not_ours(
+                    &l.key,
+                    "the lease of a ticket the queue does not hold",
+                ));
             }
             leases.insert(counter, record);
         }
-        Ok(Some(QueueState::new(*version, *value, items.clone(), leases)))
+        Ok(Some(QueueState::new(
+            *version,
+            *value,
+            items.clone(),
+            leases,
+        )))
     }
 
     /// The queue as one consistent read sees it now (an empty default if
     /// there is none), noted as where a watch for its next change starts.
     async fn read_state(&self) -> Result<QueueState> {
         let read = self
+            .item
             .store
-            .read_item(&self.what(), &self.key, self.store.deadline())
+            .read_item(
+                &self.item.what(),
+                &self.item.key,
+                self.item.store.deadline(),
+            )
             .await?;
         let state = self.state(&read)?.unwrap_or_default();
-        self.last.note(state.version, read.revision);
+        self.item.read_at(state.version, read.revision);
         Ok(state)
     }
 
@@ -104,24 +105,34 @@ impl EtcdQueue {
 #[async_trait]
 impl Queue for EtcdQueue {
     fn id(&self) -> &str {
-        &self.id
+        &self.item.id
     }
 
-    async fn join_with(&self, process_id: &str, tags: Tags, lease: Option<Duration>) -> Result<Joined> {
+    async fn join_with(
+        &self,
+        process_id: &str,
+        tags: Tags,
+        lease: Option<Duration>,
+    ) -> Result<Joined> {
         validate::process_id(process_id)?;
         validate::tags(&tags)?;
         let lease = LeaseRecord::starting_now(lease)?;
         let joined = self
+            .item
             .store
-            .update(&self.id, &self.key, |read, request| {
+            .update(&self.item.id, &self.item.key, |read, request| {
                 let mut state = self.state(read)?.unwrap_or_default();
-                match state.join(&self.id, process_id, tags.clone(), lease)? {
+                match state.join(&self.item.id, process_id, tags.clone(), lease)? {
                     JoinOutcome::Existing(t) => Ok(Plan::Answer(Joined::new(t, false))),
                     JoinOutcome::Joined(t) => {
-                        let mut ops = vec![TxnOp::put(self.key.clone(), Self::record(&state, request), None)];
+                        let mut ops = vec![TxnOp::put(
+                            self.item.key.clone(),
+                            Self::record(&state, request),
+                            None,
+                        )];
                         let mut compares = vec![];
                         if let Some(l) = &lease {
-                            let lease_key = ticket_lease_key(&self.key, t.value.counter);
+                            let lease_key = ticket_lease_key(&self.item.key, t.value.counter);
                             compares.push(Compare::version(lease_key.clone(), CompareOp::Equal, 0));
                             ops.push(put_lease(lease_key, process_id, l));
                         }
@@ -135,24 +146,36 @@ impl Queue for EtcdQueue {
             })
             .await?;
         if let (Some(l), true) = (&lease, joined.added) {
-            let lease_key = ticket_lease_key(&self.key, joined.ticket.value.counter);
-            self.known.note(&lease_key, process_id, l.duration_ms);
+            let lease_key = ticket_lease_key(&self.item.key, joined.ticket.value.counter);
+            self.item.wrote_lease(&lease_key, process_id, l.duration_ms);
         }
         Ok(joined)
     }
 
     async fn leave(&self, process_id: &str) -> Result<FencingToken> {
         validate::process_id(process_id)?;
-        self.store
-            .update(&self.id, &self.key, |read, request| {
+        self.item
+            .store
+            .update(&self.item.id, &self.item.key, |read, request| {
                 let Some(mut state) = self.state(read)? else {
-                    return Err(Error::queue_not_found(&self.id));
+                    return Err(Error::queue_not_found(&self.item.id));
                 };
-                let counter = state.ticket(&self.id, process_id)?.value.counter;
-                let token = state.leave(&self.id, process_id)?;
-                let mut ops = vec![TxnOp::put(self.key.clone(), Self::record(&state, request), None)];
-                if read.leases.iter().any(|l| l.key == ticket_lease_key(&self.key, counter)) {
-                    ops.push(TxnOp::delete(ticket_lease_key(&self.key, counter), None));
+                let counter = state.ticket(&self.item.id, process_id)?.value.counter;
+                let token = state.leave(&self.item.id, process_id)?;
+                let mut ops = vec![TxnOp::put(
+                    self.item.key.clone(),
+                    Self::record(&state, request),
+                    None,
+                )];
+                if read
+                    .leases
+                    .iter()
+                    .any(|l| l.key == ticket_lease_key(&self.item.key, counter))
+                {
+                    ops.push(TxnOp::delete(
+                        ticket_lease_key(&self.item.key, counter),
+                        None,
+                    ));
                 }
                 Ok(Plan::Write {
                     compares: vec![],
@@ -168,13 +191,13 @@ impl Queue for EtcdQueue {
     /// first otherwise, to learn the lease's duration.
     async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>> {
         validate::process_id(process_id)?;
-        let lease_key = ticket_lease_key(&self.key, counter);
-        let renewed = leased::renew(&self.store, &self.what(), &self.key, &lease_key, process_id, &self.known).await?;
-        let gone = || lease_gone(&self.id, process_id, counter);
+        let lease_key = ticket_lease_key(&self.item.key, counter);
+        let renewed = self.item.renew(&lease_key, process_id).await?;
+        let gone = || lease_gone(&self.item.id, process_id, counter);
         match renewed {
             Ok(read) => {
                 let state = self.state(&read)?.ok_or_else(gone)?;
-                state.ticket(&self.id, process_id).map_err(|_| gone())
+                state.ticket(&self.item.id, process_id).map_err(|_| gone())
             }
             Err(read) => {
                 // The kind of item and its readability come first.
@@ -185,19 +208,20 @@ impl Queue for EtcdQueue {
     }
 
     async fn expire(&self, expired: &Expired) -> Result<Option<FencingToken>> {
-        self.store
-            .update(&self.id, &self.key, |read, request| {
+        self.item
+            .store
+            .update(&self.item.id, &self.item.key, |read, request| {
                 let Some(mut state) = self.state(read)? else {
                     return Ok(Plan::Answer(None));
                 };
-                let Some(token) = state.expire(&self.id, expired)? else {
+                let Some(token) = state.expire(&self.item.id, expired)? else {
                     return Ok(Plan::Answer(None));
                 };
-                let lease_key = ticket_lease_key(&self.key, expired.ticket().counter);
+                let lease_key = ticket_lease_key(&self.item.key, expired.ticket().counter);
                 Ok(Plan::Write {
                     compares: vec![unrenewed(lease_key.clone(), expired.renewals())],
                     ops: vec![
-                        TxnOp::put(self.key.clone(), Self::record(&state, request), None),
+                        TxnOp::put(self.item.key.clone(), Self::record(&state, request), None),
                         TxnOp::delete(lease_key, None),
                     ],
                     answer: Some(token),
@@ -208,7 +232,7 @@ impl Queue for EtcdQueue {
 
     async fn ticket(&self, process_id: &str) -> Result<Fenced<Ticket>> {
         validate::process_id(process_id)?;
-        self.read_state().await?.ticket(&self.id, process_id)
+        self.read_state().await?.ticket(&self.item.id, process_id)
     }
 
     async fn tickets(&self) -> Result<Fenced<Vec<Ticket>>> {
@@ -216,8 +240,9 @@ impl Queue for EtcdQueue {
     }
 
     async fn remove(&self) -> Result<Option<FencingToken>> {
-        self.store
-            .update(&self.id, &self.key, |read, _| {
+        self.item
+            .store
+            .update(&self.item.id, &self.item.key, |read, _| {
                 Ok(match self.state(read)? {
                     None => Plan::Answer(None),
                     Some(state) => Plan::Remove(Some(state.token())),
@@ -238,17 +263,14 @@ impl Queue for EtcdQueue {
             Record::Queue { version, .. } => Some(*version),
             _ => None,
         };
-        leased::wait(
-            &self.store,
-            &self.what(),
-            &self.key,
-            &self.last,
-            version_of,
-            || async { Ok(self.read_state().await?.version) },
-            seen,
-            until,
-            poll,
-        )
-        .await
+        self.item
+            .wait(
+                version_of,
+                || async { Ok(self.read_state().await?.version) },
+                seen,
+                until,
+                poll,
+            )
+            .await
     }
 }

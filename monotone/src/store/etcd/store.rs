@@ -96,14 +96,22 @@ impl EtcdStore {
     /// Note the revision of a response.
     pub(super) fn saw(&self, revision: i64) {
         if self.inner.revision.fetch_max(revision, Ordering::AcqRel) < revision {
-            *self.inner.revision_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            *self
+                .inner
+                .revision_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         }
     }
 
     /// A revision seen within the last second, if any: every write sent
     /// from now on lands above it.
     pub(super) fn recent_revision(&self) -> Option<i64> {
-        let at = *self.inner.revision_at.lock().unwrap_or_else(|p| p.into_inner());
+        let at = *self
+            .inner
+            .revision_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         at.filter(|at| at.elapsed() < RECENT)
             .map(|_| self.inner.revision.load(Ordering::Acquire))
     }

@@ -44,20 +44,32 @@ async fn open(
     key: &[u8],
     end: Option<Vec<u8>>,
     revision: i64,
+    deadline: Instant,
 ) -> Result<WatchStream> {
     let mut options = WatchOptions::new().with_start_revision(revision);
     if let Some(end) = end {
         options = options.with_range(end);
     }
     let limit = store.config().request_timeout;
-    let mut client = store.client();
-    match tokio::time::timeout(limit, client.watch(key.to_vec(), Some(options))).await {
-        Ok(stream) => stream.map_err(|e| from_etcd(what, e)),
-        Err(_) => Err(timed_out(what, limit)),
+    let mut delay = Duration::from_millis(20);
+    loop {
+        let mut client = store.client();
+        let e = match tokio::time::timeout(limit, client.watch(key.to_vec(), Some(options.clone())))
+            .await
+        {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => from_etcd(what, e),
+            Err(_) => timed_out(what, limit),
+        };
+        if e.kind() != ErrorKind::Unavailable {
+            return Err(e);
+        }
+        delay = store.pause(what, &e, delay, deadline).await.ok_or(e)?;
     }
 }
 
-/// Wait until an event in `[key, end)` after `revision` matters (`judge`
+/// Wait until an event among the keys of the item at `key` after
+/// `revision` matters (`judge`
 /// says which do), or `until` passes. True: look again (something changed,
 /// or a lease was renewed and `poll` has passed since the wait began, or
 /// the watch broke or started at a compacted revision: a spurious true
@@ -70,14 +82,14 @@ pub(super) async fn wait_for_change(
     store: &EtcdStore,
     what: &str,
     key: &[u8],
-    end: Vec<u8>,
     revision: i64,
     judge: impl Fn(&Event) -> Seen,
     until: Instant,
     poll: Duration,
 ) -> Result<bool> {
     let started = Instant::now();
-    let mut stream = match open(store, what, key, Some(end), revision + 1).await {
+    let end = super::layout::item_end(key);
+    let mut stream = match open(store, what, key, Some(end), revision + 1, until).await {
         Ok(s) => s,
         Err(e) => {
             debug!(what, error = %e, "cannot watch; looking again");
@@ -99,7 +111,11 @@ pub(super) async fn wait_for_change(
             }
         };
         if response.compact_revision() > 0 || response.canceled() {
-            debug!(what, compacted = response.compact_revision(), "watch canceled; looking again");
+            debug!(
+                what,
+                compacted = response.compact_revision(),
+                "watch canceled; looking again"
+            );
             return Ok(true);
         }
         for event in response.events() {
@@ -125,7 +141,7 @@ pub(super) async fn first_write_after(
     revision: i64,
     deadline: Instant,
 ) -> Result<(EventType, Vec<u8>)> {
-    let mut stream = open(store, what, key, None, revision + 1).await?;
+    let mut stream = open(store, what, key, None, revision + 1, deadline).await?;
     loop {
         let response = next(&mut stream, what, deadline).await?;
         if let Some(e) = response.events().first() {
@@ -145,7 +161,7 @@ pub(super) async fn writes_through(
     revision: i64,
     deadline: Instant,
 ) -> Result<Vec<(EventType, Vec<u8>, i64)>> {
-    let mut stream = open(store, what, key, None, revision).await?;
+    let mut stream = open(store, what, key, None, revision, deadline).await?;
     let mut writes = Vec::new();
     loop {
         stream
@@ -192,7 +208,10 @@ async fn next(
         )),
     };
     let response = response.ok_or_else(|| {
-        Error::new(ErrorKind::Unavailable, format!("etcd: {what}: the watch ended"))
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("etcd: {what}: the watch ended"),
+        )
     })?;
     if response.compact_revision() > 0 {
         return Err(Error::new(
@@ -206,7 +225,10 @@ async fn next(
     if response.canceled() {
         return Err(Error::new(
             ErrorKind::Unavailable,
-            format!("etcd: {what}: the watch was canceled: {}", response.cancel_reason()),
+            format!(
+                "etcd: {what}: the watch was canceled: {}",
+                response.cancel_reason()
+            ),
         ));
     }
     Ok(response)
