@@ -52,18 +52,24 @@ print("\n".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# The running member whose folder is $1, if any.
+# Whether the member whose folder is $1 runs (a killed member that its new
+# parent has not reaped yet does not).
 running() {
-  [[ -f "$1/pid" ]] && kill -0 "$(cat "$1/pid")" 2>/dev/null
+  [[ -f "$1/pid" ]] || return 1
+  local pid
+  pid="$(cat "$1/pid")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  ! grep -q '^[^)]*) [ZX]' "/proc/$pid/stat" 2>/dev/null
 }
 
 # Start the member whose folder $1 holds its command line (`cmd`), in the
-# background, logging to $1/log.
+# background, logging to $1/log, in a session of its own: a test that
+# restarts a member must not take it along when its process group ends.
 launch() {
   local dir="$1"
   # shellcheck disable=SC2046
   eval "set -- $(cat "$dir/cmd")"
-  "$@" >>"$dir/log" 2>&1 &
+  setsid "$@" >>"$dir/log" 2>&1 </dev/null &
   echo $! >"$dir/pid"
 }
 

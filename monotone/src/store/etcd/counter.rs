@@ -17,8 +17,8 @@
 //! its *fence* (the key `K\0fence/ID`, which its condition says must not
 //! exist); then the key's history from a revision the put cannot precede
 //! (one seen less than a second ago, else read before the put, served by a
-//! member without a round of consensus) up to the fence is searched for
-//! its id ([`writes_through`]): found, its version is the value; not
+//! member without a round of consensus) up to the fence's write is
+//! searched for its id ([`writes_until`]): found, its version is the value; not
 //! found, it never applied and never will, and the put is sent again with
 //! a new id (deleting the fence in the same transaction). So every value
 //! is handed out exactly once, through any failover.
@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use super::layout::{not_ours, record_key, request_id, starts_with, type_prefix, Record, SIDE};
 use super::store::EtcdStore;
-use super::watch::writes_through;
+use super::watch::writes_until;
 use crate::counter::Counter;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::item_type::ItemType;
@@ -187,14 +187,22 @@ impl EtcdCounter {
                 Err(e) => return Err(e),
             }
         }
-        let writes = writes_through(&self.store, &what, &self.key, since + 1, deadline)
+        let fence = self.fence(request);
+        let writes = writes_until(&self.store, &what, &self.key, &fence, since + 1, deadline)
             .await
             .map_err(|e| unknown(&e))?;
-        Ok(writes.into_iter().find_map(|(kind, value, version)| {
+        let found = writes.into_iter().find_map(|(kind, value, version)| {
             let ours = kind == etcd_client::EventType::Put
                 && Record::decode(&self.key, &value).is_ok_and(|r| r.request() == request);
             ours.then(|| u64::try_from(version).unwrap_or(0))
-        }))
+        });
+        if found.is_some() {
+            // The fence has done its work; a failure to drop it leaves one
+            // small key beside the counter (removed with it).
+            let drop = Txn::new().and_then(vec![TxnOp::delete(fence, None)]);
+            let _ = self.store.txn(&what, drop).await;
+        }
+        Ok(found)
     }
 }
 

@@ -6,8 +6,8 @@
 //! - [`first_write_after`]: the write that followed a revision, to learn
 //!   whether a conditional write whose answer was lost is the one that
 //!   landed.
-//! - [`writes_through`]: every write of a key from one revision up to the
-//!   present, to look for a blind write whose answer was lost.
+//! - [`writes_until`]: every write of a key from one revision up to a
+//!   marker's, to look for a blind write whose answer was lost.
 //!
 //! A watch that starts at a revision that was compacted away gets no
 //! events: the waits then return at once (the caller reads afresh, so it
@@ -151,44 +151,33 @@ pub(super) async fn first_write_after(
     }
 }
 
-/// Every write of `key` from `revision` (included) through the present:
-/// `(type, value, version)` in order. The server is asked for its progress
-/// until it reports it; it does so only once every earlier event was sent.
-pub(super) async fn writes_through(
+/// Every write of `key` from `revision` (included) up to the write of
+/// `marker`, a key among the item's that the caller wrote after them: `(type,
+/// value, version)` in order. A watch delivers events in the order of
+/// their revisions, so once the marker's write arrives, every earlier
+/// write of `key` has. (etcd 3.4 may report a watch's progress before it
+/// sends the history it still owes, so progress reports cannot say that.)
+pub(super) async fn writes_until(
     store: &EtcdStore,
     what: &str,
     key: &[u8],
+    marker: &[u8],
     revision: i64,
     deadline: Instant,
 ) -> Result<Vec<(EventType, Vec<u8>, i64)>> {
-    let mut stream = open(store, what, key, None, revision, deadline).await?;
+    let end = super::layout::item_end(key);
+    let mut stream = open(store, what, key, Some(end), revision, deadline).await?;
     let mut writes = Vec::new();
     loop {
-        stream
-            .request_progress()
-            .await
-            .map_err(|e| from_etcd(what, e))?;
-        let ask_again = (Instant::now() + Duration::from_millis(50)).min(deadline);
-        loop {
-            let response = tokio::select! {
-                r = next(&mut stream, what, deadline) => r?,
-                () = tokio::time::sleep_until(ask_again) => break,
-            };
-            if response.created() {
-                continue;
+        let response = next(&mut stream, what, deadline).await?;
+        for e in response.events() {
+            let Some(kv) = e.kv() else { continue };
+            if kv.key() == marker {
+                return Ok(writes);
             }
-            if response.events().is_empty() {
-                return Ok(writes); // the progress report: nothing earlier is left
+            if kv.key() == key {
+                writes.push((e.event_type(), kv.value().to_vec(), kv.version()));
             }
-            for e in response.events() {
-                let (value, version) = e
-                    .kv()
-                    .map_or((Vec::new(), 0), |kv| (kv.value().to_vec(), kv.version()));
-                writes.push((e.event_type(), value, version));
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(timed_out(what, store.config().operation_timeout));
         }
     }
 }
