@@ -27,6 +27,17 @@ python3 scripts/check_imports.py
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
+# `monotone man | man -l -` is tested: man-db renders the page (with
+# groff-base). The machines come with both; install them where missing.
+if ! command -v man >/dev/null 2>&1; then
+  echo "==> man-db (to render the manual page in the tests)"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq man-db groff-base >/dev/null
+  else
+    echo "man is missing and cannot be installed here: the manual page test will say so" >&2
+  fi
+fi
+
 echo "==> local DynamoDB server (moto, for the aws feature's tests)"
 MONOTONE_MOTO_STATE="$(mktemp -d)"
 # etcd's data in memory when it can be: its fsyncs are most of a write.

@@ -7,10 +7,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use monotone::Store;
 
 use crate::commands::claim::{self, ClaimArgs};
+use crate::commands::completions::{CompletionsArgs, ManArgs};
 use crate::commands::counter::{self, CounterArgs};
 use crate::commands::doc::{self, DocAction, DocArgs};
 use crate::commands::lock::{self, LockArgs};
@@ -20,48 +21,61 @@ use crate::commands::{print, Output};
 use crate::exit::Failure;
 use crate::serve::ServeArgs;
 
-const ABOUT: &str = "Atomic counters, queues and shared JSON documents for configuration \
-management in distributed systems";
+const ABOUT: &str = "Atomic counters, queues, locks, claim pools, tallies and shared JSON \
+documents for configuration management in distributed systems, from the shell or over HTTP";
 
+// Lines of at most 79 characters, so that no terminal wraps them.
 const STORE_HELP: &str = "\
 Choosing the store:
   --store URL, else the MONOTONE_STORE environment variable:
-      sqlite:PATH                          a SQLite file shared by the processes of this host
-      memory:                              this process only (for trying things out)
-      dynamodb://TABLE?region=R&endpoint=URL   a DynamoDB table (region, endpoint optional)
-  -r/--region or -t/--table select DynamoDB as in monotone 0.4 (table Counters
-  unless -t; region from -r, else the AWS configuration, else eu-west-1).
-  With none of these, the store is the SQLite file
-  $XDG_DATA_HOME/monotone/monotone.db (else ~/.local/share/monotone/monotone.db),
-  created on first use.
+    sqlite:PATH    a SQLite file shared by the processes of this host
+    memory:        this process only (for trying things out)
+    dynamodb://TABLE?region=R&endpoint=URL
+                   a DynamoDB table (region and endpoint optional)
+  -r/--region or -t/--table select DynamoDB as in monotone 0.4 (table
+  Counters unless -t; region from -r, else the AWS configuration, else
+  eu-west-1). With none of these, the store is the SQLite file
+  $XDG_DATA_HOME/monotone/monotone.db
+  (else ~/.local/share/monotone/monotone.db), created on first use.
 
-Output is one JSON document on stdout (`doc watch`: one JSON line per
-change). On failure nothing is printed on stdout, one line goes to stderr,
-and the exit code says why:
-  2 usage or invalid input   3 not found        4 wrong type (counter, queue, document, tally, claim pool)
-  5 contention or throttling 6 store unavailable 7 store misconfigured
-  8 corrupt data in the store 9 not acquired in time (wait, lock)
-  10 lease lost              11 every candidate of a claim pool is taken
-  12 --if-version found another version (stderr names it)
-  1 anything else
+Output is one JSON document on stdout (doc watch: one JSON line per change).
+On failure nothing is printed on stdout, one line goes to stderr, and the
+exit code says why:
+   0  success (also when stdout was closed early, as by head)
+   1  anything else
+   2  usage or invalid input; nothing was changed
+   3  not found
+   4  wrong type: the id holds another kind of item
+   5  contention or throttling
+   6  store unavailable
+   7  store misconfigured
+   8  corrupt data in the store
+   9  not acquired in time (queue wait, lock, claim --timeout)
+  10  lease lost
+  11  every candidate of a claim pool is taken
+  12  --if-version found another version (stderr names it)
+lock and claim -- COMMAND exit as COMMAND did (see their --help).
 
 Examples:
   monotone -i mycounter counter next
   monotone -i myzkcluster queue -p $(hostname -f) join | jq .ticket.counter
   monotone -i leader queue -p $(hostname -f) join --ttl 15s
   monotone -i leader queue -p $(hostname -f) wait --timeout 5m
+  monotone -i nightly-report lock --no-wait -- ./report.sh
   echo '{\"globs\": [\"/usr/sbin/*\"]}' | monotone -i agent-config doc set
   monotone -i agent-config doc watch --from-version 0 | jq -c .value
   monotone -i gpu-quota tally add -- -3      (or: tally add --by -3)
   monotone -i myzk claim -p $(hostname -f) --range 1..255 | jq -r .name
-  monotone --store sqlite:/var/lib/monotone.db serve --listen 127.0.0.1:7777";
+  monotone --store sqlite:/var/lib/monotone.db serve --listen localhost:7777
+  monotone completions bash > /etc/bash_completion.d/monotone
+  monotone man | man -l -";
 
-/// `monotone [global flags] <counter|queue|lock|doc|tally|claim|serve> ...`
+/// `monotone [global flags] <counter|queue|lock|doc|tally|claim|serve|completions|man> ...`
 #[derive(Debug, Parser)]
 #[command(name = "monotone", version, about = ABOUT, after_help = STORE_HELP)]
 pub struct Cli {
     /// Id of the counter, queue, lock, document, tally or claim pool to use
-    /// (every command but serve)
+    /// (every command but serve, completions and man)
     #[arg(short, long, value_name = "ID")]
     pub id: Option<String>,
 
@@ -91,12 +105,91 @@ pub enum Command {
     Tally(TallyArgs),
     Claim(ClaimArgs),
     Serve(ServeArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
 }
 
 /// The command line of this process, or clap's outcome when it is not one
 /// to run (a usage error, or `--help`).
 pub fn parse() -> Result<Cli, Failure> {
-    Cli::try_parse().map_err(Failure::Parse)
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] of the arguments `args` (the first being the program).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, Failure>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let definition = definition();
+    let matches = definition
+        .clone()
+        .try_get_matches_from(&args)
+        .map_err(|e| Failure::Parse(with_usage(e, &definition, &args)))?;
+    Cli::from_arg_matches(&matches).map_err(Failure::Parse)
+}
+
+/// `e`, naming the (sub)command at fault in a usage line where clap gave
+/// none (a bad value), so that the one line printed names its help.
+fn with_usage(
+    mut e: clap::Error,
+    root: &clap::Command,
+    args: &[std::ffi::OsString],
+) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    if e.get(ContextKind::Usage).is_none() {
+        let reached = reached(root, args);
+        e.insert(ContextKind::Usage, ContextValue::StyledStr(reached.into()));
+    }
+    e
+}
+
+/// The names of the commands `args` reach (`monotone doc set`), skipping the
+/// values of options so that `-i counter` is not read as a command.
+fn reached(root: &clap::Command, args: &[std::ffi::OsString]) -> String {
+    let mut path = vec![root];
+    let takes_value = |path: &[&clap::Command], is: &dyn Fn(&clap::Arg) -> bool| {
+        path.iter()
+            .flat_map(|c| c.get_arguments())
+            .any(|a| is(a) && a.get_action().takes_values())
+    };
+    let mut words = args.iter().skip(1).filter_map(|a| a.to_str());
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        let skip_value = if let Some(long) = word.strip_prefix("--") {
+            !long.contains('=') && takes_value(&path, &|a| a.get_long() == Some(long))
+        } else if let Some(short) = word.strip_prefix('-') {
+            let mut chars = short.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => takes_value(&path, &|a| a.get_short() == Some(c)),
+                _ => false,
+            }
+        } else {
+            if let Some(sub) = path.last().and_then(|c| c.find_subcommand(word)) {
+                path.push(sub);
+            }
+            false
+        };
+        if skip_value {
+            words.next();
+        }
+    }
+    path.iter()
+        .map(|c| c.get_name())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The command line's definition, as `--help`, the completions and the
+/// manual page show it: the derive's, but a command given without its
+/// subcommand (`monotone -i x counter`) is a one-line usage error naming
+/// the subcommands rather than the whole help (a bare `monotone` still
+/// prints the help).
+pub fn definition() -> clap::Command {
+    Cli::command().mut_subcommands(|c| c.arg_required_else_help(false))
 }
 
 impl Command {
@@ -116,7 +209,9 @@ impl Command {
             Command::Doc(args) => printed(doc::run(&*store, id, args).await?),
             Command::Tally(args) => printed(tally::run(&*store, id, args).await?),
             Command::Claim(args) => claim::run(store, id, args, |output| print(&output)).await,
-            Command::Serve(_) => Err(Failure::Usage("serve is not a command on one id".into())),
+            Command::Serve(_) | Command::Completions(_) | Command::Man(_) => Err(Failure::Usage(
+                "serve, completions and man are not commands on one id".into(),
+            )),
         }
     }
 }
@@ -125,11 +220,17 @@ impl Command {
 mod tests {
     use super::*;
     use crate::commands::queue::QueueAction;
-    use clap::CommandFactory;
 
     #[test]
     fn definition_is_consistent() {
-        Cli::command().debug_assert();
+        definition().debug_assert();
+    }
+
+    #[test]
+    fn help_lines_fit_a_terminal() {
+        for line in STORE_HELP.lines() {
+            assert!(line.chars().count() < 80, "{line:?} would wrap");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | anything else (cannot write the output, internal error) |
-//! | 2 | usage: unknown flag, missing argument, invalid id, process id, tag or amount (also a tally add that would overflow), `serve` off loopback without a token |
+//! | 2 | usage: unknown flag, missing argument, invalid id, process id, tag or amount (also a tally add that would overflow), `-p` on a command that acts on a whole queue or pool, a `--ttl` under 200 ms, a `lock`/`claim` command that cannot be run, `serve` off loopback without a token |
 //! | 3 | not found: the process is not in the queue, or the queue does not exist |
 //! | 4 | wrong type: a counter command on a queue or a tally, and so on |
 //! | 5 | contention: other writers kept winning, or the store throttled us |
@@ -15,6 +15,11 @@
 //! | 10 | lease lost: the ticket's lease expired or was removed while held |
 //! | 11 | exhausted: every candidate of a claim pool is taken |
 //! | 12 | version mismatch: a write conditional on a version found another |
+//!
+//! A usage error from clap is one line that ends by naming the help of the
+//! command at fault (`see 'monotone queue --help'`). `lock` and `claim --
+//! COMMAND` exit as COMMAND did, 126 or 127 (as `env`) when it could not be
+//! started.
 
 use std::process::ExitCode;
 
@@ -120,18 +125,44 @@ fn clap_error(e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         K::DisplayHelpOnMissingArgumentOrSubcommand => {
-            // A bare `monotone` (or `monotone counter`): show the help, as
-            // a usage error.
+            // A bare `monotone`: show the help, as a usage error.
             eprint!("{}", e.render());
             ExitCode::from(USAGE)
         }
         _ => {
             eprintln!(
-                "monotone: error: {}; see 'monotone --help'",
-                clap_message(&e)
+                "monotone: error: {}; see '{} --help'",
+                clap_message(&e),
+                command_path(&e)
             );
             ExitCode::from(USAGE)
         }
+    }
+}
+
+/// The (sub)command the error is about, as its usage line names it
+/// (`monotone queue`, `monotone doc set`), so that the hint names the help
+/// that explains it.
+fn command_path(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let usage = match e.get(ContextKind::Usage) {
+        Some(ContextValue::StyledStr(usage)) => usage.to_string(),
+        _ => String::new(),
+    };
+    let usage = usage.trim();
+    let usage = usage.strip_prefix("Usage: ").unwrap_or(usage);
+    let words: Vec<&str> = usage
+        .split_whitespace()
+        .take_while(|w| {
+            w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .take_while(|w| !w.starts_with('-'))
+        .collect();
+    if words.is_empty() {
+        "monotone".into()
+    } else {
+        words.join(" ")
     }
 }
 
@@ -182,6 +213,27 @@ mod tests {
         assert_eq!(
             clap_message(&e),
             "the following required arguments were not provided: <N>"
+        );
+    }
+
+    #[test]
+    fn hints_name_the_help_of_the_command_at_fault() {
+        let path = |line: &[&str]| match crate::cli::parse_from(line.iter().copied()) {
+            Err(Failure::Parse(e)) => command_path(&e),
+            other => panic!("{line:?}: {other:?}"),
+        };
+        assert_eq!(path(&["monotone", "--bogus"]), "monotone");
+        assert_eq!(
+            path(&["monotone", "-i", "q", "queue", "--bogus"]),
+            "monotone queue"
+        );
+        assert_eq!(
+            path(&["monotone", "-i", "q", "counter"]),
+            "monotone counter"
+        );
+        assert_eq!(
+            path(&["monotone", "-i", "d", "doc", "set", "--if-version", "x"]),
+            "monotone doc set"
         );
     }
 

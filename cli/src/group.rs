@@ -25,8 +25,11 @@
 //!   parent every 100 ms, so there COMMAND may run up to that long
 //!   unfenced.
 //! - The guard exits with COMMAND's exit code, or 128 + the signal that
-//!   killed COMMAND, as a shell reports it; 127 (126) if COMMAND cannot be
-//!   found (run).
+//!   killed COMMAND, as a shell reports it; as `env`, `timeout` and `nohup`
+//!   do, 127 if COMMAND (or its `#!` interpreter) cannot be found and 126
+//!   if it was found but cannot be run, saying why in one line. `monotone`
+//!   refuses such a command before it takes the lock (see
+//!   [`crate::program`]); these codes are for what only the start can tell.
 
 use std::ffi::OsString;
 use std::io;
@@ -216,15 +219,11 @@ async fn guard(program: OsString, args: Vec<OsString>, parent: Pid) -> ExitCode 
     let mut child = match tokio::process::Command::new(&program).args(&args).spawn() {
         Ok(c) => c,
         Err(e) => {
+            let (code, reason) = cannot_start(&program, &e);
             eprintln!(
-                "monotone: error: cannot run `{}`: {e}",
+                "monotone: error: cannot run `{}`: {reason}",
                 program.to_string_lossy()
             );
-            let code = if e.kind() == io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
             return ExitCode::from(code);
         }
     };
@@ -258,6 +257,34 @@ async fn guard(program: OsString, args: Vec<OsString>, parent: Pid) -> ExitCode 
             }
         }
     }
+}
+
+/// Why `program` could not be started, and the exit code for it, as `env`,
+/// `timeout` and `nohup` give it: 127 when something was not found, 126
+/// when it was found but cannot be run. `monotone` checked the program
+/// before it took the lock (see [`crate::program`]); a check now tells
+/// what changed since, else the system's error says what it could not do.
+fn cannot_start(program: &std::ffi::OsStr, error: &io::Error) -> (u8, String) {
+    if let Err(why) = crate::program::check(program) {
+        return (why.code(), why.reason().to_owned());
+    }
+    let code = if error.kind() == io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    let reason = match error.raw_os_error() {
+        Some(raw) if raw == Errno::ENOEXEC as i32 => {
+            format!("it is neither a script (#!) nor a program for this machine ({error})")
+        }
+        // The program is there (it was just checked): what is missing is
+        // further down, the interpreter of its interpreter.
+        Some(raw) if raw == Errno::ENOENT as i32 => {
+            format!("an interpreter it names (#! line of its interpreter) does not exist ({error})")
+        }
+        _ => error.to_string(),
+    };
+    (code, reason)
 }
 
 /// `monotone` died: nothing of its command may run on without the lock.

@@ -30,6 +30,8 @@ Diagnostics go through `tracing` to stderr, silent unless `RUST_LOG` asks
 - [`exit`]: failures, the one line each prints, and exit codes.
 - [`store_url`]: which store the flags and the environment select.
 - [`group`]: the process group a command runs in under a lease.
+- [`program`]: whether a command can be run, checked before a lease is
+  taken for it.
 
 `main` is `run(parse())`: errors of either, from clap's to the store's, are
 printed once, by [`exit::Failure::report`].
@@ -39,6 +41,7 @@ mod cli;
 mod commands;
 mod exit;
 mod group;
+mod program;
 mod serve;
 mod store_url;
 
@@ -70,10 +73,30 @@ fn init_tracing() {
     }
 }
 
+/// A command that takes no `-i`: refuse one rather than ignore it.
+fn no_id(cli: &Cli, command: &str) -> Result<(), Failure> {
+    match cli.id {
+        None => Ok(()),
+        Some(_) => Err(Failure::Usage(format!("{command} takes no -i/--id"))),
+    }
+}
+
 /// Open the store the command line selects and run its command on it.
 fn run(parsed: Result<Cli, Failure>) -> Result<ExitCode, Failure> {
     let cli = parsed?;
     init_tracing();
+    // What needs neither an id nor a store.
+    match &cli.command {
+        Command::Completions(args) => {
+            no_id(&cli, "completions")?;
+            return commands::completions::completions(args).map(|()| ExitCode::SUCCESS);
+        }
+        Command::Man(_) => {
+            no_id(&cli, "man")?;
+            return commands::completions::man().map(|()| ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     // What needs no store is checked before the store is opened.
     let (id, serving) = match (&cli.command, cli.id.as_deref()) {
         (Command::Serve(args), None) => (String::new(), Some(serve::prepare(args)?)),

@@ -417,9 +417,9 @@ fn help_explains_stores_and_exit_codes() {
         ".local/share/monotone/monotone.db",
         "dynamodb://",
         "eu-west-1",
-        "3 not found",
+        "3  not found",
         "jq .ticket.counter",
-        "12 --if-version",
+        "12  --if-version",
         "doc watch --from-version 0",
         "tally add -- -3",
         "serve --listen",
@@ -507,10 +507,18 @@ fn lease_usage_errors() {
     s.json(&["-i", "q", "queue", "-p", "perm", "join"]);
     for (args, code, says) in [
         (vec!["join", "--ttl", "soon"], 2, "not a duration"),
-        (vec!["join", "--ttl", "10ms"], 2, "out of range"),
-        (vec!["join", "--ttl", "3days"], 2, "out of range"),
+        (
+            vec!["join", "--ttl", "10ms"],
+            2,
+            "too short to renew safely",
+        ),
+        (
+            vec!["join", "--ttl", "3days"],
+            2,
+            "longer than the longest lease",
+        ),
         (vec!["wait", "--position", "0"], 2, "0"),
-        (vec!["wait", "--timeout", "-1s"], 2, "unexpected argument"),
+        (vec!["wait", "--timeout", "-1s"], 2, "`-1s` is negative"),
     ] {
         let mut all = vec!["-i", "q", "queue", "-p", "x"];
         all.extend(args);

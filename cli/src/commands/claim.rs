@@ -7,14 +7,17 @@
 //! With `--ttl` it is leased and held by a [`ClaimHolder`] while `monotone`
 //! runs, as `monotone lock` holds its ticket (see [`hold`]): around COMMAND,
 //! in its own process group and killed if the lease is lost, or without
-//! COMMAND until stdin closes or a signal arrives; then it is released.
+//! COMMAND until stdin closes, stdout is closed or a signal arrives; then
+//! it is released.
 //!
 //! # Exit status
 //!
 //! 11 when every candidate is taken (after `--timeout`, if given); with
 //! COMMAND, COMMAND's own (128 + the signal if a signal ended it), 10 when
 //! the lease was lost while COMMAND ran (it was killed); the usual codes
-//! otherwise.
+//! otherwise. A COMMAND that cannot be run is refused with 2 before
+//! anything is claimed (see [`crate::program`]); what only its start can
+//! tell gives 127 or 126, as `env` does, with the claim released.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -29,7 +32,7 @@ use monotone::{
 use serde::Serialize;
 
 use super::hold::{self, check_command, hold_until_done, signal_code, Signals, Timing};
-use super::queue::{LeaseView, QueueRemovedOutput};
+use super::queue::{no_process_id, LeaseView, QueueRemovedOutput};
 use super::values::{parse_duration, parse_poll};
 use super::{Output, Place};
 use crate::exit::Failure;
@@ -41,7 +44,7 @@ claim. Every claim, release and expiry adds one to the pool's fencing token.
 Without --ttl the claim is permanent: it stays until released. With --ttl it
 is leased and held while monotone runs: around COMMAND (run in its own
 process group, killed if the lease is lost), or without COMMAND until stdin
-closes or a signal arrives; then it is released. COMMAND's environment holds
+closes, its stdout is closed or a signal arrives; then it is released. COMMAND's environment holds
 MONOTONE_CLAIM_NAME, MONOTONE_CLAIM_INDEX, MONOTONE_CLAIM_OWNER,
 MONOTONE_FENCING_TOKEN, MONOTONE_ID and MONOTONE_STORE.
 
@@ -49,7 +52,11 @@ At most 256 candidates, names of at most 256 bytes; a range includes both
 ends (1..255 is 1 to 255, as bash's {1..255}).
 
 Exit status: 11 when every candidate is taken; with COMMAND, COMMAND's own,
-10 when the lease was lost and the command was killed; 2 for bad arguments.
+10 when the lease was lost and the command was killed; 2 for bad arguments
+(--ttl under 200ms, -p on list or rm) and for a COMMAND that cannot be run,
+refused before anything is claimed: not found, not executable, or a script
+whose #! interpreter is missing. What only starting it can tell exits as env
+does, with the claim released: 127 not found, 126 found but not runnable.
 
 Examples:
   monotone -i myzk claim -p $(hostname -f) --range 1..255 | jq -r .name
@@ -66,7 +73,8 @@ Examples:
     group(clap::ArgGroup::new("candidates").required(true).args(["range", "names", "names_file"]))
 )]
 pub struct ClaimArgs {
-    /// Who claims (or releases): a stable id, such as the host's name
+    /// Who claims (or gets, releases): a stable id, such as the host's
+    /// name; list and rm act on the whole pool and refuse it
     #[arg(
         short = 'p',
         long = "owner",
@@ -77,7 +85,7 @@ pub struct ClaimArgs {
     pub owner: Option<String>,
 
     /// Claim from the integers A to B, both included (A..=B works too)
-    #[arg(long, value_name = "A..B", value_parser = parse_range)]
+    #[arg(long, value_name = "A..B", value_parser = parse_range, allow_hyphen_values = true)]
     pub range: Option<(u64, u64)>,
 
     /// Claim from these names, in this order, separated by commas
@@ -91,21 +99,21 @@ pub struct ClaimArgs {
 
     /// Lease the claim and hold it while monotone runs, renewing it; it
     /// expires this long after the holder stops renewing
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub ttl: Option<Duration>,
 
     /// While every candidate is taken, wait up to this long for one to free
     /// up, removing claims whose lease expired (exit code 11 after it)
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
 
     /// While waiting, the longest time between two looks at the pool
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
     pub poll: Duration,
 
     /// When the lease is lost: time between SIGTERM and SIGKILL to the
     /// command's process group [default: 3s, or a fifth of the ttl if shorter]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub kill_after: Option<Duration>,
 
     /// The command to run while holding the claim (needs --ttl), after --
@@ -118,7 +126,8 @@ pub struct ClaimArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ClaimAction {
-    /// List every claim in candidate order, with the pool's fencing token
+    /// List every claim by name (numbers numerically), with the pool's
+    /// fencing token
     List,
     /// Get the claim of the owner (-p)
     Get,
@@ -135,6 +144,11 @@ pub fn parse_range(s: &str) -> Result<(u64, u64), String> {
         .or_else(|| s.split_once(".."))
         .ok_or_else(|| format!("`{s}` is not a range like 1..255"))?;
     let number = |n: &str| {
+        if n.trim().starts_with('-') {
+            return Err(format!(
+                "`{n}` in `{s}` is negative: a range is of whole numbers from 0"
+            ));
+        }
         n.trim().parse::<u64>().map_err(|_| {
             format!(
                 "`{n}` in `{s}` is not a whole number from 0 to {}",
@@ -201,13 +215,16 @@ impl ClaimOutput {
     }
 }
 
-/// `claim list`: every claim in candidate order, and the pool's token.
+/// `claim list`: every claim by name (numbers numerically, see
+/// [`ClaimPool::claims`]), the pool's token, and whether there is a pool
+/// (`false`: never written, or removed; its token is then 0).
 #[derive(Debug, Serialize)]
 pub struct ClaimsOutput {
     pub id: String,
     pub region: String,
     pub table: String,
     pub fencing_token: u64,
+    pub exists: bool,
     pub claims: Vec<ClaimView>,
 }
 
@@ -286,11 +303,20 @@ pub async fn run(
             || args.timeout.is_some()
             || args.kill_after.is_some()
             || !args.command.is_empty();
+        let name = format!("claim {}", format!("{action:?}").to_lowercase());
         if claiming {
             return Err(Failure::Usage(format!(
-                "claim {} takes no candidates, --ttl, --timeout, --kill-after or command",
-                format!("{action:?}").to_lowercase()
+                "{name} takes no candidates, --ttl, --timeout, --kill-after or command"
             )));
+        }
+        if let ClaimAction::List | ClaimAction::Rm = action {
+            no_process_id(
+                args.owner.as_deref(),
+                &name,
+                "pool",
+                "claim, get and release",
+            )
+            .map_err(Failure::Usage)?;
         }
     }
     let place = Place::of(&*store);
@@ -304,6 +330,9 @@ pub async fn run(
                 region: place.region,
                 table: place.table,
                 fencing_token: all.fencing_token.get(),
+                // Every claim and release adds one to a pool's token, which
+                // is 0 only while there is no pool.
+                exists: all.fencing_token.get() > 0,
                 claims: all.value.into_iter().map(ClaimView::from).collect(),
             })
         }

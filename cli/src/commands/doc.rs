@@ -9,8 +9,8 @@ use monotone::{Change, Changes, Diff, Document, DocumentExt, Error, Snapshot, St
 use serde::Serialize;
 use serde_json::Value;
 
-use super::hold::Signals;
-use super::values::parse_poll;
+use super::hold::{stdout_closed, Signals};
+use super::values::{parse_poll, parse_version};
 use super::{CommandError, Output, Place};
 use crate::exit::Failure;
 
@@ -28,7 +28,7 @@ pub enum DocAction {
     /// Replace the document with the JSON value in FILE (or standard input)
     Set {
         /// Write only if the document is at version N (0: does not exist yet)
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = parse_version, allow_hyphen_values = true)]
         if_version: Option<u64>,
         /// A file holding one JSON value; `-` or nothing for standard input
         #[arg(value_name = "FILE")]
@@ -37,7 +37,7 @@ pub enum DocAction {
     /// Apply an RFC 7386 JSON merge patch from FILE (or standard input)
     Patch {
         /// Patch only if the document is at version N
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = parse_version, allow_hyphen_values = true)]
         if_version: Option<u64>,
         /// A file holding the merge patch; `-` or nothing for standard input
         #[arg(value_name = "FILE")]
@@ -47,16 +47,16 @@ pub enum DocAction {
     Watch {
         /// Report the changes after version N (0: the whole document first);
         /// by default, those from now on
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = parse_version, allow_hyphen_values = true)]
         from_version: Option<u64>,
         /// How often to check the store for a new version
-        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
         poll: Duration,
     },
     /// Remove the document (its version stays and goes on growing)
     Rm {
         /// Remove only if the document is at version N
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = parse_version, allow_hyphen_values = true)]
         if_version: Option<u64>,
     },
 }
@@ -216,7 +216,8 @@ pub async fn run(store: &dyn Store, id: &str, args: DocArgs) -> Result<Output, C
 }
 
 /// `doc watch`: one line per change on stdout until a signal, a closed
-/// stdout (both exit 0) or a store error.
+/// stdout (both exit 0; a closed stdout is noticed when it is closed, not
+/// at the next write: see [`stdout_closed`]) or a store error.
 pub async fn watch(
     store: &dyn Store,
     id: &str,
@@ -241,6 +242,8 @@ pub async fn watch(
             other => other.map_err(Failure::from),
         },
         _ = signals.recv() => Ok(()),
+        // Noticed at once, not at the next change's write.
+        _ = stdout_closed() => Ok(()),
     }
 }
 

@@ -17,7 +17,6 @@
 
 use std::ffi::OsString;
 use std::future::Future;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,12 +24,9 @@ use monotone::{ClaimHolder, Error, ErrorKind, FencingToken, HolderOptions, Lease
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 
+use super::values::check_ttl;
 use crate::exit::Failure;
 use crate::group::{shell_code, Group};
-
-/// The shortest `--ttl`: a renewal takes milliseconds to tens of
-/// milliseconds, and a lease must leave room for a slow one or two.
-pub const MIN_TTL: Duration = Duration::from_millis(200);
 
 /// The default `--kill-after`, unless a fifth of the ttl is shorter.
 pub const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(3);
@@ -52,20 +48,7 @@ impl Timing {
     /// (default: [`DEFAULT_KILL_AFTER`], or a fifth of the ttl) between
     /// SIGTERM and SIGKILL.
     pub fn new(ttl: Duration, kill_after: Option<Duration>) -> Result<Timing, Failure> {
-        if ttl < MIN_TTL {
-            return Err(usage(format!(
-                "--ttl {} is too short to renew safely; use at least {}",
-                humantime::format_duration(ttl),
-                humantime::format_duration(MIN_TTL)
-            )));
-        }
-        if ttl > monotone::lease::MAX_LEASE {
-            return Err(usage(format!(
-                "--ttl {} is longer than the longest lease, {}",
-                humantime::format_duration(ttl),
-                humantime::format_duration(monotone::lease::MAX_LEASE)
-            )));
-        }
+        check_ttl(ttl).map_err(usage)?;
         let kill_after = kill_after.unwrap_or_else(|| DEFAULT_KILL_AFTER.min(ttl / 5));
         if kill_after > ttl / 2 {
             return Err(usage(format!(
@@ -88,21 +71,17 @@ impl Timing {
     }
 }
 
-/// Refuse a command that cannot be found or run before taking the lease;
-/// `nothing` says what was not done ("nothing was locked").
+/// Refuse a command that cannot be found or run before taking the lease
+/// (see [`crate::program`] for what is checked); `nothing` says what was
+/// not done ("nothing was locked").
 pub fn check_command(program: &OsString, nothing: &str) -> Result<(), Failure> {
-    let shown = program.to_string_lossy();
-    if program.is_empty() {
-        return Err(usage("the command after -- is empty".into()));
-    }
-    let found = if Path::new(program).components().count() > 1 {
-        which::which(Path::new(program))
-    } else {
-        which::which(program)
-    };
-    found
-        .map(|_| ())
-        .map_err(|e| usage(format!("cannot run `{shown}`: {e}; {nothing}")))
+    crate::program::check(program).map(|_| ()).map_err(|e| {
+        usage(format!(
+            "cannot run `{}`: {}; {nothing}",
+            program.to_string_lossy(),
+            e.reason()
+        ))
+    })
 }
 
 /// The signals a holder passes on to its command.
@@ -208,14 +187,17 @@ pub async fn release<H: Held>(holder: H) {
 }
 
 /// Without a command, once the holder's document is printed: hold until
-/// stdin closes or a signal arrives, then give the lease back.
+/// stdin closes, stdout is closed (its reader is gone: see
+/// [`stdout_closed`]) or a signal arrives, then give the lease back.
 pub async fn hold_until_done<H: Held>(
     holder: H,
     mut signals: Signals,
 ) -> Result<ExitCode, Failure> {
     let stdin_closed = stdin_closed();
+    let stdout_closed = stdout_closed();
     tokio::select! {
         _ = stdin_closed => {}
+        _ = stdout_closed => tracing::debug!("stdout was closed: nobody reads what the holder prints"),
         _ = signals.recv() => {}
         lost = holder.lost() => return Err(Failure::Store(lost)),
     }
@@ -232,6 +214,41 @@ fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
         let mut buf = [0u8; 4096];
         let mut stdin = std::io::stdin().lock();
         while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    rx
+}
+
+/// Completes as soon as stdout is closed at its other end: the reader of a
+/// pipe or a socket went away (`head` had its line, the script that read
+/// the lock's document exited), or the terminal hung up. A thread of its
+/// own waits in `poll(2)` for POLLERR or POLLHUP on stdout, which the
+/// kernel reports at once, without anything being written; on a file or
+/// `/dev/null` it never completes. The thread does not keep the process
+/// alive.
+pub async fn stdout_closed() {
+    if watch_stdout().await.is_err() {
+        // Stdout cannot be watched: it is never reported closed.
+        std::future::pending::<()>().await;
+    }
+}
+
+fn watch_stdout() -> tokio::sync::oneshot::Receiver<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let stdout = std::io::stdout();
+        let closed = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+        loop {
+            // No events asked for: only the ones always reported wake it.
+            let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) if fds[0].revents().is_some_and(|r| r.intersects(closed)) => break,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+            }
+        }
         let _ = tx.send(());
     });
     rx

@@ -5,7 +5,7 @@
 //! first N, run COMMAND in its own process group (see [`crate::group`])
 //! while a [`LeaseHolder`] renews the lease, and leave the queue when
 //! COMMAND ends. Without COMMAND: print the ticket once acquired and hold
-//! the lock until stdin closes or a signal arrives.
+//! the lock until stdin closes, stdout is closed or a signal arrives.
 //!
 //! The timing of renewals and of the kill is [`hold`](super::hold)'s.
 //!
@@ -15,7 +15,10 @@
 //! was not acquired (`--no-wait`, `--timeout`); 10 when the lease was lost
 //! while the lock was held (the command was killed); the usual codes for
 //! failures before COMMAND ran; 128 + the signal if a signal ended
-//! `monotone` while it waited.
+//! `monotone` while it waited. A COMMAND that cannot be run is refused with
+//! 2 before anything is locked (see [`crate::program`] for what is
+//! checked); what only its start can tell gives 127 (not found) or 126
+//! (found, not runnable), as `env` does, with the lock released.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -41,11 +44,15 @@ MONOTONE_PROCESS_ID, MONOTONE_FENCING_TOKEN, MONOTONE_POSITION,
 MONOTONE_COUNTER and MONOTONE_STORE.
 
 Without COMMAND, prints the ticket as JSON once acquired and holds the lock
-until stdin closes or a signal arrives.
+until stdin closes, its stdout is closed or a signal arrives.
 
 Exit status: COMMAND's (128 + the signal if a signal killed it); 9 when the
 lock was not acquired (--no-wait, --timeout); 10 when the lease was lost and
-the command was killed; 2 for bad arguments or a command that cannot be run.
+the command was killed; 2 for bad arguments (--ttl under 200ms, -n 0) and
+for a COMMAND that cannot be run, refused before anything is locked: not
+found, not executable, or a script whose #! interpreter is missing. What
+only starting it can tell exits as env does, with the lock released: 127
+not found, 126 found but not runnable.
 
 Examples:
   monotone -i mongo-init lock -- /usr/local/bin/init-replica-set
@@ -62,11 +69,11 @@ pub struct LockArgs {
 
     /// How many may hold the lock at once (a semaphore)
     #[arg(short = 'n', long = "holders", value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+          value_parser = clap::value_parser!(u64).range(1..=100_000), allow_hyphen_values = true)]
     pub holders: u64,
 
     /// Lease: how long the lock outlives a holder that stops renewing it
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub ttl: Duration,
 
     /// Do not wait: if the lock is held, exit at once with code 9
@@ -74,12 +81,12 @@ pub struct LockArgs {
     pub no_wait: bool,
 
     /// Give up after waiting this long, with exit code 9
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
 
     /// While waiting, the longest time between two looks at the queue (each
     /// look is one read of the store)
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
     pub poll: Duration,
 
     /// Tag for the ticket, KEY=VALUE; repeat for more
@@ -88,7 +95,7 @@ pub struct LockArgs {
 
     /// When the lease is lost: time between SIGTERM and SIGKILL to the
     /// command's process group [default: 3s, or a fifth of the ttl if shorter]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub kill_after: Option<Duration>,
 
     /// The command to run under the lock, after --
@@ -206,8 +213,8 @@ pub async fn run(
     }
 }
 
-/// Without a command: print the ticket, hold until stdin closes or a signal
-/// arrives, then leave.
+/// Without a command: print the ticket, hold until stdin closes, stdout is
+/// closed or a signal arrives, then leave.
 async fn hold(
     holder: LeaseHolder,
     head: Fenced<Ticket>,

@@ -1,6 +1,7 @@
 //! The commands, one file each holding its clap arguments and what runs
-//! them: [`counter`], [`queue`], [`lock`], [`doc`], [`tally`], [`claim`]
-//! (and `serve`, a folder of its own: [`crate::serve`]). The list of them is
+//! them: [`counter`], [`queue`], [`lock`], [`doc`], [`tally`], [`claim`],
+//! [`completions`] (with `man`) (and `serve`, a folder of its own:
+//! [`crate::serve`]). The list of them is
 //! [`crate::cli::Command`]. [`values`] reads the argument values several
 //! commands share; [`hold`] holds a lease for `lock` and `claim --ttl`.
 //!
@@ -8,6 +9,7 @@
 //! [`print()`] writes it, and nothing here exits.
 
 pub mod claim;
+pub mod completions;
 pub mod counter;
 pub mod doc;
 pub mod hold;

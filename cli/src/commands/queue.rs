@@ -9,13 +9,14 @@ use monotone::{
 };
 use serde::Serialize;
 
-use super::values::{parse_duration, parse_poll, parse_tag, tag_map};
+use super::values::{check_ttl, parse_duration, parse_poll, parse_tag, tag_map};
 use super::{CommandError, Output, Place};
 
 /// A queue of process ids, ordered by when they joined
 #[derive(Debug, Args)]
 pub struct QueueArgs {
-    /// Id of the process (for get, join and leave)
+    /// Id of the process: for get, join, renew, wait and leave (list and
+    /// rm act on the whole queue and refuse it)
     #[arg(short, long = "process", value_name = "PROCESS_ID", global = true)]
     pub process_id: Option<String>,
 
@@ -36,7 +37,7 @@ pub enum QueueAction {
         tags: Vec<(String, String)>,
         /// Give the ticket a lease: it expires unless renewed within this
         /// long (e.g. 30s, 2m)
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
         ttl: Option<Duration>,
     },
     /// Renew the lease of the process's ticket once
@@ -46,13 +47,13 @@ pub enum QueueAction {
     Wait {
         /// Wait until the ticket's position is below N (1: the head)
         #[arg(long, value_name = "N", default_value_t = 1,
-              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000), allow_hyphen_values = true)]
         position: u64,
         /// Give up after this long (exit code 9); 0 looks once
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
         timeout: Option<Duration>,
         /// The longest time between two looks at the queue
-        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll)]
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
         poll: Duration,
     },
     /// Remove the process from the queue
@@ -119,14 +120,22 @@ pub struct TicketOutput {
     pub ticket: TicketView,
 }
 
-/// `queue list`.
+/// `queue list`: monotone 0.4's shape, and `"exists": false` (only) when
+/// the id holds no queue (never written, or removed; its token is then 0),
+/// so that it does not read as a queue whose members all left.
 #[derive(Debug, Serialize)]
 pub struct TicketsOutput {
     pub id: String,
     pub region: String,
     pub table: String,
     pub fencing_token: u64,
+    #[serde(skip_serializing_if = "is_true")]
+    pub exists: bool,
     pub tickets: Vec<TicketView>,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// `queue leave`.
@@ -157,13 +166,46 @@ fn process_id<'a>(args: &'a Option<String>, action: &str) -> Result<&'a str, Com
     })
 }
 
+/// `-p` on a command that acts on the whole queue (or pool) is refused
+/// rather than ignored: `queue -p a rm` must not read as "remove a".
+pub fn no_process_id(
+    given: Option<&str>,
+    command: &str,
+    whole: &str,
+    takes_it: &str,
+) -> Result<(), String> {
+    match given {
+        None => Ok(()),
+        Some(p) => Err(format!(
+            "{command} acts on the whole {whole} and takes no -p (given `{p}`); \
+             -p is for {takes_it}; nothing was changed"
+        )),
+    }
+}
+
 /// Run `queue` on the queue `id` of `store`.
 pub async fn run(store: &dyn Store, id: &str, args: QueueArgs) -> Result<Output, CommandError> {
+    if let QueueAction::List | QueueAction::Rm = args.action {
+        let command = match args.action {
+            QueueAction::List => "queue list",
+            _ => "queue rm",
+        };
+        no_process_id(
+            args.process_id.as_deref(),
+            command,
+            "queue",
+            "get, join, renew, wait and leave",
+        )
+        .map_err(CommandError::Usage)?;
+    }
     let place = Place::of(store);
     let queue = &*store.queue(id)?;
     Ok(match args.action {
         QueueAction::Join { tags, ttl } => {
             let pid = process_id(&args.process_id, "join")?;
+            if let Some(ttl) = ttl {
+                check_ttl(ttl).map_err(CommandError::Usage)?;
+            }
             Output::Ticket(join(queue, pid, tag_map(tags)?, ttl, place).await?)
         }
         QueueAction::Renew => {
@@ -267,6 +309,9 @@ pub async fn list(queue: &dyn Queue, place: Place) -> monotone::Result<TicketsOu
         region: place.region,
         table: place.table,
         fencing_token: all.fencing_token.get(),
+        // Every write adds one to a queue's token, which is 0 only while
+        // there is no queue.
+        exists: all.fencing_token.get() > 0,
         tickets: all.value.into_iter().map(TicketView::from).collect(),
     })
 }

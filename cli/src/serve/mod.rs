@@ -79,8 +79,9 @@ use crate::exit::Failure;
 /// Serve every counter, queue and tally of the store over HTTP
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777")]
+    /// Address and port to listen on: IP:PORT, or HOST:PORT such as
+    /// localhost:7777 (its first IPv4 address, else its first)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7777", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// File holding the bearer token every request must carry
@@ -92,6 +93,24 @@ pub struct ServeArgs {
     /// change every item
     #[arg(long)]
     pub insecure: bool,
+}
+
+/// `--listen`: an address, or a host name and port resolved once, here.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(s)
+        .map_err(|e| {
+            format!("`{s}` is not an address like 127.0.0.1:7777 or localhost:7777 ({e})")
+        })?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("`{s}` names no address"))
 }
 
 /// The largest request body accepted: room for a join with the most tags
@@ -229,6 +248,18 @@ mod tests {
         };
         assert_eq!(args.listen, "127.0.0.1:7777".parse().unwrap());
         assert!(!args.insecure && args.token_file.is_none());
+    }
+
+    #[test]
+    fn listen_takes_host_names() {
+        assert_eq!(
+            parse_listen("localhost:7777"),
+            Ok("127.0.0.1:7777".parse().unwrap())
+        );
+        assert_eq!(parse_listen("[::1]:80"), Ok("[::1]:80".parse().unwrap()));
+        assert!(parse_listen("localhost")
+            .unwrap_err()
+            .contains("`localhost`"));
     }
 
     fn args(listen: &str, token_file: Option<std::path::PathBuf>, insecure: bool) -> ServeArgs {

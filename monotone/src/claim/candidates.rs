@@ -2,6 +2,7 @@
 //! when built, and the bounds that keep a full pool in one DynamoDB item.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::fmt;
 use std::ops::RangeInclusive;
 
@@ -172,6 +173,29 @@ impl fmt::Display for Candidates {
     }
 }
 
+/// The order in which a pool lists its claims, whatever candidates each
+/// claimant used: by name, the decimal names of a range (`"2"`, `"10"`)
+/// numerically and before every other name, the others by their bytes
+/// (Unicode code points). A name is a number here when it is what
+/// [`Candidates::range`] makes: ASCII digits without a leading zero (or
+/// `"0"`) that fit a `u64`.
+pub(crate) fn listing_order(a: &str, b: &str) -> Ordering {
+    match (range_number(a), range_number(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+/// The number a range candidate `name` stands for, if it is one.
+fn range_number(name: &str) -> Option<u64> {
+    let canonical = name.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && (name == "0" || !name.starts_with('0'));
+    canonical.then(|| name.parse().ok()).flatten()
+}
+
 fn too_many(n: impl fmt::Display) -> Error {
     Error::invalid(format!(
         "{n} candidates given; the limit is {MAX_CANDIDATES}, so that a full pool fits one \
@@ -295,6 +319,36 @@ mod tests {
             .unwrap()
             .to_string()
             .ends_with(",... (30 more)"));
+    }
+
+    #[test]
+    fn claims_are_listed_by_name_numbers_numerically_first() {
+        let mut names = vec![
+            "b",
+            "10",
+            "Denali",
+            "2",
+            "010",
+            "a",
+            "0",
+            "9",
+            "18446744073709551616",
+        ];
+        names.sort_by(|a, b| listing_order(a, b));
+        assert_eq!(
+            names,
+            [
+                "0",
+                "2",
+                "9",
+                "10",
+                "010",
+                "18446744073709551616",
+                "Denali",
+                "a",
+                "b"
+            ]
+        );
     }
 
     #[test]

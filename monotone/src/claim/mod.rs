@@ -42,8 +42,9 @@ pub struct Claim {
     pub name: String,
     /// Who holds it.
     pub owner: String,
-    /// Its index in the candidates it was claimed from (0 for the first):
-    /// claims are listed in this order.
+    /// Its index in the candidates it was claimed from (0 for the first).
+    /// Claimants may use different candidate lists, so indexes of one pool
+    /// need not be distinct; [`ClaimPool::claims`] lists by name.
     pub index: usize,
     /// The pool's fencing token right after this claim was made. Every
     /// claim, release and expiry adds one to the pool's token, so whoever
@@ -160,8 +161,12 @@ impl Claimed {
 ///   [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) and writes nothing.
 ///   A released name is free at once: the next claim whose candidates
 ///   include it gets it if it is the first free one.
-/// - [`claims`](ClaimPool::claims) lists every claim in the order of its
-///   [`index`](Claim::index), then by name.
+/// - [`claims`](ClaimPool::claims) lists every claim in one order, whatever
+///   candidate lists the claimants used: by name, where the decimal names a
+///   range makes (`"2"`, `"10"`: digits, no leading zero) come first, in
+///   numerical order, and every other name follows in the order of its
+///   bytes (Unicode code points). A pool of `1..=255` lists `"1"`, `"2"`,
+///   ... `"255"`; a list of mountains lists them alphabetically.
 /// - If the id holds a counter, a queue or any other kind of item, every
 ///   method fails with [`ErrorKind::WrongType`](crate::ErrorKind::WrongType)
 ///   and changes nothing; the other kinds answer the same about a pool.
@@ -240,7 +245,8 @@ pub trait ClaimPool: Send + Sync + fmt::Debug {
     /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) if it holds none.
     async fn claim_of(&self, owner: &str) -> Result<Fenced<Claim>>;
 
-    /// Every claim, in candidate order, with the pool's token.
+    /// Every claim, by name (numbers numerically, see the contract), with
+    /// the pool's token.
     async fn claims(&self) -> Result<Fenced<Vec<Claim>>>;
 
     /// Delete the pool. Returns the token it had, or `None` if there was no

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::claim::Claim;
 
-use crate::claim::candidates::{Candidates, MAX_CANDIDATES};
+use crate::claim::candidates::{listing_order, Candidates, MAX_CANDIDATES};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record::LeaseRecord;
@@ -129,14 +129,15 @@ impl ClaimPoolState {
         Ok(Fenced::new(self.claim_named(name, record), self.token()))
     }
 
-    /// Every claim, by index, then name.
+    /// Every claim, in the listing order of the pool's contract (see
+    /// [`listing_order`]).
     pub fn claims(&self) -> Fenced<Vec<Claim>> {
         let mut all: Vec<Claim> = self
             .claims
             .iter()
             .map(|(name, r)| self.claim_named(name, r))
             .collect();
-        all.sort_by(|a, b| a.index.cmp(&b.index).then_with(|| a.name.cmp(&b.name)));
+        all.sort_by(|a, b| listing_order(&a.name, &b.name));
         Fenced::new(all, self.token())
     }
 
@@ -415,7 +416,7 @@ mod tests {
         assert_eq!(p.version, 5, "a failed claim writes nothing");
         assert_eq!(p.release("p", "a").unwrap_err().kind(), ErrorKind::NotFound);
         let order: Vec<_> = p.claims().value.into_iter().map(|c| c.owner).collect();
-        assert_eq!(order, ["d", "b", "e"], "by index");
+        assert_eq!(order, ["d", "b", "e"], "by name, numerically");
     }
 
     #[test]

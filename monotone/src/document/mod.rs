@@ -63,8 +63,9 @@ impl Snapshot {
 #[non_exhaustive]
 pub enum CasOutcome {
     /// The document was at the expected version, and now holds what was
-    /// asked, at this version (the expected one plus 1; or the expected one
-    /// itself when an absent document was "removed", which writes nothing).
+    /// asked, at this version: the expected one plus 1, or the expected one
+    /// itself when the document held what was asked already (the same
+    /// value, or absent and asked to be removed), which writes nothing.
     Done {
         /// The document's version now.
         version: u64,
@@ -89,7 +90,18 @@ pub enum CasOutcome {
 /// - A document that was never written is absent (`value: None`, which is not
 ///   JSON `null`) at version 0.
 /// - Every write (a set, or the removal of an existing document) adds exactly
-///   1 to the version; reads never change it. Versions never repeat or go
+///   1 to the version; reads never change it.
+/// - **A write of what the document holds already is no write**: setting
+///   the value it has (equal as JSON: same keys and values, whatever their
+///   order or spacing in the input), or removing an absent document,
+///   writes nothing and leaves the version as it is. This one rule holds
+///   for [`compare_and_set`](Document::compare_and_set) (and so for
+///   [`DocumentExt::write`] at a version, and `--if-version` on the command
+///   line) as for [`DocumentExt::update`] (which does not even send the
+///   write): at the expected version an identical write succeeds with the
+///   version unchanged; at another version it is a conflict like any
+///   other. So a version stands for a change, and a watcher never sees a
+///   version that changed nothing. Versions never repeat or go
 ///   back for an id: removing a document keeps its version in the store (a
 ///   marker without a value), and a document written again goes on from
 ///   there. So the version is a fencing token, and a change check by version
@@ -161,7 +173,8 @@ pub trait Document: Send + Sync + fmt::Debug {
 #[async_trait]
 pub trait DocumentExt: Document {
     /// Set the document to `value` if it is at version `expected`; the new
-    /// version. At another version it fails with
+    /// version (`expected` itself if the document holds `value` already:
+    /// nothing is written). At another version it fails with
     /// [`ErrorKind::VersionMismatch`], naming the current version, and
     /// writes nothing.
     async fn write(&self, expected: u64, value: &Value) -> Result<u64> {

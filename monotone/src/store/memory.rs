@@ -330,7 +330,9 @@ impl Document for MemoryDocument {
         if version != expected {
             return Ok(CasOutcome::Conflict(current.cloned().unwrap_or_default()));
         }
-        if value.is_none() && current.is_none_or(|d| d.value.is_none()) {
+        // The document holds what was asked already (or is absent and asked
+        // to be removed): nothing to write.
+        if current.and_then(|d| d.value.as_ref()) == value {
             return Ok(CasOutcome::Done { version });
         }
         let version = version

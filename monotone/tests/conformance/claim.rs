@@ -261,7 +261,10 @@ pub async fn an_absent_pool_reads_empty_and_releases_nothing(store: S) {
     assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
 }
 
-pub async fn claims_are_listed_in_candidate_order(store: S) {
+/// Claimants with different candidate lists (a range, a reversed list, a
+/// list of names) share a pool: it lists by name, numbers numerically and
+/// first, whatever the index each claim has in its own list.
+pub async fn claims_are_listed_by_name_numbers_numerically(store: S) {
     let p = pool(&store, "order");
     let list = Candidates::names(["zeta", "alpha", "mu", "beta"]).unwrap();
     for owner in ["o1", "o2", "o3", "o4"] {
@@ -269,20 +272,29 @@ pub async fn claims_are_listed_in_candidate_order(store: S) {
     }
     p.release("o2").await.unwrap();
     p.claim_leased("o5", &list, LEASE).await.unwrap();
+    p.claim("n1", &range(1, 12)).await.unwrap();
+    let backwards = Candidates::names(["12", "10", "9", "2"]).unwrap();
+    for owner in ["n12", "n10", "n9"] {
+        p.claim(owner, &backwards).await.unwrap();
+    }
     let all = p.claims().await.unwrap();
     assert_eq!(
         held(&all.value),
         pairs(&[
-            ("zeta", "o1"),
+            ("1", "n1"),
+            ("9", "n9"),
+            ("10", "n10"),
+            ("12", "n12"),
             ("alpha", "o5"),
+            ("beta", "o4"),
             ("mu", "o3"),
-            ("beta", "o4")
+            ("zeta", "o1"),
         ])
     );
     let indexes: Vec<usize> = all.value.iter().map(|c| c.index).collect();
-    assert_eq!(indexes, [0, 1, 2, 3]);
-    assert!(all.value[1].lease.is_some() && all.value[0].lease.is_none());
-    assert_eq!(all.fencing_token, FencingToken(6));
+    assert_eq!(indexes, [0, 2, 1, 0, 1, 3, 2, 0], "each in its own list");
+    assert!(all.value[4].lease.is_some() && all.value[7].lease.is_none());
+    assert_eq!(all.fencing_token, FencingToken(10));
 }
 
 pub async fn claim_pool_remove(store: S) {

@@ -210,6 +210,57 @@ pub async fn document_update_helper_writes_nothing_when_nothing_changes(store: S
     assert_eq!(d.read().await.unwrap(), Snapshot::new(None, 2));
 }
 
+/// The one rule for identical writes: a write of the value the document
+/// holds (equal as JSON) writes nothing and keeps the version, with or
+/// without an expected version, through `compare_and_set`, `write` and
+/// `update` alike; at another version it still conflicts.
+pub async fn document_identical_writes_write_nothing(store: S) {
+    let d = doc(&store, "same-value");
+    let value = json!({"b": [1, 2], "a": {"y": null, "x": "s"}});
+    assert_eq!(d.write(0, &value).await.unwrap(), 1);
+    // The same value, keys in another order.
+    let reordered: Value =
+        serde_json::from_str(r#"{"a": {"x": "s", "y": null}, "b": [1, 2]}"#).unwrap();
+    assert_eq!(
+        d.write(1, &reordered).await.unwrap(),
+        1,
+        "write at a version"
+    );
+    assert_eq!(
+        d.compare_and_set(1, Some(&value)).await.unwrap(),
+        CasOutcome::Done { version: 1 }
+    );
+    assert_eq!(
+        d.update(|_| Ok(Some(value.clone()))).await.unwrap().version,
+        1
+    );
+    assert_eq!(d.read_if_changed(1).await.unwrap(), None, "no new version");
+    assert_eq!(
+        kind(d.write(0, &value).await),
+        ErrorKind::VersionMismatch,
+        "an identical write at another version conflicts"
+    );
+    // Any difference is a write: a number of another type, null for absent.
+    assert_eq!(
+        d.write(1, &json!({"b": [1, 2], "a": {"x": "s"}}))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(d.write(2, &json!(1)).await.unwrap(), 3);
+    assert_eq!(d.write(3, &json!(1.0)).await.unwrap(), 4);
+    assert_eq!(d.write(4, &json!(1.0)).await.unwrap(), 4);
+    assert_eq!(d.remove_if(4).await.unwrap(), Some(5));
+    assert_eq!(d.remove_if(5).await.unwrap(), None, "absent already");
+    assert_eq!(
+        d.write(5, &Value::Null).await.unwrap(),
+        6,
+        "null is a value"
+    );
+    assert_eq!(d.write(6, &Value::Null).await.unwrap(), 6);
+    assert_eq!(d.read().await.unwrap(), Snapshot::new(Some(Value::Null), 6));
+}
+
 pub async fn document_remove_and_recreate(store: S) {
     let d = doc(&store, "rm");
     d.write(0, &json!({"a": 1})).await.unwrap();

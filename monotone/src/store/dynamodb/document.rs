@@ -64,8 +64,9 @@ impl Document for DynamoDbDocument {
         self.decode(item.as_ref())
     }
 
-    /// One `UpdateItem` conditional on the version; when the condition
-    /// fails, the item it returns tells the conflict (or a wrong type)
+    /// One `UpdateItem` conditional on the version and on the value being
+    /// another; when the condition fails, the item it returns tells the
+    /// conflict, the identical value (nothing written) or a wrong type
     /// without another request.
     async fn compare_and_set(&self, expected: u64, value: Option<&Value>) -> Result<CasOutcome> {
         let text = value
@@ -104,8 +105,9 @@ impl Document for DynamoDbDocument {
             Written::Done(_) => Ok(CasOutcome::Done { version }),
             Written::ConditionFailed(item) => {
                 let now = self.after_failure(&what, item).await?;
-                if text.is_none() && now.version == expected && !now.exists() {
-                    // Removing what is not there: nothing to write.
+                if now.version == expected && now.value.as_ref() == value {
+                    // The document holds what was asked already (or is
+                    // absent and asked to be removed): nothing to write.
                     Ok(CasOutcome::Done { version: expected })
                 } else {
                     Ok(CasOutcome::Conflict(now))

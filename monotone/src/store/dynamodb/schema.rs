@@ -198,8 +198,11 @@ pub const QUEUE_EXPIRE_CONDITION: &str =
 /// A document write on a document never written (no item at all).
 pub const DOCUMENT_CREATE_CONDITION: &str = "attribute_not_exists(#id)";
 
-/// A document write on a document read at `Version` = `:expected`.
-pub const DOCUMENT_VERSION_CONDITION: &str = "#type = :document AND #version = :expected";
+/// A document write on a document read at `Version` = `:expected` that
+/// changes it: a `Body` that is `:body` already fails the condition, so an
+/// identical write writes nothing (the version stays).
+pub const DOCUMENT_VERSION_CONDITION: &str = "#type = :document AND #version = :expected \
+     AND (attribute_not_exists(#body) OR #body <> :body)";
 
 /// A removal conditional on the version: the document must also exist, so
 /// that removing an absent document writes nothing.

@@ -87,6 +87,19 @@ fn document_exists(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<bool> 
         .map_err(|e| map_err(shown, "cannot read", e))
 }
 
+/// Whether the document's text is `text` (`None`: it does not exist),
+/// without reading it out: a value's text is its compact JSON, which is one
+/// text per value (object keys sorted), so equal texts are equal values.
+fn document_is(tx: &Transaction<'_>, shown: &str, id: &str, text: Option<&str>) -> Result<bool> {
+    match text {
+        None => Ok(!document_exists(tx, shown, id)?),
+        Some(text) => tx
+            .prepare_cached("SELECT 1 FROM documents WHERE id = ?1 AND body = ?2")
+            .and_then(|mut s| s.exists(params![id, text]))
+            .map_err(|e| map_err(shown, "cannot read", e)),
+    }
+}
+
 #[async_trait]
 impl Document for SqliteDocument {
     fn id(&self) -> &str {
@@ -143,7 +156,9 @@ impl Document for SqliteDocument {
                             value, version,
                         ))));
                     }
-                    if text.is_none() && !document_exists(tx, shown, &id)? {
+                    // The document holds what was asked already (or is
+                    // absent and asked to be removed): nothing to write.
+                    if document_is(tx, shown, &id, text.as_deref())? {
                         return Ok(Outcome::Unchanged(CasOutcome::Done { version }));
                     }
                     let version = checked_next(version, &id)?;
