@@ -99,7 +99,9 @@ impl Document for EtcdDocument {
                 if now.version != expected {
                     return Ok(Plan::Answer(CasOutcome::Conflict(now)));
                 }
-                if value.is_none() && now.value.is_none() {
+                // The document holds what was asked already (or is absent
+                // and asked to be removed): nothing to write.
+                if now.value.as_ref() == value {
                     return Ok(Plan::Answer(CasOutcome::Done {
                         version: now.version,
                     }));
