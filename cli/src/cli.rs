@@ -54,6 +54,8 @@ exit code says why:
   10  lease lost
   11  every candidate of a claim pool is taken
   12  --if-version found another version (stderr names it)
+  13  joined or claimed again asking for another ticket or claim (other
+      tags, another --ttl): nothing was written; leave or release first
 lock and claim -- COMMAND exit as COMMAND did (see their --help).
 
 Examples:

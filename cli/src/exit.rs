@@ -11,10 +11,11 @@
 //! | 6 | the store is unavailable (network, timeout, I/O error) |
 //! | 7 | the store is misconfigured (bad URL, not a monotone database, no table, credentials, permissions, feature not built); `serve` cannot listen or read its token file |
 //! | 8 | the store holds data monotone cannot read (reported, never overwritten) |
-//! | 9 | not acquired: a wait timed out, or `--no-wait` found the place taken |
+//! | 9 | not acquired: a wait timed out, or `--no-wait` found the place taken (also: another holder holds the process's ticket or the owner's claim) |
 //! | 10 | lease lost: the ticket's lease expired or was removed while held |
 //! | 11 | exhausted: every candidate of a claim pool is taken |
 //! | 12 | version mismatch: a write conditional on a version found another |
+//! | 13 | mismatch: the process (owner) is in the queue (holds a claim) with another ticket (claim) than the one asked for: other tags, another `--ttl`, leased vs permanent; nothing was written (leave or release first) |
 //!
 //! A usage error from clap is one line that ends by naming the help of the
 //! command at fault (`see 'monotone queue --help'`). `lock` and `claim --
@@ -37,6 +38,7 @@ pub const NOT_ACQUIRED: u8 = 9;
 pub const LEASE_LOST: u8 = 10;
 pub const EXHAUSTED: u8 = 11;
 pub const VERSION_MISMATCH: u8 = 12;
+pub const MISMATCH: u8 = 13;
 
 /// Why the command failed.
 #[derive(Debug)]
@@ -75,10 +77,11 @@ impl Failure {
                 ErrorKind::Unavailable => UNAVAILABLE,
                 ErrorKind::Corrupt => CORRUPT,
                 ErrorKind::Config | ErrorKind::PermissionDenied | ErrorKind::Unsupported => CONFIG,
-                ErrorKind::Timeout => NOT_ACQUIRED,
+                ErrorKind::Timeout | ErrorKind::Held => NOT_ACQUIRED,
                 ErrorKind::LeaseLost => LEASE_LOST,
                 ErrorKind::Exhausted => EXHAUSTED,
                 ErrorKind::VersionMismatch => VERSION_MISMATCH,
+                ErrorKind::Mismatch => MISMATCH,
                 _ => OTHER,
             },
         }
@@ -199,8 +202,10 @@ mod tests {
             code(ErrorKind::LeaseLost),
             code(ErrorKind::Exhausted),
             code(ErrorKind::VersionMismatch),
+            code(ErrorKind::Mismatch),
         ];
-        assert_eq!(codes, [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(codes, [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+        assert_eq!(code(ErrorKind::Held), NOT_ACQUIRED);
         assert_eq!(code(ErrorKind::Throttled), CONTENTION);
         assert_eq!(code(ErrorKind::PermissionDenied), CONFIG);
     }

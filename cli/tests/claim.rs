@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 mod binary;
 mod place;
 use binary::stderr;
-use place::{command_killed_when_the_store_stops_answering, Place};
+use place::{command_killed_when_the_store_stops_answering, one_after_another, Place};
 
 impl Place {
     /// (name, owner) of every claim of `pool`, in the listed order.
@@ -54,7 +54,7 @@ fn myids_from_a_range(place: &Place) {
     assert_eq!(
         a,
         json!({"id": "myzk", "region": region, "table": table, "name": "1", "owner": "zk-a",
-               "index": 0, "fencing_token": 1, "new": true, "lease": null})
+               "index": 0, "fencing_token": 1, "new": true, "tags": {}, "lease": null})
     );
     let b = place.json(&["-i", "myzk", "claim", "-p", "zk-b", "--range", "1..=255"]);
     assert_eq!((&b["name"], &b["fencing_token"]), (&json!("2"), &json!(2)));
@@ -67,7 +67,7 @@ fn myids_from_a_range(place: &Place) {
     assert_eq!(list["fencing_token"], 3);
     assert_eq!(
         list["claims"][1],
-        json!({"name": "2", "owner": "zk-b", "index": 1, "token": 2, "lease": null})
+        json!({"name": "2", "owner": "zk-b", "index": 1, "token": 2, "tags": {}, "lease": null})
     );
     let get = place.json(&["-i", "myzk", "claim", "-p", "zk-b", "get"]);
     assert_eq!(get, {
@@ -297,8 +297,99 @@ fn a_claim_whose_store_stops_answering_gets_its_command_killed(place: &Place) {
     );
 }
 
+/// Tags go with the claim: in its document, `claim get` and `claim list`.
+/// Claiming again with the same tags returns the claim; with other tags, or
+/// a `--ttl` where the claim is permanent, is refused with 13 and changes
+/// nothing.
+fn tags_round_trip_and_a_changed_re_claim_exits_13(place: &Place) {
+    let claim = |extra: &[&'static str]| {
+        let mut args = vec!["-i", "zk", "claim", "-p", "zk-a", "--range", "1..5"];
+        args.extend_from_slice(extra);
+        args
+    };
+    let a = claim(&["-t", "addr=10.0.0.5", "-t", "port=2888"]);
+    let made = place.json(&a);
+    let tags = json!({"addr": "10.0.0.5", "port": "2888"});
+    assert_eq!((&made["tags"], &made["new"]), (&tags, &json!(true)));
+    let again = place.json(&a);
+    assert_eq!((&again["tags"], &again["new"]), (&tags, &json!(false)));
+    let get = place.json(&["-i", "zk", "claim", "-p", "zk-a", "get"]);
+    assert_eq!(get["tags"], tags);
+    let list = place.json(&["-i", "zk", "claim", "list"]);
+    assert_eq!(list["claims"][0]["tags"], tags);
+    for (args, says) in [
+        (
+            claim(&["-t", "addr=10.0.0.6", "-t", "port=2888"]),
+            "asks for tags {addr=10.0.0.6, port=2888}",
+        ),
+        (
+            claim(&["-t", "addr=10.0.0.5", "-t", "port=2888", "--ttl", "5s"]),
+            "with no lease, which no holder can hold, and this claim asks for a lease",
+        ),
+    ] {
+        let err = place.fails(&args, 13);
+        assert!(err.contains(says), "{err}");
+        assert!(err.contains("release it first"), "{err}");
+    }
+    let err = place.fails(&claim(&["-t", "bad"]), 2);
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    let list = place.json(&["-i", "zk", "claim", "list"]);
+    assert_eq!(list["fencing_token"], 1, "nothing written");
+}
+
+/// 8 `claim -p host-a --ttl 1s -- CMD` at once: never two at once (each
+/// waits for the holder before it to end), each ran, tokens growing.
+fn one_owner_at_a_time(place: &Place) {
+    let runs = place.record_runs(8, "0.05", |_| {
+        [
+            "-i", "agents", "claim", "-p", "host-a", "--names", "a,b,c", "--ttl", "1s",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    one_after_another(&runs);
+    assert_eq!(place.held("agents"), held(&[]), "all released");
+    // Meanwhile another holds it: --no-wait is not acquired, and changes
+    // nothing; a permanent claim of the owner (without a holder) is refused
+    // with 13 while it is leased.
+    let holder = place.hold(&[
+        "-i", "agents", "claim", "-p", "host-a", "--names", "a,b,c", "--ttl", "1s",
+    ]);
+    let before = place.json(&["-i", "agents", "claim", "list"]);
+    let args = [
+        "-i",
+        "agents",
+        "claim",
+        "-p",
+        "host-a",
+        "--names",
+        "a,b,c",
+        "--ttl",
+        "1s",
+        "--no-wait",
+        "--",
+        "true",
+    ];
+    let err = place.fails(&args, 9);
+    assert!(
+        err.contains("claim not acquired") && err.contains("held by another holder"),
+        "{err}"
+    );
+    place.fails(
+        &["-i", "agents", "claim", "-p", "host-a", "--names", "a,b,c"],
+        13,
+    );
+    assert_eq!(
+        place.json(&["-i", "agents", "claim", "list"])["fencing_token"],
+        before["fencing_token"]
+    );
+    holder.release();
+}
+
 on_each_store! {
     myids_from_a_range("claim-myids"),
+    tags_round_trip_and_a_changed_re_claim_exits_13("claim-tags"),
+    one_owner_at_a_time("claim-owner"),
     a_claim_held_around_a_command("claim-held"),
     a_claim_whose_store_stops_answering_gets_its_command_killed("claim-outage"),
 }

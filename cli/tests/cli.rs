@@ -116,7 +116,7 @@ fn counter_commands_field_by_field() {
 fn queue_commands_field_by_field() {
     let s = Sandbox::new();
     let table = s.db().display().to_string();
-    let a = s.json(&[
+    let join_a = [
         "-i",
         "q",
         "queue",
@@ -127,7 +127,8 @@ fn queue_commands_field_by_field() {
         "role=zk",
         "-t",
         "az=eu-west-1a",
-    ]);
+    ];
+    let a = s.json(&join_a);
     assert_eq!(
         a,
         json!({
@@ -143,10 +144,16 @@ fn queue_commands_field_by_field() {
         b["ticket"],
         json!({"process_id": "b", "counter": 2, "position": 1, "tags": {}, "lease": null})
     );
-    // Joining again returns the same ticket and the current token.
-    let again = s.json(&["-i", "q", "queue", "-p", "a", "join", "-t", "other=tag"]);
+    // Joining again with the same tags returns the same ticket and the
+    // current token; with other tags, it is refused (13).
+    let again = s.json(&join_a);
     assert_eq!(again["ticket"], a["ticket"]);
     assert_eq!(again["fencing_token"], 2);
+    let err = s.fails(
+        &["-i", "q", "queue", "-p", "a", "join", "-t", "other=tag"],
+        13,
+    );
+    assert!(err.contains("leave the queue first"), "{err}");
     let got = s.json(&["-i", "q", "queue", "-p", "b", "get"]);
     assert_eq!(got, b);
     let list = s.json(&["-i", "q", "queue", "list"]);

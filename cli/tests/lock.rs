@@ -8,7 +8,7 @@
 //! times in nanoseconds, the fencing token, their pids) to files the test
 //! reads afterwards. Leases are short (a second or less).
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -18,7 +18,9 @@ use serde_json::Value;
 mod binary;
 mod place;
 use binary::stderr;
-use place::{command_killed_when_the_store_stops_answering, gone, Place};
+use place::{
+    command_killed_when_the_store_stops_answering, gone, most_at_once, one_after_another, Place,
+};
 
 impl Place {
     fn list(&self, id: &str) -> Value {
@@ -30,64 +32,33 @@ fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }
 
-/// The script every worker runs: note start, hold, note end and token.
-const RECORD: &str = r#"start=$(date +%s%N); sleep "$HOLD"; end=$(date +%s%N)
-echo "$start $end $MONOTONE_FENCING_TOKEN" > "$OUT/run-$MONOTONE_PROCESS_ID""#;
-
-/// `workers` processes run `lock -n holders` around RECORD at once; every
+/// `workers` processes run `lock -n holders` around [`RECORD`] at once,
+/// each as its own process id (`w0`, `w1`, ...) or all as `host-a`; every
 /// (start, end, token), sorted by start.
-fn contend(place: &Place, workers: usize, holders: u32, hold: &str) -> Vec<(u128, u128, u64)> {
+fn contend(
+    place: &Place,
+    workers: usize,
+    holders: u32,
+    hold: &str,
+    one_pid: bool,
+) -> Vec<(u128, u128, u64)> {
     let holders = holders.to_string();
-    let children: Vec<_> = (0..workers)
-        .map(|i| {
-            let pid = format!("w{i}");
-            let mut cmd = place.command(&[
-                "-i", "job", "lock", "-p", &pid, "-n", &holders, "--ttl", "1s", "--", "sh", "-c",
-                RECORD,
-            ]);
-            cmd.env("HOLD", hold).stderr(Stdio::piped());
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(code(&out), Some(0), "{}", stderr(&out));
-    }
-    let mut runs: Vec<(u128, u128, u64)> = (0..workers)
-        .map(|i| {
-            let line = place.read(&format!("run-w{i}"));
-            let v: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(v.len(), 3, "worker {i} ran its command: {line:?}");
-            (
-                v[0].parse().unwrap(),
-                v[1].parse().unwrap(),
-                v[2].parse().unwrap(),
-            )
-        })
-        .collect();
-    runs.sort();
-    runs
-}
-
-/// The most runs that overlapped at any one time.
-fn most_at_once(runs: &[(u128, u128, u64)]) -> usize {
-    runs.iter()
-        .map(|(start, _, _)| {
-            runs.iter()
-                .filter(|(s, e, _)| s <= start && start < e)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
+    place.record_runs(workers, hold, |i| {
+        let pid = if one_pid {
+            "host-a".into()
+        } else {
+            format!("w{i}")
+        };
+        let args = [
+            "-i", "job", "lock", "-p", &pid, "-n", &holders, "--ttl", "1s",
+        ];
+        args.map(String::from).to_vec()
+    })
 }
 
 fn one_at_a_time(place: &Place) {
-    let runs = contend(place, 8, 1, "0.05");
-    for w in runs.windows(2) {
-        assert!(w[1].0 >= w[0].1, "two commands ran at once: {runs:?}");
-        assert!(w[1].2 > w[0].2, "tokens grow with each holder: {runs:?}");
-    }
-    assert_eq!(most_at_once(&runs), 1);
+    let runs = contend(place, 8, 1, "0.05", false);
+    one_after_another(&runs);
     assert_eq!(
         place.list("job")["tickets"],
         serde_json::json!([]),
@@ -95,8 +66,37 @@ fn one_at_a_time(place: &Place) {
     );
 }
 
+/// 8 `lock -p host-a` at once (a cron job that overlaps itself with
+/// `-p "$(hostname)"`): never two at once, each ran, tokens growing; each
+/// waited for the one before to end.
+fn one_process_id_at_a_time(place: &Place) {
+    let runs = contend(place, 8, 1, "0.05", true);
+    one_after_another(&runs);
+    assert_eq!(place.list("job")["tickets"], serde_json::json!([]));
+    // Meanwhile another holds it: --no-wait is not acquired, and changes
+    // nothing.
+    let held = place.hold(&["-i", "job", "lock", "-p", "host-a"]);
+    let token = place.list("job")["fencing_token"].clone();
+    let err = place.fails(
+        &[
+            "-i",
+            "job",
+            "lock",
+            "-p",
+            "host-a",
+            "--no-wait",
+            "--",
+            "true",
+        ],
+        9,
+    );
+    assert!(err.contains("held by another holder"), "{err}");
+    assert_eq!(place.list("job")["fencing_token"], token);
+    held.release();
+}
+
 fn three_at_a_time(place: &Place) {
-    let runs = contend(place, 8, 3, "0.6");
+    let runs = contend(place, 8, 3, "0.6", false);
     assert_eq!(
         most_at_once(&runs),
         3,
@@ -147,8 +147,73 @@ echo "$$ $!" > "$OUT/pids"; wait"#;
     println!("waiter ran its command {took:?} after the holder's SIGKILL");
 }
 
+/// A join that asks for another ticket than the process's is refused with
+/// 13 and changes nothing (`queue -p foo join --ttl 5s` after a permanent
+/// join of `foo`, other tags); the same join again returns the ticket; a
+/// lock of a process with a permanent ticket is refused with 13 at once.
+fn a_changed_re_join_exits_13_and_changes_nothing(place: &Place) {
+    let q = |args: &[&'static str]| {
+        let mut all = vec!["-i", "rejoin", "queue", "-p", "foo"];
+        all.extend_from_slice(args);
+        all
+    };
+    let first = place.json(&q(&["join", "-t", "role=zk"]));
+    assert_eq!(first["ticket"]["lease"], Value::Null);
+    for (args, says) in [
+        (
+            q(&["join", "-t", "role=zk", "--ttl", "5s"]),
+            "with no lease, and this join asks for a lease of 5s",
+        ),
+        (
+            q(&["join", "-t", "role=db"]),
+            "with tags {role=zk}, and this join asks for tags {role=db}",
+        ),
+        (q(&["join"]), "asks for no tags"),
+    ] {
+        let err = place.fails(&args, 13);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(err.contains("leave the queue first"), "{err}");
+    }
+    let err = place.fails(
+        &[
+            "-i",
+            "rejoin",
+            "lock",
+            "-p",
+            "foo",
+            "--timeout",
+            "10s",
+            "--",
+            "true",
+        ],
+        13,
+    );
+    assert!(err.contains("leave the queue first"), "{err}");
+    let again = place.json(&q(&["join", "-t", "role=zk"]));
+    assert_eq!(again, first, "the same ticket, the same token");
+    let list = place.list("rejoin");
+    assert_eq!(list["fencing_token"], 1, "nothing written");
+    assert_eq!(list["tickets"][0]["lease"], Value::Null);
+    // A leased ticket joined again with the same ttl is its own; another
+    // ttl is refused.
+    let leased = place.json(&["-i", "rejoin", "queue", "-p", "bar", "join", "--ttl", "5s"]);
+    let again = place.json(&["-i", "rejoin", "queue", "-p", "bar", "join", "--ttl", "5s"]);
+    assert_eq!(again["ticket"]["counter"], leased["ticket"]["counter"]);
+    let err = place.fails(
+        &["-i", "rejoin", "queue", "-p", "bar", "join", "--ttl", "6s"],
+        13,
+    );
+    assert!(
+        err.contains("with a lease of 5s, and this join asks for a lease of 6s"),
+        "{err}"
+    );
+    assert_eq!(place.list("rejoin")["fencing_token"], 2);
+}
+
 on_each_store! {
     one_at_a_time("mutex"),
+    a_changed_re_join_exits_13_and_changes_nothing("rejoin"),
+    one_process_id_at_a_time("pid-mutex"),
     three_at_a_time("sem"),
     a_killed_holder_takes_its_command_along_and_a_waiter_takes_over("crash"),
 }

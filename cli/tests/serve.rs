@@ -287,10 +287,19 @@ async fn v1_routes_answer_what_the_cli_prints() {
     );
     let again = json_of(
         server
-            .call("PUT", "/v1/queues/my%20zk/tickets/zk%2Fa", "")
+            .call(
+                "PUT",
+                "/v1/queues/my%20zk/tickets/zk%2Fa",
+                r#"{"role": "zk"}"#,
+            )
             .await,
     );
     assert_eq!(again, joined, "join is idempotent");
+    // Another join (other tags) is refused as the CLI refuses it (exit 13).
+    let other = server
+        .call("PUT", "/v1/queues/my%20zk/tickets/zk%2Fa", "")
+        .await;
+    assert_eq!(other.error_kind(409), "mismatch");
     json_of(server.call("PUT", "/v1/queues/my%20zk/tickets/b", "").await);
     let got = json_of(server.call("GET", "/v1/queues/my%20zk/tickets/b", "").await);
     assert_eq!(got, place.json(&["-i", "my zk", "queue", "-p", "b", "get"]));

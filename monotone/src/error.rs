@@ -53,6 +53,18 @@ pub enum ErrorKind {
     /// A write conditional on a version found another version: someone else
     /// wrote first. Nothing was written.
     VersionMismatch,
+    /// A join or claim without a holder asked for something other than the
+    /// ticket or claim its process (owner) holds already: other tags, a
+    /// lease of another duration, a lease where the ticket is permanent or
+    /// the reverse; or a holder asked to hold a permanent one. Nothing was
+    /// written: leave (release) first to join (claim) anew.
+    Mismatch,
+    /// A holder ([`LeaseHolder`](crate::LeaseHolder),
+    /// [`ClaimHolder`](crate::ClaimHolder)) asked for the ticket or claim of
+    /// a process (owner) that another holder, or a join without a holder,
+    /// holds already. Nothing was written; the holders wait for it to go
+    /// (or fail with [`ErrorKind::Timeout`] when they may not wait).
+    Held,
 }
 
 impl ErrorKind {
@@ -84,6 +96,8 @@ impl ErrorKind {
             ErrorKind::LeaseLost => "lease lost",
             ErrorKind::Exhausted => "exhausted",
             ErrorKind::VersionMismatch => "version mismatch",
+            ErrorKind::Mismatch => "mismatch",
+            ErrorKind::Held => "held by another",
         }
     }
 }

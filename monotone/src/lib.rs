@@ -148,7 +148,6 @@ assert_eq!((now.value, now.version), (7, 2));
 // defines it; the re-exports below are for the outside only
 // (scripts/check_imports.py refuses import circles).
 mod backoff;
-mod change;
 mod claim;
 mod counter;
 mod document;
@@ -170,8 +169,8 @@ pub use store::sqlite;
 pub use backoff::Backoff;
 pub use claim::candidates::{Candidates, MAX_CANDIDATES, MAX_NAME_BYTES};
 pub use claim::holder::ClaimHolder;
-pub use claim::wait::wait_for_claim;
-pub use claim::{Claim, ClaimPool, Claimed};
+pub use claim::wait::{wait_for_claim, wait_for_claim_as};
+pub use claim::{Claim, ClaimPool, ClaimRequest, Claimed};
 pub use counter::Counter;
 pub use document::cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};
 pub use document::changes::{Change, Changes, DEFAULT_POLL_INTERVAL};
@@ -181,7 +180,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use lease::keeper::{HolderOptions, LeaseStatus};
 pub use queue::fencing::{Fenced, FencingToken};
 pub use queue::holder::LeaseHolder;
-pub use queue::ticket::{Joined, Tags, Ticket};
+pub use queue::ticket::{JoinRequest, Joined, Tags, Ticket};
 pub use queue::wait::{wait_for_position, WaitOptions, DEFAULT_MAX_POLL, DEFAULT_MIN_POLL};
 pub use queue::Queue;
 pub use store::open::open;
@@ -198,7 +197,7 @@ pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 #[doc(no_inline)]
 pub use etcd::{EtcdConfig, EtcdStore};
 #[doc(no_inline)]
-pub use lease::{Expired, Lease, LeaseWatch, Leased};
+pub use lease::{Expired, HolderId, Lease, LeaseWatch, Leased};
 #[doc(no_inline)]
 pub use memory::MemoryStore;
 #[doc(no_inline)]

@@ -553,3 +553,56 @@ async fn a_writer_serves_no_claimer_that_left_after_its_read() {
     assert_eq!(all.value.len(), 2);
     assert_eq!(all.fencing_token, FencingToken(2));
 }
+
+/// A holder's claim whose write was applied but whose answer was lost, as
+/// an intruder making the very same request first stands for: the write
+/// that follows fails its condition, and the pool it returns holds the
+/// holder's own claim, which comes back without another write. The item
+/// stores the claim's tags and holder as documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holders_claim_applied_but_unanswered_is_found_not_made_twice() {
+    let c = range(1, 9);
+    let (table, other) = or_skip!(first_claimed("claim-resent", &c).await);
+    let request = monotone::ClaimRequest::new(c.clone())
+        .with_tags(conformance::tags(&[("addr", "10.0.0.5")]))
+        .with_lease(Some(Duration::from_secs(30)))
+        .held_by(monotone::HolderId::random());
+    let sent = request.clone();
+    let intruder = IntrudeOnWrite::new().on(1, move || {
+        let made = elsewhere(other.claim_pool("p").unwrap().claim_as("me", &sent)).unwrap();
+        assert!(made.added);
+    });
+    let (store, requests) = intruded(&table, None, intruder).await;
+    let again = store
+        .claim_pool("p")
+        .unwrap()
+        .claim_as("me", &request)
+        .await
+        .unwrap();
+    assert!(!again.added, "found, not made");
+    assert_eq!(
+        (again.claim.value.name.as_str(), again.claim.fencing_token),
+        ("2", FencingToken(2))
+    );
+    assert_eq!(
+        requests.take(),
+        ["GetItem", "UpdateItem"],
+        "no second write"
+    );
+    let item = table.item("p").await.unwrap();
+    let AttributeValue::M(claims) = &item["Claims"] else {
+        panic!("{item:?}")
+    };
+    let AttributeValue::M(mine) = &claims["2"] else {
+        panic!("{claims:?}")
+    };
+    assert_eq!(mine["holder"], n(request.holder.unwrap().get()));
+    assert_eq!(mine["tags"], m(&[("addr", s("10.0.0.5"))]));
+    let AttributeValue::M(first) = &claims["1"] else {
+        panic!("{claims:?}")
+    };
+    assert!(
+        !first.contains_key("tags") && !first.contains_key("holder"),
+        "{first:?}"
+    );
+}

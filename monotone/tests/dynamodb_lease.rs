@@ -54,11 +54,19 @@ async fn a_leased_queue_keeps_monotone_0_4s_entries_and_0_4s_rewrite_makes_them_
     };
     assert_eq!(lease["process_id"], AttributeValue::S("leased".into()));
     assert_eq!(lease["lease_ms"], n(400));
+    // The holder's id: a number of the lease map.
+    assert_eq!(lease["holder"], n(holder.holder().get()));
     let mut names: Vec<_> = lease.keys().cloned().collect();
     names.sort();
     assert_eq!(
         names,
-        ["lease_ms", "process_id", "renewals", "renewed_at_ms"]
+        [
+            "holder",
+            "lease_ms",
+            "process_id",
+            "renewals",
+            "renewed_at_ms"
+        ]
     );
     assert_eq!(number(&it, "Version"), 2);
 
@@ -244,4 +252,56 @@ async fn corrupt_leases_are_reported_and_never_written_over() {
         assert_eq!(q.leave("a").await.unwrap_err().kind(), ErrorKind::Corrupt);
         assert_eq!(table.item("q").await.unwrap(), it, "{why}: untouched");
     }
+}
+
+/// A holder's join whose write was applied but whose answer was lost, as
+/// an intruder making the very same request first stands for: the write
+/// that follows fails its condition, and the queue it returns holds the
+/// holder's own ticket, which comes back without another write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holders_join_applied_but_unanswered_is_found_not_made_twice() {
+    let table = or_skip!(Table::create("join-resent").await);
+    let (other, _) = table.store().await;
+    other
+        .queue("q")
+        .unwrap()
+        .join("first", Tags::new())
+        .await
+        .unwrap();
+    let request = monotone::JoinRequest::new()
+        .with_lease(Some(LEASE))
+        .held_by(monotone::HolderId::random());
+    let sent = request.clone();
+    let intruder = IntrudeOnWrite::new().on(1, move || {
+        let joined = elsewhere(other.queue("q").unwrap().join_as("me", &sent)).unwrap();
+        assert!(joined.added);
+    });
+    let config = monotone::dynamodb::DynamoDbConfig::new(&table.name);
+    let (store, requests) = intruded_store(&table.endpoint, config, Some(intruder)).await;
+    let again = store
+        .queue("q")
+        .unwrap()
+        .join_as("me", &request)
+        .await
+        .unwrap();
+    assert!(!again.added, "found, not made");
+    assert_eq!(
+        (again.ticket.value.counter, again.ticket.fencing_token),
+        (2, FencingToken(2))
+    );
+    assert_eq!(
+        requests.take(),
+        ["GetItem", "UpdateItem"],
+        "no second write"
+    );
+    // Another holder's request is refused on the same item, writing nothing.
+    let other_holder = request.clone().held_by(monotone::HolderId::random());
+    let err = store
+        .queue("q")
+        .unwrap()
+        .join_as("me", &other_holder)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Held);
+    assert_eq!(requests.take(), ["GetItem"]);
 }

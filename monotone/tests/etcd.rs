@@ -100,3 +100,40 @@ async fn renewals_leave_the_record_alone() {
         .unwrap();
     assert_eq!(lease.kvs()[0].version(), 4, "joined, then renewed 3 times");
 }
+
+/// A holder's id is stored with its lease (in the lease key, where a
+/// renewal's condition covers it) and a claim's tags in the pool's record,
+/// as the README's key table says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holder_ids_and_claim_tags_are_stored_as_documented() {
+    let Some(endpoints) = endpoints() else {
+        return;
+    };
+    let url = url(&endpoints, "holders");
+    let store = monotone::open(&url).await.unwrap();
+    let pool = store.claim_pool("p").unwrap();
+    let holder = monotone::HolderId::new(4242).unwrap();
+    let tags = monotone::Tags::from([("addr".to_owned(), "10.0.0.5".to_owned())]);
+    let request = monotone::ClaimRequest::new(monotone::Candidates::range(1..=3).unwrap())
+        .with_tags(tags.clone())
+        .with_lease(Some(Duration::from_secs(30)))
+        .held_by(holder);
+    let claimed = pool.claim_as("o", &request).await.unwrap();
+    assert_eq!(claimed.claim.value.tags, tags);
+    let prefix = url.trim_start_matches("etcd://").split_once('/').unwrap().1.to_owned();
+    let mut raw = raw(&endpoints).await;
+    let value = |r: etcd_client::GetResponse| -> serde_json::Value {
+        serde_json::from_slice(r.kvs()[0].value()).unwrap()
+    };
+    let record = value(raw.get(format!("{prefix}p"), None).await.unwrap());
+    assert_eq!(record["claims"]["1"]["tags"], json!({"addr": "10.0.0.5"}));
+    let lease = value(raw.get(format!("{prefix}p\0claim/1"), None).await.unwrap());
+    assert_eq!(lease["holder"], "o");
+    assert_eq!(lease["holder_id"], 4242);
+    // The holder's renewal keeps its id; the claim reads back with it.
+    let renewed = pool.renew("o", "1").await.unwrap();
+    let lease_read = renewed.value.lease.unwrap();
+    assert_eq!((lease_read.holder, lease_read.renewals), (Some(holder), 1));
+    let lease = value(raw.get(format!("{prefix}p\0claim/1"), None).await.unwrap());
+    assert_eq!(lease["holder_id"], 4242);
+}

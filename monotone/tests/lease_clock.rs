@@ -227,3 +227,92 @@ async fn a_wait_times_out_on_time_and_a_zero_timeout_looks_once() {
         .unwrap();
     assert_eq!(ok.value.position, 1);
 }
+
+/// A second holder of the same process id, waiting its turn: once the first
+/// holder dies, it joins within one lease and one poll of the death, never
+/// before the dead holder gave up; it never holds while the first does.
+#[tokio::test(start_paused = true)]
+async fn a_second_holder_of_one_process_id_joins_only_after_the_first_gave_up() {
+    let store = MemoryStore::new();
+    let cut = Cut::new(store.queue("q").unwrap());
+    let first = hold(cut.clone(), "host-a", LEASE).await;
+    let first_token = first.joined().fencing_token;
+    let second = tokio::spawn({
+        let q = queue(&store, "q");
+        async move {
+            let options = HolderOptions::new();
+            let wait = WaitOptions::new();
+            let h = LeaseHolder::join_waiting(q, "host-a", Tags::new(), LEASE, options, &wait)
+                .await
+                .unwrap();
+            (Instant::now(), h)
+        }
+    });
+    sleep(ms(1234)).await;
+    assert!(!second.is_finished(), "joined beside a live holder");
+    let killed = Instant::now();
+    cut.cut_everything();
+    // The first holder keeps counting on its lease until it gives up.
+    first.lost().await;
+    let lost = Instant::now();
+    drop(first);
+    let (joined_at, second) = second.await.unwrap();
+    assert!(
+        joined_at > lost,
+        "joined {:?} before the first gave up",
+        lost - joined_at
+    );
+    let took = joined_at - killed;
+    assert!(took <= LEASE + LEASE / 4, "took {took:?}");
+    // Removed (a write), then joined (another).
+    assert_eq!(second.joined().fencing_token.get(), first_token.get() + 2);
+    assert!(second.is_held());
+}
+
+/// A second holder of the same process id joins at its first look after
+/// the first holder releases: within one poll (a quarter of the lease).
+#[tokio::test(start_paused = true)]
+async fn a_second_holder_joins_within_a_poll_of_the_first_ones_release() {
+    let store = MemoryStore::new();
+    let first = hold(queue(&store, "q"), "host-a", LEASE).await;
+    let second = tokio::spawn({
+        let q = queue(&store, "q");
+        async move {
+            let wait = WaitOptions::new();
+            let h = LeaseHolder::join_waiting(
+                q,
+                "host-a",
+                Tags::new(),
+                LEASE,
+                HolderOptions::new(),
+                &wait,
+            )
+            .await
+            .unwrap();
+            (Instant::now(), h)
+        }
+    });
+    sleep(ms(2000)).await;
+    assert!(!second.is_finished());
+    let released = Instant::now();
+    assert_eq!(first.release().await.unwrap(), Some(FencingToken(2)));
+    let (joined_at, second) = second.await.unwrap();
+    assert!(
+        joined_at - released <= LEASE / 4,
+        "{:?}",
+        joined_at - released
+    );
+    assert_eq!(second.joined().fencing_token, FencingToken(3));
+    // A third, that may not wait, is not acquired at once.
+    let err = LeaseHolder::join(
+        queue(&store, "q"),
+        "host-a",
+        Tags::new(),
+        LEASE,
+        HolderOptions::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(Instant::now() - joined_at, Duration::ZERO, "did not wait");
+}

@@ -4,8 +4,11 @@
 mod conformance;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use monotone::{Candidates, DocumentExt, ErrorKind, Snapshot, SqliteStore, Store, Tags};
+use monotone::{
+    Candidates, ClaimRequest, DocumentExt, ErrorKind, Snapshot, SqliteStore, Store, Tags,
+};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -234,6 +237,88 @@ async fn a_file_of_the_previous_release_is_migrated_in_place() {
     assert_eq!(problems, 0);
     let dangling: i64 = one(&conn, "SELECT count(*) FROM pragma_foreign_key_check");
     assert_eq!(dangling, 0);
+}
+
+/// A file of schema version 4 (before holders and claim tags) is migrated
+/// in place to version 5: its tickets and claims read back as they were,
+/// without holders or tags, and new ones store both.
+#[tokio::test]
+async fn a_file_of_schema_version_4_gains_holders_and_claim_tags() {
+    let (_dir, path) = temp_file("v4.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(include_str!("fixtures/schema_v4.sql"))
+        .unwrap();
+    let s = SqliteStore::open(&path).unwrap();
+    let q = s.queue("q").unwrap();
+    let all = q.tickets().await.unwrap();
+    assert_eq!(all.fencing_token.0, 2);
+    assert_eq!(all.value[0].tags["role"], "zk");
+    let leased = all.value[1].lease.clone().unwrap();
+    assert_eq!(
+        (leased.duration.as_millis(), leased.renewals, leased.holder),
+        (15_000, 3, None)
+    );
+    let pool = s.claim_pool("myzk").unwrap();
+    let claims = pool.claims().await.unwrap().value;
+    assert_eq!(claims.len(), 2);
+    assert!(claims.iter().all(|c| c.tags.is_empty()), "{claims:?}");
+    assert_eq!(claims[1].lease.as_ref().unwrap().holder, None);
+    // The old leased ticket and claim were made without a holder: a plain
+    // re-join or re-claim asking for them gets them back.
+    let again = q
+        .join_leased("leased", Tags::new(), Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(again.value.counter, 2);
+    let c = Candidates::range(1..=255).unwrap();
+    assert_eq!(pool.claim("zk-a", &c).await.unwrap().value.name, "1");
+    // New ones store holders and tags.
+    let tags = Tags::from([("addr".to_string(), "10.0.0.7".to_string())]);
+    let holder = monotone::HolderId::random();
+    let request = ClaimRequest::new(c)
+        .with_tags(tags.clone())
+        .with_lease(Some(Duration::from_secs(30)))
+        .held_by(holder);
+    let made = pool.claim_as("zk-c", &request).await.unwrap().claim.value;
+    assert_eq!((made.name.as_str(), &made.tags), ("3", &tags));
+    drop(s);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i32 = pragma(&conn, "user_version");
+    assert_eq!(version, monotone::sqlite::SCHEMA_VERSION);
+    let row: (String, Option<i64>) = conn
+        .query_row(
+            "SELECT tags, holder FROM claims WHERE pool_id = 'myzk' AND owner = 'zk-c'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            r#"{"addr":"10.0.0.7"}"#.to_string(),
+            Some(holder.get() as i64)
+        )
+    );
+    // The file's checks refuse a holder without a lease, or not above 0.
+    for sql in [
+        "UPDATE claims SET holder = 5 WHERE owner = 'zk-a'",
+        "UPDATE tickets SET holder = 5 WHERE process_id = 'perm'",
+        "UPDATE tickets SET holder = 0 WHERE process_id = 'leased'",
+    ] {
+        let err = conn.execute(sql, []).unwrap_err();
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation),
+            "{sql}"
+        );
+    }
+    let problems: i64 = one(
+        &conn,
+        "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check != 'ok'",
+    );
+    assert_eq!(problems, 0);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `monotone -i POOL claim -p OWNER (--range A..B | --names A,B,... |
-//! --names-file FILE) [--timeout D] [--ttl D [--kill-after D] [-- COMMAND
-//! [ARGS...]]]`, and `monotone -i POOL claim list | rm`,
+//! --names-file FILE) [-t KEY=VALUE]... [--no-wait | --timeout D] [--ttl D
+//! [--kill-after D] [-- COMMAND [ARGS...]]]`, and
+//! `monotone -i POOL claim list | rm`,
 //! `monotone -i POOL claim -p OWNER get | release`.
 //!
 //! Without `--ttl` a claim is permanent: printed, and kept until released.
@@ -10,12 +11,21 @@
 //! COMMAND until stdin closes, stdout is closed or a signal arrives; then
 //! it is released.
 //!
+//! Claiming again as the same owner returns the owner's claim if it asks
+//! for the same one (the same tags, the same `--ttl` or none), and is
+//! refused otherwise (exit 13). A holder (`--ttl`) never shares the owner's
+//! claim with another holder: while another `claim --ttl` (or a leased claim
+//! made without a holder) holds it, it waits for it to go (`--timeout`, or
+//! for ever; `--no-wait`: exit 9).
+//!
 //! # Exit status
 //!
-//! 11 when every candidate is taken (after `--timeout`, if given); with
-//! COMMAND, COMMAND's own (128 + the signal if a signal ended it), 10 when
-//! the lease was lost while COMMAND ran (it was killed); the usual codes
-//! otherwise. A COMMAND that cannot be run is refused with 2 before
+//! 11 when every candidate is taken (after `--timeout`, if given); 9 when
+//! another holder holds the owner's claim past `--timeout` (or at once with
+//! `--no-wait`); 13 when the owner holds another claim than the one asked
+//! for; with COMMAND, COMMAND's own (128 + the signal if a signal ended it),
+//! 10 when the lease was lost while COMMAND ran (it was killed); the usual
+//! codes otherwise. A COMMAND that cannot be run is refused with 2 before
 //! anything is claimed (see [`crate::program`]); what only its start can
 //! tell gives 127 or 126, as `env` does, with the claim released.
 
@@ -27,39 +37,46 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use monotone::{
-    wait_for_claim, Candidates, Claim, ClaimHolder, ClaimPool, Fenced, Store, WaitOptions,
+    wait_for_claim_as, Candidates, Claim, ClaimHolder, ClaimPool, ClaimRequest, Error, ErrorKind,
+    Fenced, Store, Tags, WaitOptions,
 };
 use serde::Serialize;
 
 use super::hold::{self, check_command, hold_until_done, signal_code, Signals, Timing};
 use super::queue::{no_process_id, LeaseView, QueueRemovedOutput};
-use super::values::{parse_duration, parse_poll};
+use super::values::{parse_duration, parse_poll, parse_tag, tag_map};
 use super::{Output, Place};
 use crate::exit::Failure;
 
 const CLAIM_HELP: &str = "\
 Claims the first candidate that no one holds, in the order given, for OWNER,
-and prints the claim; claiming again as the same owner returns the same
-claim. Every claim, release and expiry adds one to the pool's fencing token.
+with its tags (-t), and prints the claim; claiming again as the same owner
+with the same tags and --ttl returns the same claim (other ones: exit 13,
+nothing changed). Every claim, release and expiry adds one to the pool's
+fencing token.
 Without --ttl the claim is permanent: it stays until released. With --ttl it
 is leased and held while monotone runs: around COMMAND (run in its own
 process group, killed if the lease is lost), or without COMMAND until stdin
 closes, its stdout is closed or a signal arrives; then it is released. COMMAND's environment holds
 MONOTONE_CLAIM_NAME, MONOTONE_CLAIM_INDEX, MONOTONE_CLAIM_OWNER,
-MONOTONE_FENCING_TOKEN, MONOTONE_ID and MONOTONE_STORE.
+MONOTONE_FENCING_TOKEN, MONOTONE_ID and MONOTONE_STORE. Two holders never
+share a claim: a --ttl claim whose owner is held by another waits for it to
+end (or to die and expire).
 
 At most 256 candidates, names of at most 256 bytes; a range includes both
 ends (1..255 is 1 to 255, as bash's {1..255}).
 
-Exit status: 11 when every candidate is taken; with COMMAND, COMMAND's own,
-10 when the lease was lost and the command was killed; 2 for bad arguments
-(--ttl under 200ms, -p on list or rm) and for a COMMAND that cannot be run,
-refused before anything is claimed: not found, not executable, or a script
-whose #! interpreter is missing. What only starting it can tell exits as env
-does, with the claim released: 127 not found, 126 found but not runnable.
+Exit status: 11 when every candidate is taken; 9 when another holder holds
+the owner's claim (--no-wait, --timeout); 13 when the owner holds another
+claim; with COMMAND, COMMAND's own, 10 when the lease was lost and the
+command was killed; 2 for bad arguments (--ttl under 200ms, -p on list or
+rm) and for a COMMAND that cannot be run, refused before anything is
+claimed: not found, not executable, or a script whose #! interpreter is
+missing. What only starting it can tell exits as env does, with the claim
+released: 127 not found, 126 found but not runnable.
 
 Examples:
-  monotone -i myzk claim -p $(hostname -f) --range 1..255 | jq -r .name
+  monotone -i myzk claim -p $(hostname -f) --range 1..255 -t addr=10.0.0.5 | jq -r .name
   monotone -i fleet-names claim -p $(hostname -f) --names-file mountains.txt --ttl 30s -- ./agent
   monotone -i myzk claim list
   monotone -i myzk claim -p $(hostname -f) release";
@@ -97,15 +114,26 @@ pub struct ClaimArgs {
     #[arg(long, value_name = "FILE")]
     pub names_file: Option<PathBuf>,
 
+    /// Tag for the claim, KEY=VALUE (an address, a role); repeat for more
+    #[arg(short, long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+
     /// Lease the claim and hold it while monotone runs, renewing it; it
     /// expires this long after the holder stops renewing
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub ttl: Option<Duration>,
 
     /// While every candidate is taken, wait up to this long for one to free
-    /// up, removing claims whose lease expired (exit code 11 after it)
+    /// up, removing claims whose lease expired (exit code 11 after it); with
+    /// --ttl, also the longest wait for another holder of the owner's claim
+    /// (exit code 9 after it; without --timeout it waits for ever)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
+
+    /// With --ttl: if another holder holds the owner's claim, exit at once
+    /// with code 9 instead of waiting for it
+    #[arg(long, conflicts_with = "timeout")]
+    pub no_wait: bool,
 
     /// While waiting, the longest time between two looks at the pool
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
@@ -159,7 +187,8 @@ pub fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((number(start)?, number(end)?))
 }
 
-/// A claim in a list: `{"name", "owner", "index", "token", "lease"}`.
+/// A claim in a list: `{"name", "owner", "index", "token", "tags",
+/// "lease"}`.
 #[derive(Debug, Serialize)]
 pub struct ClaimView {
     pub name: String,
@@ -167,6 +196,7 @@ pub struct ClaimView {
     pub index: usize,
     /// The pool's fencing token when the claim was made.
     pub token: u64,
+    pub tags: Tags,
     pub lease: Option<LeaseView>,
 }
 
@@ -177,6 +207,7 @@ impl From<Claim> for ClaimView {
             owner: c.owner,
             index: c.index,
             token: c.token.get(),
+            tags: c.tags,
             lease: c.lease.map(LeaseView::from),
         }
     }
@@ -196,6 +227,7 @@ pub struct ClaimOutput {
     pub fencing_token: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new: Option<bool>,
+    pub tags: Tags,
     pub lease: Option<LeaseView>,
 }
 
@@ -210,6 +242,7 @@ impl ClaimOutput {
             index: claim.index,
             fencing_token: claim.token.get(),
             new,
+            tags: claim.tags,
             lease: claim.lease.map(LeaseView::from),
         }
     }
@@ -301,12 +334,14 @@ pub async fn run(
             || args.names_file.is_some()
             || args.ttl.is_some()
             || args.timeout.is_some()
+            || args.no_wait
+            || !args.tags.is_empty()
             || args.kill_after.is_some()
             || !args.command.is_empty();
         let name = format!("claim {}", format!("{action:?}").to_lowercase());
         if claiming {
             return Err(Failure::Usage(format!(
-                "{name} takes no candidates, --ttl, --timeout, --kill-after or command"
+                "{name} takes no candidates, -t, --ttl, --timeout, --no-wait, --kill-after or command"
             )));
         }
         if let ClaimAction::List | ClaimAction::Rm = action {
@@ -368,8 +403,13 @@ pub async fn run(
 /// A claim request, checked.
 struct Plan {
     owner: String,
-    candidates: Candidates,
+    /// The candidates and tags; the lease is `timing`'s.
+    request: ClaimRequest,
+    /// How long to wait for a free candidate (`--timeout`, else not at all).
     wait: WaitOptions,
+    /// With `--ttl`: how long to wait for another holder of the owner's
+    /// claim (`--timeout`, else for ever; `--no-wait`: not at all).
+    turn: WaitOptions,
     /// With `--ttl`: the lease and its timing.
     timing: Option<Timing>,
     command: Vec<OsString>,
@@ -378,7 +418,7 @@ struct Plan {
 impl Plan {
     fn new(args: ClaimArgs) -> Result<Plan, Failure> {
         let owner = owner(&args, "")?.to_owned();
-        let candidates = candidates(&args)?;
+        let request = ClaimRequest::new(candidates(&args)?).with_tags(tag_map(args.tags)?);
         let timing = args
             .ttl
             .map(|ttl| Timing::new(ttl, args.kill_after))
@@ -397,12 +437,16 @@ impl Plan {
                 "--kill-after is for a command: give one after --".into(),
             ));
         }
+        let wait = WaitOptions::new().with_poll(monotone::DEFAULT_MIN_POLL, args.poll);
+        let turn = match args.no_wait {
+            true => Some(Duration::ZERO),
+            false => args.timeout,
+        };
         Ok(Plan {
             owner,
-            candidates,
-            wait: WaitOptions::new()
-                .with_timeout(Some(args.timeout.unwrap_or(Duration::ZERO)))
-                .with_poll(monotone::DEFAULT_MIN_POLL, args.poll),
+            request,
+            turn: wait.clone().with_timeout(turn),
+            wait: wait.with_timeout(Some(args.timeout.unwrap_or(Duration::ZERO))),
             timing,
             command: args.command,
         })
@@ -420,21 +464,27 @@ async fn claim(
     let plan = Plan::new(args)?;
     let id = pool.id().to_owned();
     let Some(timing) = plan.timing.clone() else {
-        let claimed =
-            wait_for_claim(&*pool, &plan.owner, &plan.candidates, None, &plan.wait).await?;
+        let claimed = wait_for_claim_as(&*pool, &plan.owner, &plan.request, &plan.wait).await?;
         let output = ClaimOutput::new(&id, place, claimed.claim.value, Some(claimed.added));
         return print(Output::Claim(output)).map(|()| ExitCode::SUCCESS);
     };
     let mut signals = Signals::new()?;
+    let request = plan.request.clone().with_lease(Some(timing.ttl));
     let holder = tokio::select! {
-        holder = ClaimHolder::claim_waiting(
+        holder = ClaimHolder::claim_as(
             Arc::clone(&pool),
             &plan.owner,
-            &plan.candidates,
-            timing.ttl,
+            &request,
             timing.holder.clone(),
+            &plan.turn,
             &plan.wait,
-        ) => holder?,
+        ) => holder.map_err(|e| match e.kind() {
+            ErrorKind::Timeout => Error::new(
+                ErrorKind::Timeout,
+                format!("claim not acquired: {}", e.message()),
+            ),
+            _ => e,
+        })?,
         // A claim that was made meanwhile is leased: it expires.
         sig = signals.recv() => return Ok(signal_code(sig)),
     };

@@ -7,6 +7,12 @@
 //! COMMAND ends. Without COMMAND: print the ticket once acquired and hold
 //! the lock until stdin closes, stdout is closed or a signal arrives.
 //!
+//! Each `lock` is a holder of its own: if another `lock` (or a leased
+//! `queue join`) holds the ticket of the same process id, it waits for that
+//! ticket to go (released, or expired after its holder died) before it
+//! joins, within the same `--timeout`; it never shares the ticket, so two
+//! `lock -p "$(hostname)"` never run their commands at once.
+//!
 //! The timing of renewals and of the kill is [`hold`](super::hold)'s.
 //!
 //! # Exit status
@@ -24,6 +30,8 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use clap::Args;
 use monotone::{
@@ -46,9 +54,13 @@ MONOTONE_COUNTER and MONOTONE_STORE.
 Without COMMAND, prints the ticket as JSON once acquired and holds the lock
 until stdin closes, its stdout is closed or a signal arrives.
 
+Two locks never share a ticket: a lock whose -p is held by another lock
+waits for it to end (or to die and expire) before it joins.
+
 Exit status: COMMAND's (128 + the signal if a signal killed it); 9 when the
 lock was not acquired (--no-wait, --timeout); 10 when the lease was lost and
-the command was killed; 2 for bad arguments (--ttl under 200ms, -n 0) and
+the command was killed; 13 when the process holds a permanent ticket (queue
+join without --ttl); 2 for bad arguments (--ttl under 200ms, -n 0) and
 for a COMMAND that cannot be run, refused before anything is locked: not
 found, not executable, or a script whose #! interpreter is missing. What
 only starting it can tell exits as env does, with the lock released: 127
@@ -76,7 +88,8 @@ pub struct LockArgs {
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub ttl: Duration,
 
-    /// Do not wait: if the lock is held, exit at once with code 9
+    /// Do not wait: if the lock is held (or another lock holds this process
+    /// id), exit at once with code 9
     #[arg(long, conflicts_with = "timeout")]
     pub no_wait: bool,
 
@@ -174,17 +187,29 @@ pub async fn run(
     let place = Place::of(&*store);
     let queue: Arc<dyn Queue> = Arc::from(store.queue(id)?);
     let mut signals = Signals::new()?;
-    let holder = LeaseHolder::join(
+    let started = Instant::now();
+    let joining = LeaseHolder::join_waiting(
         queue,
         &plan.process_id,
         plan.tags.clone(),
         plan.ttl,
         plan.holder.clone(),
-    )
-    .await?;
+        &plan.wait,
+    );
+    let holder = tokio::select! {
+        joined = joining => joined.map_err(|e| not_acquired(id, e))?,
+        // A ticket joined meanwhile is leased: it expires.
+        sig = signals.recv() => return Ok(signal_code(sig)),
+    };
     tracing::debug!(queue = id, process = %plan.process_id, ttl = ?plan.ttl, holders = plan.holders, "waiting for the lock");
+    // What is left of the timeout after waiting for the ticket.
+    let wait = plan.wait.clone().with_timeout(
+        plan.wait
+            .timeout
+            .map(|t| t.saturating_sub(started.elapsed())),
+    );
     let head = tokio::select! {
-        head = holder.wait_for_position(plan.holders, &plan.wait) => head,
+        head = holder.wait_for_position(plan.holders, &wait) => head,
         sig = signals.recv() => {
             hold::release(holder).await;
             return Ok(signal_code(sig));
@@ -196,13 +221,7 @@ pub async fn run(
             if e.kind() != ErrorKind::LeaseLost {
                 hold::release(holder).await;
             }
-            return Err(Failure::Store(match e.kind() {
-                ErrorKind::Timeout => Error::new(
-                    ErrorKind::Timeout,
-                    format!("lock `{id}` not acquired: {}", e.message()),
-                ),
-                _ => e,
-            }));
+            return Err(not_acquired(id, e));
         }
     };
     tracing::debug!(queue = id, process = %plan.process_id, token = %head.fencing_token, "acquired the lock");
@@ -211,6 +230,18 @@ pub async fn run(
     } else {
         run_command(&*store, holder, head, &plan, signals).await
     }
+}
+
+/// A timeout while waiting for the lock `id`, saying so; any other error
+/// as it is.
+fn not_acquired(id: &str, e: Error) -> Failure {
+    Failure::Store(match e.kind() {
+        ErrorKind::Timeout => Error::new(
+            ErrorKind::Timeout,
+            format!("lock `{id}` not acquired: {}", e.message()),
+        ),
+        _ => e,
+    })
 }
 
 /// Without a command: print the ticket, hold until stdin closes, stdout is

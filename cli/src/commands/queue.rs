@@ -30,7 +30,8 @@ pub enum QueueAction {
     Get,
     /// List the processes in the queue
     List,
-    /// Add the process to the back of the queue (again: returns its ticket)
+    /// Add the process to the back of the queue (again, with the same tags
+    /// and --ttl: returns its ticket; asking for another: exit 13)
     Join {
         /// Tag for the ticket, KEY=VALUE; repeat for more
         #[arg(short, long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]

@@ -8,7 +8,7 @@
 //! | 401 | unauthorized: no or wrong bearer token |
 //! | 404 | not found: the process is not in the queue, the queue does not exist, no such route |
 //! | 405 | method not allowed |
-//! | 409 | wrong type (a counter route on a tally, ...), conflict (contention past the retry budget), version mismatch |
+//! | 409 | wrong type (a counter route on a tally, ...), conflict (contention past the retry budget), version mismatch, a join asking for another ticket than the process's (other tags) |
 //! | 413 | payload too large: a body over [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) |
 //! | 500 | corrupt data in the store, a misconfigured store |
 //! | 503 | the store is unavailable or throttling (worth retrying later) |
@@ -57,6 +57,8 @@ impl ApiError {
             ErrorKind::WrongType
             | ErrorKind::Conflict
             | ErrorKind::VersionMismatch
+            | ErrorKind::Mismatch
+            | ErrorKind::Held
             | ErrorKind::Exhausted
             | ErrorKind::LeaseLost => StatusCode::CONFLICT,
             ErrorKind::Unavailable | ErrorKind::Throttled | ErrorKind::Timeout => {

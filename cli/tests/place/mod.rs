@@ -274,6 +274,47 @@ impl Place {
         }
     }
 
+    /// `workers` processes of `monotone ARGS(i) -- sh -c RECORD` started at
+    /// once, each holding for `hold` seconds (see [`RECORD`]); each must
+    /// exit 0. Every run's (start, end, fencing token), sorted by start.
+    pub fn record_runs(
+        &self,
+        workers: usize,
+        hold: &str,
+        args: impl Fn(usize) -> Vec<String>,
+    ) -> Vec<(u128, u128, u64)> {
+        let children: Vec<_> = (0..workers)
+            .map(|i| {
+                let mut all = args(i);
+                all.extend(["--", "sh", "-c", RECORD].map(String::from));
+                let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                let mut cmd = self.command(&all);
+                cmd.env("HOLD", hold)
+                    .env("WORKER", i.to_string())
+                    .stderr(Stdio::piped());
+                cmd.spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        }
+        let mut runs: Vec<(u128, u128, u64)> = (0..workers)
+            .map(|i| {
+                let line = self.read(&format!("run-{i}"));
+                let v: Vec<&str> = line.split_whitespace().collect();
+                assert_eq!(v.len(), 3, "worker {i} ran its command: {line:?}");
+                (
+                    v[0].parse().unwrap(),
+                    v[1].parse().unwrap(),
+                    v[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        runs.sort();
+        runs
+    }
+
     /// Wait for the file `name` (see [`Place::await_file`]): the process ids
     /// a command wrote to it, separated by spaces.
     pub fn await_pids(&self, name: &str) -> Vec<i32> {
@@ -282,6 +323,33 @@ impl Place {
             .map(|p| p.parse().unwrap())
             .collect()
     }
+}
+
+/// The command [`Place::record_runs`] runs under each holder: note the
+/// start, hold `$HOLD` seconds, note the end and the fencing token.
+pub const RECORD: &str = r#"start=$(date +%s%N); sleep "$HOLD"; end=$(date +%s%N)
+echo "$start $end $MONOTONE_FENCING_TOKEN" > "$OUT/run-$WORKER""#;
+
+/// The most runs (start, end, token) that overlapped at any one time.
+pub fn most_at_once(runs: &[(u128, u128, u64)]) -> usize {
+    runs.iter()
+        .map(|(start, _, _)| {
+            runs.iter()
+                .filter(|(s, e, _)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Runs sorted by start never overlapped, and their tokens grew: each
+/// holder came after the one before had ended.
+pub fn one_after_another(runs: &[(u128, u128, u64)]) {
+    for w in runs.windows(2) {
+        assert!(w[1].0 >= w[0].1, "two commands ran at once: {runs:?}");
+        assert!(w[1].2 > w[0].2, "tokens grow with each holder: {runs:?}");
+    }
+    assert_eq!(most_at_once(runs), 1);
 }
 
 /// A `monotone` that holds a lease without a command until its stdin

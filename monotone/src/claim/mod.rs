@@ -31,8 +31,10 @@ use tokio::time::Instant;
 use crate::claim::candidates::Candidates;
 use crate::error::Result;
 use crate::lease::expiry::{Expired, Leased};
+use crate::lease::holder_id::HolderId;
 use crate::lease::record::Lease;
 use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::ticket::Tags;
 
 /// One claimed name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,11 @@ pub struct Claim {
     /// holds a name later holds a larger token than every earlier holder of
     /// any name.
     pub token: FencingToken,
+    /// The tags given when the name was claimed (an address, a role), as a
+    /// ticket's: at most [`MAX_TAGS`](crate::MAX_TAGS), keys and values
+    /// within [`MAX_TAG_KEY_BYTES`](crate::MAX_TAG_KEY_BYTES) and
+    /// [`MAX_TAG_VALUE_BYTES`](crate::MAX_TAG_VALUE_BYTES).
+    pub tags: Tags,
     /// The claim's lease, or `None` for a permanent claim.
     pub lease: Option<Lease>,
 }
@@ -68,8 +75,15 @@ impl Claim {
             owner: owner.into(),
             index,
             token,
+            tags: Tags::new(),
             lease: None,
         }
+    }
+
+    /// The same claim with `tags`.
+    pub fn with_tags(mut self, tags: Tags) -> Self {
+        self.tags = tags;
+        self
     }
 
     /// The same claim with `lease`.
@@ -93,7 +107,66 @@ impl Leased for Claim {
     }
 }
 
-/// What [`ClaimPool::claim_with`] did.
+/// What a claim asks for ([`ClaimPool::claim_as`]): the candidates to take
+/// the first free one of, the claim's tags, its lease (or a permanent
+/// claim), and the holder that asks, if one does.
+///
+/// ```
+/// use std::time::Duration;
+/// use monotone::{Candidates, ClaimRequest, Tags};
+///
+/// let request = ClaimRequest::new(Candidates::range(1..=255)?)
+///     .with_tags(Tags::from([("addr".into(), "10.0.0.5".into())]))
+///     .with_lease(Some(Duration::from_secs(30)));
+/// assert_eq!(request.holder, None);
+/// # Ok::<(), monotone::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaimRequest {
+    /// The names to claim the first free one of, in order.
+    pub candidates: Candidates,
+    /// The claim's tags, checked as a ticket's.
+    pub tags: Tags,
+    /// A lease of this duration, or (`None`) a permanent claim.
+    pub lease: Option<Duration>,
+    /// The holder that claims (a [`ClaimHolder`](crate::ClaimHolder)),
+    /// stored with the claim's lease; `None` for a claim without a holder.
+    /// A holder needs a lease.
+    pub holder: Option<HolderId>,
+}
+
+impl ClaimRequest {
+    /// A permanent claim from `candidates`, without tags or holder.
+    pub fn new(candidates: Candidates) -> Self {
+        ClaimRequest {
+            candidates,
+            tags: Tags::new(),
+            lease: None,
+            holder: None,
+        }
+    }
+
+    /// Set [`tags`](Self::tags).
+    pub fn with_tags(mut self, tags: Tags) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// Set [`lease`](Self::lease).
+    pub fn with_lease(mut self, lease: Option<Duration>) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Set [`holder`](Self::holder).
+    pub fn held_by(mut self, holder: HolderId) -> Self {
+        self.holder = Some(holder);
+        self
+    }
+}
+
+/// What [`ClaimPool::claim_as`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Claimed {
@@ -143,12 +216,24 @@ impl Claimed {
 /// - Each operation is atomic and linearizable across every process and host
 ///   using the same store. Two owners never hold one name at the same time,
 ///   and an owner never holds two names.
-/// - [`claim`](ClaimPool::claim_with) gives the owner the first candidate,
-///   in the order given, that no one holds at the moment of the write. If
-///   the owner holds a name already, it returns that claim unchanged (even
-///   if the name is not among the candidates given, and whatever lease was
-///   asked for) with the current token, and writes nothing. If every
-///   candidate is held, it fails with
+/// - [`claim`](ClaimPool::claim_as) gives the owner the first candidate,
+///   in the order given, that no one holds at the moment of the write, with
+///   the tags, lease and holder asked for. If the owner holds a name
+///   already, it writes nothing and follows the re-join rule of queues
+///   (see [`Queue`](crate::Queue); written once, in `lease/again.rs`),
+///   the candidates aside (an owner's claim is its claim, whichever list it
+///   came from): a claim without a holder that asks for the same tags and
+///   the same lease (duration, or permanent) gets the owner's claim back
+///   with the current token, even one a holder made; one that asks for
+///   anything else fails with
+///   [`ErrorKind::Mismatch`](crate::ErrorKind::Mismatch), naming what
+///   differs (release first to claim anew); a claim by a holder gets the
+///   claim only if that holder made it, and fails with
+///   [`ErrorKind::Held`](crate::ErrorKind::Held) on a leased claim of
+///   another holder or of none (it never shares a name with another
+///   holder: [`ClaimHolder`](crate::ClaimHolder) waits for the claim to
+///   go), with [`ErrorKind::Mismatch`](crate::ErrorKind::Mismatch) on a
+///   permanent one. If every candidate is held, it fails with
 ///   [`ErrorKind::Exhausted`](crate::ErrorKind::Exhausted), naming the pool
 ///   and the number of candidates, and writes nothing; so it does when the
 ///   pool holds [`MAX_CANDIDATES`](crate::MAX_CANDIDATES) claims already.
@@ -158,7 +243,11 @@ impl Claimed {
 ///   it is.
 /// - [`release`](ClaimPool::release) of an owner that holds no name, or on
 ///   a pool that does not exist, fails with
-///   [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) and writes nothing.
+///   [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) and writes nothing;
+///   so does [`release_if`](ClaimPool::release_if) with a token when the
+///   owner's claim is not the one made at that token (a holder that lost
+///   its lease never releases the claim of the holder after it, even of the
+///   same name).
 ///   A released name is free at once: the next claim whose candidates
 ///   include it gets it if it is the first free one.
 /// - [`claims`](ClaimPool::claims) lists every claim in one order, whatever
@@ -170,9 +259,10 @@ impl Claimed {
 /// - If the id holds a counter, a queue or any other kind of item, every
 ///   method fails with [`ErrorKind::WrongType`](crate::ErrorKind::WrongType)
 ///   and changes nothing; the other kinds answer the same about a pool.
-/// - Bad input (an owner that is not a valid process id, a lease out of
-///   range) is [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
-///   and writes nothing; [`Candidates`] are checked when built.
+/// - Bad input (an owner that is not a valid process id, tags beyond a
+///   ticket's limits, a lease out of range, a holder without a lease) is
+///   [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) and writes
+///   nothing; [`Candidates`] are checked when built.
 /// - A successful write is durable in its store before it returns.
 /// - [`remove`](ClaimPool::remove) deletes the pool, its claims and its
 ///   token; a pool created again under the same id starts over at token 1.
@@ -182,7 +272,9 @@ impl Claimed {
 /// As for queue tickets (see [`Queue`](crate::Queue)):
 ///
 /// - A claim made with a lease carries it in [`Claim::lease`], with 0
-///   renewals; one made without is permanent and never expires.
+///   renewals and the holder that made it
+///   ([`Lease::holder`](crate::Lease::holder)); one made without is
+///   permanent and never expires.
 /// - [`renew`](ClaimPool::renew) adds one to the lease's `renewals` and
 ///   writes nothing else: the token stays, and no claim or release of
 ///   another owner has to retry because of it. It fails with
@@ -197,28 +289,39 @@ pub trait ClaimPool: Send + Sync + fmt::Debug {
     /// The id this pool is stored under.
     fn id(&self) -> &str;
 
-    /// Claim the first free name of `candidates` for `owner`, with a lease
-    /// of the given duration or (`None`) a permanent claim, or return the
-    /// owner's existing claim. A lease must be from
-    /// [`MIN_LEASE`](crate::lease::MIN_LEASE) to
-    /// [`MAX_LEASE`](crate::lease::MAX_LEASE).
+    /// Claim the first free name of the request's candidates for `owner`
+    /// with its tags, lease and holder, or, if the owner holds a claim
+    /// already, apply the re-join rule of the [contract](ClaimPool): its
+    /// claim, or [`ErrorKind::Held`](crate::ErrorKind::Held) or
+    /// [`ErrorKind::Mismatch`](crate::ErrorKind::Mismatch) without a write.
+    /// A lease must be from [`MIN_LEASE`](crate::lease::MIN_LEASE) to
+    /// [`MAX_LEASE`](crate::lease::MAX_LEASE); a holder needs one.
+    async fn claim_as(&self, owner: &str, request: &ClaimRequest) -> Result<Claimed>;
+
+    /// [`claim_as`](ClaimPool::claim_as) without tags or holder: claim the
+    /// first free name of `candidates` for `owner`, with a lease of the
+    /// given duration or (`None`) a permanent claim, or return the owner's
+    /// claim if it is that one.
     async fn claim_with(
         &self,
         owner: &str,
         candidates: &Candidates,
         lease: Option<Duration>,
-    ) -> Result<Claimed>;
+    ) -> Result<Claimed> {
+        let request = ClaimRequest::new(candidates.clone()).with_lease(lease);
+        self.claim_as(owner, &request).await
+    }
 
     /// Claim the first free name of `candidates` for `owner` for good (until
-    /// released), or return the owner's existing claim.
+    /// released), or return the owner's claim if it is that one.
     async fn claim(&self, owner: &str, candidates: &Candidates) -> Result<Fenced<Claim>> {
         Ok(self.claim_with(owner, candidates, None).await?.claim)
     }
 
     /// Claim the first free name with a lease that expires unless renewed
-    /// within `lease`, or return the owner's existing claim. Most callers
-    /// want a [`ClaimHolder`](crate::ClaimHolder), which claims this way and
-    /// renews in the background.
+    /// within `lease`, or return the owner's claim if it is that one. Most
+    /// callers want a [`ClaimHolder`](crate::ClaimHolder), which claims with
+    /// a holder and renews in the background.
     async fn claim_leased(
         &self,
         owner: &str,
@@ -237,9 +340,18 @@ pub trait ClaimPool: Send + Sync + fmt::Debug {
     /// if the claim changed (renewed, released) or is gone.
     async fn expire(&self, expired: &Expired<Claim>) -> Result<Option<FencingToken>>;
 
-    /// Give back `owner`'s name. Returns the claim as it was, with the token
+    /// Give back `owner`'s name: whichever it holds (`token` `None`), or
+    /// only the claim made at `token` ([`Claim::token`];
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) otherwise, and
+    /// nothing is written). Returns the claim as it was, with the token
     /// after the release.
-    async fn release(&self, owner: &str) -> Result<Fenced<Claim>>;
+    async fn release_if(&self, owner: &str, token: Option<FencingToken>) -> Result<Fenced<Claim>>;
+
+    /// Give back `owner`'s name, whichever claim it holds. Returns the claim
+    /// as it was, with the token after the release.
+    async fn release(&self, owner: &str) -> Result<Fenced<Claim>> {
+        self.release_if(owner, None).await
+    }
 
     /// The claim of `owner`;
     /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) if it holds none.
@@ -252,22 +364,4 @@ pub trait ClaimPool: Send + Sync + fmt::Debug {
     /// Delete the pool. Returns the token it had, or `None` if there was no
     /// pool under this id (which is not an error).
     async fn remove(&self) -> Result<Option<FencingToken>>;
-
-    /// Whether this handle learns of changes from its store as they happen
-    /// (etcd's watches), rather than by looking again every poll interval
-    /// (the default).
-    fn pushes(&self) -> bool {
-        false
-    }
-
-    /// Wait until the pool's fencing token is no longer `seen`, or until `until`. `true`:
-    /// look again (the pool's fencing token changed, or, on a store that does not push, `poll`
-    /// passed: a spurious `true` costs one read); `false`: `until` passed
-    /// first. The default sleeps `poll` (polling); a store that pushes waits
-    /// for the change itself, and may use `poll` to space out wake-ups that
-    /// only renewals cause.
-    async fn wait_for_change(&self, seen: u64, until: Instant, poll: Duration) -> Result<bool> {
-        let _ = seen;
-        Ok(crate::change::poll_once(until, poll).await)
-    }
 }

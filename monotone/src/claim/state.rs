@@ -15,9 +15,12 @@ use crate::claim::Claim;
 
 use crate::claim::candidates::{listing_order, Candidates, MAX_CANDIDATES};
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::again::{again, Again};
 use crate::lease::expiry::Expired;
+use crate::lease::holder_id::HolderId;
 use crate::lease::record::LeaseRecord;
 use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::ticket::Tags;
 
 /// One claim as stored, under its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,7 @@ pub(crate) struct ClaimRecord {
     pub index: usize,
     /// The pool's version right after the claim was made.
     pub token: u64,
+    pub tags: Tags,
     pub lease: Option<LeaseRecord>,
 }
 
@@ -38,13 +42,19 @@ pub(crate) struct Waiter {
     pub candidates: String,
     /// The lease it asked for, in milliseconds; `None`: a permanent claim.
     pub lease_ms: Option<u64>,
+    /// The tags it asked for.
+    pub tags: Tags,
+    /// The holder that asked, if one did (with a lease).
+    pub holder: Option<HolderId>,
 }
 
-/// A claim asked for: who, from which candidates, with which lease.
+/// A claim asked for: who, from which candidates, with which tags and
+/// lease (whose holder is the one that asks).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ClaimRequest<'a> {
+pub(crate) struct Asked<'a> {
     pub owner: &'a str,
     pub candidates: &'a Candidates,
+    pub tags: &'a Tags,
     pub lease: Option<LeaseRecord>,
 }
 
@@ -113,6 +123,7 @@ impl ClaimPoolState {
             record.index,
             FencingToken(record.token),
         )
+        .with_tags(record.tags.clone())
         .with_lease(record.lease.as_ref().map(LeaseRecord::lease))
     }
 
@@ -151,13 +162,39 @@ impl ClaimPoolState {
     }
 
     /// Claim the first free candidate for `request.owner`, unless it holds
-    /// a claim already. Checks everything before it changes anything.
-    pub fn claim(&mut self, id: &str, request: &ClaimRequest<'_>) -> Result<ClaimOutcome> {
+    /// a claim already: then the re-join rule (`lease/again.rs`) says
+    /// whether its claim is the one asked for ([`ClaimOutcome::Existing`]),
+    /// held by another holder ([`ErrorKind::Held`]) or another claim
+    /// ([`ErrorKind::Mismatch`]). Checks everything before it changes
+    /// anything.
+    pub fn claim(&mut self, id: &str, request: &Asked<'_>) -> Result<ClaimOutcome> {
         if let Some((name, record)) = self.held_by(request.owner) {
-            return Ok(ClaimOutcome::Existing(Fenced::new(
-                self.claim_named(name, record),
-                self.token(),
-            )));
+            let owner = request.owner;
+            return match again(
+                &record.tags,
+                record.lease.as_ref(),
+                request.tags,
+                request.lease.as_ref(),
+            ) {
+                Again::Same => Ok(ClaimOutcome::Existing(Fenced::new(
+                    self.claim_named(name, record),
+                    self.token(),
+                ))),
+                Again::Held => Err(Error::new(
+                    ErrorKind::Held,
+                    format!(
+                        "`{owner}`'s claim of `{name}` in claim pool `{id}` is held by another \
+                         holder; nothing was written"
+                    ),
+                )),
+                Again::Differs { held, asked } => Err(Error::new(
+                    ErrorKind::Mismatch,
+                    format!(
+                        "`{owner}` holds `{name}` in claim pool `{id}` with {held}, and this claim \
+                         asks for {asked}: release it first to claim anew; nothing was written"
+                    ),
+                )),
+            };
         }
         if self.claims.len() >= MAX_CANDIDATES {
             return Err(Error::new(
@@ -177,6 +214,7 @@ impl ClaimPoolState {
             owner: request.owner.to_owned(),
             index,
             token: version,
+            tags: request.tags.clone(),
             lease: request.lease,
         };
         let claim = self.claim_named(&name, &record);
@@ -185,13 +223,29 @@ impl ClaimPoolState {
         Ok(ClaimOutcome::Claimed(Fenced::new(claim, self.token())))
     }
 
-    /// Take `owner`'s claim out; NotFound if it holds none. Returns the
-    /// claim as it was, with the new token.
-    pub fn release(&mut self, id: &str, owner: &str) -> Result<Fenced<Claim>> {
+    /// Take `owner`'s claim out: whichever it holds (`token` `None`), or
+    /// only the claim made at `token`; NotFound if it holds none (not that
+    /// one). Returns the claim as it was, with the new token.
+    pub fn release(
+        &mut self,
+        id: &str,
+        owner: &str,
+        token: Option<FencingToken>,
+    ) -> Result<Fenced<Claim>> {
         let name = self
             .held_by(owner)
+            .filter(|(_, r)| token.is_none_or(|t| t.get() == r.token))
             .map(|(name, _)| name.clone())
-            .ok_or_else(|| Error::claim_not_found(id, owner))?;
+            .ok_or_else(|| match token {
+                None => Error::claim_not_found(id, owner),
+                Some(t) => Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "`{owner}` holds no claim made at token {t} in claim pool `{id}`: \
+                         it expired and was removed, or was released"
+                    ),
+                ),
+            })?;
         self.remove_claim(id, &name)
     }
 
@@ -282,13 +336,7 @@ impl ClaimPoolState {
     /// version grows by one per claim. `now_ms` is the wall-clock time of
     /// the new leases. Fails (changing nothing) if `me` cannot be served.
     #[cfg_attr(not(feature = "aws"), allow(dead_code))]
-    pub fn serve(
-        &mut self,
-        id: &str,
-        me: &ClaimRequest<'_>,
-        most: usize,
-        now_ms: u64,
-    ) -> Result<Served> {
+    pub fn serve(&mut self, id: &str, me: &Asked<'_>, most: usize, now_ms: u64) -> Result<Served> {
         let mine = match self.claim(id, me)? {
             ClaimOutcome::Claimed(c) => c,
             ClaimOutcome::Existing(c) => {
@@ -322,12 +370,13 @@ impl ClaimPoolState {
             if waiter.candidates != digest {
                 continue;
             }
-            let request = ClaimRequest {
+            let request = Asked {
                 owner: &owner,
                 candidates: me.candidates,
-                lease: waiter
-                    .lease_ms
-                    .map(|ms| LeaseRecord::new(Duration::from_millis(ms), now_ms)),
+                tags: &waiter.tags,
+                lease: waiter.lease_ms.map(|ms| {
+                    LeaseRecord::new(Duration::from_millis(ms), now_ms).held_by(waiter.holder)
+                }),
             };
             match self.claim(id, &request) {
                 Ok(ClaimOutcome::Claimed(c)) => {
@@ -365,10 +414,13 @@ mod tests {
         Candidates::range(1..=n).unwrap()
     }
 
-    fn request<'a>(owner: &'a str, candidates: &'a Candidates) -> ClaimRequest<'a> {
-        ClaimRequest {
+    const NO_TAGS: &Tags = &Tags::new();
+
+    fn request<'a>(owner: &'a str, candidates: &'a Candidates) -> Asked<'a> {
+        Asked {
             owner,
             candidates,
+            tags: NO_TAGS,
             lease: None,
         }
     }
@@ -399,7 +451,7 @@ mod tests {
             }
             other => panic!("not idempotent: {other:?}"),
         }
-        let released = p.release("p", "a").unwrap();
+        let released = p.release("p", "a", None).unwrap();
         assert_eq!(
             (released.value.name.as_str(), released.fencing_token.0),
             ("1", 3)
@@ -414,7 +466,10 @@ mod tests {
             "{e}"
         );
         assert_eq!(p.version, 5, "a failed claim writes nothing");
-        assert_eq!(p.release("p", "a").unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            p.release("p", "a", None).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
         let order: Vec<_> = p.claims().value.into_iter().map(|c| c.owner).collect();
         assert_eq!(order, ["d", "b", "e"], "by name, numerically");
     }
@@ -427,10 +482,9 @@ mod tests {
         let a = claimed(
             p.claim(
                 "p",
-                &ClaimRequest {
-                    owner: "a",
-                    candidates: &c,
+                &Asked {
                     lease,
+                    ..request("a", &c)
                 },
             )
             .unwrap(),
@@ -475,6 +529,84 @@ mod tests {
         assert_eq!(p.expire("p", &seen[0]).unwrap(), None, "gone already");
     }
 
+    /// The re-join rule (`lease/again.rs`) as a pool applies it, the
+    /// candidates aside; and a holder releases its own claim only.
+    #[test]
+    fn a_claim_of_an_owner_that_holds_one_follows_the_re_join_rule() {
+        use crate::lease::again::asked;
+        let (h1, h2) = (HolderId::new(1), HolderId::new(2));
+        let c = range(5);
+        let zk = Tags::from([("role".to_string(), "zk".to_string())]);
+        let ask = |owner, tags, lease: Option<u64>, holder| Asked {
+            lease: asked(lease, holder),
+            tags,
+            ..request(owner, &c)
+        };
+        let mut p = ClaimPoolState::default();
+        let held = claimed(p.claim("p", &ask("held", &zk, Some(500), h1)).unwrap());
+        assert_eq!(held.value.tags, zk, "stored with the claim");
+        let shell = claimed(
+            p.claim("p", &ask("shell", NO_TAGS, Some(500), None))
+                .unwrap(),
+        );
+        let perm = claimed(p.claim("p", &ask("perm", &zk, None, None)).unwrap());
+        let before = p.clone();
+        let cases = [
+            (ask("held", NO_TAGS, Some(900), h1), Ok(&held)),
+            (ask("held", &zk, Some(500), h2), Err(ErrorKind::Held)),
+            (ask("held", &zk, Some(500), None), Ok(&held)),
+            (
+                ask("held", NO_TAGS, Some(500), None),
+                Err(ErrorKind::Mismatch),
+            ),
+            (ask("shell", NO_TAGS, Some(500), h2), Err(ErrorKind::Held)),
+            (ask("shell", NO_TAGS, Some(500), None), Ok(&shell)),
+            (ask("shell", NO_TAGS, None, None), Err(ErrorKind::Mismatch)),
+            (ask("perm", &zk, Some(500), h2), Err(ErrorKind::Mismatch)),
+            (ask("perm", &zk, None, None), Ok(&perm)),
+            (
+                Asked {
+                    candidates: &range(9),
+                    ..ask("perm", &zk, None, None)
+                },
+                Ok(&perm),
+            ),
+        ];
+        for (i, (asked, expected)) in cases.iter().enumerate() {
+            match (p.claim("p", asked), expected) {
+                (Ok(ClaimOutcome::Existing(got)), Ok(claim)) => {
+                    assert_eq!(got.value, claim.value, "case {i}");
+                    assert_eq!(got.fencing_token, FencingToken(3), "the current token");
+                }
+                (Err(e), Err(kind)) => assert_eq!(e.kind(), *kind, "case {i}: {e}"),
+                (got, _) => panic!("case {i}: {got:?}"),
+            }
+            assert_eq!(p, before, "nothing written");
+        }
+        let e = p
+            .claim("p", &ask("shell", NO_TAGS, Some(600), None))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`shell` holds `2` in claim pool `p` with a lease of 500ms, and this claim asks for \
+             a lease of 600ms: release it first to claim anew; nothing was written"
+        );
+        // A holder releases its own claim only: the one made at its token.
+        let e = p.release("p", "held", Some(shell.value.token)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.to_string(),
+            "`held` holds no claim made at token 2 in claim pool `p`: it expired and was \
+             removed, or was released"
+        );
+        assert_eq!(p, before, "nothing written");
+        let token = Some(held.value.token);
+        assert_eq!(
+            p.release("p", "held", token).unwrap().fencing_token,
+            FencingToken(4)
+        );
+    }
+
     #[test]
     fn serving_claims_for_the_waiters_with_the_same_candidates() {
         let c = range(4);
@@ -484,8 +616,19 @@ mod tests {
         let waiter = |c: &Candidates, ms| Waiter {
             candidates: c.digest(),
             lease_ms: ms,
+            tags: Tags::new(),
+            holder: None,
         };
-        p.wait("w-b", waiter(&c, Some(500)));
+        let tagged = Tags::from([("addr".to_string(), "10.0.0.5".to_string())]);
+        let h = HolderId::new(77);
+        p.wait(
+            "w-b",
+            Waiter {
+                tags: tagged.clone(),
+                holder: h,
+                ..waiter(&c, Some(500))
+            },
+        );
         p.wait("w-a", waiter(&c, None));
         p.wait("held", waiter(&c, None));
         p.wait("w-other", waiter(&other, None));
@@ -513,6 +656,8 @@ mod tests {
             b.lease.as_ref().unwrap().duration,
             Duration::from_millis(500)
         );
+        // Made as the waiter asked: its tags and its holder.
+        assert_eq!((b.tags, b.lease.unwrap().holder), (tagged, h));
         let left: Vec<_> = p.waiting().keys().cloned().collect();
         assert_eq!(left, ["w-c", "w-other"]);
         // The caller itself cannot be served: nothing changes.
@@ -532,6 +677,8 @@ mod tests {
                 Waiter {
                     candidates: c.digest(),
                     lease_ms: None,
+                    tags: Tags::new(),
+                    holder: None,
                 },
             );
         }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::claim::{Claim, ClaimPool, Claimed};
+use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
 
 use crate::claim::candidates::{Candidates, MAX_CANDIDATES};
 use crate::error::{Error, ErrorKind, Result};
@@ -45,13 +45,26 @@ pub async fn wait_for_claim(
     lease: Option<Duration>,
     options: &WaitOptions,
 ) -> Result<Claimed> {
+    let request = ClaimRequest::new(candidates.clone()).with_lease(lease);
+    wait_for_claim_as(pool, owner, &request, options).await
+}
+
+/// [`wait_for_claim`] of a claim as `request` asks ([`ClaimPool::claim_as`]:
+/// its candidates, tags, lease and holder).
+pub async fn wait_for_claim_as(
+    pool: &dyn ClaimPool,
+    owner: &str,
+    request: &ClaimRequest,
+    options: &WaitOptions,
+) -> Result<Claimed> {
+    let candidates = &request.candidates;
     let started = Instant::now();
     let deadline = options.timeout.map(|t| started + t);
     let mut watch = LeaseWatch::<Claim>::new();
     let mut try_claim = true;
     loop {
         if try_claim {
-            match pool.claim_with(owner, candidates, lease).await {
+            match pool.claim_as(owner, request).await {
                 Err(e) if e.kind() == ErrorKind::Exhausted => {
                     let now = Instant::now();
                     if deadline.is_some_and(|d| now >= d) {
@@ -94,9 +107,8 @@ pub async fn wait_for_claim(
             ));
         }
         let poll = options.poll_among(ours.iter().filter_map(|c| c.lease.as_ref()));
-        let until = WaitOptions::until(now, watch.next_expiry(), deadline);
-        pool.wait_for_change(all.fencing_token.get(), until, WaitOptions::jittered(poll))
-            .await?;
+        let wake = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
+        tokio::time::sleep_until(wake).await;
     }
 }
 

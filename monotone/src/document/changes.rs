@@ -49,9 +49,7 @@ impl Change {
 /// The changes of a document from a version on, found by polling its version
 /// (see [`Document::read_if_changed`] for one check's cost on each store):
 /// [`next`](Self::next) checks once per poll interval, so a watcher's cost is
-/// one check per interval, changes or not. On a store that pushes changes
-/// ([`Document::pushes`]: etcd) it checks when the store says the document
-/// changed, and not otherwise.
+/// one check per interval, changes or not.
 ///
 /// # Guarantees
 ///
@@ -121,14 +119,7 @@ impl Changes {
     pub async fn next(&mut self) -> Result<Change> {
         loop {
             if let Some(at) = self.next_check {
-                if self.doc.pushes() {
-                    // Told of the change as it happens: no polling.
-                    self.doc
-                        .wait_for_change(self.since, crate::change::never(), self.poll_interval)
-                        .await?;
-                } else {
-                    tokio::time::sleep_until(at).await;
-                }
+                tokio::time::sleep_until(at).await;
             }
             self.next_check = Some(tokio::time::Instant::now() + self.poll_interval);
             if let Some(change) = self.poll().await? {

@@ -17,11 +17,9 @@ pub(crate) mod changes;
 pub(crate) mod state;
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::time::Instant;
 
 use crate::backoff::{Backoff, Jitter};
 use crate::error::{Error, ErrorKind, Result};
@@ -148,24 +146,6 @@ pub trait Document: Send + Sync + fmt::Debug {
     /// The retry policy of [`DocumentExt::update`] on this store.
     fn backoff(&self) -> Backoff {
         Backoff::default()
-    }
-
-    /// Whether this handle learns of changes from its store as they happen
-    /// (etcd's watches), rather than by looking again every poll interval
-    /// (the default).
-    fn pushes(&self) -> bool {
-        false
-    }
-
-    /// Wait until the document's version is no longer `seen`, or until `until`. `true`:
-    /// look again (the document's version changed, or, on a store that does not push, `poll`
-    /// passed: a spurious `true` costs one read); `false`: `until` passed
-    /// first. The default sleeps `poll` (polling); a store that pushes waits
-    /// for the change itself, and may use `poll` to space out wake-ups that
-    /// only renewals cause.
-    async fn wait_for_change(&self, seen: u64, until: Instant, poll: Duration) -> Result<bool> {
-        let _ = seen;
-        Ok(crate::change::poll_once(until, poll).await)
     }
 }
 

@@ -63,6 +63,28 @@ that case: whatever a stale holder writes to carries a smaller token than the
 new head's. Clock *offsets* do not matter at all: the wall-clock time stored
 with each renewal ([`Lease::renewed_at`]) is shown, never used.
 
+## Holders
+
+A process id (an owner) says what holds a ticket (a claim), not which
+holder: two holders may use one, such as a cron job that overlaps itself
+with `lock -p "$(hostname)"`. So each [`LeaseHolder`](crate::LeaseHolder)
+and [`ClaimHolder`](crate::ClaimHolder) makes a random [`HolderId`] and
+stores it with its record's lease ([`Lease::holder`]). A holder's join
+(claim) that finds its process id's ticket (owner's claim) made by another
+holder, or by a leased join without a holder, writes nothing and gets
+[`ErrorKind::Held`](crate::ErrorKind::Held); the holder then waits its turn
+as an observer of that one record (steps 4 and 5): until it is released,
+or until it has watched it go unrenewed for a full lease and removed it.
+So two holders never hold one record at once, and the second one's token is
+larger. A holder's own request sent again finds its own record and writes
+nothing, which makes a resent request (after a lost answer) harmless. A
+holder gives back its record with a write conditional on the record's
+identity (a ticket's counter, a claim's token), so a holder that lost its
+lease never removes the record of the holder after it. The rule for joins
+and claims without a holder (idempotent when they ask for the record that is
+there, [`ErrorKind::Mismatch`](crate::ErrorKind::Mismatch) otherwise) is on
+[`Queue`](crate::Queue) and [`ClaimPool`](crate::ClaimPool).
+
 ## What an observer costs
 
 A waiter reads the queue once per poll interval (see
@@ -74,18 +96,28 @@ that ticket could expire rather than a whole poll past it.
 */
 
 // The files of this module:
+// - again.rs: the re-join rule (what a join or claim finds where its process
+//   or owner has a record already), which the queue's and the pool's rules
+//   apply;
+// - holder_id.rs: HolderId, which tells two holders of one process id apart;
 // - record.rs: the lease as stored (Lease, LeaseRecord) and its bounds;
 // - expiry.rs: the observer's part (Leased, LeaseWatch, Expired);
 // - keeper.rs: the holder's part: the one renewal loop (LeaseKeeper), when
 //   to give up (HolderOptions, holder_validity), LeaseStatus;
 // - held.rs: the one holder of a leased record (Held), which LeaseHolder
-//   (queue/holder.rs) and ClaimHolder (claim/holder.rs) wrap.
+//   (queue/holder.rs) and ClaimHolder (claim/holder.rs) wrap;
+// - turn.rs: a holder waiting for another holder's record of its process id
+//   (owner) to go before it makes its own.
 
+pub(crate) mod again;
 pub(crate) mod expiry;
 pub(crate) mod held;
+pub(crate) mod holder_id;
 pub(crate) mod keeper;
 pub(crate) mod record;
+pub(crate) mod turn;
 
 pub use self::expiry::{Expired, LeaseWatch, Leased};
+pub use self::holder_id::{HolderId, MAX_HOLDER_ID};
 pub use self::keeper::{holder_validity, HOLDER_SHARE};
 pub use self::record::{Lease, MAX_LEASE, MIN_LEASE};

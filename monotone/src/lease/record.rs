@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::lease::holder_id::HolderId;
 
 /// The shortest lease a ticket may have.
 pub const MIN_LEASE: Duration = Duration::from_millis(50);
@@ -28,16 +29,29 @@ pub struct Lease {
     /// The holder's wall-clock time of its last renewal (or of the join), if
     /// the store keeps it. For display only: no decision depends on it.
     pub renewed_at: Option<SystemTime>,
+    /// The holder that made the ticket or claim
+    /// ([`LeaseHolder`](crate::LeaseHolder), [`ClaimHolder`](crate::ClaimHolder)),
+    /// or `None` for one made without a holder (a leased `queue join` from a
+    /// shell).
+    pub holder: Option<HolderId>,
 }
 
 impl Lease {
-    /// A lease as stored; mostly useful to backends and tests.
+    /// A lease as stored, without a holder; mostly useful to backends and
+    /// tests.
     pub fn new(duration: Duration, renewals: u64, renewed_at: Option<SystemTime>) -> Self {
         Lease {
             duration,
             renewals,
             renewed_at,
+            holder: None,
         }
+    }
+
+    /// The same lease, held by `holder`.
+    pub fn with_holder(mut self, holder: Option<HolderId>) -> Self {
+        self.holder = holder;
+        self
     }
 }
 
@@ -79,25 +93,42 @@ pub(crate) struct LeaseRecord {
     /// The holder's wall-clock time of the last renewal, in milliseconds
     /// since the Unix epoch; for display only.
     pub renewed_at_ms: u64,
+    /// The holder that made the record, if one did.
+    pub holder: Option<HolderId>,
 }
 
 impl LeaseRecord {
-    /// A new lease of `duration`, joined at `now_ms`.
+    /// A new lease of `duration` without a holder, joined at `now_ms`.
     pub fn new(duration: Duration, now_ms: u64) -> Self {
         LeaseRecord {
             duration_ms: millis(duration),
             renewals: 0,
             renewed_at_ms: now_ms,
+            holder: None,
         }
     }
 
+    /// The same lease, held by `holder`.
+    pub fn held_by(mut self, holder: Option<HolderId>) -> Self {
+        self.holder = holder;
+        self
+    }
+
     /// The lease of a record made now with a lease of `lease` (`None`: a
-    /// permanent one), after checking its duration.
-    pub fn starting_now(lease: Option<Duration>) -> Result<Option<Self>> {
-        let Some(d) = lease else { return Ok(None) };
+    /// permanent one) by `holder`, after checking both: a lease must be in
+    /// range, and a holder holds a leased record only.
+    pub fn starting_now(lease: Option<Duration>, holder: Option<HolderId>) -> Result<Option<Self>> {
+        let Some(d) = lease else {
+            return match holder {
+                None => Ok(None),
+                Some(h) => Err(Error::invalid(format!(
+                    "holder {h} asks for a permanent record: a holder holds a leased one"
+                ))),
+            };
+        };
         validate(d)?;
         let now = unix_millis(SystemTime::now());
-        Ok(Some(LeaseRecord::new(d, now)))
+        Ok(Some(LeaseRecord::new(d, now).held_by(holder)))
     }
 
     pub fn lease(&self) -> Lease {
@@ -106,6 +137,7 @@ impl LeaseRecord {
             self.renewals,
             Some(from_unix_millis(self.renewed_at_ms)),
         )
+        .with_holder(self.holder)
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! - `fencing.rs`: [`FencingToken`] and [`Fenced`], which every primitive
 //!   shares;
-//! - `ticket.rs`: [`Ticket`], [`Tags`], [`Joined`];
+//! - `ticket.rs`: [`Ticket`], [`Tags`], [`JoinRequest`], [`Joined`];
 //! - `state.rs`: a queue's whole state as one value and the rules that
 //!   change it, written once and applied by every store;
 //! - `wait.rs`: waiting for a place among the first N
@@ -22,14 +22,12 @@ pub(crate) mod wait;
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::lease::expiry::Expired;
 use crate::queue::fencing::{Fenced, FencingToken};
-use crate::queue::ticket::{Joined, Tags, Ticket};
+use crate::queue::ticket::{JoinRequest, Joined, Tags, Ticket};
 
 /// An ordered queue of process ids, stored under one id, whose every write
 /// yields a new [`FencingToken`].
@@ -49,9 +47,26 @@ use crate::queue::ticket::{Joined, Tags, Ticket};
 ///   token; reads return it unchanged.
 /// - Tickets are ordered by counter, ascending; a ticket's `position` is its
 ///   index in that order.
-/// - [`join`](Queue::join) is idempotent: joining again returns the existing
-///   ticket (with its original tags) and the current token, and writes
-///   nothing.
+/// - A join of a process that is in the queue already writes nothing, and
+///   follows one rule (written once, in `lease/again.rs`):
+///   - a join without a holder ([`join`](Queue::join), `queue join`) that
+///     asks for the ticket there (the same tags; the same lease duration,
+///     or permanent both) gets it back with the current token: joining
+///     again is idempotent, as in monotone 0.4 (a rebooted host gets its
+///     ticket back), even when a holder made the ticket. One that asks for
+///     anything else (other tags, another lease, a lease where the ticket
+///     is permanent or the reverse) fails with
+///     [`ErrorKind::Mismatch`](crate::ErrorKind::Mismatch), naming what
+///     differs: leave first to join anew;
+///   - a join by a holder ([`JoinRequest::holder`], as a
+///     [`LeaseHolder`](crate::LeaseHolder) joins) gets the ticket only if
+///     that holder made it (the same request sent again); a leased ticket
+///     that another holder, or a join without a holder, made fails with
+///     [`ErrorKind::Held`](crate::ErrorKind::Held): a holder never shares
+///     a ticket with another, it waits for it to go (see
+///     [`LeaseHolder::join_waiting`](crate::LeaseHolder::join_waiting)). A
+///     permanent ticket, which never expires, fails with
+///     [`ErrorKind::Mismatch`](crate::ErrorKind::Mismatch).
 /// - [`leave`](Queue::leave) of a process that is not in the queue, or on a
 ///   queue that does not exist, fails with
 ///   [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) and writes nothing.
@@ -69,9 +84,13 @@ use crate::queue::ticket::{Joined, Tags, Ticket};
 /// store's part of it:
 ///
 /// - A ticket joined with a lease ([`join_leased`](Queue::join_leased)) carries
-///   it in [`Ticket::lease`], with 0 renewals; a ticket joined without one is
-///   permanent and never expires. Joining again returns the existing ticket,
-///   leased or not, unchanged.
+///   it in [`Ticket::lease`], with 0 renewals and the holder that joined
+///   ([`Lease::holder`](crate::Lease::holder)); a ticket joined without one
+///   is permanent and never expires.
+/// - [`leave_if`](Queue::leave_if) with a counter takes the ticket out only
+///   if it is that one, so that a holder that lost its lease never removes
+///   the ticket of the holder after it: counters are never reused while the
+///   queue exists.
 /// - [`renew`](Queue::renew) adds one to the lease's `renewals` (its record
 ///   version) and writes nothing else: the fencing token stays, and no other
 ///   process's join or leave has to retry because of it. It fails with
@@ -87,28 +106,38 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// The id this queue is stored under.
     fn id(&self) -> &str;
 
-    /// Add `process_id` at the back of the queue, with a lease of the given
-    /// duration or (`None`) a permanent ticket, or return its existing ticket
-    /// if it is already in the queue. A lease must be from
-    /// [`MIN_LEASE`](crate::lease::MIN_LEASE) to
-    /// [`MAX_LEASE`](crate::lease::MAX_LEASE).
+    /// Add `process_id` at the back of the queue with the tags, lease and
+    /// holder of `request`, or, if it is in the queue already, apply the
+    /// re-join rule of the [contract](Queue): its ticket, or
+    /// [`ErrorKind::Held`](crate::ErrorKind::Held) or
+    /// [`ErrorKind::Mismatch`](crate::ErrorKind::Mismatch) without a write.
+    /// A lease must be from [`MIN_LEASE`](crate::lease::MIN_LEASE) to
+    /// [`MAX_LEASE`](crate::lease::MAX_LEASE); a holder needs one.
+    async fn join_as(&self, process_id: &str, request: &JoinRequest) -> Result<Joined>;
+
+    /// [`join_as`](Queue::join_as) without a holder: add `process_id` with
+    /// a lease of the given duration or (`None`) a permanent ticket, or
+    /// return its ticket if it is that one.
     async fn join_with(
         &self,
         process_id: &str,
         tags: Tags,
         lease: Option<Duration>,
-    ) -> Result<Joined>;
+    ) -> Result<Joined> {
+        let request = JoinRequest::new().with_tags(tags).with_lease(lease);
+        self.join_as(process_id, &request).await
+    }
 
     /// Add `process_id` at the back of the queue with a permanent ticket, or
-    /// return its existing ticket if it is already in the queue.
+    /// return its ticket if it is that one (the same tags, permanent).
     async fn join(&self, process_id: &str, tags: Tags) -> Result<Fenced<Ticket>> {
         Ok(self.join_with(process_id, tags, None).await?.ticket)
     }
 
     /// Add `process_id` at the back of the queue with a ticket that expires
-    /// unless renewed within `lease`, or return its existing ticket. Most
-    /// callers want a [`LeaseHolder`](crate::LeaseHolder), which joins this
-    /// way and renews in the background.
+    /// unless renewed within `lease`, or return its ticket if it is that
+    /// one. Most callers want a [`LeaseHolder`](crate::LeaseHolder), which
+    /// joins with a holder and renews in the background.
     async fn join_leased(
         &self,
         process_id: &str,
@@ -128,8 +157,17 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// if the ticket changed (renewed, left, re-joined) or is gone.
     async fn expire(&self, expired: &Expired) -> Result<Option<FencingToken>>;
 
-    /// Take `process_id` out of the queue; returns the new token.
-    async fn leave(&self, process_id: &str) -> Result<FencingToken>;
+    /// Take `process_id`'s ticket out of the queue: whichever it holds
+    /// (`counter` `None`), or only the ticket numbered `counter`
+    /// ([`ErrorKind::NotFound`](crate::ErrorKind::NotFound) otherwise, and
+    /// nothing is written). Returns the new token.
+    async fn leave_if(&self, process_id: &str, counter: Option<u64>) -> Result<FencingToken>;
+
+    /// Take `process_id` out of the queue, whichever ticket it holds;
+    /// returns the new token.
+    async fn leave(&self, process_id: &str) -> Result<FencingToken> {
+        self.leave_if(process_id, None).await
+    }
 
     /// The ticket of `process_id`; [`ErrorKind::NotFound`](crate::ErrorKind::NotFound)
     /// if it is not in the queue.
@@ -141,22 +179,4 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// Delete the queue. Returns the token it had, or `None` if there was no
     /// queue under this id (which is not an error).
     async fn remove(&self) -> Result<Option<FencingToken>>;
-
-    /// Whether this handle learns of changes from its store as they happen
-    /// (etcd's watches), rather than by looking again every poll interval
-    /// (the default).
-    fn pushes(&self) -> bool {
-        false
-    }
-
-    /// Wait until the queue's fencing token is no longer `seen`, or until `until`. `true`:
-    /// look again (the queue's fencing token changed, or, on a store that does not push, `poll`
-    /// passed: a spurious `true` costs one read); `false`: `until` passed
-    /// first. The default sleeps `poll` (polling); a store that pushes waits
-    /// for the change itself, and may use `poll` to space out wake-ups that
-    /// only renewals cause.
-    async fn wait_for_change(&self, seen: u64, until: Instant, poll: Duration) -> Result<bool> {
-        let _ = seen;
-        Ok(crate::change::poll_once(until, poll).await)
-    }
 }

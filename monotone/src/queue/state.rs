@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::again::{again, Again};
 use crate::lease::expiry::Expired;
 use crate::lease::record::LeaseRecord;
 use crate::queue::fencing::{Fenced, FencingToken};
@@ -50,7 +51,8 @@ pub(crate) struct QueueState {
 /// What [`QueueState::join`] did.
 #[derive(Debug)]
 pub(crate) enum JoinOutcome {
-    /// The process was already in the queue; nothing changed.
+    /// The process was already in the queue with the ticket asked for;
+    /// nothing changed.
     Existing(Fenced<Ticket>),
     /// The process was added; the state must be written back.
     Joined(Fenced<Ticket>),
@@ -157,8 +159,13 @@ impl QueueState {
         Fenced::new(tickets, self.token())
     }
 
-    /// Add `process_id` with `lease` (`None`: a permanent ticket), unless it
-    /// is in the queue already.
+    /// Add `process_id` with `tags` and `lease` (`None`: a permanent
+    /// ticket; its holder is the one that asks), unless it is in the queue
+    /// already: then the re-join rule (`lease/again.rs`) says whether its
+    /// ticket is the one asked for ([`JoinOutcome::Existing`]), held by
+    /// another holder ([`ErrorKind::Held`]) or another ticket
+    /// ([`ErrorKind::Mismatch`]). Checks everything before it changes
+    /// anything.
     pub fn join(
         &mut self,
         id: &str,
@@ -167,10 +174,22 @@ impl QueueState {
         lease: Option<LeaseRecord>,
     ) -> Result<JoinOutcome> {
         if let Some(position) = self.position_of(process_id) {
-            return Ok(JoinOutcome::Existing(Fenced::new(
-                self.ticket_at(position),
-                self.token(),
-            )));
+            let entry = &self.entries[position];
+            let there = self.leases.get(&entry.counter);
+            return match again(&entry.tags, there, &tags, lease.as_ref()) {
+                Again::Same => Ok(JoinOutcome::Existing(Fenced::new(
+                    self.ticket_at(position),
+                    self.token(),
+                ))),
+                Again::Held => Err(held_by_another(id, process_id)),
+                Again::Differs { held, asked } => Err(Error::new(
+                    ErrorKind::Mismatch,
+                    format!(
+                        "process `{process_id}` is in queue `{id}` with {held}, and this join \
+                         asks for {asked}: leave the queue first to join anew; nothing was written"
+                    ),
+                )),
+            };
         }
         let counter = self
             .value
@@ -200,10 +219,29 @@ impl QueueState {
         )))
     }
 
-    pub fn leave(&mut self, id: &str, process_id: &str) -> Result<FencingToken> {
+    /// Take `process_id`'s ticket out: whichever it holds (`counter`
+    /// `None`), or only the ticket numbered `counter`, NotFound otherwise
+    /// (that ticket expired and was removed, or left, and the process may
+    /// be in the queue again with another).
+    pub fn leave(
+        &mut self,
+        id: &str,
+        process_id: &str,
+        counter: Option<u64>,
+    ) -> Result<FencingToken> {
         let position = self
             .position_of(process_id)
-            .ok_or_else(|| Error::process_not_found(id, process_id))?;
+            .filter(|p| counter.is_none_or(|c| self.entries[*p].counter == c))
+            .ok_or_else(|| match counter {
+                None => Error::process_not_found(id, process_id),
+                Some(c) => Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "ticket {c} of process `{process_id}` is not in queue `{id}`: \
+                         it expired and was removed, or left"
+                    ),
+                ),
+            })?;
         let version = self
             .version
             .checked_add(1)
@@ -264,8 +302,20 @@ impl QueueState {
         if !self.is_unchanged(expired) {
             return Ok(None);
         }
-        self.leave(id, &expired.ticket().process_id).map(Some)
+        self.leave(id, &expired.ticket().process_id, None).map(Some)
     }
+}
+
+/// A holder's join found the process's ticket held by another holder (or
+/// made by a join without one).
+pub(crate) fn held_by_another(id: &str, process_id: &str) -> Error {
+    Error::new(
+        ErrorKind::Held,
+        format!(
+            "the ticket of process `{process_id}` in queue `{id}` is held by another holder; \
+             nothing was written"
+        ),
+    )
 }
 
 /// The holder's ticket is no longer in the queue.
@@ -314,26 +364,101 @@ mod tests {
             (b.value.counter, b.value.position, b.fencing_token.0),
             (2, 1, 2)
         );
-        match q
-            .join("q", "a", [("x".into(), "y".into())].into(), None)
-            .unwrap()
-        {
+        match q.join("q", "a", Tags::new(), None).unwrap() {
             JoinOutcome::Existing(t) => {
                 assert_eq!(t.value, a.value);
                 assert_eq!(t.fencing_token, FencingToken(2), "the current token");
             }
             other => panic!("join was not idempotent: {other:?}"),
         }
-        assert_eq!(q.leave("q", "a").unwrap(), FencingToken(3));
+        // Asking for another ticket is refused, and writes nothing.
+        let before = q.clone();
+        let err = q
+            .join("q", "a", [("x".into(), "y".into())].into(), None)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Mismatch);
+        assert_eq!(
+            err.to_string(),
+            "process `a` is in queue `q` with no tags, and this join asks for tags {x=y}: \
+             leave the queue first to join anew; nothing was written"
+        );
+        assert_eq!(q, before);
+        assert_eq!(q.leave("q", "a", None).unwrap(), FencingToken(3));
         assert_eq!(q.ticket("q", "b").unwrap().value.position, 0);
         let c = joined(q.join("q", "c", Tags::new(), None).unwrap());
         assert_eq!(
             (c.value.counter, c.value.position, c.fencing_token.0),
             (3, 1, 4)
         );
-        let err = q.leave("q", "a").unwrap_err();
+        let err = q.leave("q", "a", None).unwrap_err();
         assert_eq!(err.kind(), crate::error::ErrorKind::NotFound);
         assert_eq!(q.version, 4, "a failed leave must not write");
+    }
+
+    /// The re-join rule (`lease/again.rs`) as a queue applies it: what comes
+    /// back, and that nothing is written unless a ticket is added.
+    #[test]
+    fn a_join_of_a_process_in_the_queue_follows_the_re_join_rule() {
+        use crate::lease::again::asked;
+        use crate::lease::holder_id::HolderId;
+        let (h1, h2) = (HolderId::new(1), HolderId::new(2));
+        let mut q = QueueState::default();
+        let held = joined(
+            q.join("q", "held", Tags::new(), asked(Some(500), h1))
+                .unwrap(),
+        );
+        let shell = joined(
+            q.join("q", "shell", Tags::new(), asked(Some(500), None))
+                .unwrap(),
+        );
+        let perm = joined(q.join("q", "perm", Tags::new(), None).unwrap());
+        let before = q.clone();
+        // (process, lease asked, holder asking) -> the ticket, or the error's kind.
+        let cases = [
+            ("held", Some(900), h1, Ok(&held)),
+            ("held", Some(500), h2, Err(ErrorKind::Held)),
+            ("held", Some(500), None, Ok(&held)),
+            ("held", None, None, Err(ErrorKind::Mismatch)),
+            ("shell", Some(500), h2, Err(ErrorKind::Held)),
+            ("shell", Some(500), None, Ok(&shell)),
+            ("shell", Some(600), None, Err(ErrorKind::Mismatch)),
+            ("perm", Some(500), h2, Err(ErrorKind::Mismatch)),
+            ("perm", Some(500), None, Err(ErrorKind::Mismatch)),
+            ("perm", None, None, Ok(&perm)),
+        ];
+        for (pid, lease, holder, expected) in cases {
+            let got = q.join("q", pid, Tags::new(), asked(lease, holder));
+            match (got, expected) {
+                (Ok(JoinOutcome::Existing(t)), Ok(ticket)) => {
+                    assert_eq!(t.value, ticket.value, "{pid} {lease:?} {holder:?}");
+                    assert_eq!(t.fencing_token, FencingToken(3), "the current token");
+                }
+                (Err(e), Err(kind)) => assert_eq!(e.kind(), kind, "{pid}: {e}"),
+                (got, _) => panic!("{pid} {lease:?} {holder:?}: {got:?}"),
+            }
+            assert_eq!(q, before, "nothing written");
+        }
+        let e = q
+            .join("q", "held", Tags::new(), asked(Some(500), h2))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the ticket of process `held` in queue `q` is held by another holder; \
+             nothing was written"
+        );
+        // A holder leaves its own ticket only: the one numbered as it joined.
+        let e = q.leave("q", "held", Some(shell.value.counter)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.to_string(),
+            "ticket 2 of process `held` is not in queue `q`: it expired and was removed, or left"
+        );
+        let e = q.leave("q", "nobody", Some(1)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(q, before, "nothing written");
+        let counter = Some(held.value.counter);
+        assert_eq!(q.leave("q", "held", counter).unwrap(), FencingToken(4));
+        assert_eq!(q.leave("q", "shell", None).unwrap(), FencingToken(5));
     }
 
     #[test]
@@ -379,7 +504,7 @@ mod tests {
             let lease = lease.map(|ms| LeaseRecord::new(Duration::from_millis(ms), 7));
             joined(whole.join("q", pid, Tags::new(), lease).unwrap());
         }
-        whole.leave("q", "a").unwrap();
+        whole.leave("q", "a", None).unwrap();
         let (before, ticket) = match whole.position_of(process_id) {
             Some(i) => {
                 let e = whole.entries[i].clone();
@@ -401,18 +526,22 @@ mod tests {
                 part.ticket("q", pid).map_err(|e| e.to_string()),
                 "{pid}"
             );
-            let (mut w, mut p) = (whole.clone(), part.clone());
-            let lease = Some(LeaseRecord::new(Duration::from_millis(400), 9));
-            let (jw, jp) = (
-                w.join("q", pid, Tags::new(), lease).unwrap(),
-                p.join("q", pid, Tags::new(), lease).unwrap(),
-            );
-            assert_eq!(format!("{jw:?}"), format!("{jp:?}"), "join {pid}");
-            assert_eq!((w.version, w.value), (p.version, p.value), "join {pid}");
+            for lease in [None, Some(300), Some(400)] {
+                let (mut w, mut p) = (whole.clone(), part.clone());
+                let lease = lease.map(|ms| LeaseRecord::new(Duration::from_millis(ms), 9));
+                let (jw, jp) = (
+                    w.join("q", pid, Tags::new(), lease)
+                        .map_err(|e| e.to_string()),
+                    p.join("q", pid, Tags::new(), lease)
+                        .map_err(|e| e.to_string()),
+                );
+                assert_eq!(format!("{jw:?}"), format!("{jp:?}"), "join {pid}");
+                assert_eq!((w.version, w.value), (p.version, p.value), "join {pid}");
+            }
             let (mut w, mut p) = (whole.clone(), part.clone());
             assert_eq!(
-                w.leave("q", pid).map_err(|e| e.to_string()),
-                p.leave("q", pid).map_err(|e| e.to_string()),
+                w.leave("q", pid, None).map_err(|e| e.to_string()),
+                p.leave("q", pid, None).map_err(|e| e.to_string()),
                 "leave {pid}"
             );
             assert_eq!(w.version, p.version, "leave {pid}");

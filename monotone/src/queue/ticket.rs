@@ -1,11 +1,13 @@
-//! A queue's [`Ticket`]s, their [`Tags`], and what a join did
-//! ([`Joined`]).
+//! A queue's [`Ticket`]s, their [`Tags`], what a join asks for
+//! ([`JoinRequest`]) and what it did ([`Joined`]).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::lease::holder_id::HolderId;
 use crate::lease::record::Lease;
 use crate::queue::fencing::Fenced;
 
@@ -52,7 +54,60 @@ impl Ticket {
     }
 }
 
-/// What [`Queue::join_with`](crate::Queue::join_with) did.
+/// What a join asks for ([`Queue::join_as`](crate::Queue::join_as)): the
+/// ticket's tags, its lease (or a permanent ticket), and the holder that
+/// asks, if one does.
+///
+/// ```
+/// use std::time::Duration;
+/// use monotone::{lease::HolderId, JoinRequest, Tags};
+///
+/// let holder = HolderId::random();
+/// let request = JoinRequest::new()
+///     .with_tags(Tags::from([("role".into(), "zk".into())]))
+///     .with_lease(Some(Duration::from_secs(15)))
+///     .held_by(holder);
+/// assert_eq!(request.holder, Some(holder));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JoinRequest {
+    /// The ticket's tags.
+    pub tags: Tags,
+    /// A lease of this duration, or (`None`) a permanent ticket.
+    pub lease: Option<Duration>,
+    /// The holder that joins (a [`LeaseHolder`](crate::LeaseHolder)), stored
+    /// with the ticket's lease; `None` for a join without a holder. A holder
+    /// needs a lease.
+    pub holder: Option<HolderId>,
+}
+
+impl JoinRequest {
+    /// A permanent ticket without tags or holder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Set [`tags`](Self::tags).
+    pub fn with_tags(mut self, tags: Tags) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// Set [`lease`](Self::lease).
+    pub fn with_lease(mut self, lease: Option<Duration>) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Set [`holder`](Self::holder).
+    pub fn held_by(mut self, holder: HolderId) -> Self {
+        self.holder = Some(holder);
+        self
+    }
+}
+
+/// What [`Queue::join_as`](crate::Queue::join_as) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Joined {

@@ -6,10 +6,7 @@
 //! removes (with [`Queue::expire`]) only the tickets ahead of it that the
 //! watch found unrenewed for a full lease on this process's own clock.
 //!
-//! How a waiter polls, and what waiting costs, is on [`WaitOptions`]. On a
-//! store that pushes changes ([`Queue::pushes`]: etcd) it does not poll: it
-//! waits for the queue to change ([`Queue::wait_for_change`]), for a ticket
-//! ahead to be due to expire, or for its deadline.
+//! How a waiter polls, and what waiting costs, is on [`WaitOptions`].
 
 use std::time::Duration;
 
@@ -107,29 +104,23 @@ impl WaitOptions {
             .map_or(self.max_poll, |d| d.clamp(self.min_poll, self.max_poll))
     }
 
-    /// A random time between half and all of `poll`, so that many waiters
-    /// do not look in step.
-    pub(crate) fn jittered(poll: Duration) -> Duration {
-        poll.mul_f64(0.5 + fastrand::f64() / 2.0)
-    }
-
-    /// The latest time a waiter that looked at `now` and found nothing to
-    /// do may sleep until, however long its store takes to report a change:
-    /// `expiry` (when a watched record could expire) or `deadline`,
-    /// whichever comes first; without either, never.
-    pub(crate) fn until(
+    /// When to look again after a look at `now` that found nothing to do:
+    /// a random time between half and all of `poll`, but never past
+    /// `expiry` (when a watched record could expire) nor `deadline`.
+    pub(crate) fn next_look(
+        poll: Duration,
         now: Instant,
         expiry: Option<Instant>,
         deadline: Option<Instant>,
     ) -> Instant {
-        let mut until = crate::change::never();
+        let mut wake = now + poll.mul_f64(0.5 + fastrand::f64() / 2.0);
         if let Some(expiry) = expiry {
-            until = until.min(expiry.max(now));
+            wake = wake.min(expiry.max(now));
         }
         if let Some(d) = deadline {
-            until = until.min(d);
+            wake = wake.min(d);
         }
-        until
+        wake
     }
 }
 
@@ -202,14 +193,9 @@ pub async fn wait_for_position(
                 ),
             ));
         }
-        // Until the queue changes (a store that pushes says so at once; the
-        // others are read again after a jittered poll interval), a ticket
-        // ahead could expire, or the deadline.
-        let poll = WaitOptions::jittered(options.poll_interval(ahead));
-        let until = WaitOptions::until(now, watch.next_expiry(), deadline);
-        queue
-            .wait_for_change(all.fencing_token.get(), until, poll)
-            .await?;
+        let poll = options.poll_interval(ahead);
+        let wake = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
+        tokio::time::sleep_until(wake).await;
     }
 }
 

@@ -7,14 +7,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use crate::claim::{Claim, ClaimPool, Claimed};
+use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
 
-use crate::claim::candidates::Candidates;
-use crate::claim::state::{ClaimOutcome, ClaimPoolState, ClaimRequest};
+use crate::claim::state::{Asked, ClaimOutcome, ClaimPoolState};
 use crate::counter::Counter;
 use crate::document::state as document_state;
 use crate::document::{CasOutcome, Document, Snapshot};
@@ -24,7 +23,7 @@ use crate::lease::record as lease;
 use crate::lease::record::LeaseRecord;
 use crate::queue::fencing::{Fenced, FencingToken};
 use crate::queue::state::{JoinOutcome, QueueState};
-use crate::queue::ticket::{Joined, Tags, Ticket};
+use crate::queue::ticket::{JoinRequest, Joined, Ticket};
 use crate::queue::Queue;
 use crate::store::item_type::ItemType;
 use crate::store::{Location, Store};
@@ -198,15 +197,10 @@ impl Queue for MemoryQueue {
         &self.id
     }
 
-    async fn join_with(
-        &self,
-        process_id: &str,
-        tags: Tags,
-        lease: Option<Duration>,
-    ) -> Result<Joined> {
+    async fn join_as(&self, process_id: &str, request: &JoinRequest) -> Result<Joined> {
         validate::process_id(process_id)?;
-        validate::tags(&tags)?;
-        let lease = LeaseRecord::starting_now(lease)?;
+        validate::tags(&request.tags)?;
+        let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
         let written_at = tokio::time::Instant::now();
         let mut items = self.store.lock();
         let item = items
@@ -218,18 +212,18 @@ impl Queue for MemoryQueue {
         };
         // `QueueState::join` checks everything before it changes anything, so
         // a failed join leaves the queue as it was.
-        match queue.join(&self.id, process_id, tags, lease)? {
+        match queue.join(&self.id, process_id, request.tags.clone(), lease)? {
             JoinOutcome::Joined(t) => Ok(Joined::written(t, written_at)),
             JoinOutcome::Existing(t) => Ok(Joined::new(t, false)),
         }
     }
 
-    async fn leave(&self, process_id: &str) -> Result<FencingToken> {
+    async fn leave_if(&self, process_id: &str, counter: Option<u64>) -> Result<FencingToken> {
         validate::process_id(process_id)?;
         let mut items = self.store.lock();
         match items.get_mut(&self.id) {
             None => Err(Error::queue_not_found(&self.id)),
-            Some(Item::Queue(q)) => q.leave(&self.id, process_id),
+            Some(Item::Queue(q)) => q.leave(&self.id, process_id, counter),
             Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
         }
     }
@@ -445,14 +439,10 @@ impl ClaimPool for MemoryClaimPool {
         &self.id
     }
 
-    async fn claim_with(
-        &self,
-        owner: &str,
-        candidates: &Candidates,
-        lease: Option<Duration>,
-    ) -> Result<Claimed> {
+    async fn claim_as(&self, owner: &str, request: &ClaimRequest) -> Result<Claimed> {
         validate::owner(owner)?;
-        let lease = LeaseRecord::starting_now(lease)?;
+        validate::tags(&request.tags)?;
+        let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
         let written_at = tokio::time::Instant::now();
         let mut items = self.store.lock();
         let item = items
@@ -461,14 +451,15 @@ impl ClaimPool for MemoryClaimPool {
         let Item::ClaimPool(pool) = item else {
             return Err(item.wrong_type(&self.id, ItemType::ClaimPool));
         };
-        let request = ClaimRequest {
+        let asked = Asked {
             owner,
-            candidates,
+            candidates: &request.candidates,
+            tags: &request.tags,
             lease,
         };
         // `claim` checks everything before it changes anything; a new pool
         // always has a free candidate, so it is never left empty.
-        match pool.claim(&self.id, &request)? {
+        match pool.claim(&self.id, &asked)? {
             ClaimOutcome::Claimed(c) => Ok(Claimed::made(c, written_at)),
             ClaimOutcome::Existing(c) => Ok(Claimed::existing(c)),
         }
@@ -490,11 +481,11 @@ impl ClaimPool for MemoryClaimPool {
         })
     }
 
-    async fn release(&self, owner: &str) -> Result<Fenced<Claim>> {
+    async fn release_if(&self, owner: &str, token: Option<FencingToken>) -> Result<Fenced<Claim>> {
         validate::owner(owner)?;
         self.write(|p| match p {
             None => Err(Error::claim_not_found(&self.id, owner)),
-            Some(p) => p.release(&self.id, owner),
+            Some(p) => p.release(&self.id, owner, token),
         })
     }
 

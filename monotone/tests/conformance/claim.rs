@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use monotone::{
-    wait_for_claim, Candidates, Claim, ClaimHolder, ClaimPool, Claimed, ErrorKind, Expired, Fenced,
-    FencingToken, HolderOptions, LeaseStatus, Tags,
+    wait_for_claim, Candidates, Claim, ClaimHolder, ClaimPool, ClaimRequest, Claimed, ErrorKind,
+    Expired, Fenced, FencingToken, HolderId, HolderOptions, LeaseStatus, Tags,
 };
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::lease::{remove_when_allowed, watch_a_held_lease, watch_until_expired, Cutoff, LEASE};
-use super::{kind, ms, quick, S};
+use super::{kind, ms, quick, tags, S};
 
 fn pool(store: &S, id: &str) -> Arc<dyn ClaimPool> {
     Arc::from(store.claim_pool(id).unwrap())
@@ -36,6 +36,19 @@ fn range(start: u64, end: u64) -> Candidates {
 /// default options.
 async fn hold(pool: Arc<dyn ClaimPool>, owner: &str, candidates: &Candidates) -> ClaimHolder {
     ClaimHolder::claim(pool, owner, candidates, LEASE, HolderOptions::new())
+        .await
+        .unwrap()
+}
+
+/// A holder of `owner`'s claim in `pool`, leased for [`LEASE`], that
+/// waits (polling quickly) while another holder holds the owner's claim.
+async fn hold_waiting(
+    pool: Arc<dyn ClaimPool>,
+    owner: &str,
+    candidates: &Candidates,
+) -> ClaimHolder {
+    let options = HolderOptions::new();
+    ClaimHolder::claim_waiting(pool, owner, candidates, LEASE, options, &quick())
         .await
         .unwrap()
 }
@@ -107,11 +120,11 @@ pub async fn a_claim_again_returns_the_same_claim_and_writes_nothing(store: S) {
     let c = range(1, 10);
     let a = p.claim("a", &c).await.unwrap();
     p.claim("b", &c).await.unwrap();
-    // Again, from any list and with any lease: the same claim, the current
-    // token, nothing written.
+    // Again, from any list, with the same tags and lease: the same claim,
+    // the current token, nothing written.
     for again in [
         p.claim_with("a", &c, None).await.unwrap(),
-        p.claim_with("a", &range(5, 9), Some(LEASE)).await.unwrap(),
+        p.claim_with("a", &range(5, 9), None).await.unwrap(),
         p.claim_with("a", &Candidates::names(["x"]).unwrap(), None)
             .await
             .unwrap(),
@@ -220,7 +233,8 @@ pub async fn every_claim_release_and_expiry_adds_one_to_the_token(store: S) {
     // Reads, re-claims, failed claims and renewals write no token.
     p.claims().await.unwrap();
     p.claim_of("b").await.unwrap();
-    p.claim("b", &c).await.unwrap();
+    p.claim_leased("b", &c, LEASE).await.unwrap();
+    assert_eq!(kind(p.claim("b", &c).await), ErrorKind::Mismatch);
     p.renew("b", "2").await.unwrap();
     let _ = p
         .claim("x", &Candidates::names(["2"]).unwrap())
@@ -637,13 +651,23 @@ pub async fn a_claim_holder_keeps_its_claim_while_observers_watch(store: S) {
         FencingToken(1)
     );
     assert!(holder.is_held(), "{:?}", holder.status());
-    // Holding it again from another handle renews it once and holds it.
-    let again = hold(pool(&store, "kept"), "h", &c).await;
-    assert_eq!(again.claimed().value.token, holder.claimed().value.token);
-    assert!(again.claimed().value.lease.as_ref().unwrap().renewals > renewals_seen);
+    assert!(renewals_seen >= 4);
+    // Another holder of the same owner does not take it over: without
+    // waiting, it is not acquired, and nothing is written.
+    let err = ClaimHolder::claim(pool(&store, "kept"), "h", &c, LEASE, HolderOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("held by another holder"), "{err}");
+    let all = observer.claims().await.unwrap();
+    assert_eq!(all.fencing_token, FencingToken(1));
+    assert_eq!(
+        all.value[0].lease.as_ref().unwrap().holder,
+        Some(holder.holder())
+    );
     assert_eq!(holder.release().await.unwrap(), Some(FencingToken(2)));
     assert!(observer.claims().await.unwrap().value.is_empty());
-    // A permanent claim cannot be held.
+    // A permanent claim cannot be held: it never expires.
     observer.claim("perm", &c).await.unwrap();
     let err = ClaimHolder::claim(
         Arc::clone(&observer),
@@ -654,9 +678,8 @@ pub async fn a_claim_holder_keeps_its_claim_while_observers_watch(store: S) {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    let again_released = again.release().await.unwrap();
-    assert_eq!(again_released, None, "released by the first holder already");
+    assert_eq!(err.kind(), ErrorKind::Mismatch, "{err}");
+    assert!(err.to_string().contains("release it first"), "{err}");
 }
 
 /// A claim pool whose holder-side requests can be cut off (see [`Cutoff`]).
@@ -680,14 +703,9 @@ impl ClaimPool for CutPool {
     fn id(&self) -> &str {
         self.inner.id()
     }
-    async fn claim_with(
-        &self,
-        owner: &str,
-        candidates: &Candidates,
-        lease: Option<Duration>,
-    ) -> monotone::Result<Claimed> {
+    async fn claim_as(&self, owner: &str, request: &ClaimRequest) -> monotone::Result<Claimed> {
         self.cutoff.request()?;
-        self.inner.claim_with(owner, candidates, lease).await
+        self.inner.claim_as(owner, request).await
     }
     async fn renew(&self, owner: &str, name: &str) -> monotone::Result<Fenced<Claim>> {
         self.cutoff.renewal()?;
@@ -697,9 +715,13 @@ impl ClaimPool for CutPool {
         self.cutoff.request()?;
         self.inner.expire(expired).await
     }
-    async fn release(&self, owner: &str) -> monotone::Result<Fenced<Claim>> {
+    async fn release_if(
+        &self,
+        owner: &str,
+        token: Option<FencingToken>,
+    ) -> monotone::Result<Fenced<Claim>> {
         self.cutoff.request()?;
-        self.inner.release(owner).await
+        self.inner.release_if(owner, token).await
     }
     async fn claim_of(&self, owner: &str) -> monotone::Result<Fenced<Claim>> {
         self.cutoff.request()?;
@@ -787,4 +809,173 @@ pub async fn permanent_claims_never_expire(store: S) {
     let all = p.claims().await.unwrap();
     assert_eq!(held(&all.value), pairs(&[("1", "p")]));
     assert_eq!(all.fencing_token, FencingToken(1), "nothing removed");
+}
+
+/// Tags are stored with a claim and shown by every read; they are checked
+/// as a ticket's, and bad ones write nothing.
+pub async fn claim_tags_round_trip_and_are_checked(store: S) {
+    let p = pool(&store, "tagged");
+    let addr = tags(&[("addr", "10.0.0.5"), ("zone", "eu-west-1a")]);
+    let request = ClaimRequest::new(range(1, 5)).with_tags(addr.clone());
+    let made = p.claim_as("zk-a", &request).await.unwrap();
+    assert!(made.added);
+    assert_eq!(made.claim.value.tags, addr);
+    assert_eq!(p.claim_of("zk-a").await.unwrap().value.tags, addr);
+    assert_eq!(p.claims().await.unwrap().value[0].tags, addr);
+    let plain = p.claim("zk-b", &range(1, 5)).await.unwrap();
+    assert_eq!(plain.value.tags, Tags::new());
+    // The same tags again: the same claim; others: refused, nothing written.
+    assert_eq!(
+        p.claim_as("zk-a", &request).await.unwrap().claim,
+        Fenced::new(made.claim.value.clone(), FencingToken(2))
+    );
+    let err = p
+        .claim_as(
+            "zk-a",
+            &request.clone().with_tags(tags(&[("addr", "10.0.0.6")])),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Mismatch, "{err}");
+    assert!(
+        err.to_string()
+            .contains("and this claim asks for tags {addr=10.0.0.6}"),
+        "{err}"
+    );
+    let big = "v".repeat(monotone::MAX_TAG_VALUE_BYTES + 1);
+    for bad in [
+        tags(&[("", "x")]),
+        tags(&[("k=v", "x")]),
+        tags(&[("k", big.as_str())]),
+        tags(&[("k", "a\nb")]),
+        (0..=monotone::MAX_TAGS)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect(),
+    ] {
+        let bad = ClaimRequest::new(range(1, 5)).with_tags(bad);
+        assert_eq!(
+            kind(p.claim_as("zk-c", &bad).await),
+            ErrorKind::InvalidInput
+        );
+    }
+    assert_eq!(p.claims().await.unwrap().fencing_token, FencingToken(2));
+}
+
+/// A holder's claim sent again finds its own claim and writes nothing; a
+/// claim without a holder that asks for the same one gets it back; another
+/// holder's claim is refused as held; a holder releases its own claim only.
+pub async fn a_holders_claim_sent_again_is_harmless_and_others_are_refused(store: S) {
+    let p = pool(&store, "holders");
+    let (h1, h2) = (HolderId::random(), HolderId::random());
+    let request = ClaimRequest::new(range(1, 5))
+        .with_lease(Some(LEASE))
+        .held_by(h1);
+    let first = p.claim_as("h", &request).await.unwrap();
+    assert!(first.added);
+    assert_eq!(first.claim.value.lease.as_ref().unwrap().holder, Some(h1));
+    assert_eq!(
+        p.claim_of("h").await.unwrap().value,
+        first.claim.value,
+        "stored"
+    );
+    let again = p.claim_as("h", &request).await.unwrap();
+    assert!(!again.added);
+    assert_eq!(again.claim, first.claim);
+    let plain = p.claim_leased("h", &range(1, 5), LEASE).await.unwrap();
+    assert_eq!(plain, first.claim);
+    let err = p
+        .claim_as("h", &request.clone().held_by(h2))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Held, "{err}");
+    assert!(err.to_string().contains("held by another holder"), "{err}");
+    let other_claim = Some(FencingToken(first.claim.value.token.get() + 1));
+    assert_eq!(
+        kind(p.release_if("h", other_claim).await),
+        ErrorKind::NotFound
+    );
+    let no_lease = ClaimRequest::new(range(1, 5)).held_by(h2);
+    assert_eq!(
+        kind(p.claim_as("o", &no_lease).await),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(p.claims().await.unwrap().fencing_token, FencingToken(1));
+    let released = p
+        .release_if("h", Some(first.claim.value.token))
+        .await
+        .unwrap();
+    assert_eq!(released.fencing_token, FencingToken(2));
+}
+
+/// Two claim holders of one owner: the second waits while the first holds
+/// (a wait for its turn, not for a free candidate: there are plenty), and
+/// gets a name, with a larger token, once the first releases; a third
+/// takes over one observed lease after the second's process dies.
+pub async fn two_claim_holders_of_one_owner_never_hold_at_once(store: S) {
+    let c = range(1, 9);
+    let first = hold(pool(&store, "one-owner"), "host-a", &c).await;
+    let waiting = |p: Arc<dyn ClaimPool>| {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let h = hold_waiting(p, "host-a", &c).await;
+            (h, Instant::now())
+        })
+    };
+    let cut = CutPool::new(store.claim_pool("one-owner").unwrap());
+    let second = waiting(cut.clone());
+    tokio::time::sleep(LEASE * 2).await;
+    assert!(
+        !second.is_finished(),
+        "the second holder claimed beside the first"
+    );
+    assert!(first.is_held());
+    let first_token = first.claimed().fencing_token;
+    let released = Instant::now();
+    first.release().await.unwrap();
+    let (second, got) = second.await.unwrap();
+    assert!(got >= released);
+    assert!(second.claimed().fencing_token > first_token);
+    let third = waiting(pool(&store, "one-owner"));
+    tokio::time::sleep(LEASE / 2).await;
+    assert!(!third.is_finished());
+    let taken = second.claimed().clone();
+    cut.cutoff.cut_everything();
+    let died = Instant::now();
+    drop(second);
+    let (third, got) = third.await.unwrap();
+    assert!(
+        got - died >= LEASE * 9 / 10 - LEASE / 3,
+        "took over {:?} after the death",
+        got - died
+    );
+    assert!(third.claimed().fencing_token.get() > taken.fencing_token.get() + 1);
+    let all = pool(&store, "one-owner").claims().await.unwrap();
+    assert_eq!(all.value.len(), 1);
+    assert_eq!(
+        all.value[0].lease.as_ref().unwrap().holder,
+        Some(third.holder())
+    );
+    third.release().await.unwrap();
+}
+
+/// A claim holder whose claim expired and was taken (the same name) by the
+/// next holder of the owner loses its lease at its next renewal at the
+/// latest, and its release leaves the next holder's claim alone.
+pub async fn a_lost_claim_holder_leaves_the_next_holders_claim_alone(store: S) {
+    let c = range(1, 1);
+    let cut = CutPool::new(store.claim_pool("lost-owner").unwrap());
+    let first = hold(cut.clone(), "host-a", &c).await;
+    cut.cutoff.cut_renewals();
+    let second = hold_waiting(pool(&store, "lost-owner"), "host-a", &c).await;
+    assert_eq!(second.name(), first.name(), "the same name, another claim");
+    assert!(!first.is_held());
+    assert_eq!(first.release().await.unwrap(), None, "its claim is gone");
+    let all = pool(&store, "lost-owner").claims().await.unwrap();
+    assert_eq!(all.value.len(), 1, "the second holder's claim stays");
+    assert_eq!(
+        all.value[0].lease.as_ref().unwrap().holder,
+        Some(second.holder())
+    );
+    assert!(second.is_held());
+    second.release().await.unwrap();
 }

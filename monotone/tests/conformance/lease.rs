@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use monotone::{
-    wait_for_position, Claim, ClaimPool, ErrorKind, Expired, Fenced, FencingToken, HolderOptions,
-    Joined, LeaseHolder, LeaseStatus, LeaseWatch, Leased, Queue, Tags, Ticket,
+    wait_for_position, Claim, ClaimPool, ErrorKind, Expired, Fenced, FencingToken, HolderId,
+    HolderOptions, JoinRequest, Joined, LeaseHolder, LeaseStatus, LeaseWatch, Leased, Queue, Tags,
+    Ticket,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -34,6 +35,16 @@ pub async fn hold(queue: Arc<dyn Queue>, process_id: &str, lease: Duration) -> L
     LeaseHolder::join(queue, process_id, Tags::new(), lease, HolderOptions::new())
         .await
         .unwrap()
+}
+
+/// A holder of `process_id` in `queue`, leased for [`LEASE`], that waits
+/// (polling quickly) while another holder holds the process's ticket.
+pub async fn hold_waiting(
+    queue: Arc<dyn Queue>,
+    process_id: &str,
+) -> monotone::Result<LeaseHolder> {
+    let options = HolderOptions::new();
+    LeaseHolder::join_waiting(queue, process_id, Tags::new(), LEASE, options, &quick()).await
 }
 
 /// What observers watch and remove expired records from: a queue's
@@ -228,18 +239,17 @@ impl Queue for Cut {
     fn id(&self) -> &str {
         self.inner.id()
     }
-    async fn join_with(
+    async fn join_as(&self, process_id: &str, request: &JoinRequest) -> monotone::Result<Joined> {
+        self.cutoff.request()?;
+        self.inner.join_as(process_id, request).await
+    }
+    async fn leave_if(
         &self,
         process_id: &str,
-        tags: Tags,
-        lease: Option<Duration>,
-    ) -> monotone::Result<Joined> {
+        counter: Option<u64>,
+    ) -> monotone::Result<FencingToken> {
         self.cutoff.request()?;
-        self.inner.join_with(process_id, tags, lease).await
-    }
-    async fn leave(&self, process_id: &str) -> monotone::Result<FencingToken> {
-        self.cutoff.request()?;
-        self.inner.leave(process_id).await
+        self.inner.leave_if(process_id, counter).await
     }
     async fn renew(&self, process_id: &str, counter: u64) -> monotone::Result<Fenced<Ticket>> {
         if self.hang.load(Ordering::SeqCst) {
@@ -281,14 +291,20 @@ pub async fn leased_and_permanent_tickets_show_their_lease(store: S) {
     assert_eq!(all.value[0].lease.as_ref().map(|l| l.duration), Some(LEASE));
     assert_eq!(all.value[1].lease, None);
     assert_eq!(q.ticket("a").await.unwrap().value, a.value);
-    // A re-join returns the existing ticket, lease and all, and writes
-    // nothing, whatever lease it asks for.
-    let again = q.join_with("a", Tags::new(), Some(ms(900))).await.unwrap();
+    // A re-join with the same lease returns the existing ticket, lease and
+    // all, and writes nothing; one with another lease, or a lease where the
+    // ticket is permanent (or the reverse), is refused and writes nothing.
+    let again = q.join_with("a", Tags::new(), Some(LEASE)).await.unwrap();
     assert!(!again.added);
     assert_eq!(again.ticket.value, a.value);
     assert_eq!(again.ticket.fencing_token, FencingToken(2));
-    let again = q.join_with("p", Tags::new(), Some(LEASE)).await.unwrap();
-    assert_eq!((again.added, again.ticket.value.lease), (false, None));
+    let again = q.join("p", Tags::new()).await.unwrap();
+    assert_eq!(again.value, p.value);
+    for (pid, lease) in [("a", Some(ms(900))), ("a", None), ("p", Some(LEASE))] {
+        let err = q.join_with(pid, Tags::new(), lease).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Mismatch, "{pid} {lease:?}: {err}");
+    }
+    assert_eq!(q.ticket("a").await.unwrap().value, a.value);
     let new = q.join_with("n", Tags::new(), Some(LEASE)).await.unwrap();
     assert!(new.added);
     // Leases out of range are refused and write nothing.
@@ -594,4 +610,167 @@ pub async fn leases_on_a_counter_id_are_wrong_type(store: S) {
         ErrorKind::WrongType
     );
     assert_eq!(store.counter("count").unwrap().get().await.unwrap(), 1);
+}
+
+/// A holder joins with its own id; the same request sent again (as DynamoDB
+/// resends after a lost answer) finds that ticket and writes nothing; a
+/// join without a holder that asks for the same ticket gets it back; another
+/// holder's join is refused as held, and writes nothing; a holder leaves
+/// its own ticket only.
+pub async fn a_holders_join_sent_again_is_harmless_and_others_are_refused(store: S) {
+    let q = queue(&store, "holders");
+    let (h1, h2) = (HolderId::random(), HolderId::random());
+    let request = JoinRequest::new()
+        .with_tags(Tags::from([("role".into(), "zk".into())]))
+        .with_lease(Some(LEASE))
+        .held_by(h1);
+    let first = q.join_as("p", &request).await.unwrap();
+    assert!(first.added);
+    assert_eq!(first.ticket.value.lease.as_ref().unwrap().holder, Some(h1));
+    assert_eq!(
+        q.ticket("p").await.unwrap().value,
+        first.ticket.value,
+        "stored"
+    );
+    let again = q.join_as("p", &request).await.unwrap();
+    assert!(!again.added);
+    assert_eq!(again.ticket, first.ticket, "the same ticket and token");
+    let plain = q
+        .join_with("p", request.tags.clone(), Some(LEASE))
+        .await
+        .unwrap();
+    assert_eq!(plain.ticket, first.ticket);
+    let err = q
+        .join_as("p", &request.clone().held_by(h2))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Held, "{err}");
+    assert!(err.to_string().contains("held by another holder"), "{err}");
+    let other_ticket = Some(first.ticket.value.counter + 1);
+    assert_eq!(
+        kind(q.leave_if("p", other_ticket).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(1));
+    // A holder needs a lease.
+    let no_lease = JoinRequest::new().held_by(h2);
+    assert_eq!(
+        kind(q.join_as("o", &no_lease).await),
+        ErrorKind::InvalidInput
+    );
+    // A ticket made without a holder is held against every holder.
+    q.join_leased("shell", Tags::new(), LEASE).await.unwrap();
+    let err = q
+        .join_as(
+            "shell",
+            &JoinRequest::new().with_lease(Some(LEASE)).held_by(h2),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Held);
+    let mine = Some(first.ticket.value.counter);
+    assert_eq!(q.leave_if("p", mine).await.unwrap(), FencingToken(3));
+    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(3));
+}
+
+/// Two holders under one process id: the second waits while the first
+/// holds (it never holds at the same time), and gets the ticket, with a
+/// larger token, once the first releases; then a third waits behind the
+/// second until the second's process dies, and takes over one observed
+/// lease later.
+pub async fn two_holders_of_one_process_id_never_hold_at_once(store: S) {
+    let first = hold(queue(&store, "one-pid"), "host-a", LEASE).await;
+    let head = first.wait_for_position(1, &quick()).await.unwrap();
+    let waiting = |q: Arc<dyn Queue>| {
+        tokio::spawn(async move {
+            let h = hold_waiting(q, "host-a").await.unwrap();
+            (h, Instant::now())
+        })
+    };
+    let cut = Cut::new(store.queue("one-pid").unwrap());
+    let second = waiting(cut.clone());
+    tokio::time::sleep(LEASE * 2).await;
+    assert!(
+        !second.is_finished(),
+        "the second holder joined beside the first"
+    );
+    assert!(first.is_held());
+    let released = Instant::now();
+    first.release().await.unwrap();
+    let (second, got) = second.await.unwrap();
+    assert!(got >= released);
+    assert!(second.joined().fencing_token > head.fencing_token);
+    assert_ne!(
+        second.joined().value.lease.as_ref().unwrap().holder,
+        None,
+        "held by the second holder"
+    );
+    assert_eq!(
+        second.joined().value.lease.as_ref().unwrap().holder,
+        Some(second.holder())
+    );
+    // The second holder's process dies: no renewal, no leave ever again.
+    let third = waiting(queue(&store, "one-pid"));
+    tokio::time::sleep(LEASE / 2).await;
+    assert!(!third.is_finished());
+    let taken = second.joined().clone();
+    cut.cut_everything();
+    let died = Instant::now();
+    drop(second);
+    let (third, got) = third.await.unwrap();
+    assert!(
+        got - died >= LEASE * 9 / 10 - LEASE / 3,
+        "took over {:?} after the death: before the dead holder could have given up",
+        got - died
+    );
+    assert!(
+        third.joined().fencing_token.get() > taken.fencing_token.get() + 1,
+        "removed, then joined"
+    );
+    let all = queue(&store, "one-pid").tickets().await.unwrap();
+    assert_eq!(all.value.len(), 1);
+    assert_eq!(
+        all.value[0].lease.as_ref().unwrap().holder,
+        Some(third.holder())
+    );
+    third.release().await.unwrap();
+}
+
+/// A holder whose ticket expired (its renewals failed) and was taken by the
+/// next holder of the same process id never removes that holder's ticket
+/// when it lets go.
+pub async fn a_lost_holder_leaves_the_next_holders_ticket_alone(store: S) {
+    let cut = Cut::new(store.queue("lost-pid").unwrap());
+    let first = hold(cut.clone(), "host-a", LEASE).await;
+    cut.cut_renewals();
+    let second = hold_waiting(queue(&store, "lost-pid"), "host-a")
+        .await
+        .unwrap();
+    assert!(!first.is_held(), "lost before the takeover");
+    assert_eq!(first.release().await.unwrap(), None, "its ticket is gone");
+    let all = queue(&store, "lost-pid").tickets().await.unwrap();
+    assert_eq!(all.value.len(), 1, "the second holder's ticket stays");
+    assert_eq!(
+        all.value[0].lease.as_ref().unwrap().holder,
+        Some(second.holder())
+    );
+    assert!(second.is_held());
+    second.release().await.unwrap();
+}
+
+/// A permanent ticket never expires: a holder of its process id is refused
+/// at once, even when it may wait, and nothing is written.
+pub async fn a_holder_never_waits_on_a_permanent_ticket(store: S) {
+    let q = queue(&store, "perm-pid");
+    q.join("host-a", Tags::new()).await.unwrap();
+    let started = Instant::now();
+    let err = hold_waiting(Arc::clone(&q), "host-a").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Mismatch, "{err}");
+    assert!(err.to_string().contains("leave the queue first"), "{err}");
+    assert!(
+        started.elapsed() < LEASE,
+        "at once: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(1));
 }

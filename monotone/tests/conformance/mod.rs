@@ -82,6 +82,10 @@ macro_rules! conformance_suite {
             waiters_become_head_in_ticket_order,
             a_semaphore_of_two_admits_two_at_a_time,
             leases_on_a_counter_id_are_wrong_type,
+            a_holders_join_sent_again_is_harmless_and_others_are_refused,
+            two_holders_of_one_process_id_never_hold_at_once,
+            a_lost_holder_leaves_the_next_holders_ticket_alone,
+            a_holder_never_waits_on_a_permanent_ticket,
         );
         $crate::conformance_checks!($make, document, (flavor = "multi_thread");
             document_starts_absent,
@@ -138,6 +142,10 @@ macro_rules! conformance_suite {
             the_claim_holder_learns_of_loss_before_anyone_removes_it,
             a_waiting_claimer_gets_a_dead_holders_name_with_a_larger_token,
             permanent_claims_never_expire,
+            claim_tags_round_trip_and_are_checked,
+            a_holders_claim_sent_again_is_harmless_and_others_are_refused,
+            two_claim_holders_of_one_owner_never_hold_at_once,
+            a_lost_claim_holder_leaves_the_next_holders_claim_alone,
         );
     };
 }

@@ -6,6 +6,7 @@
 //! counter handed out twice, a write where nothing should be written.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use monotone::{ErrorKind, FencingToken, Tags, Ticket};
 
@@ -68,13 +69,35 @@ pub async fn join_is_idempotent(store: S) {
     let q = store.queue("idem").unwrap();
     let first = q.join("a", tags(&[("v", "1")])).await.unwrap();
     q.join("b", Tags::new()).await.unwrap();
-    // Same process again, even with other tags: the original ticket and the
+    // Same process again with the same tags: the original ticket and the
     // current token come back, and nothing is written.
-    let again = q.join("a", tags(&[("v", "2")])).await.unwrap();
+    let again = q.join("a", tags(&[("v", "1")])).await.unwrap();
     assert_eq!(again.value, first.value);
     assert_eq!(again.fencing_token, FencingToken(2));
-    let again = q.join("a", Tags::new()).await.unwrap();
-    assert_eq!(again.fencing_token, FencingToken(2));
+    // With other tags (or none), or a lease: refused, naming what differs,
+    // and nothing is written.
+    for (other, says) in [
+        (
+            tags(&[("v", "2")]),
+            "with tags {v=1}, and this join asks for tags {v=2}",
+        ),
+        (Tags::new(), "and this join asks for no tags"),
+    ] {
+        let err = q.join("a", other).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Mismatch, "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+        assert!(err.to_string().contains("leave the queue first"), "{err}");
+    }
+    let err = q
+        .join_leased("a", tags(&[("v", "1")]), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("with no lease, and this join asks for a lease of 5s"),
+        "{err}"
+    );
+    assert_eq!(q.ticket("a").await.unwrap().value, first.value);
     let all = q.tickets().await.unwrap();
     assert_eq!(all.fencing_token, FencingToken(2));
     assert_eq!(all.value.len(), 2);

@@ -18,7 +18,9 @@
 //! the 15 s retry budget.
 //!
 //! So a claimer that lost a race writes its request into the pool instead
-//! (`Waiting`, by owner: its candidates' digest and its lease), which takes
+//! (`Waiting`, by owner: its candidates' digest, and the tags, lease and
+//! holder of the claim it asks for, so that the claim made for it is that
+//! one), which takes
 //! one `UpdateItem` that changes neither `Version` nor `Claims`, and so makes
 //! nobody retry. Whoever writes a claim next makes the claims of every
 //! waiting claimer with the same candidates too, in the same write, one
@@ -55,7 +57,7 @@
 //! | remove | 1 `DeleteItem` |
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -72,9 +74,9 @@ use super::schema::{
 use super::store::DynamoDbStore;
 use super::table::{Update, UpdateRequest, Written};
 use crate::backoff::Attempts;
-use crate::claim::candidates::{Candidates, MAX_NAME_BYTES};
-use crate::claim::state::{claim_lease_gone, ClaimPoolState, ClaimRequest, Waiter};
-use crate::claim::{Claim, ClaimPool, Claimed};
+use crate::claim::candidates::MAX_NAME_BYTES;
+use crate::claim::state::{claim_lease_gone, Asked, ClaimOutcome, ClaimPoolState, Waiter};
+use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record as lease;
@@ -250,17 +252,19 @@ impl DynamoDbClaimPool {
         &self,
         what: &str,
         owner: &str,
-        candidates: &Candidates,
-        lease: Option<LeaseRecord>,
+        request: &ClaimRequest,
         seen: &Seen,
     ) -> Result<Option<Seen>> {
         let waiter = Waiter {
-            candidates: candidates.digest(),
-            lease_ms: lease.map(|l| l.duration_ms),
+            candidates: request.candidates.digest(),
+            lease_ms: request.lease.map(lease::millis),
+            tags: request.tags.clone(),
+            holder: request.holder,
         };
         let entry = encode_waiter(&waiter);
         let needs = owner.len() + 1 + super::schema::value_bytes(&entry);
-        let claim_to_come = owner.len() + MAX_NAME_BYTES + 128;
+        // The claim made for it carries the same tags.
+        let claim_to_come = needs + MAX_NAME_BYTES + 128;
         if seen.bytes + needs + claim_to_come + WAITING_RESERVE > ITEM_LIMIT {
             return Ok(None);
         }
@@ -365,19 +369,16 @@ impl ClaimPool for DynamoDbClaimPool {
     /// the claim (and those of the claimers waiting for the same
     /// candidates). After a lost race: wait in the pool (see the module
     /// docs) and try again on the pool as the failed write returned it.
-    async fn claim_with(
-        &self,
-        owner: &str,
-        candidates: &Candidates,
-        lease: Option<Duration>,
-    ) -> Result<Claimed> {
+    async fn claim_as(&self, owner: &str, request: &ClaimRequest) -> Result<Claimed> {
         validate::owner(owner)?;
-        let lease = LeaseRecord::starting_now(lease)?;
+        validate::tags(&request.tags)?;
+        let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
         let what = format!("claim pool `{}`: claim of `{owner}`", self.id);
         let table = &self.store.inner.table;
-        let request = ClaimRequest {
+        let asked = Asked {
             owner,
-            candidates,
+            candidates: &request.candidates,
+            tags: &request.tags,
             lease,
         };
         let mut seen = self.read(&what).await?;
@@ -385,9 +386,23 @@ impl ClaimPool for DynamoDbClaimPool {
         // When this claimer's request was written into `Waiting`, if it was.
         let mut waiting_since: Option<Instant> = None;
         loop {
-            let before = seen.pool.clone().unwrap_or_default();
+            let mut before = seen.pool.clone().unwrap_or_default();
             if before.held_by(owner).is_some() {
-                let claim = before.claim_of(&self.id, owner)?;
+                // The re-join rule: this claim (made for this request while
+                // it waited, or found), or an error without a write.
+                let claim = match before.claim(&self.id, &asked) {
+                    Ok(ClaimOutcome::Existing(claim)) => claim,
+                    Ok(ClaimOutcome::Claimed(_)) => unreachable!("the owner holds a claim"),
+                    Err(e) => {
+                        // Whoever made the owner's claim took a waiting
+                        // entry of this owner out; make sure none is left
+                        // for a later writer to serve.
+                        if waiting_since.is_some() {
+                            self.stop_waiting(&what, owner).await?;
+                        }
+                        return Err(e);
+                    }
+                };
                 return Ok(match waiting_since {
                     // Served while waiting: a claim made for this request,
                     // after the request was written.
@@ -400,7 +415,7 @@ impl ClaimPool for DynamoDbClaimPool {
             }
             let mut after = before.clone();
             let now_ms = lease::unix_millis(SystemTime::now());
-            let served = match after.serve(&self.id, &request, SERVED_PER_WRITE, now_ms) {
+            let served = match after.serve(&self.id, &asked, SERVED_PER_WRITE, now_ms) {
                 Ok(served) => served,
                 Err(e) if e.kind() == ErrorKind::Exhausted && waiting_since.is_some() => {
                     match self.stop_waiting(&what, owner).await? {
@@ -442,9 +457,7 @@ impl ClaimPool for DynamoDbClaimPool {
                             bytes: seen.bytes,
                         });
                         let at = Instant::now();
-                        if let Some(now) =
-                            self.wait_in(&what, owner, candidates, lease, &last).await?
-                        {
+                        if let Some(now) = self.wait_in(&what, owner, request, &last).await? {
                             tracing::debug!(pool = %self.id, %owner, "lost a race: waiting in the pool");
                             waiting_since = Some(at);
                             seen = now;
@@ -564,7 +577,7 @@ impl ClaimPool for DynamoDbClaimPool {
     /// A consistent read, then one `UpdateItem` removing the owner's claim,
     /// conditional on that claim (not on the version): a claim or renewal
     /// of another owner in between does not make it retry.
-    async fn release(&self, owner: &str) -> Result<Fenced<Claim>> {
+    async fn release_if(&self, owner: &str, token: Option<FencingToken>) -> Result<Fenced<Claim>> {
         validate::owner(owner)?;
         let what = format!("claim pool `{}`: release by `{owner}`", self.id);
         let table = &self.store.inner.table;
@@ -574,7 +587,9 @@ impl ClaimPool for DynamoDbClaimPool {
             let Some(pool) = seen.pool.as_ref() else {
                 return Err(Error::claim_not_found(&self.id, owner));
             };
-            let claim = pool.claim_of(&self.id, owner)?.value;
+            // The rule says whether this claim is to go; the write is
+            // conditional on that very claim (its token).
+            let claim = pool.clone().release(&self.id, owner, token)?.value;
             let update = Update {
                 update: CLAIMS_DROP_UPDATE,
                 condition: CLAIMS_RELEASE_CONDITION,
@@ -646,6 +661,7 @@ mod tests {
     use super::*;
     use crate::claim::candidates::MAX_CANDIDATES;
     use crate::claim::state::ClaimRecord;
+    use crate::queue::ticket::Tags;
     use std::collections::BTreeMap;
 
     /// The item of a pool of `claims` claims with owners of `owner` bytes
@@ -660,10 +676,14 @@ mod tests {
                     owner,
                     index: i,
                     token: 100_000_000_000 + i as u64,
+                    tags: Tags::new(),
                     lease: Some(LeaseRecord {
                         duration_ms: 86_400_000,
                         renewals: 100_000_000_000,
                         renewed_at_ms: 1_790_000_000_000,
+                        holder: crate::lease::holder_id::HolderId::new(
+                            crate::lease::holder_id::MAX_HOLDER_ID,
+                        ),
                     }),
                 };
                 (name, record)

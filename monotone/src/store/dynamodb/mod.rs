@@ -32,7 +32,7 @@ share a table during an upgrade; documents, tallies and claim pools have
 | `Version` | N | one more on every write; a queue's or claim pool's fencing token, a document's version, the number of a tally's adds |
 | `Value` | N | a counter's value; a queue's last ticket counter; a tally's sum, signed, from `i64::MIN` to `i64::MAX` (not on documents) |
 | `Items` | SS | a queue's members, each the JSON `{"process_id": "..", "counter": 1, "tags": {..}}`; absent when the queue is empty (DynamoDB has no empty sets) |
-| `Leases` | M | a queue's leases, by ticket counter (in decimal): `{"process_id": S, "lease_ms": N, "renewals": N, "renewed_at_ms": N}`; absent until the first leased join |
+| `Leases` | M | a queue's leases, by ticket counter (in decimal): `{"process_id": S, "lease_ms": N, "renewals": N, "renewed_at_ms": N}`, and `"holder": N` (the [`HolderId`](crate::HolderId), 1 to 2^63 - 1) for a ticket a holder made; absent until the first leased join |
 
 `Leases` is new in this version; the members in `Items` stay exactly what
 monotone 0.4 reads and writes, so 0.4 still reads a queue with leased
@@ -41,8 +41,8 @@ attributes it knows, which drops `Leases`: every leased ticket becomes a
 permanent one, and its holder finds out at its next renewal (the lease is
 lost) and leaves.
 | `Body` | S | a document's value as compact JSON text, at most [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES); absent once the document is removed (the item stays, keeping its `Version`, so that versions never repeat) |
-| `Claims` | M | a claim pool's claims, by name: `{"owner": S, "index": N, "token": N}`, and for a leased claim also `"lease_ms"`, `"renewals"` and `"renewed_at_ms"` as in `Leases`; `index` is the name's place in the candidates it was claimed from, `token` the pool's `Version` right after the claim |
-| `Waiting` | M | a claim pool's claimers waiting to be served, by owner: `{"candidates": S, "lease_ms": N}` (`lease_ms` absent for a permanent claim); usually empty (see the `claim` module) |
+| `Claims` | M | a claim pool's claims, by name: `{"owner": S, "index": N, "token": N}`, `"tags": M` (of S, by key) when the claim has tags, and for a leased claim also `"lease_ms"`, `"renewals"`, `"renewed_at_ms"` and (a holder's) `"holder"` as in `Leases`; `index` is the name's place in the candidates it was claimed from, `token` the pool's `Version` right after the claim |
+| `Waiting` | M | a claim pool's claimers waiting to be served, by owner: `{"candidates": S}` and, as the claim it asked for has them, `"tags": M`, `"lease_ms": N` (absent for a permanent claim) and `"holder": N`; usually empty (see the `claim` module) |
 
 monotone 0.4 knows only `COUNTER` and `QUEUE` items: keep it away from the
 ids of tallies and claim pools.
@@ -89,8 +89,8 @@ module). The expressions are constants in the
   numbers below u64::MAX>)`, returning the new value (`UPDATED_NEW`). DynamoDB
   applies it atomically, so concurrent `next`s never collide and never retry.
 - **join / leave**: a strongly consistent `GetItem`; the rule of the queue
-  (join is idempotent, leave of a non-member is NotFound) is applied to what
-  was read; then one `UpdateItem` conditional on `#version = :expected` (the
+  (a join of a member follows the re-join rule and writes nothing, leave of
+  a non-member is NotFound) is applied to what was read; then one `UpdateItem` conditional on `#version = :expected` (the
   version read) and `#type = :queue`, or on `attribute_not_exists(#id)` for a
   new queue. It sets `Version` (+1) and `Value`, and `ADD`s or `DELETE`s the
   one member's JSON string in `Items` (leaving the other members' strings as

@@ -2,7 +2,7 @@
 //! [`QueueState`], write it back conditional on the `Version` read.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
@@ -24,7 +24,7 @@ use crate::lease::record as lease;
 use crate::lease::record::LeaseRecord;
 use crate::queue::fencing::{Fenced, FencingToken};
 use crate::queue::state::{self, JoinOutcome, QueueEntry, QueueState};
-use crate::queue::ticket::{Joined, Tags, Ticket};
+use crate::queue::ticket::{JoinRequest, Joined, Ticket};
 use crate::queue::Queue;
 use crate::store::item_type::ItemType;
 use crate::validate;
@@ -85,7 +85,7 @@ impl DynamoDbQueue {
         renewals: Option<u64>,
     ) -> Result<Written> {
         let mut state = queue.state.clone();
-        let token = state.leave(&self.id, process_id)?;
+        let token = state.leave(&self.id, process_id, None)?;
         let counter = queue.state.ticket(&self.id, process_id)?.value.counter;
         let leased = queue.state.lease_of(counter).is_some();
         let raw = queue
@@ -145,24 +145,21 @@ impl Queue for DynamoDbQueue {
 
     /// A consistent read, then (unless already in the queue) one
     /// `UpdateItem` adding the entry (and its lease), conditional on the
-    /// version read.
-    async fn join_with(
-        &self,
-        process_id: &str,
-        tags: Tags,
-        lease: Option<Duration>,
-    ) -> Result<Joined> {
+    /// version read. Sent again after a lost answer, that write finds the
+    /// version moved on; the read after it finds the ticket, which the
+    /// re-join rule gives back as the one asked for.
+    async fn join_as(&self, process_id: &str, request: &JoinRequest) -> Result<Joined> {
         validate::process_id(process_id)?;
-        validate::tags(&tags)?;
-        if let Some(d) = lease {
-            lease::validate(d)?;
-        }
+        validate::tags(&request.tags)?;
+        // Checked once; each attempt takes its own wall-clock time.
+        LeaseRecord::starting_now(request.lease, request.holder)?;
+        let tags = &request.tags;
         let what = format!("queue `{}`: join of process `{process_id}`", self.id);
         let table = &self.store.inner.table;
         let mut seen = self.read(&what).await?;
         let mut attempts = self.store.attempts();
         loop {
-            let record = lease.map(|d| LeaseRecord::new(d, lease::unix_millis(SystemTime::now())));
+            let record = LeaseRecord::starting_now(request.lease, request.holder)?;
             let mut state = seen.as_ref().map(|q| q.state.clone()).unwrap_or_default();
             // A nested SET needs the map; a queue without live leases gets a
             // new one (dropping any lease that belongs to no ticket).
@@ -217,7 +214,7 @@ impl Queue for DynamoDbQueue {
 
     /// A consistent read, then one `UpdateItem` taking the entry (and its
     /// lease) out, conditional on the version read.
-    async fn leave(&self, process_id: &str) -> Result<FencingToken> {
+    async fn leave_if(&self, process_id: &str, counter: Option<u64>) -> Result<FencingToken> {
         validate::process_id(process_id)?;
         let what = format!("queue `{}`: leave of process `{process_id}`", self.id);
         let mut seen = self.read(&what).await?;
@@ -226,7 +223,7 @@ impl Queue for DynamoDbQueue {
             let Some(queue) = seen.as_ref() else {
                 return Err(Error::queue_not_found(&self.id));
             };
-            let token = queue.state.clone().leave(&self.id, process_id)?;
+            let token = queue.state.clone().leave(&self.id, process_id, counter)?;
             match self.write_removal(&what, queue, process_id, None).await? {
                 Written::Done(_) => return Ok(token),
                 Written::ConditionFailed(item) => {

@@ -15,8 +15,10 @@ use crate::claim::state::{ClaimPoolState, ClaimRecord, Waiter};
 use crate::document::state as document_state;
 use crate::document::Snapshot;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::holder_id::{HolderId, MAX_HOLDER_ID};
 use crate::lease::record::LeaseRecord;
 use crate::queue::state::{QueueEntry, QueueState};
+use crate::queue::ticket::Tags;
 use crate::store::item_type::ItemType;
 use crate::tally::TallyReading;
 
@@ -38,8 +40,9 @@ pub const VALUE: &str = "Value";
 pub const ITEMS: &str = "Items";
 
 /// A queue's leases (M), by ticket counter (the counter in decimal): each
-/// a map of [`LEASE_PROCESS`], [`LEASE_MS`], [`LEASE_RENEWALS`] and
-/// [`LEASE_RENEWED_AT`]. Absent until the first leased join; kept (possibly
+/// a map of [`LEASE_PROCESS`], [`LEASE_MS`], [`LEASE_RENEWALS`],
+/// [`LEASE_RENEWED_AT`] and, for a ticket a holder made, [`LEASE_HOLDER`].
+/// Absent until the first leased join; kept (possibly
 /// empty) after that. Entries in `Items` stay exactly monotone 0.4's, so 0.4
 /// still reads a leased queue; its whole-item writes drop this attribute,
 /// which turns every leased ticket into a permanent one.
@@ -54,6 +57,10 @@ pub const LEASE_RENEWALS: &str = "renewals";
 /// In a lease: the holder's wall-clock time of the last renewal, in
 /// milliseconds since the Unix epoch (N); for display only.
 pub const LEASE_RENEWED_AT: &str = "renewed_at_ms";
+/// In a lease (of a ticket or a claim) and in a waiting claimer: the id of
+/// the holder that made it (N, 1 to 2^63 - 1); absent for one made without
+/// a holder.
+pub const LEASE_HOLDER: &str = "holder";
 
 /// The placeholder of the one ticket's lease a request touches
 /// (`#leases.#ticket`); its attribute name (the counter) is given per
@@ -75,8 +82,9 @@ pub const TALLY: &str = "TALLY";
 pub const CLAIM_POOL: &str = "CLAIMS";
 
 /// A claim pool's claims (M), by name: each a map of [`CLAIM_OWNER`],
-/// [`CLAIM_INDEX`], [`CLAIM_TOKEN`] and, for a leased claim, [`LEASE_MS`],
-/// [`LEASE_RENEWALS`] and [`LEASE_RENEWED_AT`] as a ticket's lease has them.
+/// [`CLAIM_INDEX`], [`CLAIM_TOKEN`], [`CLAIM_TAGS`] if it has tags and, for
+/// a leased claim, [`LEASE_MS`], [`LEASE_RENEWALS`], [`LEASE_RENEWED_AT`]
+/// and (made by a holder) [`LEASE_HOLDER`] as a ticket's lease has them.
 /// Always present on a pool, possibly empty.
 pub const CLAIMS: &str = "Claims";
 /// In a claim: its owner (S).
@@ -85,8 +93,12 @@ pub const CLAIM_OWNER: &str = "owner";
 pub const CLAIM_INDEX: &str = "index";
 /// In a claim: the pool's `Version` right after the claim was made (N).
 pub const CLAIM_TOKEN: &str = "token";
+/// In a claim and in a waiting claimer: the claim's tags (M of S, by key);
+/// absent when there are none (as in the claims written before tags).
+pub const CLAIM_TAGS: &str = "tags";
 /// A claim pool's claimers waiting to be served (M), by owner: each a map
-/// of [`WAITER_CANDIDATES`] and, for a leased claim, [`LEASE_MS`]. Always
+/// of [`WAITER_CANDIDATES`], [`CLAIM_TAGS`] if it asked for tags and, for a
+/// leased claim, [`LEASE_MS`] and (a holder's) [`LEASE_HOLDER`]. Always
 /// present on a pool, usually empty.
 pub const WAITING: &str = "Waiting";
 /// In a waiting claimer: the digest of its candidates (S): `1..=255` for a
@@ -372,12 +384,27 @@ pub(crate) fn encode_entry(entry: &QueueEntry) -> String {
 
 /// A ticket's lease as stored in `Leases`.
 pub(crate) fn encode_lease(process_id: &str, lease: &LeaseRecord) -> AttributeValue {
-    AttributeValue::M(HashMap::from([
-        (LEASE_PROCESS.to_owned(), s(process_id)),
-        (LEASE_MS.to_owned(), n(lease.duration_ms)),
-        (LEASE_RENEWALS.to_owned(), n(lease.renewals)),
-        (LEASE_RENEWED_AT.to_owned(), n(lease.renewed_at_ms)),
-    ]))
+    let mut fields = HashMap::from([(LEASE_PROCESS.to_owned(), s(process_id))]);
+    lease_fields(&mut fields, lease);
+    AttributeValue::M(fields)
+}
+
+/// The fields of `lease` in a ticket's lease or a claim.
+fn lease_fields(fields: &mut HashMap<String, AttributeValue>, lease: &LeaseRecord) {
+    fields.insert(LEASE_MS.to_owned(), n(lease.duration_ms));
+    fields.insert(LEASE_RENEWALS.to_owned(), n(lease.renewals));
+    fields.insert(LEASE_RENEWED_AT.to_owned(), n(lease.renewed_at_ms));
+    if let Some(holder) = lease.holder {
+        fields.insert(LEASE_HOLDER.to_owned(), n(holder.get()));
+    }
+}
+
+/// `tags` in a claim or a waiting claimer, if there are any.
+fn tag_field(fields: &mut HashMap<String, AttributeValue>, tags: &Tags) {
+    if !tags.is_empty() {
+        let map = tags.iter().map(|(k, v)| (k.clone(), s(v))).collect();
+        fields.insert(CLAIM_TAGS.to_owned(), AttributeValue::M(map));
+    }
 }
 
 /// What an item holds, decoded.
@@ -604,10 +631,12 @@ fn decode_leases(
                 ))
             }
         };
+        let key = counter.to_string();
         let record = LeaseRecord {
             duration_ms: number(LEASE_MS)?,
             renewals: number(LEASE_RENEWALS)?,
             renewed_at_ms: number(LEASE_RENEWED_AT)?,
+            holder: holder_of(fields, &key)?,
         };
         if record.duration_ms == 0 {
             return Err(format!("has a lease of 0 ms under `{counter}`"));
@@ -664,6 +693,52 @@ fn optional_number(
     }
 }
 
+/// The holder id in `fields` (the map under `key`), if there is one.
+fn holder_of(
+    fields: &HashMap<String, AttributeValue>,
+    key: &str,
+) -> std::result::Result<Option<HolderId>, String> {
+    optional_number(fields, key, LEASE_HOLDER)?
+        .map(|h| {
+            HolderId::new(h).ok_or_else(|| {
+                format!(
+                    "has `{LEASE_HOLDER}` {h} under `{}`, not one from 1 to {MAX_HOLDER_ID}",
+                    shorten(key)
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The tags in `fields` (the map under `key`): none if absent.
+fn tags_of(
+    fields: &HashMap<String, AttributeValue>,
+    key: &str,
+) -> std::result::Result<Tags, String> {
+    let map = match fields.get(CLAIM_TAGS) {
+        None => return Ok(Tags::new()),
+        Some(AttributeValue::M(map)) => map,
+        Some(other) => {
+            return Err(format!(
+                "has `{CLAIM_TAGS}` under `{}` as {}, not a map (M)",
+                shorten(key),
+                type_name(other)
+            ))
+        }
+    };
+    map.iter()
+        .map(|(k, v)| match v {
+            AttributeValue::S(v) => Ok((k.clone(), v.clone())),
+            other => Err(format!(
+                "has the tag `{}` under `{}` as {}, not a string (S)",
+                shorten(k),
+                shorten(key),
+                type_name(other)
+            )),
+        })
+        .collect()
+}
+
 /// The whole number `name` of `fields`, which must be present.
 fn required_number(
     fields: &HashMap<String, AttributeValue>,
@@ -708,8 +783,10 @@ fn decode_claims(
                 duration_ms,
                 renewals: required_number(fields, name, LEASE_RENEWALS)?,
                 renewed_at_ms: required_number(fields, name, LEASE_RENEWED_AT)?,
+                holder: holder_of(fields, name)?,
             }),
         };
+        let tags = tags_of(fields, name)?;
         if !owners.insert(owner.clone()) {
             return Err(format!("gives owner `{}` two names", shorten(&owner)));
         }
@@ -719,6 +796,7 @@ fn decode_claims(
                 owner,
                 index,
                 token,
+                tags,
                 lease,
             },
         );
@@ -753,6 +831,8 @@ fn decode_waiting(
             Waiter {
                 candidates,
                 lease_ms,
+                tags: tags_of(fields, owner)?,
+                holder: holder_of(fields, owner)?,
             },
         );
     }
@@ -766,10 +846,9 @@ pub(crate) fn encode_claim(record: &ClaimRecord) -> AttributeValue {
         (CLAIM_INDEX.to_owned(), n(record.index as u64)),
         (CLAIM_TOKEN.to_owned(), n(record.token)),
     ]);
+    tag_field(&mut fields, &record.tags);
     if let Some(lease) = &record.lease {
-        fields.insert(LEASE_MS.to_owned(), n(lease.duration_ms));
-        fields.insert(LEASE_RENEWALS.to_owned(), n(lease.renewals));
-        fields.insert(LEASE_RENEWED_AT.to_owned(), n(lease.renewed_at_ms));
+        lease_fields(&mut fields, lease);
     }
     AttributeValue::M(fields)
 }
@@ -777,8 +856,12 @@ pub(crate) fn encode_claim(record: &ClaimRecord) -> AttributeValue {
 /// A waiting claimer as stored in `Waiting`.
 pub(crate) fn encode_waiter(waiter: &Waiter) -> AttributeValue {
     let mut fields = HashMap::from([(WAITER_CANDIDATES.to_owned(), s(&waiter.candidates))]);
+    tag_field(&mut fields, &waiter.tags);
     if let Some(ms) = waiter.lease_ms {
         fields.insert(LEASE_MS.to_owned(), n(ms));
+    }
+    if let Some(holder) = waiter.holder {
+        fields.insert(LEASE_HOLDER.to_owned(), n(holder.get()));
     }
     AttributeValue::M(fields)
 }
@@ -1042,6 +1125,135 @@ mod tests {
             corrupt(&queue(ss(&[&long]))).len() < 400,
             "long values are cut"
         );
+    }
+
+    /// A claim's tags and holder, and a waiting claimer's, as stored and
+    /// read back; a lease's holder in a queue; what is not a holder or tags
+    /// is reported.
+    #[test]
+    fn tags_and_holders_round_trip_and_bad_ones_are_corrupt() {
+        let tags: Tags = [("addr".to_string(), "10.0.0.5".to_string())].into();
+        let lease = LeaseRecord {
+            duration_ms: 5000,
+            renewals: 3,
+            renewed_at_ms: 1_790_000_000_000,
+            holder: HolderId::new(MAX_HOLDER_ID),
+        };
+        let record = ClaimRecord {
+            owner: "zk-a".into(),
+            index: 0,
+            token: 1,
+            tags: tags.clone(),
+            lease: Some(lease),
+        };
+        let plain = ClaimRecord {
+            owner: "zk-b".into(),
+            index: 1,
+            token: 2,
+            tags: Tags::new(),
+            lease: None,
+        };
+        let waiter = Waiter {
+            candidates: "1..=255".into(),
+            lease_ms: Some(5000),
+            tags: tags.clone(),
+            holder: HolderId::new(9),
+        };
+        let AttributeValue::M(fields) = encode_claim(&plain) else {
+            panic!("a map")
+        };
+        assert!(!fields.contains_key(CLAIM_TAGS) && !fields.contains_key(LEASE_HOLDER));
+        let pool = |claims: AttributeValue, waiting: AttributeValue| {
+            item(&[
+                (ID, s("p")),
+                (TYPE, s(CLAIM_POOL)),
+                (VERSION, n(2)),
+                (CLAIMS, claims),
+                (WAITING, waiting),
+            ])
+        };
+        let claims = AttributeValue::M(HashMap::from([
+            ("1".to_string(), encode_claim(&record)),
+            ("2".to_string(), encode_claim(&plain)),
+        ]));
+        let waiting = AttributeValue::M(HashMap::from([("w".into(), encode_waiter(&waiter))]));
+        let Stored::ClaimPool(back) = decode("T", "p", &pool(claims, waiting)).unwrap() else {
+            panic!("a pool")
+        };
+        assert_eq!(back.records()["1"], record);
+        assert_eq!(back.records()["2"], plain);
+        assert_eq!(back.waiting()["w"], waiter);
+
+        let entry = QueueEntry {
+            process_id: "a".into(),
+            counter: 1,
+            tags: Tags::new(),
+        };
+        let queue = |lease: AttributeValue| {
+            item(&[
+                (ID, s("the-id")),
+                (TYPE, s(QUEUE)),
+                (VERSION, n(1)),
+                (VALUE, n(1)),
+                (ITEMS, ss(&[&encode_entry(&entry)])),
+                (
+                    LEASES,
+                    AttributeValue::M(HashMap::from([("1".into(), lease)])),
+                ),
+            ])
+        };
+        let Stored::Queue(q) = decode("T", "q", &queue(encode_lease("a", &lease))).unwrap() else {
+            panic!("a queue")
+        };
+        assert_eq!(q.state.lease_of(1), Some(&lease));
+
+        let with = |field: &str, value: AttributeValue| {
+            let AttributeValue::M(mut fields) = encode_claim(&record) else {
+                unreachable!()
+            };
+            fields.insert(field.to_owned(), value);
+            let claims = AttributeValue::M(HashMap::from([(
+                "1".to_string(),
+                AttributeValue::M(fields),
+            )]));
+            pool(claims, AttributeValue::M(HashMap::new()))
+        };
+        for (item, says) in [
+            (with(LEASE_HOLDER, n(0)), "`holder` 0 under `1`"),
+            (with(LEASE_HOLDER, n(u64::MAX)), "not one from 1 to"),
+            (with(CLAIM_TAGS, s("x")), "`tags` under `1` as a string (S)"),
+            (
+                with(
+                    CLAIM_TAGS,
+                    AttributeValue::M(HashMap::from([("k".into(), n(1))])),
+                ),
+                "the tag `k` under `1` as a number (N)",
+            ),
+            (
+                queue(encode_lease(
+                    "a",
+                    &LeaseRecord {
+                        holder: None,
+                        ..lease
+                    },
+                )),
+                "",
+            ),
+        ] {
+            let mut item = item;
+            item.insert(ID.into(), s("the-id"));
+            if says.is_empty() {
+                assert!(decode("Counters", "the-id", &item).is_ok());
+                continue;
+            }
+            let msg = corrupt(&item);
+            assert!(msg.contains(says), "{msg}");
+        }
+        let AttributeValue::M(mut lease_fields) = encode_lease("a", &lease) else {
+            unreachable!()
+        };
+        lease_fields.insert(LEASE_HOLDER.into(), s("1"));
+        assert!(corrupt(&queue(AttributeValue::M(lease_fields))).contains("`holder` under `1`"));
     }
 
     #[test]

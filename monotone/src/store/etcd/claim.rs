@@ -18,11 +18,8 @@ use super::item::{ItemRead, Plan};
 use super::layout::{claim_lease_key, Record, StoredClaim};
 use super::leased::{self, put_lease, unrenewed, LeasedItem};
 use super::store::EtcdStore;
-use crate::claim::candidates::Candidates;
-use crate::claim::state::{
-    claim_lease_gone, ClaimOutcome, ClaimPoolState, ClaimRecord, ClaimRequest,
-};
-use crate::claim::{Claim, ClaimPool, Claimed};
+use crate::claim::state::{claim_lease_gone, Asked, ClaimOutcome, ClaimPoolState, ClaimRecord};
+use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
 use crate::error::{Error, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record::LeaseRecord;
@@ -59,6 +56,7 @@ impl EtcdClaimPool {
                     owner: c.owner.clone(),
                     index: c.index,
                     token: c.token,
+                    tags: c.tags.clone(),
                     lease: None,
                 };
                 (name.clone(), record)
@@ -107,6 +105,7 @@ impl EtcdClaimPool {
                     owner: r.owner.clone(),
                     index: r.index,
                     token: r.token,
+                    tags: r.tags.clone(),
                 };
                 (name.clone(), stored)
             })
@@ -146,28 +145,27 @@ impl ClaimPool for EtcdClaimPool {
         &self.item.id
     }
 
-    async fn claim_with(
-        &self,
-        owner: &str,
-        candidates: &Candidates,
-        lease: Option<Duration>,
-    ) -> Result<Claimed> {
+    /// A claim of an owner that holds one follows the re-join rule of
+    /// `claim/state.rs` on the pool as read and writes nothing.
+    async fn claim_as(&self, owner: &str, request: &ClaimRequest) -> Result<Claimed> {
         validate::owner(owner)?;
-        let lease = LeaseRecord::starting_now(lease)?;
+        validate::tags(&request.tags)?;
+        let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
         let claimed = self
             .item
             .store
-            .update(&self.item.id, &self.item.key, |read, request| {
+            .update(&self.item.id, &self.item.key, |read, request_id| {
                 let mut state = self.state(read)?.unwrap_or_default();
-                let ask = ClaimRequest {
+                let ask = Asked {
                     owner,
-                    candidates,
+                    candidates: &request.candidates,
+                    tags: &request.tags,
                     lease,
                 };
                 match state.claim(&self.item.id, &ask)? {
                     ClaimOutcome::Existing(c) => Ok(Plan::Answer(Claimed::existing(c))),
                     ClaimOutcome::Claimed(c) => {
-                        let mut ops = vec![self.put_record(&state, request)];
+                        let mut ops = vec![self.put_record(&state, request_id)];
                         let mut compares = vec![];
                         if let Some(l) = &lease {
                             let lease_key = claim_lease_key(&self.item.key, &c.value.name);
@@ -185,7 +183,7 @@ impl ClaimPool for EtcdClaimPool {
             .await?;
         if let (Some(l), true) = (&lease, claimed.added) {
             let lease_key = claim_lease_key(&self.item.key, &claimed.claim.value.name);
-            self.item.wrote_lease(&lease_key, owner, l.duration_ms);
+            self.item.wrote_lease(&lease_key, owner, l);
         }
         Ok(claimed)
     }
@@ -231,7 +229,7 @@ impl ClaimPool for EtcdClaimPool {
             .await
     }
 
-    async fn release(&self, owner: &str) -> Result<Fenced<Claim>> {
+    async fn release_if(&self, owner: &str, token: Option<FencingToken>) -> Result<Fenced<Claim>> {
         validate::owner(owner)?;
         self.item
             .store
@@ -240,7 +238,7 @@ impl ClaimPool for EtcdClaimPool {
                     return Err(Error::claim_not_found(&self.item.id, owner));
                 };
                 let mut after = before.clone();
-                let released = after.release(&self.item.id, owner)?;
+                let released = after.release(&self.item.id, owner, token)?;
                 Ok(Plan::Write {
                     compares: vec![],
                     ops: self.removal(&before, &after, &released.value.name, request),
@@ -268,29 +266,6 @@ impl ClaimPool for EtcdClaimPool {
                     Some(state) => Plan::Remove(Some(state.token())),
                 })
             })
-            .await
-    }
-
-    fn pushes(&self) -> bool {
-        true
-    }
-
-    /// An etcd watch of the pool's keys from this handle's last read: a
-    /// claim, release or expiry wakes the waiter at once, renewals at most
-    /// once per `poll`.
-    async fn wait_for_change(&self, seen: u64, until: Instant, poll: Duration) -> Result<bool> {
-        let version_of = |r: &Record| match r {
-            Record::Claims { version, .. } => Some(*version),
-            _ => None,
-        };
-        self.item
-            .wait(
-                version_of,
-                || async { Ok(self.read_state().await?.version) },
-                seen,
-                until,
-                poll,
-            )
             .await
     }
 }

@@ -8,14 +8,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Event, EventType, TxnOp};
+use etcd_client::TxnOp;
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::item::{ItemRead, Plan};
 use super::layout::{record_key, Record};
 use super::store::EtcdStore;
-use super::watch::{wait_for_change, Seen};
+use super::watch::wait_for_change;
 use crate::document::state as document_state;
 use crate::document::{CasOutcome, Document, Snapshot};
 use crate::error::{Error, Result};
@@ -131,55 +131,5 @@ impl Document for EtcdDocument {
                 })
             })
             .await
-    }
-
-    fn pushes(&self) -> bool {
-        true
-    }
-
-    /// Watches the document's key from the revision of this handle's last
-    /// read (or of a read made now): the first write after it wakes the
-    /// waiter.
-    async fn wait_for_change(&self, seen: u64, until: Instant, poll: Duration) -> Result<bool> {
-        let last = *self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let revision = match last {
-            Some((version, revision)) if version == seen => revision,
-            _ => {
-                if self.read_now().await?.version != seen {
-                    return Ok(true);
-                }
-                self.seen
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .map_or(0, |(_, r)| r)
-            }
-        };
-        let key = self.key.clone();
-        let judge = move |e: &Event| {
-            let version = match e.event_type() {
-                EventType::Delete => 0,
-                EventType::Put => match e.kv().map(|kv| Record::decode(&key, kv.value())) {
-                    Some(Ok(Record::Document { version, .. })) => version,
-                    _ => u64::MAX,
-                },
-            };
-            if e.kv().is_some_and(|kv| kv.key() != key.as_slice()) {
-                Seen::Nothing
-            } else if version != seen {
-                Seen::Changed
-            } else {
-                Seen::Nothing
-            }
-        };
-        wait_for_change(
-            &self.store,
-            &self.what(),
-            &self.key,
-            revision,
-            judge,
-            until,
-            poll,
-        )
-        .await
     }
 }

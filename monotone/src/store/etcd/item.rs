@@ -132,6 +132,20 @@ impl EtcdStore {
             .await
     }
 
+    /// One consistent read of the record at `key` alone, without its
+    /// lease keys (a waiter's check of the version).
+    pub(super) async fn read_record(
+        &self,
+        what: &str,
+        key: &[u8],
+        deadline: Instant,
+    ) -> Result<ItemRead> {
+        let response = self
+            .get(what, key.to_vec(), GetOptions::new(), deadline)
+            .await?;
+        ItemRead::decode(key, &response)
+    }
+
     /// The same, with `options` (a serializable read).
     pub(super) async fn read_item_with(
         &self,

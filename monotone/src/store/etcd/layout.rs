@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::holder_id::HolderId;
 use crate::queue::state::QueueEntry;
+use crate::queue::ticket::Tags;
 use crate::store::item_type::ItemType;
 
 /// What separates an item's record key from its lease keys.
@@ -114,12 +116,14 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option
     Value::deserialize(d).map(Some)
 }
 
-/// One claim in a pool's record.
+/// One claim in a pool's record; `tags` only when it has some.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct StoredClaim {
     pub owner: String,
     pub index: usize,
     pub token: u64,
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
 }
 
 impl Record {
@@ -163,6 +167,12 @@ pub(super) struct LeaseValue {
     /// The ticket's process or the claim's owner.
     pub holder: String,
     pub lease_ms: u64,
+    /// The [`HolderId`] that made the ticket or claim, if one did (a
+    /// `LeaseHolder`, a `ClaimHolder`). Before `renewed_at_ms`, so that it
+    /// is part of the [stable prefix](Self::stable_prefix): a renewal never
+    /// renews another holder's lease of the same process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_id: Option<HolderId>,
     /// The holder's wall-clock time of its last renewal; shown only.
     pub renewed_at_ms: u64,
 }
@@ -295,6 +305,7 @@ mod tests {
         let l = LeaseValue {
             holder: "p\"x".into(),
             lease_ms: 300,
+            holder_id: None,
             renewed_at_ms: 12,
         };
         let prefix = l.stable_prefix();
@@ -302,6 +313,16 @@ mod tests {
             prefix,
             br#"{"type":"LEASE","holder":"p\"x","lease_ms":300,"#
         );
+        let held = LeaseValue {
+            holder_id: HolderId::new(77),
+            ..l.clone()
+        };
+        assert_eq!(
+            held.stable_prefix(),
+            br#"{"type":"LEASE","holder":"p\"x","lease_ms":300,"holder_id":77,"#,
+            "another holder of the same process has another prefix"
+        );
+        assert_eq!(LeaseValue::decode(b"k", &held.encode()).unwrap(), held);
         let later = LeaseValue {
             renewed_at_ms: 99_999,
             ..l.clone()

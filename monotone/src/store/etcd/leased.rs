@@ -1,6 +1,6 @@
 //! What queues and claim pools share: their lease keys, the renewal of one
 //! (a single transaction that reads nothing first and leaves the record
-//! alone), and waiting for the item to change.
+//! alone), and the item's token and waiting for it to change.
 //!
 //! A leased ticket's or claim's lease lives in a key of its own beside the
 //! item's record (see `layout.rs`): `{"type":"LEASE","holder":..,
@@ -17,14 +17,16 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use etcd_client::{Compare, CompareOp, Event, EventType, GetOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::time::Instant;
 
 use super::item::{ItemRead, LeaseRead};
 use super::layout::{item_end, not_ours, record_key, starts_with, LeaseValue, Record, SIDE};
 use super::store::EtcdStore;
-use super::watch::{wait_for_change, Seen};
+use super::watch::wait_for_change;
+use crate::store::item_type::ItemType;
 use crate::error::{Error, Result};
+use crate::lease::holder_id::HolderId;
 use crate::lease::record::{unix_millis, LeaseRecord};
 
 /// The leases of `read` whose keys are `record key + \0 + kind + NAME`, by
@@ -51,6 +53,7 @@ pub(super) fn leases_of<'a>(
                 duration_ms: l.value.lease_ms,
                 renewals: l.renewals(),
                 renewed_at_ms: l.value.renewed_at_ms,
+                holder: l.value.holder_id,
             };
             Ok((name.to_owned(), l, record))
         })
@@ -62,6 +65,7 @@ pub(super) fn put_lease(lease_key: Vec<u8>, holder: &str, lease: &LeaseRecord) -
     let value = LeaseValue {
         holder: holder.to_owned(),
         lease_ms: lease.duration_ms,
+        holder_id: lease.holder,
         renewed_at_ms: lease.renewed_at_ms,
     };
     TxnOp::put(lease_key, value.encode(), None)
@@ -74,25 +78,29 @@ pub(super) fn unrenewed(lease_key: Vec<u8>, renewals: u64) -> Compare {
     Compare::version(lease_key, CompareOp::Equal, version)
 }
 
-/// The lease durations a handle has written or renewed, by holder and
-/// lease key, so that a renewal needs no read to know what to write.
+/// The lease durations and holder ids a handle has written or renewed, by
+/// holder and lease key, so that a renewal needs no read to know what to
+/// write.
 #[derive(Debug, Default)]
-struct KnownLeases(Mutex<HashMap<Vec<u8>, (String, u64)>>);
+struct KnownLeases(Mutex<HashMap<Vec<u8>, (String, Known)>>);
+
+/// What a renewal writes again: the lease's duration and holder id.
+type Known = (u64, Option<HolderId>);
 
 impl KnownLeases {
-    fn note(&self, lease_key: &[u8], holder: &str, lease_ms: u64) {
+    fn note(&self, lease_key: &[u8], holder: &str, known: Known) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(lease_key.to_vec(), (holder.to_owned(), lease_ms));
+            .insert(lease_key.to_vec(), (holder.to_owned(), known));
     }
 
-    fn get(&self, lease_key: &[u8], holder: &str) -> Option<u64> {
+    fn get(&self, lease_key: &[u8], holder: &str) -> Option<Known> {
         let known = self.0.lock().unwrap_or_else(|p| p.into_inner());
         known
             .get(lease_key)
             .filter(|(h, _)| h == holder)
-            .map(|(_, ms)| *ms)
+            .map(|(_, k)| *k)
     }
 }
 
@@ -123,9 +131,10 @@ impl LeasedItem {
         format!("`{}`", self.id)
     }
 
-    /// This handle wrote a lease of `lease_ms` for `holder` at `lease_key`.
-    pub fn wrote_lease(&self, lease_key: &[u8], holder: &str, lease_ms: u64) {
-        self.known.note(lease_key, holder, lease_ms);
+    /// This handle wrote `lease` for `holder` at `lease_key`.
+    pub fn wrote_lease(&self, lease_key: &[u8], holder: &str, lease: &LeaseRecord) {
+        self.known
+            .note(lease_key, holder, (lease.duration_ms, lease.holder));
     }
 
     /// A read of the item found it at `version` at `revision`.
@@ -149,17 +158,17 @@ impl LeasedItem {
         holder: &str,
     ) -> Result<std::result::Result<ItemRead, ItemRead>> {
         let (store, what, key) = (&self.store, self.what(), &self.key);
-        let lease_ms = match self.known.get(lease_key, holder) {
-            Some(ms) => ms,
+        let (lease_ms, holder_id) = match self.known.get(lease_key, holder) {
+            Some(known) => known,
             None => {
                 let read = store.read_item(&what, key, store.deadline()).await?;
                 let found = read
                     .leases
                     .iter()
                     .find(|l| l.key == lease_key && l.value.holder == holder)
-                    .map(|l| l.value.lease_ms);
+                    .map(|l| (l.value.lease_ms, l.value.holder_id));
                 match found {
-                    Some(ms) => ms,
+                    Some(known) => known,
                     None => return Ok(Err(read)),
                 }
             }
@@ -167,6 +176,7 @@ impl LeasedItem {
         let value = LeaseValue {
             holder: holder.to_owned(),
             lease_ms,
+            holder_id,
             renewed_at_ms: unix_millis(SystemTime::now()),
         };
         let whole = || {
@@ -198,62 +208,56 @@ impl LeasedItem {
         if !response.succeeded() {
             return Ok(Err(read));
         }
-        self.known.note(lease_key, holder, lease_ms);
+        self.known.note(lease_key, holder, (lease_ms, holder_id));
         Ok(Ok(read))
     }
 
-    /// Wait until the item, last seen at version (fencing token) `seen`,
-    /// changes, or until `until`; renewals of its leases wake the waiter at
-    /// most once per `poll` (see `watch.rs`). `version_of` reads the
-    /// version of a record; `reread` reads the item afresh (noting it with
-    /// [`read_at`](Self::read_at)) and returns its version.
-    pub async fn wait<Fut>(
+    /// The item's version (fencing token) now: one consistent read of its
+    /// record key alone (0 if there is none), noted as where a watch for
+    /// its next change starts. `version_of` reads the version of a record
+    /// of the item's kind.
+    pub async fn token(&self, wanted: ItemType, version_of: fn(&Record) -> Option<u64>) -> Result<u64> {
+        let (store, what) = (&self.store, self.what());
+        let read = store.read_record(&what, &self.key, store.deadline()).await?;
+        let version = read
+            .record_of(&self.id, wanted)?
+            .and_then(version_of)
+            .unwrap_or(0);
+        self.read_at(version, read.revision);
+        Ok(version)
+    }
+
+    /// Wait until the item's version (fencing token) is no longer `seen`,
+    /// or until `until`: an etcd watch of its record key from this
+    /// handle's last read at `seen` (or from a read made now), see
+    /// `watch.rs`.
+    pub async fn wait(
         &self,
+        wanted: ItemType,
         version_of: fn(&Record) -> Option<u64>,
-        reread: impl FnOnce() -> Fut,
         seen: u64,
-        until: Instant,
+        until: Option<Instant>,
         poll: Duration,
-    ) -> Result<bool>
-    where
-        Fut: std::future::Future<Output = Result<u64>>,
-    {
+    ) -> Result<bool> {
         let revision = match self.revision_of(seen) {
             Some(r) => r,
             None => {
-                if reread().await? != seen {
+                if self.token(wanted, version_of).await? != seen {
                     return Ok(true);
                 }
                 self.revision_of(seen).unwrap_or(0)
             }
         };
-        let record_key = self.key.clone();
-        let judge = move |e: &Event| {
-            let Some(kv) = e.kv() else {
-                return Seen::Changed;
-            };
-            if kv.key() != record_key.as_slice() {
-                return Seen::Renewed;
-            }
-            let version = match e.event_type() {
-                EventType::Delete => Some(0),
-                EventType::Put => Record::decode(&record_key, kv.value())
-                    .ok()
-                    .as_ref()
-                    .and_then(version_of),
-            };
-            if version == Some(seen) {
-                Seen::Nothing
-            } else {
-                Seen::Changed
-            }
-        };
+        let key = self.key.clone();
+        let pushed = move |value: &[u8]| Record::decode(&key, value).ok().as_ref().and_then(version_of);
         wait_for_change(
             &self.store,
             &self.what(),
             &self.key,
             revision,
-            judge,
+            seen,
+            pushed,
+            || self.token(wanted, version_of),
             until,
             poll,
         )

@@ -50,8 +50,8 @@ watch sees every change. Values are compact JSON, `"type"` first:
 | `QUEUE` | `{"type":"QUEUE","version":N,"value":LAST,"items":[{"process_id","counter","tags"}],"request":ID}` | `version`: one more with every join, leave and expiry |
 | `DOCUMENT` | `{"type":"DOCUMENT","version":N,"body":VALUE,"request":ID}`, no `body` once removed | `version`: one more with every write and removal |
 | `TALLY` | `{"type":"TALLY","value":SUM,"version":N,"request":ID}` | `version`: the number of adds |
-| `CLAIMS` | `{"type":"CLAIMS","version":N,"claims":{NAME:{"owner","index","token"}},"request":ID}` | `version`: one more with every claim, release and expiry |
-| `LEASE` (a lease key) | `{"type":"LEASE","holder":ID,"lease_ms":N,"renewed_at_ms":T}` | the renewal count is the key's `version` less one |
+| `CLAIMS` | `{"type":"CLAIMS","version":N,"claims":{NAME:{"owner","index","token","tags"}},"request":ID}` (`tags` only when the claim has some) | `version`: one more with every claim, release and expiry |
+| `LEASE` (a lease key) | `{"type":"LEASE","holder":ID,"lease_ms":N,"holder_id":H,"renewed_at_ms":T}`: `holder` is the ticket's process or the claim's owner, `holder_id` the [`HolderId`](crate::HolderId) of the `LeaseHolder` or `ClaimHolder` that made it (absent without one) | the renewal count is the key's `version` less one |
 
 `request` is the random id of the operation that wrote the record, by
 which a write whose answer was lost is recognised (see below). A key under
@@ -72,7 +72,7 @@ failure branch reads it), so a lost race costs one request, not two:
 | `tally get`, `queue get`, `queue list`, `doc get`, `claim list`, `claim get` | 1 `Range` (`tally get --stale`: served by one member without consensus) |
 | renewal of a lease (`LeaseHolder`, `lock`, `claim --ttl`) | 1 `Txn` (a shell's `queue renew`: 1 `Range` more) |
 | removing an expired ticket or claim | 1 `Range`, 1 `Txn` |
-| a wait (`queue wait`, `lock`, `claim --timeout`, `doc watch`) | 1 `Watch` from the revision of the last read, and 1 `Range` per change that concerns it; nothing while nothing changes |
+| a wait (`queue wait`, `lock`, `claim --timeout`, `doc watch`) | 1 `Watch` of the record key from the revision of the last read, and 1 `Range` of the item per change of its token; 1 `Range` of the record alone per poll interval (the safety check, see below); a waiter behind leased tickets or claims also reads the item at each look at their leases |
 
 # Leases
 
@@ -101,14 +101,21 @@ removes after a full one, measured by each on its own monotonic clock.
 
 # Waiting
 
-Every wait is an etcd watch of the item's keys, from the revision of the
-waiter's last read: the server pushes each change, nothing polls. A write
-that changes the fencing token (a leave, a removal) wakes the waiters at
-once; a renewal wakes them at most once per poll interval (so that they
-see renewals and time leases well, without every renewal of a busy queue
-making every waiter read it again). A watch that finds its revision
-compacted away, or breaks, makes the waiter read afresh: the latest state
-is never skipped.
+Queues, claim pools and documents push (`pushes()` is true): their
+`wait_for_change` (the capability of the `change` module, under every
+waiter) is an etcd watch of the item's record key from the revision of the
+handle's last read at the version seen, so the server pushes each write of
+the record and the waiter reads the item at once. `token()` and
+`version()` read the record key alone. A renewal writes only its lease key,
+so it wakes no one, as the capability asks; a waiter that watches leases
+reads the item at its next look at them, as on every store.
+
+Every poll interval the waiter also reads the version (one `Range` of the
+record key), the safety check the capability asks of a store that pushes:
+a member cut off from the rest of its cluster keeps its watches open but
+silent, and that read, which needs a quorum, finds the change (or fails)
+instead. A watch that finds its revision compacted away, is canceled or
+breaks makes the waiter read afresh: the latest state is never skipped.
 
 # Writes whose answer is lost
 

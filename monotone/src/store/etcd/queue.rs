@@ -19,7 +19,7 @@ use crate::lease::expiry::Expired;
 use crate::lease::record::LeaseRecord;
 use crate::queue::fencing::{Fenced, FencingToken};
 use crate::queue::state::{lease_gone, JoinOutcome, QueueState};
-use crate::queue::ticket::{Joined, Tags, Ticket};
+use crate::queue::ticket::{JoinRequest, Joined, Ticket};
 use crate::queue::Queue;
 use crate::store::item_type::ItemType;
 use crate::validate;
@@ -108,15 +108,13 @@ impl Queue for EtcdQueue {
         &self.item.id
     }
 
-    async fn join_with(
-        &self,
-        process_id: &str,
-        tags: Tags,
-        lease: Option<Duration>,
-    ) -> Result<Joined> {
+    /// A join of a member follows the re-join rule of `queue/state.rs` on
+    /// the queue as read and writes nothing.
+    async fn join_as(&self, process_id: &str, request: &JoinRequest) -> Result<Joined> {
         validate::process_id(process_id)?;
-        validate::tags(&tags)?;
-        let lease = LeaseRecord::starting_now(lease)?;
+        validate::tags(&request.tags)?;
+        let tags = &request.tags;
+        let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
         let joined = self
             .item
             .store
@@ -147,12 +145,12 @@ impl Queue for EtcdQueue {
             .await?;
         if let (Some(l), true) = (&lease, joined.added) {
             let lease_key = ticket_lease_key(&self.item.key, joined.ticket.value.counter);
-            self.item.wrote_lease(&lease_key, process_id, l.duration_ms);
+            self.item.wrote_lease(&lease_key, process_id, l);
         }
         Ok(joined)
     }
 
-    async fn leave(&self, process_id: &str) -> Result<FencingToken> {
+    async fn leave_if(&self, process_id: &str, counter: Option<u64>) -> Result<FencingToken> {
         validate::process_id(process_id)?;
         self.item
             .store
@@ -160,8 +158,9 @@ impl Queue for EtcdQueue {
                 let Some(mut state) = self.state(read)? else {
                     return Err(Error::queue_not_found(&self.item.id));
                 };
-                let counter = state.ticket(&self.item.id, process_id)?.value.counter;
-                let token = state.leave(&self.item.id, process_id)?;
+                let before = state.ticket(&self.item.id, process_id)?.value.counter;
+                let token = state.leave(&self.item.id, process_id, counter)?;
+                let counter = before;
                 let mut ops = vec![TxnOp::put(
                     self.item.key.clone(),
                     Self::record(&state, request),
@@ -248,29 +247,6 @@ impl Queue for EtcdQueue {
                     Some(state) => Plan::Remove(Some(state.token())),
                 })
             })
-            .await
-    }
-
-    fn pushes(&self) -> bool {
-        true
-    }
-
-    /// An etcd watch of the queue's keys from this handle's last read: a
-    /// join, leave or expiry wakes the waiter at once, renewals at most once
-    /// per `poll`.
-    async fn wait_for_change(&self, seen: u64, until: Instant, poll: Duration) -> Result<bool> {
-        let version_of = |r: &Record| match r {
-            Record::Queue { version, .. } => Some(*version),
-            _ => None,
-        };
-        self.item
-            .wait(
-                version_of,
-                || async { Ok(self.read_state().await?.version) },
-                seen,
-                until,
-                poll,
-            )
             .await
     }
 }

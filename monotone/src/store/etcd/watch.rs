@@ -1,8 +1,9 @@
 //! etcd watches, for the three things this store asks of a key's history:
 //!
-//! - [`wait_for_change`]: block until an item changes after a revision (a
-//!   waiter's wait, a document watcher's), or a deadline passes. No
-//!   polling: the server pushes each change.
+//! - [`wait_for_change`]: block until an item's record changes after a
+//!   revision (a waiter's wait, a document watcher's), or a deadline
+//!   passes: the `wait_for_change` of the `change` module's capability,
+//!   pushed by the server.
 //! - [`first_write_after`]: the write that followed a revision, to learn
 //!   whether a conditional write whose answer was lost is the one that
 //!   landed.
@@ -10,31 +11,19 @@
 //!   marker's, to look for a blind write whose answer was lost.
 //!
 //! A watch that starts at a revision that was compacted away gets no
-//! events: the waits then return at once (the caller reads afresh, so it
+//! events: the waits then return `true` at once (the caller reads afresh, so it
 //! never skips the latest state), and the history lookups fail as
 //! Unavailable: the outcome of that write cannot be known.
 
 use std::time::Duration;
 
-use etcd_client::{Event, EventType, WatchOptions, WatchStream};
+use etcd_client::{EventType, WatchOptions, WatchStream};
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::error::{from_etcd, timed_out};
 use super::store::EtcdStore;
 use crate::error::{Error, ErrorKind, Result};
-
-/// What one event means to a waiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Seen {
-    /// The item's version moved: wake now.
-    Changed,
-    /// A lease was renewed: wake, but not before a poll interval has passed
-    /// since the wait began (see [`wait_for_change`]).
-    Renewed,
-    /// Nothing the waiter cares about.
-    Nothing,
-}
 
 /// Open a watch of `[key, end)` (of `key` alone without `end`) from
 /// `revision` on.
@@ -68,45 +57,67 @@ async fn open(
     }
 }
 
-/// Wait until an event among the keys of the item at `key` after
-/// `revision` matters (`judge`
-/// says which do), or `until` passes. True: look again (something changed,
-/// or a lease was renewed and `poll` has passed since the wait began, or
-/// the watch broke or started at a compacted revision: a spurious true
-/// costs one read); false: `until` passed first.
+/// Wait until the version of the record at `key` is no longer `seen`
+/// (`true`), or `until` passes (`false`): an etcd watch of the record key
+/// from `revision` (a read that found it at `seen`) on, so the server
+/// pushes every write of the record; `version_of` says what version a
+/// written value holds (`None`: not a record of this kind, which is a
+/// change: the caller reads it and reports it). Renewals write lease keys,
+/// never the record, so they wake no one.
 ///
-/// Renewals wake a waiter at most once per `poll`, so that many waiters of
-/// a queue whose holders renew often re-read it at most that often, while
-/// the write that frees a place wakes them at once.
-pub(super) async fn wait_for_change(
+/// Every `poll` it also reads the version (`reread`), as the `change`
+/// module asks of a store that pushes: a member cut off from the rest of
+/// its cluster keeps a watch open but silent, and that read, which needs
+/// a quorum, finds the change (or fails) instead. A watch that breaks, is
+/// canceled or starts at a compacted revision returns `true` at once: the
+/// caller reads afresh, so it never skips the latest state.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn wait_for_change<Fut>(
     store: &EtcdStore,
     what: &str,
     key: &[u8],
     revision: i64,
-    judge: impl Fn(&Event) -> Seen,
-    until: Instant,
+    seen: u64,
+    version_of: impl Fn(&[u8]) -> Option<u64>,
+    mut reread: impl FnMut() -> Fut,
+    until: Option<Instant>,
     poll: Duration,
-) -> Result<bool> {
-    let started = Instant::now();
-    let end = super::layout::item_end(key);
-    let mut stream = match open(store, what, key, Some(end), revision + 1, until).await {
+) -> Result<bool>
+where
+    Fut: std::future::Future<Output = Result<u64>>,
+{
+    let poll = poll.max(Duration::from_millis(1));
+    let far = || Instant::now() + Duration::from_secs(60 * 60 * 24 * 365);
+    let opened = until.unwrap_or_else(far).min(store.deadline());
+    let mut stream = match open(store, what, key, None, revision + 1, opened).await {
         Ok(s) => s,
-        Err(e) => {
-            debug!(what, error = %e, "cannot watch; looking again");
-            return Ok(Instant::now() < until);
+        Err(e) if e.kind() == ErrorKind::Unavailable => {
+            // The caller's read tries the other members within its own
+            // time, and fails as this did if none answers.
+            debug!(what, error = %e, "cannot watch; reading again");
+            return Ok(until.is_none_or(|u| Instant::now() < u));
         }
+        Err(e) => return Err(e),
     };
-    let mut renewed: Option<Instant> = None;
     loop {
-        let wake = renewed.map_or(until, |r| r.min(until));
+        let check = Instant::now().checked_add(poll).unwrap_or_else(far);
+        let wake = until.map_or(check, |u| u.min(check));
         let message = tokio::select! {
             m = stream.message() => m,
-            () = tokio::time::sleep_until(wake) => return Ok(renewed.is_some() && wake < until),
+            () = tokio::time::sleep_until(wake) => {
+                if until.is_some_and(|u| Instant::now() >= u) {
+                    return Ok(false);
+                }
+                if reread().await? != seen {
+                    return Ok(true);
+                }
+                continue;
+            }
         };
         let response = match message {
             Ok(Some(r)) => r,
             Ok(None) | Err(_) => {
-                debug!(what, "the watch ended; looking again");
+                debug!(what, "the watch ended; reading again");
                 return Ok(true);
             }
         };
@@ -114,18 +125,18 @@ pub(super) async fn wait_for_change(
             debug!(
                 what,
                 compacted = response.compact_revision(),
-                "watch canceled; looking again"
+                "watch canceled; reading again"
             );
             return Ok(true);
         }
         for event in response.events() {
-            match judge(event) {
-                Seen::Changed => return Ok(true),
-                Seen::Renewed => {
-                    let at = (started + poll).max(Instant::now());
-                    renewed = Some(renewed.map_or(at, |r| r.min(at)));
-                }
-                Seen::Nothing => {}
+            let version = match (event.event_type(), event.kv()) {
+                (EventType::Delete, _) => Some(0),
+                (EventType::Put, Some(kv)) => version_of(kv.value()),
+                (EventType::Put, None) => None,
+            };
+            if version != Some(seen) {
+                return Ok(true);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Claim pools in SQLite: a row of `items` with type `CLAIMS` (its version
 //! is the pool's fencing token) and one row of `claims` per claim (schema
-//! version 4).
+//! version 4; tags and holders since version 5).
 //!
 //! Every operation is one transaction that reads the pool's rows (at most
 //! [`MAX_CANDIDATES`](crate::MAX_CANDIDATES)), applies the rule of
@@ -18,18 +18,15 @@
 //! | claim of an owner, list | the rows |
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use rusqlite::{params, Transaction, TransactionBehavior};
 
 use super::error::map_err;
-use super::store::{item, to_u64, Outcome, SqliteStore};
-use crate::claim::candidates::Candidates;
-use crate::claim::state::{
-    claim_lease_gone, ClaimOutcome, ClaimPoolState, ClaimRecord, ClaimRequest,
-};
-use crate::claim::{Claim, ClaimPool, Claimed};
+use super::store::{item, to_holder, to_u64, Outcome, SqliteStore};
+use crate::claim::state::{claim_lease_gone, Asked, ClaimOutcome, ClaimPoolState, ClaimRecord};
+use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record as lease;
@@ -54,10 +51,20 @@ fn load(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<ClaimPoolS
     if row.kind != ItemType::ClaimPool.stored() {
         return Err(row.wrong_type(id, ItemType::ClaimPool));
     }
-    type Columns = (String, String, i64, i64, Option<i64>, i64, Option<i64>);
+    type Columns = (
+        String,
+        String,
+        i64,
+        i64,
+        Option<i64>,
+        i64,
+        Option<i64>,
+        String,
+        Option<i64>,
+    );
     let rows: Vec<Columns> = tx
         .prepare_cached(
-            "SELECT name, owner, candidate_index, token, lease_ms, renewals, renewed_at_ms
+            "SELECT name, owner, candidate_index, token, lease_ms, renewals, renewed_at_ms, tags, holder
              FROM claims WHERE pool_id = ?1",
         )
         .and_then(|mut s| {
@@ -70,13 +77,15 @@ fn load(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<ClaimPoolS
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
                 ))
             })?
             .collect()
         })
         .map_err(|e| map_err(shown, "cannot read", e))?;
     let mut claims = BTreeMap::new();
-    for (name, owner, index, token, lease_ms, renewals, renewed_at_ms) in rows {
+    for (name, owner, index, token, lease_ms, renewals, renewed_at_ms, tags, holder) in rows {
         let lease = match lease_ms {
             None => None,
             Some(ms) => Some(LeaseRecord {
@@ -85,8 +94,15 @@ fn load(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<ClaimPoolS
                 renewed_at_ms: renewed_at_ms
                     .and_then(|t| u64::try_from(t).ok())
                     .unwrap_or(0),
+                holder: to_holder(holder, id)?,
             }),
         };
+        let tags = serde_json::from_str(&tags).map_err(|e| {
+            Error::new(
+                ErrorKind::Corrupt,
+                format!("claim pool `{id}`: the tags of the claim of `{name}` are unreadable: {e}"),
+            )
+        })?;
         let record = ClaimRecord {
             owner,
             index: usize::try_from(to_u64(index, id, "candidate index")?).map_err(|_| {
@@ -96,6 +112,7 @@ fn load(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<ClaimPoolS
                 )
             })?,
             token: to_u64(token, id, "claim token")?,
+            tags,
             lease,
         };
         claims.insert(name, record);
@@ -138,27 +155,24 @@ impl ClaimPool for SqliteClaimPool {
         &self.id
     }
 
-    async fn claim_with(
-        &self,
-        owner: &str,
-        candidates: &Candidates,
-        lease: Option<Duration>,
-    ) -> Result<Claimed> {
+    async fn claim_as(&self, owner: &str, request: &ClaimRequest) -> Result<Claimed> {
         validate::owner(owner)?;
-        let lease = LeaseRecord::starting_now(lease)?;
-        let (id, owner, candidates) = (self.id.clone(), owner.to_owned(), candidates.clone());
+        validate::tags(&request.tags)?;
+        let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
+        let (id, owner, request) = (self.id.clone(), owner.to_owned(), request.clone());
         self.store
             .run(TransactionBehavior::Immediate, "cannot claim", move |tx, shown| {
                 // The write lock is ours from here: the claim exists no
                 // earlier than this.
                 let written_at = tokio::time::Instant::now();
                 let mut pool = load(tx, shown, &id)?.unwrap_or_default();
-                let request = ClaimRequest {
+                let asked = Asked {
                     owner: &owner,
-                    candidates: &candidates,
+                    candidates: &request.candidates,
+                    tags: &request.tags,
                     lease,
                 };
-                let claim = match pool.claim(&id, &request)? {
+                let claim = match pool.claim(&id, &asked)? {
                     ClaimOutcome::Existing(c) => return Ok(Outcome::Unchanged(Claimed::existing(c))),
                     ClaimOutcome::Claimed(c) => c,
                 };
@@ -166,12 +180,15 @@ impl ClaimPool for SqliteClaimPool {
                 let c = &claim.value;
                 let lease_ms = c.lease.as_ref().map(|l| lease::millis(l.duration) as i64);
                 let renewed_at = lease.map(|l| l.renewed_at_ms as i64);
+                let tags = serde_json::to_string(&c.tags).expect("a map of strings serializes");
+                // Holder ids are at most i64::MAX: stored as they are.
+                let holder = request.holder.map(|h| h.get() as i64);
                 tx.prepare_cached(
-                    "INSERT INTO claims (pool_id, name, owner, candidate_index, token, lease_ms, renewals, renewed_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+                    "INSERT INTO claims (pool_id, name, owner, candidate_index, token, lease_ms, renewals, renewed_at_ms, tags, holder)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9)",
                 )
                 .and_then(|mut s| {
-                    s.execute(params![id, c.name, c.owner, c.index as i64, c.token.get() as i64, lease_ms, renewed_at])
+                    s.execute(params![id, c.name, c.owner, c.index as i64, c.token.get() as i64, lease_ms, renewed_at, tags, holder])
                 })
                 .map_err(|e| map_err(shown, "cannot claim", e))?;
                 Ok(Outcome::Commit(Claimed::made(claim, written_at)))
@@ -234,7 +251,7 @@ impl ClaimPool for SqliteClaimPool {
             .await
     }
 
-    async fn release(&self, owner: &str) -> Result<Fenced<Claim>> {
+    async fn release_if(&self, owner: &str, token: Option<FencingToken>) -> Result<Fenced<Claim>> {
         validate::owner(owner)?;
         let (id, owner) = (self.id.clone(), owner.to_owned());
         self.store
@@ -245,7 +262,7 @@ impl ClaimPool for SqliteClaimPool {
                     let Some(mut pool) = load(tx, shown, &id)? else {
                         return Err(Error::claim_not_found(&id, &owner));
                     };
-                    let released = pool.release(&id, &owner)?;
+                    let released = pool.release(&id, &owner, token)?;
                     delete_claim(
                         tx,
                         shown,

@@ -1,6 +1,7 @@
 //! Queues in SQLite: a row of `items` with type `QUEUE` (its `value` the
 //! last ticket counter handed out, its `version` the fencing token) and one
-//! row of `tickets` per member (schema version 1; leases since version 2).
+//! row of `tickets` per member (schema version 1; leases since version 2,
+//! their holders since version 5).
 //!
 //! The queue's rules are written once, in `queue/state.rs`, and applied here
 //! as the memory and DynamoDB stores apply them: every write is one
@@ -16,7 +17,7 @@
 //!
 //! | operation | statements, in one transaction |
 //! |---|---|
-//! | join | `BEGIN IMMEDIATE`; the `items` row, the process's `tickets` row and a count of the rows ahead; an upsert of the `items` row and an insert into `tickets` (nothing if the process is in the queue) |
+//! | join | `BEGIN IMMEDIATE`; the `items` row, the process's `tickets` row and a count of the rows ahead; an upsert of the `items` row and an insert into `tickets` (nothing if the process is in the queue: the re-join rule answers from its row) |
 //! | leave, expire | `BEGIN IMMEDIATE`; the same reads; a delete from `tickets` and an update of the `items` row |
 //! | renew | `BEGIN IMMEDIATE`; the same reads; an update of the one ticket's lease |
 //! | ticket | the same reads |
@@ -34,14 +35,15 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::error::map_err;
-use super::store::{item, to_u64, Outcome, Row, SqliteStore};
+use super::store::{item, to_holder, to_u64, Outcome, Row, SqliteStore};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
+use crate::lease::holder_id::HolderId;
 use crate::lease::record as lease;
 use crate::lease::record::{Lease, LeaseRecord};
 use crate::queue::fencing::{Fenced, FencingToken};
 use crate::queue::state::{self, JoinOutcome, QueueEntry, QueueState};
-use crate::queue::ticket::{Joined, Tags, Ticket};
+use crate::queue::ticket::{JoinRequest, Joined, Tags, Ticket};
 use crate::queue::Queue;
 use crate::store::item_type::ItemType;
 use crate::validate;
@@ -72,7 +74,7 @@ fn decode_tags(json: &str, id: &str, process_id: &str) -> Result<Tags> {
 }
 
 /// The columns of a ticket row, in the order [`ticket_row`] reads them.
-const TICKET_COLUMNS: &str = "process_id, counter, tags, lease_ms, renewals, renewed_at_ms";
+const TICKET_COLUMNS: &str = "process_id, counter, tags, lease_ms, renewals, renewed_at_ms, holder";
 
 /// A ticket row as read, before decoding.
 struct TicketRow {
@@ -82,6 +84,7 @@ struct TicketRow {
     lease_ms: Option<i64>,
     renewals: i64,
     renewed_at_ms: Option<i64>,
+    holder: Option<i64>,
 }
 
 fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
@@ -92,6 +95,7 @@ fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
         lease_ms: r.get(3)?,
         renewals: r.get(4)?,
         renewed_at_ms: r.get(5)?,
+        holder: r.get(6)?,
     })
 }
 
@@ -100,9 +104,9 @@ struct Checked {
     process_id: String,
     counter: u64,
     tags: Tags,
-    /// The lease's milliseconds, renewal count and renewal time (`None` if
-    /// the column is empty).
-    lease: Option<(u64, u64, Option<u64>)>,
+    /// The lease's milliseconds, renewal count, renewal time (`None` if
+    /// the column is empty) and holder.
+    lease: Option<(u64, u64, Option<u64>, Option<HolderId>)>,
 }
 
 impl TicketRow {
@@ -117,6 +121,7 @@ impl TicketRow {
                 to_u64(ms, id, "lease")?,
                 to_u64(self.renewals, id, "renewal count")?,
                 self.renewed_at_ms.and_then(|ms| u64::try_from(ms).ok()),
+                to_holder(self.holder, id)?,
             )),
         };
         Ok(Checked {
@@ -130,12 +135,13 @@ impl TicketRow {
     /// The ticket of queue `id` at `position`.
     fn decode(self, id: &str, position: usize) -> Result<Ticket> {
         let c = self.check(id)?;
-        let lease = c.lease.map(|(ms, renewals, renewed_at)| {
+        let lease = c.lease.map(|(ms, renewals, renewed_at, holder)| {
             Lease::new(
                 Duration::from_millis(ms),
                 renewals,
                 renewed_at.map(lease::from_unix_millis),
             )
+            .with_holder(holder)
         });
         Ok(Ticket::new(c.process_id, c.counter, position, c.tags).with_lease(lease))
     }
@@ -208,12 +214,13 @@ fn load_around(
             let c = t.check(id)?;
             let lease = c
                 .lease
-                .map(|(duration_ms, renewals, renewed_at)| LeaseRecord {
+                .map(|(duration_ms, renewals, renewed_at, holder)| LeaseRecord {
                     duration_ms,
                     renewals,
                     // An empty renewal time (which monotone never writes) is
                     // the epoch: it is shown, never used.
                     renewed_at_ms: renewed_at.unwrap_or(0),
+                    holder,
                 });
             let entry = QueueEntry {
                 process_id: c.process_id,
@@ -277,9 +284,11 @@ fn insert_ticket(
             Some(storable(l.renewed_at_ms, id)?),
         ),
     };
+    // Holder ids are at most i64::MAX: stored as they are.
+    let holder = lease.and_then(|l| l.holder).map(|h| h.get() as i64);
     tx.prepare_cached(
-        "INSERT INTO tickets (queue_id, process_id, counter, tags, lease_ms, renewals, renewed_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO tickets (queue_id, process_id, counter, tags, lease_ms, renewals, renewed_at_ms, holder)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -289,7 +298,8 @@ fn insert_ticket(
             tags,
             lease_ms,
             renewals,
-            renewed_at_ms
+            renewed_at_ms,
+            holder
         ])
     })
     .map_err(|e| map_err(shown, "cannot join", e))?;
@@ -345,16 +355,11 @@ impl Queue for SqliteQueue {
         &self.id
     }
 
-    async fn join_with(
-        &self,
-        process_id: &str,
-        tags: Tags,
-        lease: Option<Duration>,
-    ) -> Result<Joined> {
+    async fn join_as(&self, process_id: &str, request: &JoinRequest) -> Result<Joined> {
         validate::process_id(process_id)?;
-        validate::tags(&tags)?;
-        let lease = LeaseRecord::starting_now(lease)?;
-        let (id, pid) = (self.id.clone(), process_id.to_owned());
+        validate::tags(&request.tags)?;
+        let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
+        let (id, pid, tags) = (self.id.clone(), process_id.to_owned(), request.tags.clone());
         self.store
             .run(
                 TransactionBehavior::Immediate,
@@ -379,7 +384,7 @@ impl Queue for SqliteQueue {
             .await
     }
 
-    async fn leave(&self, process_id: &str) -> Result<FencingToken> {
+    async fn leave_if(&self, process_id: &str, counter: Option<u64>) -> Result<FencingToken> {
         validate::process_id(process_id)?;
         let (id, pid) = (self.id.clone(), process_id.to_owned());
         self.store
@@ -390,7 +395,7 @@ impl Queue for SqliteQueue {
                     let Some(mut queue) = load_around(tx, shown, &id, &pid)? else {
                         return Err(Error::queue_not_found(&id));
                     };
-                    let token = queue.leave(&id, &pid)?;
+                    let token = queue.leave(&id, &pid, counter)?;
                     delete_ticket(tx, shown, &id, &pid, &queue)?;
                     Ok(Outcome::Commit(token))
                 },

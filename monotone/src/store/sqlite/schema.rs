@@ -97,7 +97,7 @@ CREATE TABLE tickets (
 /// transaction, with foreign key enforcement off, so a step may rebuild a
 /// table (SQLite's documented twelve-step procedure, without the
 /// `PRAGMA`s that a transaction cannot hold).
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_V2, MIGRATION_V3, MIGRATION_V4];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_V2, MIGRATION_V3, MIGRATION_V4, MIGRATION_V5];
 
 /// Version 2: leases on tickets, and room for the other kinds of item.
 ///
@@ -163,6 +163,28 @@ CREATE TABLE claims (
     PRIMARY KEY (pool_id, name),
     UNIQUE (pool_id, owner)
 ) WITHOUT ROWID;
+";
+
+/// Version 5: holders, and the tags of claims.
+///
+/// - `tickets.holder` and `claims.holder`: the id of the holder that made a
+///   leased ticket or claim (a `LeaseHolder`, a `ClaimHolder`: 1 to
+///   2^63 - 1), or NULL for one made without a holder; a permanent one has
+///   none. The rows written before have none.
+/// - `claims.tags`: the claim's tags, a JSON object of strings as a
+///   ticket's `tags`; `{}` for the claims written before.
+///
+/// Each is an `ALTER TABLE ... ADD COLUMN`: no row is copied, so the step
+/// costs the same on a file of any size. A binary of schema version 4
+/// refuses the migrated file (see the module docs), so no older binary ever
+/// writes a claim without its tags column or a holder's ticket without its
+/// holder.
+const MIGRATION_V5: &str = "
+ALTER TABLE tickets ADD COLUMN holder INTEGER
+    CHECK (holder IS NULL OR (holder > 0 AND lease_ms IS NOT NULL));
+ALTER TABLE claims ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE claims ADD COLUMN holder INTEGER
+    CHECK (holder IS NULL OR (holder > 0 AND lease_ms IS NOT NULL));
 ";
 
 /// Open (creating if needed) the database at `path`, ready for use.

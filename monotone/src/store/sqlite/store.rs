@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use super::error::map_err;
 use super::schema::{self, SqliteOptions};
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::holder_id::{HolderId, MAX_HOLDER_ID};
 use crate::store::item_type::ItemType;
 
 /// A store in a SQLite database file. Clones share one connection.
@@ -194,6 +195,24 @@ pub(super) fn to_u64(v: i64, id: &str, column: &str) -> Result<u64> {
             format!("item `{id}` has a negative {column} ({v})"),
         )
     })
+}
+
+/// A `holder` column: empty, or a holder id; Corrupt otherwise.
+pub(super) fn to_holder(v: Option<i64>, id: &str) -> Result<Option<HolderId>> {
+    v.map(|n| {
+        u64::try_from(n)
+            .ok()
+            .and_then(HolderId::new)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "item `{id}` has a holder id of {n}, not one from 1 to {MAX_HOLDER_ID}"
+                    ),
+                )
+            })
+    })
+    .transpose()
 }
 
 /// SQLite integers are signed: the largest value a counter can reach here.

@@ -1,0 +1,255 @@
+//! A holder's turn: when another holder holds the ticket of its process id
+//! (the claim of its owner), wait until that record is gone, then make its
+//! own. Written once, here, for [`LeaseHolder`](crate::LeaseHolder) and
+//! [`ClaimHolder`](crate::ClaimHolder).
+//!
+//! The record in the way answers a holder's request with
+//! [`ErrorKind::Held`] (see the re-join rule in `again.rs`). The waiter is
+//! an observer of that one record in the sense of the [`lease`](crate::lease)
+//! protocol: it reads it (one cheap read: the ticket of one process, the
+//! claim of one owner), feeds every read to a [`LeaseWatch`], and removes it
+//! (with the primitive's `expire`) only once the watch found it unrenewed
+//! for a full lease on this process's own clock. So a live holder keeps its
+//! record, and the waiter's turn comes when that holder releases it (the
+//! next read finds it gone) or dies (one observed lease later). Then it
+//! makes its own record at once; if another waiter was quicker, it waits
+//! again.
+//!
+//! It polls as [`WaitOptions`] say: a quarter of the record's lease, within
+//! the bounds, never past the moment the record could expire, nor past the
+//! timeout. With a timeout of zero it tries once and does not wait: a
+//! record in the way is then [`ErrorKind::Timeout`].
+
+use std::fmt;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::lease::expiry::{Expired, LeaseWatch, Leased};
+use crate::queue::fencing::{Fenced, FencingToken};
+use crate::queue::wait::WaitOptions;
+
+/// What a holder waits its turn for: a record it makes, and the record of
+/// another holder that may be in the way.
+#[async_trait]
+pub(crate) trait Turn: Send + Sync {
+    /// The record: a ticket or a claim.
+    type Item: Leased + Send + Sync;
+    /// What making the record gives.
+    type Made: Send;
+
+    /// Make the record as the holder asks (join, claim), by `deadline` if
+    /// making it waits too; [`ErrorKind::Held`] while another holder holds
+    /// it.
+    async fn make(&self, deadline: Option<Instant>) -> Result<Self::Made>;
+
+    /// The record in the way, with the token of the read; `None` if it is
+    /// gone.
+    async fn in_the_way(&self) -> Result<Option<Fenced<Self::Item>>>;
+
+    /// Remove the record in the way, watched expire.
+    async fn expire(&self, expired: &Expired<Self::Item>) -> Result<Option<FencingToken>>;
+
+    /// What the holder asks for, in messages: "the ticket of process `a` in
+    /// queue `q`".
+    fn what(&self) -> String;
+}
+
+/// Make `turn`'s record, waiting (as the [module docs](self) say, up to
+/// `options`' timeout) while another holder holds it.
+pub(crate) async fn wait_turn<T: Turn>(turn: &T, options: &WaitOptions) -> Result<T::Made> {
+    let started = Instant::now();
+    let deadline = options.timeout.map(|t| started + t);
+    let mut watch = LeaseWatch::<T::Item>::new();
+    loop {
+        match turn.make(deadline).await {
+            Err(e) if e.kind() == ErrorKind::Held => {}
+            other => return other,
+        }
+        // Watch the record in the way until it goes, or expires.
+        while let Some(other) = turn.in_the_way().await? {
+            let read_at = Instant::now();
+            let Some(lease) = other.value.lease().cloned() else {
+                // Permanent now: making the record says so.
+                break;
+            };
+            let mut removed = false;
+            let seen = std::slice::from_ref(&other.value);
+            for expired in watch.observe(seen, other.fencing_token, read_at) {
+                if let Some(token) = turn.expire(&expired).await? {
+                    tracing::debug!(what = %turn.what(), %token, "removed another holder's record, which expired");
+                    removed = true;
+                }
+            }
+            if removed {
+                break;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{} is held by another holder{}",
+                        turn.what(),
+                        Waited(now.duration_since(started))
+                    ),
+                ));
+            }
+            let poll = options.poll_among(std::iter::once(&lease));
+            let wake = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+}
+
+/// `" (after waiting 2.5s)"`, or nothing for a wait too short to mention.
+struct Waited(std::time::Duration);
+
+impl fmt::Display for Waited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.as_millis() >= 100 {
+            write!(f, " (after waiting {:.1}s)", self.0.as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::lease::record::Lease;
+    use crate::queue::ticket::{Tags, Ticket};
+
+    const LEASE: Duration = Duration::from_millis(400);
+
+    /// One record, another holder's until `renewing` stops and it expires,
+    /// or until it is released; then the waiter's.
+    struct Scripted {
+        state: Mutex<State>,
+    }
+
+    #[derive(Default)]
+    struct State {
+        /// The other holder's record: renewed on each read while `renewing`.
+        other: Option<Ticket>,
+        renewing: bool,
+        makes: u32,
+        expired: u32,
+    }
+
+    impl Scripted {
+        fn held(renewing: bool) -> Scripted {
+            let other =
+                Ticket::new("p", 1, 0, Tags::new()).with_lease(Some(Lease::new(LEASE, 0, None)));
+            Scripted {
+                state: Mutex::new(State {
+                    other: Some(other),
+                    renewing,
+                    ..State::default()
+                }),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Turn for Scripted {
+        type Item = Ticket;
+        type Made = u32;
+
+        async fn make(&self, _: Option<Instant>) -> Result<u32> {
+            let mut s = self.state.lock().unwrap();
+            s.makes += 1;
+            match s.other {
+                Some(_) => Err(Error::new(ErrorKind::Held, "held")),
+                None => Ok(s.makes),
+            }
+        }
+
+        async fn in_the_way(&self) -> Result<Option<Fenced<Ticket>>> {
+            let mut s = self.state.lock().unwrap();
+            let renewing = s.renewing;
+            Ok(s.other.as_mut().map(|t| {
+                if renewing {
+                    t.lease.as_mut().unwrap().renewals += 1;
+                }
+                Fenced::new(t.clone(), FencingToken(1))
+            }))
+        }
+
+        async fn expire(&self, expired: &Expired<Ticket>) -> Result<Option<FencingToken>> {
+            let mut s = self.state.lock().unwrap();
+            assert_eq!(Some(expired.ticket()), s.other.as_ref(), "removed as seen");
+            s.other = None;
+            s.expired += 1;
+            Ok(Some(FencingToken(2)))
+        }
+
+        fn what(&self) -> String {
+            "the ticket of process `p` in queue `q`".into()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_holders_record_is_removed_after_one_observed_lease() {
+        let turn = Scripted::held(false);
+        let started = Instant::now();
+        let made = wait_turn(&turn, &WaitOptions::new()).await.unwrap();
+        let took = started.elapsed();
+        assert!(took >= LEASE, "never before a full lease: {took:?}");
+        assert!(took <= LEASE + LEASE / 4, "about one lease: {took:?}");
+        let s = turn.state.lock().unwrap();
+        assert_eq!((made, s.expired), (2, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_holders_record_is_never_removed_and_the_wait_times_out() {
+        let turn = Scripted::held(true);
+        let options = WaitOptions::new().with_timeout(Some(LEASE * 5));
+        let err = wait_turn(&turn, &options).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert_eq!(
+            err.to_string(),
+            "the ticket of process `p` in queue `q` is held by another holder (after waiting 2.0s)"
+        );
+        assert_eq!(turn.state.lock().unwrap().expired, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_of_zero_tries_once() {
+        let turn = Scripted::held(true);
+        let options = WaitOptions::new().with_timeout(Some(Duration::ZERO));
+        let err = wait_turn(&turn, &options).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert_eq!(turn.state.lock().unwrap().makes, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_released_record_is_the_waiters_at_the_next_look() {
+        let turn = std::sync::Arc::new(Scripted::held(true));
+        let releaser = {
+            let turn = std::sync::Arc::clone(&turn);
+            tokio::spawn(async move {
+                tokio::time::sleep(LEASE * 3).await;
+                turn.state.lock().unwrap().other = None;
+                Instant::now()
+            })
+        };
+        let made = wait_turn(&*turn, &WaitOptions::new()).await.unwrap();
+        let released = releaser.await.unwrap();
+        assert!(
+            released.elapsed() <= LEASE / 4,
+            "within a poll: {:?}",
+            released.elapsed()
+        );
+        assert!(made >= 2);
+        assert_eq!(
+            turn.state.lock().unwrap().expired,
+            0,
+            "released, not expired"
+        );
+    }
+}
