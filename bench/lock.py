@@ -35,15 +35,22 @@ RECORD = (
 
 
 def handovers(monotone, env, url, workers, rounds, hold, poll, ttl):
-    out = tempfile.mkdtemp(prefix="monotone-lock-bench-")
     queue = f"handover-{time.time_ns()}"
+    lock = [monotone, "--store", url, "-i", queue, "lock", "--ttl", ttl, "--poll", poll, "--"]
+    return handover_gaps(lock, env, workers, rounds, hold)
+
+
+def handover_gaps(lock, env, workers, rounds, hold):
+    """`workers` loops of `lock + RECORD` (any command that runs the rest of
+    its arguments under a lock: `monotone lock --`, `flock FILE`); the gaps
+    (ms) between one command's end and the next one's start."""
+    out = tempfile.mkdtemp(prefix="monotone-lock-bench-")
 
     def worker(w):
         wenv = dict(env, OUT=out, W=f"w{w}", HOLD=hold)
         for _ in range(rounds):
-            cmd = [monotone, "--store", url, "-i", queue, "lock", "--ttl", ttl, "--poll", poll,
-                   "--", "sh", "-c", RECORD]
-            r = subprocess.run(cmd, env=wenv, capture_output=True, text=True)
+            r = subprocess.run(lock + ["sh", "-c", RECORD], env=wenv, capture_output=True,
+                               text=True)
             if r.returncode != 0:
                 sys.exit(f"lock failed ({r.returncode}): {r.stderr}")
 

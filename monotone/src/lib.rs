@@ -35,6 +35,18 @@ are documented on [`Counter`], [`Queue`], [`Document`], [`Tally`] and
 [`ClaimPool`], and a shared conformance suite checks each store against
 them.
 
+# Waiting
+
+Everything that waits ([`wait_for_position`], [`wait_for_claim`],
+[`Changes`], the holders) waits on one capability of the queue, claim pool
+or document handle: `wait_for_change(seen, until, poll)`, "tell me when
+this item's version is no longer `seen`, or when `until` passes". The
+memory store and the SQLite store on Linux push (the SQLite store learns
+of every commit to its file, from any process, through the kernel's file
+notifications); DynamoDB polls the version alone every `poll`. Each handle
+says which with `pushes()`; see [`WaitOptions`] for when a waiter reads and
+what it costs.
+
 # Leases
 
 A ticket may be joined with a lease: it stays only while its holder renews
@@ -143,11 +155,13 @@ assert_eq!((now.value, now.version), (7, 2));
 
 // Each module's own docs (its `mod.rs`) say what it owns: `queue/`,
 // `claim/` and `document/` a primitive each; `lease/` leases and the one
-// holder of leased records; `store/` the `Store` trait, `open()` and the
-// backends. Inside the crate, every file imports an item from the file that
+// holder of leased records; `change.rs` waiting for an item to change
+// (push or poll), which every waiter uses; `store/` the `Store` trait,
+// `open()` and the backends. Inside the crate, every file imports an item from the file that
 // defines it; the re-exports below are for the outside only
 // (scripts/check_imports.py refuses import circles).
 mod backoff;
+mod change;
 mod claim;
 mod counter;
 mod document;

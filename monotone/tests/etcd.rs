@@ -53,13 +53,22 @@ async fn a_compacted_watch_revision_resumes_from_a_fresh_read() {
     other.write(1, &json!({"n": 2})).await.unwrap();
     other.write(2, &json!({"n": 3})).await.unwrap();
     let mut raw = raw(&endpoints).await;
-    let now = raw.get("nothing", None).await.unwrap().header().unwrap().revision();
+    let now = raw
+        .get("nothing", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
     raw.compact(now, None).await.unwrap();
     let change = tokio::time::timeout(Duration::from_secs(20), changes.next())
         .await
         .expect("the watcher resumes")
         .unwrap();
-    assert_eq!((change.version, change.since, change.folded()), (3, 1, true));
+    assert_eq!(
+        (change.version, change.since, change.folded()),
+        (3, 1, true)
+    );
     assert_eq!(change.value, Some(json!({"n": 3})), "the latest state");
     other.write(3, &json!({"n": 4})).await.unwrap();
     let change = tokio::time::timeout(Duration::from_secs(20), changes.next())
@@ -83,7 +92,12 @@ async fn renewals_leave_the_record_alone() {
         .join_leased("a", monotone::Tags::new(), Duration::from_secs(30))
         .await
         .unwrap();
-    let prefix = url.trim_start_matches("etcd://").split_once('/').unwrap().1.to_owned();
+    let prefix = url
+        .trim_start_matches("etcd://")
+        .split_once('/')
+        .unwrap()
+        .1
+        .to_owned();
     let mut raw = raw(&endpoints).await;
     let record = |r: &etcd_client::GetResponse| r.kvs()[0].mod_revision();
     let before = record(&raw.get(format!("{prefix}q"), None).await.unwrap());
@@ -120,7 +134,12 @@ async fn holder_ids_and_claim_tags_are_stored_as_documented() {
         .held_by(holder);
     let claimed = pool.claim_as("o", &request).await.unwrap();
     assert_eq!(claimed.claim.value.tags, tags);
-    let prefix = url.trim_start_matches("etcd://").split_once('/').unwrap().1.to_owned();
+    let prefix = url
+        .trim_start_matches("etcd://")
+        .split_once('/')
+        .unwrap()
+        .1
+        .to_owned();
     let mut raw = raw(&endpoints).await;
     let value = |r: etcd_client::GetResponse| -> serde_json::Value {
         serde_json::from_slice(r.kvs()[0].value()).unwrap()

@@ -135,7 +135,9 @@ pub struct ClaimArgs {
     #[arg(long, conflicts_with = "timeout")]
     pub no_wait: bool,
 
-    /// While waiting, the longest time between two looks at the pool
+    /// While waiting: how often to check the pool on a store that cannot
+    /// push (DynamoDB); where the store tells of changes (the embedded one),
+    /// how often to check anyway, in case a notification was lost
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
     pub poll: Duration,
 

@@ -49,7 +49,9 @@ pub enum DocAction {
         /// by default, those from now on
         #[arg(long, value_name = "N", value_parser = parse_version, allow_hyphen_values = true)]
         from_version: Option<u64>,
-        /// How often to check the store for a new version
+        /// How often to check the store for a new version where it cannot
+        /// push (DynamoDB); where it tells of writes (the embedded store),
+        /// how often to check anyway, in case a notification was lost
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
         poll: Duration,
     },
@@ -248,7 +250,8 @@ pub async fn watch(
 }
 
 /// Give `emit` one line per change, from `from_version` (by default the
-/// current version), checking every `poll`. Returns when `emit` fails (a
+/// current version), told of changes where the store pushes and checking
+/// every `poll` where it cannot. Returns when `emit` fails (a
 /// closed stdout) or the store does.
 async fn follow(
     doc: Arc<dyn Document>,

@@ -97,8 +97,10 @@ pub struct LockArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
 
-    /// While waiting, the longest time between two looks at the queue (each
-    /// look is one read of the store)
+    /// While waiting: how often to check the queue on a store that cannot
+    /// push (DynamoDB; each check is one read); where the store tells of
+    /// changes (the embedded one), how often to check anyway, in case a
+    /// notification was lost
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
     pub poll: Duration,
 

@@ -53,7 +53,9 @@ pub enum QueueAction {
         /// Give up after this long (exit code 9); 0 looks once
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
         timeout: Option<Duration>,
-        /// The longest time between two looks at the queue
+        /// How often to check the queue where the store cannot push
+        /// (DynamoDB); where it tells of changes (the embedded store), how
+        /// often to check anyway, in case a notification was lost
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
         poll: Duration,
     },

@@ -145,6 +145,19 @@ impl Turn for Claiming<'_> {
         self.pool.expire(expired).await
     }
 
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        self.pool.wait_for_change(seen, until, poll).await
+    }
+
+    fn pushes(&self) -> bool {
+        self.pool.pushes()
+    }
+
     fn what(&self) -> String {
         format!(
             "the claim of `{}` in claim pool `{}`",

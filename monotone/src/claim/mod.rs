@@ -28,6 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use crate::change::poll_for_change;
 use crate::claim::candidates::Candidates;
 use crate::error::Result;
 use crate::lease::expiry::{Expired, Leased};
@@ -284,6 +285,14 @@ impl Claimed {
 ///   an [`Expired`] observation saw it: same name, owner, token and
 ///   renewals. It is a write like a release: the token grows by one. A
 ///   renewal that came first wins, and the claim stays.
+///
+/// ## Waiting for a change
+///
+/// As for a queue ([`Queue::wait_for_change`](crate::Queue::wait_for_change)):
+/// [`token`](ClaimPool::token) is the pool's token read as cheaply as the
+/// store can, and [`wait_for_change`](ClaimPool::wait_for_change) returns
+/// `true` once it is not the one seen, `false` once `until` passes; a
+/// renewal is no change.
 #[async_trait]
 pub trait ClaimPool: Send + Sync + fmt::Debug {
     /// The id this pool is stored under.
@@ -364,4 +373,33 @@ pub trait ClaimPool: Send + Sync + fmt::Debug {
     /// Delete the pool. Returns the token it had, or `None` if there was no
     /// pool under this id (which is not an error).
     async fn remove(&self) -> Result<Option<FencingToken>>;
+
+    /// The pool's fencing token now (0 for an absent pool): what a waiter
+    /// checks. The default reads every claim; stores read the token alone.
+    async fn token(&self) -> Result<FencingToken> {
+        Ok(self.claims().await?.fencing_token)
+    }
+
+    /// Whether this handle is told of changes by its store (push), rather
+    /// than finding them by reading the token every `poll` of
+    /// [`wait_for_change`](ClaimPool::wait_for_change).
+    fn pushes(&self) -> bool {
+        false
+    }
+
+    /// Wait until the pool's token is no longer `seen` (`true`, possibly
+    /// spurious: read the pool again) or `until` passes (`false`; `None`
+    /// waits for ever), as [`Queue::wait_for_change`](crate::Queue::wait_for_change)
+    /// does for a queue.
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        poll_for_change(seen.get(), until, poll, || async {
+            Ok(self.token().await?.get())
+        })
+        .await
+    }
 }

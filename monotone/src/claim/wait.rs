@@ -9,11 +9,17 @@
 //! claims again as soon as a read shows a candidate free (released by its
 //! holder) or it removed an expired claim.
 //!
-//! Waiting costs one read of the pool per poll, with the poll interval of
-//! [`WaitOptions`] (a quarter of the shortest lease among the candidates'
-//! claims, within its bounds), plus a claim when a candidate looks free and
-//! one write per expired claim removed. A dead holder's claim is removed at
-//! most one lease plus one poll interval after the waiter first read it.
+//! Between reads it waits on the pool's token with
+//! [`ClaimPool::wait_for_change`], as a queue's waiter does (see
+//! [`WaitOptions`]): it reads the pool again when a claim is made,
+//! released or expires (pushed by the store where it can, found by polling
+//! the token where it cannot), while it watches leased claims at its next
+//! look at them (a quarter of the shortest lease among the candidates'
+//! claims, within the poll bounds), when a watched claim could expire, and
+//! at its timeout. Each read may be followed by a claim when a candidate
+//! looks free, and one write per expired claim removed. A dead holder's
+//! claim is removed at most one lease plus one poll interval after the
+//! waiter first read it.
 //!
 //! [`wait_for_position`]: crate::wait_for_position
 
@@ -62,6 +68,7 @@ pub async fn wait_for_claim_as(
     let deadline = options.timeout.map(|t| started + t);
     let mut watch = LeaseWatch::<Claim>::new();
     let mut try_claim = true;
+    let mut announced = false;
     loop {
         if try_claim {
             match pool.claim_as(owner, request).await {
@@ -73,6 +80,15 @@ pub async fn wait_for_claim_as(
                 }
                 other => return other,
             }
+        }
+        if !announced {
+            announced = true;
+            tracing::debug!(
+                pool = pool.id(),
+                owner,
+                changes = if pool.pushes() { "pushed" } else { "polled" },
+                "every candidate is taken: waiting for one to free up"
+            );
         }
         let all = pool.claims().await?;
         let read_at = Instant::now();
@@ -107,8 +123,8 @@ pub async fn wait_for_claim_as(
             ));
         }
         let poll = options.poll_among(ours.iter().filter_map(|c| c.lease.as_ref()));
-        let wake = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
-        tokio::time::sleep_until(wake).await;
+        let look = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
+        pool.wait_for_change(all.fencing_token, look, poll).await?;
     }
 }
 

@@ -1,4 +1,5 @@
-//! [`Changes`]: a document's change stream from a version, by polling.
+//! [`Changes`]: a document's change stream from a version, told of changes
+//! by the store where it pushes, polling the version where it cannot.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use crate::document::state::Diff;
 use crate::document::{Document, Snapshot};
 use crate::error::Result;
 
-/// How often [`Changes::next`] checks the store by default.
+/// How often [`Changes::next`] checks the version by default on a store
+/// that cannot push (and, on one that pushes, the safety check).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One step of a document's history as a [`Changes`] stream saw it.
@@ -46,19 +48,22 @@ impl Change {
     }
 }
 
-/// The changes of a document from a version on, found by polling its version
-/// (see [`Document::read_if_changed`] for one check's cost on each store):
-/// [`next`](Self::next) checks once per poll interval, so a watcher's cost is
-/// one check per interval, changes or not.
+/// The changes of a document from a version on. [`next`](Self::next)
+/// waits with [`Document::wait_for_change`]: on a store that
+/// [pushes](Document::pushes) (memory; SQLite on Linux) it reads the
+/// document as soon as a write by any process is visible; on one that
+/// cannot (DynamoDB) it checks the version once per poll interval (see
+/// [`Document::version`] for one check's cost on each store) and reads the
+/// document only when that changed.
 ///
 /// # Guarantees
 ///
 /// - Versions only go up: each change's `version` is greater than the one
 ///   before, and its `since` is the previous change's `version`. A read that
 ///   returns an older version than one already reported is ignored.
-/// - The latest state is never skipped: every poll reads the latest version,
-///   and a poll that finds it newer than the last change reports it.
-/// - Writes between two polls are folded into one change, which says so
+/// - The latest state is never skipped: every read reads the latest version,
+///   and a read that finds it newer than the last change reports it.
+/// - Writes between two reads are folded into one change, which says so
 ///   ([`Change::folded`], `since`) and diffs the last reported value with the
 ///   newest. No state between them is reported.
 /// - A removed document is a change whose `value` is `None`; writing it again
@@ -72,8 +77,9 @@ pub struct Changes {
     /// The value at `since`, once known: from version 0 it is known (absent).
     seen: Option<Option<Value>>,
     poll_interval: Duration,
-    /// When [`next`](Changes::next) may check the store again.
-    next_check: Option<tokio::time::Instant>,
+    /// The version the last read found (`None` before the first): what
+    /// [`next`](Changes::next) waits to change.
+    read: Option<u64>,
 }
 
 impl fmt::Debug for Changes {
@@ -96,11 +102,13 @@ impl Changes {
             since: from_version,
             seen: (from_version == 0).then_some(None),
             poll_interval: DEFAULT_POLL_INTERVAL,
-            next_check: None,
+            read: None,
         }
     }
 
-    /// Poll every `interval` (at least 1 ms) instead of every second.
+    /// Check the version every `interval` (at least 1 ms) instead of every
+    /// second: on a store that cannot push, the poll interval; on one that
+    /// pushes, the safety check in case a notification was lost.
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval.max(Duration::from_millis(1));
         self
@@ -111,17 +119,16 @@ impl Changes {
         self.since
     }
 
-    /// The next change: checks the store every poll interval until the
-    /// document's version is past the last one reported. The first call
-    /// checks at once; later ones keep to the interval, counted from the
-    /// previous check, so a watcher costs one check per interval however
-    /// often the document changes.
+    /// The next change. The first call reads the store at once; later ones
+    /// wait for the document's version to move past the one last read
+    /// ([`Document::wait_for_change`]), then read it.
     pub async fn next(&mut self) -> Result<Change> {
         loop {
-            if let Some(at) = self.next_check {
-                tokio::time::sleep_until(at).await;
+            if let Some(read) = self.read {
+                self.doc
+                    .wait_for_change(read, None, self.poll_interval)
+                    .await?;
             }
-            self.next_check = Some(tokio::time::Instant::now() + self.poll_interval);
             if let Some(change) = self.poll().await? {
                 return Ok(change);
             }
@@ -138,8 +145,10 @@ impl Changes {
             Some(_) => self.doc.read_if_changed(self.since).await?,
         };
         let Some(now) = read else {
+            self.read = Some(self.since);
             return Ok(None);
         };
+        self.read = Some(now.version);
         if now.version < self.since {
             return Ok(None);
         }
@@ -166,32 +175,85 @@ impl Changes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::DocumentExt;
+    use crate::document::{CasOutcome, DocumentExt};
     use crate::store::memory::MemoryStore;
     use crate::store::Store;
+    use async_trait::async_trait;
     use serde_json::json;
     use tokio::time::Instant;
 
+    /// A document of a store that cannot push: the memory store's, with the
+    /// default (polling) `wait_for_change`.
+    #[derive(Debug)]
+    struct Polled(Box<dyn Document>);
+
+    #[async_trait]
+    impl Document for Polled {
+        fn id(&self) -> &str {
+            self.0.id()
+        }
+        async fn read(&self) -> Result<Snapshot> {
+            self.0.read().await
+        }
+        async fn compare_and_set(
+            &self,
+            expected: u64,
+            value: Option<&Value>,
+        ) -> Result<CasOutcome> {
+            self.0.compare_and_set(expected, value).await
+        }
+        async fn remove(&self) -> Result<Option<u64>> {
+            self.0.remove().await
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn next_checks_once_per_interval_however_often_it_changes() {
+    async fn with_push_next_returns_at_the_write_however_long_the_interval() {
         let store = MemoryStore::new();
         let doc: Arc<dyn Document> = Arc::from(store.document("d").unwrap());
+        assert!(doc.pushes());
         let mut changes =
-            Changes::new(Arc::clone(&doc), 0).with_poll_interval(Duration::from_secs(2));
+            Changes::new(Arc::clone(&doc), 0).with_poll_interval(Duration::from_secs(3600));
         let t0 = Instant::now();
         doc.write(0, &json!(1)).await.unwrap();
         assert_eq!(changes.next().await.unwrap().version, 1);
         assert_eq!(Instant::now(), t0, "the first check is at once");
+        let writer = {
+            let doc = Arc::clone(&doc);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(7)).await;
+                doc.write(1, &json!(2)).await.unwrap();
+            })
+        };
+        let c = changes.next().await.unwrap();
+        assert_eq!((c.version, c.since, c.folded()), (2, 1, false));
+        assert_eq!(Instant::now() - t0, Duration::from_secs(7), "at the write");
+        writer.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_push_next_checks_once_per_interval_and_folds() {
+        let store = MemoryStore::new();
+        let doc: Arc<dyn Document> = Arc::new(Polled(store.document("d").unwrap()));
+        assert!(!doc.pushes());
+        let interval = Duration::from_secs(2);
+        let mut changes = Changes::new(Arc::clone(&doc), 0).with_poll_interval(interval);
+        let t0 = Instant::now();
+        doc.write(0, &json!(1)).await.unwrap();
+        assert_eq!(changes.next().await.unwrap().version, 1);
+        assert_eq!(Instant::now(), t0, "the first check is at once");
+        // Two writes before the next check: one folded change.
         doc.write(1, &json!(2)).await.unwrap();
         doc.write(2, &json!(3)).await.unwrap();
         let c = changes.next().await.unwrap();
         assert_eq!((c.version, c.since, c.folded()), (3, 1, true));
-        assert_eq!(
-            Instant::now() - t0,
-            Duration::from_secs(2),
-            "one interval later"
+        let waited = Instant::now() - t0;
+        assert!(
+            waited >= interval / 2 && waited <= interval,
+            "at the first check: {waited:?}"
         );
-        // Nothing changes: it keeps checking every interval until something does.
+        // Nothing changes for a while: found at the first check after the write.
+        let t1 = Instant::now();
         let writer = {
             let doc = Arc::clone(&doc);
             tokio::spawn(async move {
@@ -200,10 +262,10 @@ mod tests {
             })
         };
         assert_eq!(changes.next().await.unwrap().version, 4);
-        assert_eq!(
-            Instant::now() - t0,
-            Duration::from_secs(10),
-            "the check after the write"
+        let waited = Instant::now() - t1;
+        assert!(
+            waited >= Duration::from_secs(7) && waited <= Duration::from_secs(9),
+            "within an interval of the write: {waited:?}"
         );
         writer.await.unwrap();
     }

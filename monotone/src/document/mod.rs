@@ -17,11 +17,14 @@ pub(crate) mod changes;
 pub(crate) mod state;
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::backoff::{Backoff, Jitter};
+use crate::change::poll_for_change;
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::fencing::FencingToken;
 
@@ -118,6 +121,12 @@ pub enum CasOutcome {
 ///   fails with [`ErrorKind::WrongType`] and changes nothing; and the id of a
 ///   document, removed or not, stays a document's.
 /// - A successful write is durable in its store before it returns.
+/// - [`version`](Document::version) is the version [`read`](Document::read)
+///   would return, read as cheaply as the store can;
+///   [`wait_for_change`](Document::wait_for_change) returns `true` once it
+///   is not the one seen, `false` once `until` passes (as
+///   [`Queue::wait_for_change`](crate::Queue::wait_for_change) does for a
+///   queue).
 #[async_trait]
 pub trait Document: Send + Sync + fmt::Debug {
     /// The id this document is stored under.
@@ -146,6 +155,33 @@ pub trait Document: Send + Sync + fmt::Debug {
     /// The retry policy of [`DocumentExt::update`] on this store.
     fn backoff(&self) -> Backoff {
         Backoff::default()
+    }
+
+    /// The document's version now (0 if it was never written): what a
+    /// watcher checks. The default reads the whole document; stores read
+    /// the version alone.
+    async fn version(&self) -> Result<u64> {
+        Ok(self.read().await?.version)
+    }
+
+    /// Whether this handle is told of changes by its store (push), rather
+    /// than finding them by reading the version every `poll` of
+    /// [`wait_for_change`](Document::wait_for_change).
+    fn pushes(&self) -> bool {
+        false
+    }
+
+    /// Wait until the document's version is no longer `seen` (`true`,
+    /// possibly spurious: read it again) or `until` passes (`false`; `None`
+    /// waits for ever), as [`Queue::wait_for_change`](crate::Queue::wait_for_change)
+    /// does for a queue.
+    async fn wait_for_change(
+        &self,
+        seen: u64,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        poll_for_change(seen, until, poll, || self.version()).await
     }
 }
 

@@ -75,6 +75,8 @@ holder, or by a leased join without a holder, writes nothing and gets
 [`ErrorKind::Held`](crate::ErrorKind::Held); the holder then waits its turn
 as an observer of that one record (steps 4 and 5): until it is released,
 or until it has watched it go unrenewed for a full lease and removed it.
+It waits as every waiter does (see below and the `change` module): a
+release is a write, which a store that pushes tells it of at once.
 So two holders never hold one record at once, and the second one's token is
 larger. A holder's own request sent again finds its own record and writes
 nothing, which makes a resent request (after a lost answer) harmless. A
@@ -87,12 +89,15 @@ there, [`ErrorKind::Mismatch`](crate::ErrorKind::Mismatch) otherwise) is on
 
 ## What an observer costs
 
-A waiter reads the queue once per poll interval (see
-[`WaitOptions`](crate::WaitOptions)) and, when a ticket ahead of it has been
-seen unrenewed for a full lease, writes once to remove it. A dead holder's
-ticket is removed at most one lease plus one poll interval after the holder's
-last renewal was first seen, and the waiter sleeps until exactly the moment
-that ticket could expire rather than a whole poll past it.
+A waiter reads the queue when its token changes and, while tickets ahead
+of it are leased, once per poll interval (a quarter of the shortest lease,
+see [`WaitOptions`](crate::WaitOptions)), whether the store pushes changes or
+not: a renewal changes no token, so only reading tells a renewed lease from
+an abandoned one. When a ticket ahead of it has been seen unrenewed for a
+full lease, it writes once to remove it. A dead holder's ticket is removed
+at most one lease plus one poll interval after the holder's last renewal was
+first seen, and the waiter wakes at exactly the moment that ticket could
+expire rather than a whole poll past it.
 */
 
 // The files of this module:

@@ -15,12 +15,19 @@
 //! makes its own record at once; if another waiter was quicker, it waits
 //! again.
 //!
-//! It polls as [`WaitOptions`] say: a quarter of the record's lease, within
-//! the bounds, never past the moment the record could expire, nor past the
-//! timeout. With a timeout of zero it tries once and does not wait: a
-//! record in the way is then [`ErrorKind::Timeout`].
+//! Between two reads it waits on the version of the item that holds the
+//! record (the queue's or the pool's token) with the primitive's
+//! `wait_for_change` (the `change` module's capability): a release is a
+//! write, so where the store pushes the waiter reads again at once, however
+//! long the poll. It also looks again, whether or not the item changed, as
+//! [`WaitOptions`] say: a quarter of the record's lease, within the bounds,
+//! never past the moment the record could expire, nor past the timeout
+//! (only a read tells a live holder's renewals, which change no version,
+//! from a dead one's silence). With a timeout of zero it tries once and does
+//! not wait: a record in the way is then [`ErrorKind::Timeout`].
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
@@ -51,6 +58,19 @@ pub(crate) trait Turn: Send + Sync {
     /// Remove the record in the way, watched expire.
     async fn expire(&self, expired: &Expired<Self::Item>) -> Result<Option<FencingToken>>;
 
+    /// Wait until the token of the item that holds the record is no longer
+    /// `seen` (`true`) or `until` passes (`false`): the primitive's
+    /// `wait_for_change`.
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool>;
+
+    /// Whether the store tells of changes (the primitive's `pushes`).
+    fn pushes(&self) -> bool;
+
     /// What the holder asks for, in messages: "the ticket of process `a` in
     /// queue `q`".
     fn what(&self) -> String;
@@ -62,6 +82,7 @@ pub(crate) async fn wait_turn<T: Turn>(turn: &T, options: &WaitOptions) -> Resul
     let started = Instant::now();
     let deadline = options.timeout.map(|t| started + t);
     let mut watch = LeaseWatch::<T::Item>::new();
+    let mut announced = false;
     loop {
         match turn.make(deadline).await {
             Err(e) if e.kind() == ErrorKind::Held => {}
@@ -97,8 +118,19 @@ pub(crate) async fn wait_turn<T: Turn>(turn: &T, options: &WaitOptions) -> Resul
                 ));
             }
             let poll = options.poll_among(std::iter::once(&lease));
-            let wake = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
-            tokio::time::sleep_until(wake).await;
+            let look = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
+            if !announced {
+                // Asked only once there is something to wait for: on SQLite
+                // the first question starts the file's watch.
+                announced = true;
+                tracing::debug!(
+                    what = %turn.what(),
+                    changes = if turn.pushes() { "pushed" } else { "polled" },
+                    "waiting for another holder's record to go"
+                );
+            }
+            turn.wait_for_change(other.fencing_token, look, poll)
+                .await?;
         }
     }
 }
@@ -121,15 +153,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::change::{poll_for_change, Notifier};
     use crate::lease::record::Lease;
     use crate::queue::ticket::{Tags, Ticket};
 
     const LEASE: Duration = Duration::from_millis(400);
 
     /// One record, another holder's until `renewing` stops and it expires,
-    /// or until it is released; then the waiter's.
+    /// or until it is released; then the waiter's. With a `bell`, a store
+    /// that pushes; without, one that polls.
     struct Scripted {
         state: Mutex<State>,
+        bell: Option<Notifier>,
     }
 
     #[derive(Default)]
@@ -137,6 +172,8 @@ mod tests {
         /// The other holder's record: renewed on each read while `renewing`.
         other: Option<Ticket>,
         renewing: bool,
+        /// The token of the item holding the record: grows when it goes.
+        token: u64,
         makes: u32,
         expired: u32,
     }
@@ -149,9 +186,31 @@ mod tests {
                 state: Mutex::new(State {
                     other: Some(other),
                     renewing,
+                    token: 1,
                     ..State::default()
                 }),
+                bell: None,
             }
+        }
+
+        fn pushing(mut self) -> Scripted {
+            self.bell = Some(Notifier::new());
+            self
+        }
+
+        /// The other holder lets go of its record.
+        fn release(&self) {
+            let mut s = self.state.lock().unwrap();
+            s.other = None;
+            s.token += 1;
+            drop(s);
+            if let Some(bell) = &self.bell {
+                bell.notify();
+            }
+        }
+
+        async fn token(&self) -> Result<u64> {
+            Ok(self.state.lock().unwrap().token)
         }
     }
 
@@ -171,12 +230,12 @@ mod tests {
 
         async fn in_the_way(&self) -> Result<Option<Fenced<Ticket>>> {
             let mut s = self.state.lock().unwrap();
-            let renewing = s.renewing;
+            let (renewing, token) = (s.renewing, s.token);
             Ok(s.other.as_mut().map(|t| {
                 if renewing {
                     t.lease.as_mut().unwrap().renewals += 1;
                 }
-                Fenced::new(t.clone(), FencingToken(1))
+                Fenced::new(t.clone(), FencingToken(token))
             }))
         }
 
@@ -185,7 +244,25 @@ mod tests {
             assert_eq!(Some(expired.ticket()), s.other.as_ref(), "removed as seen");
             s.other = None;
             s.expired += 1;
-            Ok(Some(FencingToken(2)))
+            s.token += 1;
+            Ok(Some(FencingToken(s.token)))
+        }
+
+        async fn wait_for_change(
+            &self,
+            seen: FencingToken,
+            until: Option<Instant>,
+            poll: Duration,
+        ) -> Result<bool> {
+            let token = || self.token();
+            match &self.bell {
+                Some(bell) => bell.wait_for_change(seen.get(), until, poll, token).await,
+                None => poll_for_change(seen.get(), until, poll, token).await,
+            }
+        }
+
+        fn pushes(&self) -> bool {
+            self.bell.is_some()
         }
 
         fn what(&self) -> String {
@@ -234,7 +311,7 @@ mod tests {
             let turn = std::sync::Arc::clone(&turn);
             tokio::spawn(async move {
                 tokio::time::sleep(LEASE * 3).await;
-                turn.state.lock().unwrap().other = None;
+                turn.release();
                 Instant::now()
             })
         };
@@ -251,5 +328,26 @@ mod tests {
             0,
             "released, not expired"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_push_a_released_record_is_the_waiters_at_once_however_long_the_poll() {
+        let turn = std::sync::Arc::new(Scripted::held(true).pushing());
+        let releaser = {
+            let turn = std::sync::Arc::clone(&turn);
+            tokio::spawn(async move {
+                // Between two looks at the lease (every 400 ms here).
+                tokio::time::sleep(LEASE * 3 + LEASE / 8).await;
+                turn.release();
+                Instant::now()
+            })
+        };
+        let hour = Duration::from_secs(3600);
+        let options = WaitOptions::new().with_poll(hour, hour);
+        let made = wait_turn(&*turn, &options).await.unwrap();
+        let released = releaser.await.unwrap();
+        assert_eq!(released.elapsed(), Duration::ZERO, "at the release");
+        assert!(made >= 2);
+        assert_eq!(turn.state.lock().unwrap().expired, 0);
     }
 }

@@ -118,6 +118,19 @@ impl Turn for Joining<'_> {
         self.queue.expire(expired).await
     }
 
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        self.queue.wait_for_change(seen, until, poll).await
+    }
+
+    fn pushes(&self) -> bool {
+        self.queue.pushes()
+    }
+
     fn what(&self) -> String {
         format!(
             "the ticket of process `{}` in queue `{}`",

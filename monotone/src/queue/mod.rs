@@ -23,7 +23,9 @@ pub(crate) mod wait;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 
+use crate::change::poll_for_change;
 use crate::error::Result;
 use crate::lease::expiry::Expired;
 use crate::queue::fencing::{Fenced, FencingToken};
@@ -101,6 +103,18 @@ use crate::queue::ticket::{JoinRequest, Joined, Tags, Ticket};
 ///   [`Expired`] observation saw it: same counter, same renewals. It is a
 ///   write like a leave: the token grows by one. A renewal that came first
 ///   wins, and the ticket stays.
+///
+/// ## Waiting for a change
+///
+/// - [`token`](Queue::token) is the token [`tickets`](Queue::tickets) would
+///   return, read as cheaply as the store can.
+/// - [`wait_for_change`](Queue::wait_for_change) returns `true` once the
+///   token is not the one seen (at once if it is not already), `false` once
+///   `until` passes with no change; a renewal is no change. On a store that
+///   [`pushes`](Queue::pushes), it returns promptly after a write by any
+///   handle or process, however long `poll` is. The protocol is described
+///   in the `change` module's docs, summed up on
+///   [`wait_for_position`](crate::wait_for_position).
 #[async_trait]
 pub trait Queue: Send + Sync + std::fmt::Debug {
     /// The id this queue is stored under.
@@ -179,4 +193,36 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// Delete the queue. Returns the token it had, or `None` if there was no
     /// queue under this id (which is not an error).
     async fn remove(&self) -> Result<Option<FencingToken>>;
+
+    /// The queue's fencing token now (0 for an absent queue): what a waiter
+    /// checks. The default reads every ticket; stores read the token alone.
+    async fn token(&self) -> Result<FencingToken> {
+        Ok(self.tickets().await?.fencing_token)
+    }
+
+    /// Whether this handle is told of changes by its store (push), rather
+    /// than finding them by reading the token every `poll` of
+    /// [`wait_for_change`](Queue::wait_for_change).
+    fn pushes(&self) -> bool {
+        false
+    }
+
+    /// Wait until the queue's token is no longer `seen` (`true`; it may
+    /// also return `true` when nothing changed, so read the queue again) or
+    /// until `until` passes (`false`; `None` waits for ever). A store that
+    /// [`pushes`](Queue::pushes) returns at the first change and reads the
+    /// token again every `poll` in case a notification was lost; the
+    /// default reads it every `poll` (between half and all of it, the first
+    /// time one poll from now).
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        poll_for_change(seen.get(), until, poll, || async {
+            Ok(self.token().await?.get())
+        })
+        .await
+    }
 }

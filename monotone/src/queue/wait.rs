@@ -6,12 +6,16 @@
 //! removes (with [`Queue::expire`]) only the tickets ahead of it that the
 //! watch found unrenewed for a full lease on this process's own clock.
 //!
-//! How a waiter polls, and what waiting costs, is on [`WaitOptions`].
+//! Between reads it waits on the queue's token with
+//! [`Queue::wait_for_change`] (the `change` module's capability): pushed
+//! by the store where it can, polled where it cannot. What a waiter costs
+//! is on [`WaitOptions`].
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::change::jittered;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::LeaseWatch;
 use crate::lease::record::Lease;
@@ -29,21 +33,38 @@ pub const DEFAULT_MIN_POLL: Duration = Duration::from_millis(10);
 
 /// How to wait (see [`wait_for_position`]).
 ///
-/// # Polling and its cost
+/// # When a waiter reads, and what it costs
 ///
-/// Between reads the waiter sleeps a random time between half and all of its
-/// poll interval, so that many waiters do not read in step; but never past
-/// the moment a watched ticket ahead could expire, nor past the timeout. The
-/// poll interval is a quarter of the shortest lease ahead, kept within
+/// A waiter reads the queue, and then waits until the first of:
+///
+/// - a change of the queue's token (a join, a leave, an expiry; not a
+///   renewal). On a store that [pushes](Queue::pushes) (memory; SQLite on
+///   Linux) the store says so at once, from any process, and the waiter
+///   checks the token once more every poll interval in case a notification
+///   was lost; on one that cannot (DynamoDB) the waiter reads the token
+///   every poll interval, each time a random part between half and all of
+///   it so that many waiters do not read in step;
+/// - while tickets ahead of it are leased, its next look at them, a random
+///   time between half and all of the poll interval: only a read tells a
+///   renewed lease from an abandoned one, as renewals change no token;
+/// - the moment a watched ticket ahead could expire;
+/// - the timeout.
+///
+/// The poll interval is a quarter of the shortest lease ahead, kept within
 /// [`WaitOptions::min_poll`] and [`WaitOptions::max_poll`] (10 ms and 1 s by
-/// default); with only permanent tickets ahead it is `max_poll`.
+/// default); with only permanent tickets ahead it is `max_poll`. So with
+/// push, a waiter behind permanent tickets reads the queue only when it
+/// changed, however long `max_poll` is, and a hand-over takes what the
+/// store's notification takes (a millisecond or so on SQLite).
 ///
-/// So a waiter costs one read per poll: on DynamoDB one strongly consistent
-/// `GetItem`, between 1 and 2 per second behind 15 s leases (less than 1.5
-/// on average), or up to 4 / L per second behind leases of L seconds under
-/// 4 s; plus one `GetItem` and one `UpdateItem` per expired ticket it
-/// removes. A waiter holding a lease of its own also renews it (see
-/// [`LeaseHolder`](crate::LeaseHolder)): 3 / L writes per second.
+/// On DynamoDB a waiter costs one strongly consistent `GetItem` of the
+/// token alone per poll interval (read units are charged by the whole
+/// item's size all the same) and one `GetItem` of the queue per change:
+/// between 1 and 2 per second with the default `max_poll`, or, behind
+/// leases of L seconds under 4 s, up to 4 / L reads of the whole queue per
+/// second instead; plus one `GetItem` and one `UpdateItem` per expired
+/// ticket it removes. A waiter holding a lease of its own also renews it
+/// (see [`LeaseHolder`](crate::LeaseHolder)): 3 / L writes per second.
 ///
 /// Behind a holder that died, the waiter removes its ticket at most one lease
 /// plus one poll interval after the holder's last renewal was first read.
@@ -104,23 +125,22 @@ impl WaitOptions {
             .map_or(self.max_poll, |d| d.clamp(self.min_poll, self.max_poll))
     }
 
-    /// When to look again after a look at `now` that found nothing to do:
-    /// a random time between half and all of `poll`, but never past
-    /// `expiry` (when a watched record could expire) nor `deadline`.
+    /// When a waiter must look again after a look at `now` that found
+    /// nothing to do, whether or not its item changes: while it watches
+    /// leases (`expiry` is when one could expire), a random time between
+    /// half and all of `poll` but never past `expiry`; and never past the
+    /// `deadline`. `None`: only a change.
     pub(crate) fn next_look(
         poll: Duration,
         now: Instant,
         expiry: Option<Instant>,
         deadline: Option<Instant>,
-    ) -> Instant {
-        let mut wake = now + poll.mul_f64(0.5 + fastrand::f64() / 2.0);
-        if let Some(expiry) = expiry {
-            wake = wake.min(expiry.max(now));
+    ) -> Option<Instant> {
+        let look = expiry.map(|expiry| jittered(now, poll).min(expiry.max(now)));
+        match (look, deadline) {
+            (Some(l), Some(d)) => Some(l.min(d)),
+            (l, d) => l.or(d),
         }
-        if let Some(d) = deadline {
-            wake = wake.min(d);
-        }
-        wake
     }
 }
 
@@ -150,6 +170,7 @@ pub async fn wait_for_position(
     // The leased ticket seen last, to tell a lost lease from a process that
     // was never in the queue.
     let mut leased: Option<u64> = None;
+    let mut announced = false;
     loop {
         let all = queue.tickets().await?;
         let read_at = Instant::now();
@@ -194,15 +215,79 @@ pub async fn wait_for_position(
             ));
         }
         let poll = options.poll_interval(ahead);
-        let wake = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
-        tokio::time::sleep_until(wake).await;
+        let look = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
+        if !announced {
+            // Asked only once there is something to wait for: on SQLite the
+            // first question starts the file's watch.
+            announced = true;
+            tracing::debug!(
+                queue = queue.id(),
+                process = process_id,
+                position = mine.position,
+                within,
+                changes = if queue.pushes() { "pushed" } else { "polled" },
+                "waiting for a place in the queue"
+            );
+        }
+        queue.wait_for_change(all.fencing_token, look, poll).await?;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::queue::ticket::Tags;
+    use crate::store::memory::MemoryStore;
+    use crate::store::Store;
+
+    #[tokio::test(start_paused = true)]
+    async fn with_push_a_waiter_behind_a_permanent_ticket_leads_at_the_leave() {
+        let store = MemoryStore::new();
+        let queue: Arc<dyn Queue> = Arc::from(store.queue("q").unwrap());
+        queue.join("head", Tags::new()).await.unwrap();
+        queue.join("next", Tags::new()).await.unwrap();
+        let t0 = Instant::now();
+        let leaver = {
+            let queue = Arc::clone(&queue);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                queue.leave("head").await.unwrap()
+            })
+        };
+        let hour = Duration::from_secs(3600);
+        let options = WaitOptions::new().with_poll(hour, hour);
+        let head = wait_for_position(&*queue, "next", 1, &options)
+            .await
+            .unwrap();
+        assert_eq!(Instant::now() - t0, Duration::from_secs(5), "at the leave");
+        assert_eq!(head.fencing_token, leaver.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn next_look_is_only_a_deadline_unless_leases_are_watched() {
+        let now = Instant::now();
+        let poll = Duration::from_secs(1);
+        let deadline = now + Duration::from_secs(10);
+        assert_eq!(WaitOptions::next_look(poll, now, None, None), None);
+        assert_eq!(
+            WaitOptions::next_look(poll, now, None, Some(deadline)),
+            Some(deadline)
+        );
+        let expiry = now + Duration::from_millis(300);
+        assert_eq!(
+            WaitOptions::next_look(poll, now, Some(expiry), Some(deadline)),
+            Some(expiry),
+            "no later than a watched lease could expire"
+        );
+        let far = now + Duration::from_secs(60);
+        let look = WaitOptions::next_look(poll, now, Some(far), Some(deadline)).unwrap();
+        assert!(
+            look >= now + poll / 2 && look <= now + poll,
+            "within one poll"
+        );
+    }
 
     #[test]
     fn poll_interval_follows_the_shortest_lease_ahead() {

@@ -4,13 +4,21 @@
 //! process. A clone shares state with the original; nothing survives the
 //! process. Each operation holds the lock for its whole read-modify-write, so
 //! operations on the store are linearizable.
+//!
+//! The store pushes (see the `change` module): every operation that may
+//! write advances the store's one `Notifier` (see `change.rs`) as it lets go of the lock, and
+//! each waiter then compares its own item's version under the lock (a map
+//! lookup), so a waiter wakes at once after a write by any handle.
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 
+use crate::change::Notifier;
 use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
 
 use crate::claim::state::{Asked, ClaimOutcome, ClaimPoolState};
@@ -55,12 +63,51 @@ impl Item {
     fn wrong_type(&self, id: &str, wanted: ItemType) -> Error {
         self.item_type().wrong_type(id, wanted)
     }
+
+    /// The number that grows with every write of a queue, claim pool or
+    /// document: what waiters compare.
+    fn version(&self) -> u64 {
+        match self {
+            Item::Queue(q) => q.token().get(),
+            Item::ClaimPool(p) => p.token().get(),
+            Item::Document(d) => d.version,
+            Item::Counter(_) | Item::Tally(_) => 0,
+        }
+    }
 }
 
 /// A store in this process's memory. Clones share state.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     items: Arc<Mutex<HashMap<String, Item>>>,
+    notifier: Arc<Notifier>,
+}
+
+/// The items, locked to be changed: every waiter is notified when this
+/// goes (the guard's field is dropped, and the lock let go, right after).
+struct Writing<'a> {
+    items: MutexGuard<'a, HashMap<String, Item>>,
+    notifier: &'a Notifier,
+}
+
+impl Deref for Writing<'_> {
+    type Target = HashMap<String, Item>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.items
+    }
+}
+
+impl DerefMut for Writing<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.items
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.notifier.notify();
+    }
 }
 
 impl MemoryStore {
@@ -74,6 +121,39 @@ impl MemoryStore {
         // only panics are allocation failures), so a poisoned lock still
         // guards valid data.
         self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lock, to change the items: waiters are told when it goes.
+    fn write(&self) -> Writing<'_> {
+        Writing {
+            items: self.lock(),
+            notifier: &self.notifier,
+        }
+    }
+
+    /// The version of the `wanted` item under `id`: 0 if absent, WrongType
+    /// if the id holds another kind.
+    fn version_of(&self, id: &str, wanted: ItemType) -> Result<u64> {
+        match self.lock().get(id) {
+            None => Ok(0),
+            Some(item) if item.item_type() == wanted => Ok(item.version()),
+            Some(other) => Err(other.wrong_type(id, wanted)),
+        }
+    }
+
+    /// Wait until the version of the `wanted` item under `id` is not
+    /// `seen`, or `until`: told by every write (see the module docs).
+    async fn wait_for_change(
+        &self,
+        id: &str,
+        wanted: ItemType,
+        seen: u64,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        self.notifier
+            .wait_for_change(seen, until, poll, || async { self.version_of(id, wanted) })
+            .await
     }
 }
 
@@ -145,7 +225,7 @@ impl Counter for MemoryCounter {
     }
 
     async fn next(&self) -> Result<u64> {
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         match items.get_mut(&self.id) {
             Some(Item::Counter(v)) => {
                 *v = v.checked_add(1).ok_or_else(|| Error::overflow(&self.id))?;
@@ -160,7 +240,7 @@ impl Counter for MemoryCounter {
     }
 
     async fn remove(&self) -> Result<Option<u64>> {
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         match items.get(&self.id) {
             None => Ok(None),
             Some(Item::Counter(v)) => {
@@ -197,12 +277,35 @@ impl Queue for MemoryQueue {
         &self.id
     }
 
+    async fn token(&self) -> Result<FencingToken> {
+        Ok(FencingToken(
+            self.store.version_of(&self.id, ItemType::Queue)?,
+        ))
+    }
+
+    fn pushes(&self) -> bool {
+        true
+    }
+
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let (id, wanted) = (&self.id, ItemType::Queue);
+        let store = &self.store;
+        store
+            .wait_for_change(id, wanted, seen.get(), until, poll)
+            .await
+    }
+
     async fn join_as(&self, process_id: &str, request: &JoinRequest) -> Result<Joined> {
         validate::process_id(process_id)?;
         validate::tags(&request.tags)?;
         let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
         let written_at = tokio::time::Instant::now();
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         let item = items
             .entry(self.id.clone())
             .or_insert_with(|| Item::Queue(QueueState::default()));
@@ -220,7 +323,7 @@ impl Queue for MemoryQueue {
 
     async fn leave_if(&self, process_id: &str, counter: Option<u64>) -> Result<FencingToken> {
         validate::process_id(process_id)?;
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         match items.get_mut(&self.id) {
             None => Err(Error::queue_not_found(&self.id)),
             Some(Item::Queue(q)) => q.leave(&self.id, process_id, counter),
@@ -231,7 +334,7 @@ impl Queue for MemoryQueue {
     async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>> {
         validate::process_id(process_id)?;
         let now = lease::unix_millis(SystemTime::now());
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         match items.get_mut(&self.id) {
             None => Err(crate::queue::state::lease_gone(
                 &self.id, process_id, counter,
@@ -242,7 +345,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn expire(&self, expired: &Expired) -> Result<Option<FencingToken>> {
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         match items.get_mut(&self.id) {
             None => Ok(None),
             Some(Item::Queue(q)) => q.expire(&self.id, expired),
@@ -263,7 +366,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn remove(&self) -> Result<Option<FencingToken>> {
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         match items.get(&self.id) {
             None => Ok(None),
             Some(Item::Queue(q)) => {
@@ -287,6 +390,26 @@ pub struct MemoryDocument {
 impl Document for MemoryDocument {
     fn id(&self) -> &str {
         &self.id
+    }
+
+    async fn version(&self) -> Result<u64> {
+        self.store.version_of(&self.id, ItemType::Document)
+    }
+
+    fn pushes(&self) -> bool {
+        true
+    }
+
+    async fn wait_for_change(
+        &self,
+        seen: u64,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let (id, wanted) = (&self.id, ItemType::Document);
+        self.store
+            .wait_for_change(id, wanted, seen, until, poll)
+            .await
     }
 
     async fn read(&self) -> Result<Snapshot> {
@@ -314,7 +437,7 @@ impl Document for MemoryDocument {
         if let Some(v) = value {
             document_state::encode(&self.id, v)?;
         }
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         let current = match items.get(&self.id) {
             None => None,
             Some(Item::Document(doc)) => Some(doc),
@@ -340,7 +463,7 @@ impl Document for MemoryDocument {
     }
 
     async fn remove(&self) -> Result<Option<u64>> {
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         match items.get_mut(&self.id) {
             None => Ok(None),
             Some(Item::Document(doc)) if doc.value.is_none() => Ok(None),
@@ -371,7 +494,7 @@ impl Tally for MemoryTally {
     }
 
     async fn add(&self, n: i64) -> Result<TallyReading> {
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         let item = items
             .entry(self.id.clone())
             .or_insert_with(|| Item::Tally(TallyReading::default()));
@@ -392,7 +515,7 @@ impl Tally for MemoryTally {
     }
 
     async fn remove(&self) -> Result<Option<TallyReading>> {
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         match items.get(&self.id) {
             None => Ok(None),
             Some(Item::Tally(reading)) => {
@@ -425,7 +548,7 @@ impl MemoryClaimPool {
     /// Run `f` on the pool's state, or on `None` if the pool is absent,
     /// under the lock, to change it.
     fn write<T>(&self, f: impl FnOnce(Option<&mut ClaimPoolState>) -> Result<T>) -> Result<T> {
-        match self.store.lock().get_mut(&self.id) {
+        match self.store.write().get_mut(&self.id) {
             None => f(None),
             Some(Item::ClaimPool(p)) => f(Some(p)),
             Some(other) => Err(other.wrong_type(&self.id, ItemType::ClaimPool)),
@@ -439,12 +562,35 @@ impl ClaimPool for MemoryClaimPool {
         &self.id
     }
 
+    async fn token(&self) -> Result<FencingToken> {
+        Ok(FencingToken(
+            self.store.version_of(&self.id, ItemType::ClaimPool)?,
+        ))
+    }
+
+    fn pushes(&self) -> bool {
+        true
+    }
+
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let (id, wanted) = (&self.id, ItemType::ClaimPool);
+        let store = &self.store;
+        store
+            .wait_for_change(id, wanted, seen.get(), until, poll)
+            .await
+    }
+
     async fn claim_as(&self, owner: &str, request: &ClaimRequest) -> Result<Claimed> {
         validate::owner(owner)?;
         validate::tags(&request.tags)?;
         let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
         let written_at = tokio::time::Instant::now();
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         let item = items
             .entry(self.id.clone())
             .or_insert_with(|| Item::ClaimPool(ClaimPoolState::default()));
@@ -507,7 +653,7 @@ impl ClaimPool for MemoryClaimPool {
     }
 
     async fn remove(&self) -> Result<Option<FencingToken>> {
-        let mut items = self.store.lock();
+        let mut items = self.store.write();
         match items.get(&self.id) {
             None => Ok(None),
             Some(Item::ClaimPool(p)) => {

@@ -1,7 +1,8 @@
 //! The conformance suite: the contracts of every primitive as plain async
 //! functions taking a store, run unchanged against every backend. One
 //! section per primitive: [`counter`], [`queue`], [`lease`] (leased tickets
-//! and their holders), [`document`], [`tally`] and [`claim`].
+//! and their holders), [`document`], [`tally`] and [`claim`]; and [`change`],
+//! the waiting for a change that every waiter is built on.
 //!
 //! A store's test file gets the whole suite with one line:
 //!
@@ -27,6 +28,7 @@
 
 #![allow(dead_code)] // each test binary uses the suite through the macros
 
+pub mod change;
 pub mod claim;
 pub mod counter;
 pub mod document;
@@ -146,6 +148,18 @@ macro_rules! conformance_suite {
             a_holders_claim_sent_again_is_harmless_and_others_are_refused,
             two_claim_holders_of_one_owner_never_hold_at_once,
             a_lost_claim_holder_leaves_the_next_holders_claim_alone,
+        );
+        $crate::conformance_checks!($make, change, (flavor = "multi_thread", worker_threads = 4);
+            pushes_says_whether_the_store_tells_of_changes,
+            a_write_by_another_handle_wakes_a_queue_waiter,
+            a_write_by_another_handle_wakes_a_claim_pool_waiter,
+            a_write_by_another_handle_wakes_a_document_waiter,
+            a_stale_version_returns_true,
+            no_change_returns_false_at_until,
+            change_checks_on_another_kind_are_wrong_type,
+            a_waiter_leads_once_the_head_leaves_without_polling,
+            a_claimer_gets_a_released_name_without_polling,
+            a_change_stream_reports_a_write_without_polling,
         );
     };
 }

@@ -71,6 +71,7 @@ macro_rules! process_suite {
             processes_updating_one_document_lose_nothing_while_watched,
             a_waiter_takes_over_from_a_killed_holder,
             processes_claiming_at_once_get_distinct_first_free_names,
+            a_write_by_a_process_that_keeps_running_wakes_a_waiter,
         );
     };
     (@each $store:ty; $($check:ident),* $(,)?) => {
@@ -267,6 +268,7 @@ pub async fn worker<S: SharedStore>() {
             }
         }
         "hold" => hold(&url, &name).await,
+        "join-and-stay" => join_and_stay(&url, &name).await,
         _ => {
             let (store, sent) = S::open(&url).await;
             println!("READY");
@@ -304,6 +306,20 @@ async fn hold(url: &str, role: &str) {
         std::future::pending::<()>().await;
     }
     holder.release().await.unwrap();
+}
+
+/// Join queue "q" as `name` (one write), print `JOINED <counter> <token>`,
+/// and keep running until stdin closes.
+async fn join_and_stay(url: &str, name: &str) {
+    let store = monotone::open(url).await.unwrap();
+    let joined = store
+        .queue("q")
+        .unwrap()
+        .join(name, Tags::new())
+        .await
+        .unwrap();
+    println!("JOINED {} {}", joined.value.counter, joined.fencing_token);
+    std::io::stdin().read_to_end(&mut Vec::new()).unwrap();
 }
 
 /// A worker process of this test binary, doing `op` as `name` on `url`, in
@@ -612,6 +628,55 @@ pub async fn processes_updating_one_document_lose_nothing_while_watched<S: Share
 /// before the dead holder could have given up, and within one lease plus
 /// one poll interval and the time processes take to start and be
 /// scheduled), with a larger fencing token.
+/// Another process joins a queue and keeps running: the waiter of this
+/// process is woken by that one write. On a store that pushes its poll
+/// interval is an hour, so only a notification can wake it within the
+/// minute; one that polls gets 20 ms. The writer runs until the waiter has
+/// returned, so the waiter cannot have learned of the write from its end
+/// (on SQLite: the kernel's report of its files closing).
+pub async fn a_write_by_a_process_that_keeps_running_wakes_a_waiter<S: SharedStore>() {
+    let Some((url, _guard)) = S::fresh("push").await else {
+        return;
+    };
+    let (store, _) = S::open(&url).await;
+    let queue: Arc<dyn Queue> = Arc::from(store.queue("q").unwrap());
+    let seen = queue.token().await.unwrap();
+    let poll = if queue.pushes() {
+        Duration::from_secs(3600)
+    } else {
+        Duration::from_millis(20)
+    };
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    let waiter = {
+        let queue = Arc::clone(&queue);
+        tokio::spawn(async move { queue.wait_for_change(seen, Some(until), poll).await })
+    };
+    let cmd = worker_command::<S>(&url, "join-and-stay", "writer");
+    let mut writer = tokio::process::Command::from(cmd)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start a worker");
+    let written = Instant::now();
+    let changed = waiter.await.unwrap().unwrap();
+    let took = written.elapsed();
+    assert!(
+        writer.try_wait().unwrap().is_none(),
+        "the writer still runs"
+    );
+    assert!(changed, "no change seen in {took:?}");
+    let now = queue.token().await.unwrap();
+    assert_eq!(now.get(), seen.get() + 1);
+    drop(writer.stdin.take());
+    assert!(writer.wait().await.unwrap().success());
+    println!(
+        "{}: woken {took:?} after the writer process started ({})",
+        S::NAME,
+        if queue.pushes() { "pushed" } else { "polled" }
+    );
+}
+
 pub async fn a_waiter_takes_over_from_a_killed_holder<S: SharedStore>() {
     use tokio::io::{AsyncBufReadExt, BufReader, Lines};
     use tokio::process::{Child, ChildStdout};

@@ -364,6 +364,13 @@ impl ClaimPool for DynamoDbClaimPool {
         &self.id
     }
 
+    /// One strongly consistent `GetItem` of the `Type` and `Version` alone,
+    /// which waiters poll.
+    async fn token(&self) -> Result<FencingToken> {
+        let version = self.store.version_of(&self.id, ItemType::ClaimPool).await?;
+        Ok(FencingToken(version))
+    }
+
     /// A consistent read; unless the owner holds a claim or nothing is
     /// free, one `UpdateItem` conditional on the version read that makes
     /// the claim (and those of the claimers waiting for the same

@@ -54,10 +54,16 @@ impl Document for DynamoDbDocument {
         &self.id
     }
 
-    /// One strongly consistent `GetItem`. A watcher's check is the same
-    /// request: DynamoDB charges a read by the whole item's size even when a
-    /// projection leaves the value out, so reading the version alone would
-    /// save no read units and would cost a second request on every change.
+    /// One strongly consistent `GetItem` of the `Type` and `Version` alone,
+    /// which watchers poll; the document is read only once it changed (a
+    /// second request per change). DynamoDB charges the check by the whole
+    /// item's size all the same; the projection saves moving and decoding
+    /// the document on every poll.
+    async fn version(&self) -> Result<u64> {
+        self.store.version_of(&self.id, ItemType::Document).await
+    }
+
+    /// One strongly consistent `GetItem`.
     async fn read(&self) -> Result<Snapshot> {
         let what = format!("document `{}`: read", self.id);
         let item = self.store.inner.table.get(&what, &self.id).await?;

@@ -146,7 +146,12 @@ module). The expressions are constants in the
 - **document remove**: one `UpdateItem`, `SET #version = #version + :one
   REMOVE #body`, under `#type = :document AND attribute_exists(#body)`.
 - **reads** (`counter get`, `ticket`, `tickets`, a fresh `tally get`): one
-  strongly consistent `GetItem`. A stale `tally get` is one eventually
+  strongly consistent `GetItem`.
+- **a waiter's check** (a queue's or claim pool's token, a document's
+  version: `token()`, `version()`): one strongly consistent `GetItem` with
+  the projection `#type, #version`. DynamoDB cannot push, so waiters poll
+  this every poll interval (see the `change` module) and read the item only
+  when it changed. A stale `tally get` is one eventually
   consistent `GetItem`, at half the read capacity; it may miss the latest
   adds (usually by well under a second) but never returns a value the item
   did not hold.
@@ -173,11 +178,12 @@ Requests per operation, once the table exists and without contention:
 | `queue join` | 2: `GetItem`, `UpdateItem`; 1 if already in the queue |
 | `queue leave` | 2: `GetItem`, `UpdateItem` |
 | `queue ticket`, `queue tickets` | 1 `GetItem` |
+| a waiter's check of a queue's or pool's token, a document's version | 1 `GetItem` of `Type` and `Version` alone |
 | `queue remove` | 1 `DeleteItem` |
 | `queue join` with a lease | 2: `GetItem`, `UpdateItem` |
 | `queue renew` | 1 `UpdateItem` |
 | `queue expire` | 2: `GetItem`, `UpdateItem` |
-| document read, or a watcher's or cached reader's check | 1 `GetItem` (strongly consistent) |
+| document read, or a cached reader's check | 1 `GetItem` (strongly consistent) |
 | document compare-and-set, remove | 1 `UpdateItem` |
 | document update | 2: `GetItem`, `UpdateItem` |
 | `tally add` | 1 `UpdateItem` |
@@ -190,11 +196,13 @@ Requests per operation, once the table exists and without contention:
 | claim pool remove | 1 `DeleteItem` |
 
 A read costs read units by the size of the whole item (one per 4 KB,
-strongly consistent), so a watcher polling every second costs one `GetItem`
-per second: 1 read unit for a document up to 4 KB, 88 for one of 350 KB.
-A projection of the version alone would cost the same units, and a second
-item holding only the version would need every write to be a two-item
-transaction (twice the write units); neither is done. A large document
+strongly consistent), projection or not, so a waiter or watcher checking
+every second costs one `GetItem` per second: 1 read unit for an item up to
+4 KB, 88 for one of 350 KB (the README prices this). Its check projects the
+version alone, which saves the transfer and decoding of the item, not read
+units; a second item holding only the version would, but would need every
+write to be a two-item transaction (twice the write units), which is not
+done. A large document
 under contention costs its size in write units on every attempt, including
 the failed ones (a failed condition is charged as a write), so frequently
 updated documents are best kept small.

@@ -143,6 +143,14 @@ impl Queue for DynamoDbQueue {
         &self.id
     }
 
+    /// One strongly consistent `GetItem` of the `Type` and `Version` alone.
+    /// DynamoDB cannot push: waiters poll this (the default
+    /// `wait_for_change`).
+    async fn token(&self) -> Result<FencingToken> {
+        let version = self.store.version_of(&self.id, ItemType::Queue).await?;
+        Ok(FencingToken(version))
+    }
+
     /// A consistent read, then (unless already in the queue) one
     /// `UpdateItem` adding the entry (and its lease), conditional on the
     /// version read. Sent again after a lost answer, that write finds the

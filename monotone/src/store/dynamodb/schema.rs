@@ -133,6 +133,11 @@ const NAMES: [(&str, &str); 17] = [
     ("#candidates", WAITER_CANDIDATES),
 ];
 
+/// What a waiter reads of an item (a projection): its kind and its version.
+/// DynamoDB charges the read by the whole item's size all the same; the
+/// answer is a few bytes instead of the item.
+pub const VERSION_PROJECTION: &str = "#type, #version";
+
 /// A readable counter whose `Value` and `Version` can both still grow:
 /// `:below_max` is `u64::MAX - 1`. `attribute_type` comes first so that the
 /// range checks never compare a number with a string.
@@ -915,6 +920,45 @@ fn stored_number<'a>(item: &'a Item, attribute: &str) -> std::result::Result<&'a
         Some(AttributeValue::N(v)) => Ok(v),
         Some(other) => Err(format!("is {}, not a number (N)", type_name(other))),
     }
+}
+
+/// The `Version` of `item` (as [`VERSION_PROJECTION`] reads it), the item
+/// under `id` in `table`, where a `wanted` item was asked for: 0 if there is
+/// no item, WrongType if it is another kind, Corrupt if unreadable.
+pub(crate) fn decode_version(
+    table: &str,
+    id: &str,
+    item: Option<&Item>,
+    wanted: ItemType,
+) -> Result<u64> {
+    let Some(item) = item else { return Ok(0) };
+    let corrupt = |why: String| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("dynamodb table `{table}`: item `{id}` is unreadable: {why}; monotone leaves it as it is"),
+        )
+    };
+    match item.get(TYPE) {
+        Some(AttributeValue::S(t)) if t == wanted.stored() => {}
+        Some(AttributeValue::S(t)) => {
+            return Err(match ItemType::from_stored(t) {
+                Some(found) => found.wrong_type(id, wanted),
+                None => corrupt(format!("attribute `{TYPE}` holds the unknown type {t}")),
+            })
+        }
+        _ => {
+            return Err(corrupt(format!(
+                "attribute `{TYPE}` is missing or not a string"
+            )))
+        }
+    }
+    let v = stored_number(item, VERSION)
+        .map_err(|why| corrupt(format!("attribute `{VERSION}` {why}")))?;
+    v.parse().map_err(|_| {
+        corrupt(format!(
+            "attribute `{VERSION}` holds {v}, not a whole number"
+        ))
+    })
 }
 
 /// Decode the `Value` of an `UpdateItem`'s returned attributes.

@@ -16,6 +16,7 @@ use super::table::{self, Table};
 use crate::backoff::{Attempts, Backoff, Jitter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::fencing::FencingToken;
+use crate::store::item_type::ItemType;
 
 /// A store in a DynamoDB table. Clones share one client.
 #[derive(Clone)]
@@ -136,6 +137,16 @@ impl DynamoDbStore {
 }
 
 impl DynamoDbStore {
+    /// The version of the `wanted` item under `id`: one strongly consistent
+    /// `GetItem` of its `Type` and `Version` alone. 0 if absent, WrongType
+    /// if the id holds another kind.
+    pub(crate) async fn version_of(&self, id: &str, wanted: ItemType) -> Result<u64> {
+        let table = &self.inner.table;
+        let what = format!("{} `{id}`: check the version", wanted.name());
+        let item = table.version(&what, id).await?;
+        schema::decode_version(&table.name, id, item.as_ref(), wanted)
+    }
+
     /// Delete `id` under `condition` (with `values`), returning the old
     /// item's `Version`: a queue's or claim pool's token, or `None` if there
     /// was no item. When the condition fails, `readable` says why from the

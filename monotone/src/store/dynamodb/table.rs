@@ -155,9 +155,28 @@ impl Table {
         self.read(what, id, true).await
     }
 
+    /// A strongly consistent read of the `Type` and `Version` of the item
+    /// `id` alone ([`schema::VERSION_PROJECTION`]): a waiter's check.
+    pub async fn version(&self, what: &str, id: &str) -> Result<Option<Item>> {
+        self.get_item(what, id, true, Some(schema::VERSION_PROJECTION))
+            .await
+    }
+
     /// A read of the item `id`, strongly consistent or (at half the price)
     /// eventually consistent.
     pub async fn read(&self, what: &str, id: &str, consistent: bool) -> Result<Option<Item>> {
+        self.get_item(what, id, consistent, None).await
+    }
+
+    /// A `GetItem` of `id`, of the attributes `projection` names (with the
+    /// schema's placeholders) or of the whole item.
+    async fn get_item(
+        &self,
+        what: &str,
+        id: &str,
+        consistent: bool,
+        projection: Option<&'static str>,
+    ) -> Result<Option<Item>> {
         let ctx = self.context(what);
         self.with_table(&ctx, || async {
             let started = Instant::now();
@@ -167,9 +186,11 @@ impl Table {
                 .table_name(&self.name)
                 .set_key(Some(schema::key(id)))
                 .consistent_read(consistent)
+                .set_projection_expression(projection.map(str::to_owned))
+                .set_expression_attribute_names(projection.map(|p| schema::names_in(&[p])))
                 .send()
                 .await;
-            debug!(table = %self.name, id, request = "GetItem", consistent, ok = out.is_ok(), elapsed = ?started.elapsed(), "{what}");
+            debug!(table = %self.name, id, request = "GetItem", consistent, ?projection, ok = out.is_ok(), elapsed = ?started.elapsed(), "{what}");
             out.map(|o| o.item).map_err(|e| map(e, &ctx))
         })
         .await

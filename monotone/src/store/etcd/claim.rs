@@ -268,4 +268,40 @@ impl ClaimPool for EtcdClaimPool {
             })
             .await
     }
+
+    /// One consistent read of the pool's record key alone (not its lease
+    /// keys).
+    async fn token(&self) -> Result<FencingToken> {
+        let token = self.item.token(ItemType::ClaimPool, pool_version).await?;
+        Ok(FencingToken(token))
+    }
+
+    /// etcd pushes every write of the record: see `wait_for_change`.
+    fn pushes(&self) -> bool {
+        true
+    }
+
+    /// An etcd watch of the pool's record key from this handle's last read
+    /// (a claim, release or expiry wakes the waiter at once; renewals, which
+    /// write lease keys only, wake no one), and a read of the token every
+    /// `poll` as the safety check (see `watch.rs`).
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let (wanted, seen) = (ItemType::ClaimPool, seen.get());
+        self.item
+            .wait(wanted, pool_version, seen, until, poll)
+            .await
+    }
+}
+
+/// The version (fencing token) of a claim pool's record.
+fn pool_version(record: &Record) -> Option<u64> {
+    match record {
+        Record::Claims { version, .. } => Some(*version),
+        _ => None,
+    }
 }

@@ -2,7 +2,8 @@
 //! (no `body` once removed: the record stays, keeping the version), written
 //! by the item protocol of `item.rs`. A watcher waits on an etcd watch of
 //! the key ([`wait_for_change`](crate::Document::wait_for_change)): the
-//! server pushes each write, nothing polls.
+//! server pushes each write; a read of the version every poll interval is
+//! only the safety check (see `watch.rs`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -131,5 +132,58 @@ impl Document for EtcdDocument {
                 })
             })
             .await
+    }
+    /// One consistent read of the document's key (there are no others):
+    /// the version alone is what a watcher checks, and etcd sends the
+    /// value with it all the same.
+    async fn version(&self) -> Result<u64> {
+        Ok(self.read_now().await?.version)
+    }
+
+    /// etcd pushes every write: see `wait_for_change`.
+    fn pushes(&self) -> bool {
+        true
+    }
+
+    /// An etcd watch of the document's key from the revision of this
+    /// handle's last read (or of a read made now): the first write after
+    /// it that changes the version wakes the watcher; every `poll` a read
+    /// checks the version too (see `watch.rs`).
+    async fn wait_for_change(
+        &self,
+        seen: u64,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let last = *self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let revision = match last {
+            Some((version, revision)) if version == seen => revision,
+            _ => {
+                if self.read_now().await?.version != seen {
+                    return Ok(true);
+                }
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .map_or(0, |(_, r)| r)
+            }
+        };
+        let key = self.key.clone();
+        let pushed = move |value: &[u8]| match Record::decode(&key, value) {
+            Ok(Record::Document { version, .. }) => Some(version),
+            _ => None,
+        };
+        wait_for_change(
+            &self.store,
+            &self.what(),
+            &self.key,
+            revision,
+            seen,
+            pushed,
+            || self.version(),
+            until,
+            poll,
+        )
+        .await
     }
 }

@@ -24,10 +24,10 @@ use super::item::{ItemRead, LeaseRead};
 use super::layout::{item_end, not_ours, record_key, starts_with, LeaseValue, Record, SIDE};
 use super::store::EtcdStore;
 use super::watch::wait_for_change;
-use crate::store::item_type::ItemType;
 use crate::error::{Error, Result};
 use crate::lease::holder_id::HolderId;
 use crate::lease::record::{unix_millis, LeaseRecord};
+use crate::store::item_type::ItemType;
 
 /// The leases of `read` whose keys are `record key + \0 + kind + NAME`, by
 /// NAME, with their holders.
@@ -216,9 +216,15 @@ impl LeasedItem {
     /// record key alone (0 if there is none), noted as where a watch for
     /// its next change starts. `version_of` reads the version of a record
     /// of the item's kind.
-    pub async fn token(&self, wanted: ItemType, version_of: fn(&Record) -> Option<u64>) -> Result<u64> {
+    pub async fn token(
+        &self,
+        wanted: ItemType,
+        version_of: fn(&Record) -> Option<u64>,
+    ) -> Result<u64> {
         let (store, what) = (&self.store, self.what());
-        let read = store.read_record(&what, &self.key, store.deadline()).await?;
+        let read = store
+            .read_record(&what, &self.key, store.deadline())
+            .await?;
         let version = read
             .record_of(&self.id, wanted)?
             .and_then(version_of)
@@ -249,7 +255,12 @@ impl LeasedItem {
             }
         };
         let key = self.key.clone();
-        let pushed = move |value: &[u8]| Record::decode(&key, value).ok().as_ref().and_then(version_of);
+        let pushed = move |value: &[u8]| {
+            Record::decode(&key, value)
+                .ok()
+                .as_ref()
+                .and_then(version_of)
+        };
         wait_for_change(
             &self.store,
             &self.what(),

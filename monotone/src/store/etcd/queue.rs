@@ -249,4 +249,40 @@ impl Queue for EtcdQueue {
             })
             .await
     }
+
+    /// One consistent read of the queue's record key alone (not its lease
+    /// keys).
+    async fn token(&self) -> Result<FencingToken> {
+        let token = self.item.token(ItemType::Queue, queue_version).await?;
+        Ok(FencingToken(token))
+    }
+
+    /// etcd pushes every write of the record: see `wait_for_change`.
+    fn pushes(&self) -> bool {
+        true
+    }
+
+    /// An etcd watch of the queue's record key from this handle's last read
+    /// (a join, leave or expiry wakes the waiter at once; renewals, which
+    /// write lease keys only, wake no one), and a read of the token every
+    /// `poll` as the safety check (see `watch.rs`).
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let (wanted, seen) = (ItemType::Queue, seen.get());
+        self.item
+            .wait(wanted, queue_version, seen, until, poll)
+            .await
+    }
+}
+
+/// The version (fencing token) of a queue's record.
+fn queue_version(record: &Record) -> Option<u64> {
+    match record {
+        Record::Queue { version, .. } => Some(*version),
+        _ => None,
+    }
 }

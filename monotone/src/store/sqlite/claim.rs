@@ -18,10 +18,11 @@
 //! | claim of an owner, list | the rows |
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use rusqlite::{params, Transaction, TransactionBehavior};
+use tokio::time::Instant;
 
 use super::error::map_err;
 use super::store::{item, to_holder, to_u64, Outcome, SqliteStore};
@@ -153,6 +154,29 @@ fn delete_claim(
 impl ClaimPool for SqliteClaimPool {
     fn id(&self) -> &str {
         &self.id
+    }
+
+    async fn token(&self) -> Result<FencingToken> {
+        Ok(FencingToken(
+            self.store.version_of(&self.id, ItemType::ClaimPool).await?,
+        ))
+    }
+
+    fn pushes(&self) -> bool {
+        self.store.pushes()
+    }
+
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let (id, wanted) = (&self.id, ItemType::ClaimPool);
+        let store = &self.store;
+        store
+            .wait_for_change(id, wanted, seen.get(), until, poll)
+            .await
     }
 
     async fn claim_as(&self, owner: &str, request: &ClaimRequest) -> Result<Claimed> {

@@ -1,8 +1,11 @@
 //! Documents in SQLite: the version in the `items` row (type `DOCUMENT`),
 //! the JSON text in the `documents` row of the same id (schema version 3).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::time::Instant;
 
 use super::error::map_err;
 use super::store::{checked_next, item, Outcome, SqliteStore};
@@ -104,6 +107,25 @@ fn document_is(tx: &Transaction<'_>, shown: &str, id: &str, text: Option<&str>) 
 impl Document for SqliteDocument {
     fn id(&self) -> &str {
         &self.id
+    }
+
+    async fn version(&self) -> Result<u64> {
+        self.store.version_of(&self.id, ItemType::Document).await
+    }
+
+    fn pushes(&self) -> bool {
+        self.store.pushes()
+    }
+
+    async fn wait_for_change(
+        &self,
+        seen: u64,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let (id, wanted) = (&self.id, ItemType::Document);
+        let store = &self.store;
+        store.wait_for_change(id, wanted, seen, until, poll).await
     }
 
     async fn read(&self) -> Result<Snapshot> {

@@ -12,6 +12,11 @@
 //! | document read | the `items` row, then the `documents` row |
 //! | a watcher's check ([`Document::read_if_changed`]) | the `items` row; the `documents` row only if the version changed |
 //! | document compare-and-set, remove | `BEGIN IMMEDIATE`; the `items` row; an upsert of it and of (or a delete of) the `documents` row |
+//! | a waiter's check (a queue's, claim pool's or document's version) | the `items` row |
+//!
+//! Waiters are told of commits by the kernel, from any process (see
+//! `watch.rs`): a waiter reads its item's version at each commit to the
+//! file and reads the item only when that changed.
 //!
 //! Not for network file systems: SQLite's locks need a local disk.
 
@@ -23,6 +28,8 @@
 // - one file per kind of item: counter.rs, queue.rs, document.rs, tally.rs,
 //   claim.rs;
 // - schema.rs: the tables, recognising our files, migrations;
+// - watch.rs: push: the file's watch that tells waiters of commits, and the
+//   doorbell rung after each commit;
 // - error.rs: SQLite's errors mapped to ErrorKinds.
 
 mod claim;
@@ -33,6 +40,7 @@ mod queue;
 pub(crate) mod schema;
 pub(crate) mod store;
 mod tally;
+mod watch;
 
 pub use self::claim::SqliteClaimPool;
 pub use self::counter::SqliteCounter;

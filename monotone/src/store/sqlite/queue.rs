@@ -33,6 +33,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::time::Instant;
 
 use super::error::map_err;
 use super::store::{item, to_holder, to_u64, Outcome, Row, SqliteStore};
@@ -353,6 +354,29 @@ fn update_lease(
 impl Queue for SqliteQueue {
     fn id(&self) -> &str {
         &self.id
+    }
+
+    async fn token(&self) -> Result<FencingToken> {
+        Ok(FencingToken(
+            self.store.version_of(&self.id, ItemType::Queue).await?,
+        ))
+    }
+
+    fn pushes(&self) -> bool {
+        self.store.pushes()
+    }
+
+    async fn wait_for_change(
+        &self,
+        seen: FencingToken,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let (id, wanted) = (&self.id, ItemType::Queue);
+        let store = &self.store;
+        store
+            .wait_for_change(id, wanted, seen.get(), until, poll)
+            .await
     }
 
     async fn join_as(&self, process_id: &str, request: &JoinRequest) -> Result<Joined> {

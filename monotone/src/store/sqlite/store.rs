@@ -1,14 +1,19 @@
 //! [`SqliteStore`]: the connection that every handle of one store shares,
-//! the transaction each operation runs in, and the `items` row that every
-//! kind of item has.
+//! the transaction each operation runs in, the `items` row that every
+//! kind of item has, and waiting for an item's version to change (told by
+//! the file's watch, `watch.rs`, or polling where there is none).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::time::Instant;
 
 use super::error::map_err;
 use super::schema::{self, SqliteOptions};
+use super::watch::CommitSignal;
+use crate::change::poll_for_change;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::holder_id::{HolderId, MAX_HOLDER_ID};
 use crate::store::item_type::ItemType;
@@ -24,6 +29,8 @@ struct Inner {
     path: PathBuf,
     shown: String,
     conn: Mutex<Connection>,
+    /// Rung after every commit; heard by this store's waiters.
+    signal: CommitSignal,
 }
 
 impl SqliteStore {
@@ -44,6 +51,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 shown: path.display().to_string(),
+                signal: CommitSignal::new(&path),
                 path,
                 conn: Mutex::new(conn),
             }),
@@ -77,7 +85,10 @@ impl SqliteStore {
             let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
             let tx = conn.transaction_with_behavior(behavior).map_err(map)?;
             let result = match f(&tx, &inner.shown) {
-                Ok(Outcome::Commit(v)) => tx.commit().map_err(map).map(|()| (v, "committed")),
+                Ok(Outcome::Commit(v)) => tx.commit().map_err(map).map(|()| {
+                    inner.signal.committed();
+                    (v, "committed")
+                }),
                 // Dropping the transaction rolls it back: nothing was written.
                 Ok(Outcome::Unchanged(v)) => Ok((v, "nothing written")),
                 Err(e) => Err(e),
@@ -97,6 +108,46 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// The version of the `wanted` item under `id`, from its `items` row
+    /// alone: 0 if absent, WrongType if the id holds another kind.
+    pub(super) async fn version_of(&self, id: &str, wanted: ItemType) -> Result<u64> {
+        let id = id.to_owned();
+        self.run(
+            TransactionBehavior::Deferred,
+            "cannot read",
+            move |tx, shown| match item(tx, shown, &id)? {
+                None => Ok(Outcome::Unchanged(0)),
+                Some(r) if r.kind == wanted.stored() => Ok(Outcome::Unchanged(r.version)),
+                Some(r) => Err(r.wrong_type(&id, wanted)),
+            },
+        )
+        .await
+    }
+
+    /// Whether this store's waiters are told of commits (see `watch.rs`).
+    /// The first call starts the file's watch.
+    pub(super) fn pushes(&self) -> bool {
+        self.inner.signal.notifier().is_some()
+    }
+
+    /// Wait until the version of the `wanted` item under `id` is not
+    /// `seen`, or `until`: at every event of the file's watch and every
+    /// `poll` (the safety check), or where there is no watch, every `poll`.
+    pub(super) async fn wait_for_change(
+        &self,
+        id: &str,
+        wanted: ItemType,
+        seen: u64,
+        until: Option<Instant>,
+        poll: Duration,
+    ) -> Result<bool> {
+        let version = || self.version_of(id, wanted);
+        match self.inner.signal.notifier() {
+            Some(notifier) => notifier.wait_for_change(seen, until, poll, version).await,
+            None => poll_for_change(seen, until, poll, version).await,
+        }
+    }
+
     /// Delete the row of `id` (and, for a queue or a claim pool, its other
     /// rows, with `rows`: a `DELETE` whose `?1` is the id), if `last`
     /// accepts it: `last` gives what the removal reports, or the WrongType
