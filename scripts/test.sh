@@ -13,9 +13,11 @@ cd "$(dirname "$0")/.."
 # time (protoc), and its tests need etcd itself: Debian's packages.
 if ! command -v protoc >/dev/null || ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
   echo "==> installing protobuf-compiler, etcd-server and etcd-client (apt-get)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq protobuf-compiler etcd-server etcd-client openssl >/dev/null
+  as_root=()
+  if [ "$(id -u)" != 0 ]; then as_root=(sudo); fi
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq protobuf-compiler etcd-server etcd-client openssl >/dev/null
 fi
 
 echo "==> cargo fmt --check"
