@@ -1,6 +1,6 @@
 //! The bootstrap barrier driven as boot scripts drive it, with real
-//! processes on SQLite and on DynamoDB (the local server of
-//! `scripts/test.sh`; without it those runs say they skip, except under
+//! processes on SQLite, on DynamoDB and on etcd (the local servers of
+//! `scripts/test.sh`; without them those runs say they skip, except under
 //! CI): `claim --members N` by N processes started at staggered times, the
 //! sealed roster (a late claimer refused with 11, a released member's name
 //! taken by its replacement), `claim wait --members N`, `--timeout` when a
@@ -427,14 +427,12 @@ fn members_out_of_range_are_usage_errors() {
 
 /// The store stops answering while a member waits for its roster: the wait
 /// ends with the store's exit code (6, unavailable), nothing printed (the
-/// wait writes nothing: the claim stays). DynamoDB only: every request
-/// fails with a server error from then on. (A SQLite file whose write lock
+/// wait writes nothing: the claim stays). On DynamoDB every request fails
+/// with a server error from then on; etcd is cut off by a partition, and
+/// once it heals the claim is still there. (A SQLite file whose write lock
 /// is taken still answers the waiter's reads.)
-#[test]
-fn the_store_unreachable_mid_wait_ends_the_wait_and_keeps_the_claim() {
-    let Some(place) = Place::dynamodb("barrier-outage") else {
-        return;
-    };
+fn the_store_unreachable_mid_wait_ends_the_wait_and_keeps_the_claim(place: &Place) {
+    let place = place.impatient();
     let member = Watched::start(
         &place,
         &strs(&member_args(
@@ -454,4 +452,28 @@ fn the_store_unreachable_mid_wait_ends_the_wait_and_keeps_the_claim() {
     assert_eq!((code, printed, text.as_str()), (Some(6), None, ""), "{err}");
     assert!(err.contains("outage"), "{err}");
     drop(outage);
+    if place.url.starts_with("etcd:") {
+        let claims = place.json(&["-i", "outage", "claim", "list"])["claims"].clone();
+        assert_eq!(claims[0]["owner"], "host-0", "{claims}");
+    }
+}
+
+/// The stores a client reaches over the network: DynamoDB, etcd.
+mod the_store_unreachable_mid_wait {
+    use crate::place::Place;
+
+    #[test]
+    fn on_dynamodb() {
+        if let Some(place) = Place::dynamodb("barrier-outage") {
+            super::the_store_unreachable_mid_wait_ends_the_wait_and_keeps_the_claim(&place);
+        }
+    }
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn on_etcd() {
+        if let Some(place) = Place::etcd("barrier-outage") {
+            super::the_store_unreachable_mid_wait_ends_the_wait_and_keeps_the_claim(&place);
+        }
+    }
 }
