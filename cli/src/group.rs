@@ -37,6 +37,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
+use monotone::{HolderId, KeepAlive};
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{getpgrp, getppid, Pid};
@@ -44,6 +45,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// The first argument that makes `monotone` the guard of a command.
 pub const GUARD_ARG: &str = "__monotone-lock-guard";
+
+/// The guard's arguments `--live PATH HOLDER`: take a sign of life of
+/// holder HOLDER in PATH (see `monotone::KeepAlive`) before COMMAND runs.
+const LIVE_ARG: &str = "--live";
 
 /// How often a guard without a parent-death signal checks its parent.
 const PARENT_CHECK: Duration = Duration::from_millis(100);
@@ -58,12 +63,23 @@ pub struct Group {
 
 impl Group {
     /// Start `command` (program and arguments) with `env` added to the
-    /// environment, in a new process group led by a guard.
-    pub fn spawn(command: &[OsString], env: &[(String, String)]) -> io::Result<Group> {
+    /// environment, in a new process group led by a guard, which keeps a
+    /// sign of life of the holder of `alive` for as long as it lives.
+    pub fn spawn(
+        command: &[OsString],
+        env: &[(String, String)],
+        alive: Option<&KeepAlive>,
+    ) -> io::Result<Group> {
         let exe = std::env::current_exe()?;
-        let guard = tokio::process::Command::new(exe)
-            .arg(GUARD_ARG)
-            .arg(std::process::id().to_string())
+        let mut guard = tokio::process::Command::new(exe);
+        guard.arg(GUARD_ARG).arg(std::process::id().to_string());
+        if let Some(alive) = alive {
+            guard
+                .arg(LIVE_ARG)
+                .arg(alive.path())
+                .arg(alive.holder().get().to_string());
+        }
+        let guard = guard
             .arg("--")
             .args(command)
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -149,25 +165,78 @@ pub fn shell_code(status: ExitStatus) -> u8 {
     }
 }
 
-/// `monotone __monotone-lock-guard PID -- COMMAND...`: run COMMAND in this
-/// process group, kill the group if our parent (PID) dies, and exit as
+/// The guard's arguments: its parent, the holder to keep alive (if any),
+/// COMMAND.
+struct GuardArgs {
+    parent: Pid,
+    live: Option<(std::path::PathBuf, HolderId)>,
+    command: Vec<OsString>,
+}
+
+impl GuardArgs {
+    /// `PID [--live PATH HOLDER] -- COMMAND...`.
+    fn parse(args: Vec<OsString>) -> Option<GuardArgs> {
+        let mut args = args.into_iter();
+        let parent = Pid::from_raw(args.next()?.to_str()?.parse().ok()?);
+        let mut live = None;
+        loop {
+            let arg = args.next()?;
+            if arg == "--" {
+                break;
+            }
+            if arg != LIVE_ARG {
+                return None;
+            }
+            let path = std::path::PathBuf::from(args.next()?);
+            let holder = HolderId::new(args.next()?.to_str()?.parse().ok()?)?;
+            live = Some((path, holder));
+        }
+        let command: Vec<OsString> = args.collect();
+        (!command.is_empty()).then_some(GuardArgs {
+            parent,
+            live,
+            command,
+        })
+    }
+}
+
+/// `monotone __monotone-lock-guard PID [--live PATH HOLDER] -- COMMAND...`:
+/// keep the holder alive (a sign of life of its own, see
+/// `monotone::KeepAlive`) for as long as this process lives, run COMMAND in
+/// this process group, kill the group if our parent (PID) dies, and exit as
 /// COMMAND did. `args` are the arguments after [`GUARD_ARG`].
+///
+/// The guard's sign of life is what keeps the holder's record from being
+/// removed when `monotone` is killed before its command: the guard holds
+/// it until it has sent SIGKILL to its whole group (itself included), and
+/// a process with SIGKILL pending runs no more of its own code, so nothing
+/// of COMMAND acts after the record may go.
 pub fn guard_main(args: Vec<OsString>) -> ExitCode {
-    let parent = args
-        .first()
-        .and_then(|p| p.to_str())
-        .and_then(|p| p.parse().ok())
-        .map(Pid::from_raw);
-    let command: Vec<OsString> = args.into_iter().skip_while(|a| a != "--").skip(1).collect();
-    let (Some(parent), Some((program, rest))) = (parent, command.split_first()) else {
+    let Some(GuardArgs {
+        parent,
+        live,
+        command,
+    }) = GuardArgs::parse(args)
+    else {
         eprintln!("monotone: error: the lock guard is started by `monotone lock` only");
         return ExitCode::from(2);
     };
+    let (program, rest) = command.split_first().expect("parse checks for a command");
     if let Err(e) = watch_parent() {
         eprintln!("monotone: error: cannot watch the lock's process: {e}");
         return ExitCode::from(1);
     }
-    // Our parent may have died before we asked to be told: then run nothing.
+    // Kept until this process ends; close-on-exec, so COMMAND has none.
+    let _alive = match live.map(|(path, holder)| KeepAlive::join(&path, holder)) {
+        Some(Err(e)) => {
+            eprintln!("monotone: error: cannot keep the lock's holder alive: {e}");
+            return ExitCode::from(1);
+        }
+        Some(Ok(alive)) => alive,
+        None => None,
+    };
+    // Our parent may have died before we asked to be told (or before we
+    // took the holder's sign of life): then run nothing.
     if getppid() != parent {
         return ExitCode::from(128 + Signal::SIGKILL as u8);
     }

@@ -203,7 +203,7 @@ pub use validate::{MAX_ID_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTE
 #[doc(no_inline)]
 pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 #[doc(no_inline)]
-pub use lease::{Expired, HolderId, Lease, LeaseWatch, Leased};
+pub use lease::{Expired, HolderId, KeepAlive, Lease, LeaseWatch, Leased};
 #[doc(no_inline)]
 pub use memory::MemoryStore;
 #[doc(no_inline)]

@@ -20,7 +20,9 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use monotone::{ClaimHolder, Error, ErrorKind, FencingToken, HolderOptions, LeaseHolder};
+use monotone::{
+    ClaimHolder, Error, ErrorKind, FencingToken, HolderOptions, KeepAlive, LeaseHolder,
+};
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -131,6 +133,9 @@ pub(crate) trait Held: Sized {
 
     /// Stop renewing and give the lease back; `None` if it was gone.
     fn release(self) -> impl Future<Output = monotone::Result<Option<FencingToken>>>;
+
+    /// The kernel's sign of life of the holder, where the store keeps one.
+    fn keep_alive(&self) -> Option<&KeepAlive>;
 }
 
 impl Held for LeaseHolder {
@@ -147,6 +152,10 @@ impl Held for LeaseHolder {
     fn release(self) -> impl Future<Output = monotone::Result<Option<FencingToken>>> {
         LeaseHolder::release(self)
     }
+
+    fn keep_alive(&self) -> Option<&KeepAlive> {
+        LeaseHolder::keep_alive(self)
+    }
 }
 
 impl Held for ClaimHolder {
@@ -162,6 +171,10 @@ impl Held for ClaimHolder {
 
     fn release(self) -> impl Future<Output = monotone::Result<Option<FencingToken>>> {
         ClaimHolder::release(self)
+    }
+
+    fn keep_alive(&self) -> Option<&KeepAlive> {
+        ClaimHolder::keep_alive(self)
     }
 }
 
@@ -265,7 +278,7 @@ pub async fn run_command<H: Held>(
     kill_after: Duration,
     mut signals: Signals,
 ) -> Result<ExitCode, Failure> {
-    let mut group = match Group::spawn(command, env) {
+    let mut group = match Group::spawn(command, env, holder.keep_alive()) {
         Ok(g) => g,
         Err(e) => {
             release(holder).await;

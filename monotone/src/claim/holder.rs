@@ -28,6 +28,7 @@ use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
 use crate::claim::candidates::Candidates;
 use crate::claim::wait::wait_for_claim_as;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::Expired;
 use crate::lease::held::{check_lease, Held, Hold};
 use crate::lease::holder_id::HolderId;
@@ -62,6 +63,9 @@ struct HeldClaim {
     /// The pool's token when the claim was made: which claim of the name.
     token: FencingToken,
     holder: HolderId,
+    /// The kernel's sign of life of the holder, where the store keeps one:
+    /// dropped with the record, after its release.
+    alive: Option<KeepAlive>,
 }
 
 impl HeldClaim {
@@ -249,6 +253,9 @@ impl ClaimHolder {
         };
         check_lease(lease, &options)?;
         let holder = HolderId::random();
+        // Before the claim is made: a claim without its sign of life would
+        // be taken for a dead holder's.
+        let alive = pool.keep_alive(holder)?;
         let claiming = Claiming {
             pool: &*pool,
             owner,
@@ -266,6 +273,7 @@ impl ClaimHolder {
             name: claim.value.name.clone(),
             token: claim.value.token,
             holder,
+            alive,
         };
         let fresh = written_at.filter(|at| added && at.elapsed() < options.interval(lease));
         let (claim, since) = match fresh {
@@ -287,6 +295,12 @@ impl ClaimHolder {
     /// This holder's id, stored with its claim's lease.
     pub fn holder(&self) -> HolderId {
         self.held.record().holder
+    }
+
+    /// The kernel's sign of life of this holder, where the store keeps one
+    /// (see [`KeepAlive`]).
+    pub fn keep_alive(&self) -> Option<&KeepAlive> {
+        self.held.record().alive.as_ref()
     }
 
     /// The claim and the pool's token as claimed.

@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use crate::change::poll_for_change;
 use crate::claim::candidates::Candidates;
 use crate::error::Result;
+use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::{Expired, Leased};
 use crate::lease::holder_id::HolderId;
 use crate::lease::record::Lease;
@@ -378,6 +379,17 @@ pub trait ClaimPool: Send + Sync + fmt::Debug {
     /// checks. The default reads every claim; stores read the token alone.
     async fn token(&self) -> Result<FencingToken> {
         Ok(self.claims().await?.fencing_token)
+    }
+
+    /// Take the kernel's sign of life of `holder` before it writes its
+    /// claim, where the store has kernel liveness (SQLite on Linux; see the
+    /// [protocol](crate::lease)): keep it for as long as the claim lives;
+    /// `None` where the store has none (the lease rules alone apply). A
+    /// store that has it removes the claims of holders it finds gone when
+    /// it reads them for a waiter, a claimer or a list.
+    fn keep_alive(&self, holder: HolderId) -> Result<Option<KeepAlive>> {
+        let _ = holder;
+        Ok(None)
     }
 
     /// Whether this handle is told of changes by its store (push), rather

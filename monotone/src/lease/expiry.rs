@@ -52,6 +52,14 @@ pub struct Expired<T = Ticket> {
 }
 
 impl<T: Leased> Expired<T> {
+    /// Proof that `item`, read with the store's `token`, is the record of
+    /// a holder the kernel knows is gone (the SQLite store's kernel
+    /// liveness, see the [protocol](crate::lease)): it may be removed at
+    /// once, if it is still as read.
+    pub(crate) fn dead(item: T, token: FencingToken) -> Self {
+        Expired { item, token }
+    }
+
     /// The record as the observer last saw it, with the lease and renewal
     /// count it watched.
     pub fn item(&self) -> &T {

@@ -27,7 +27,9 @@ use tokio::time::Instant;
 
 use crate::change::poll_for_change;
 use crate::error::Result;
+use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::Expired;
+use crate::lease::holder_id::HolderId;
 use crate::queue::fencing::{Fenced, FencingToken};
 use crate::queue::ticket::{JoinRequest, Joined, Tags, Ticket};
 
@@ -198,6 +200,17 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// checks. The default reads every ticket; stores read the token alone.
     async fn token(&self) -> Result<FencingToken> {
         Ok(self.tickets().await?.fencing_token)
+    }
+
+    /// Take the kernel's sign of life of `holder` before it writes its
+    /// ticket, where the store has kernel liveness (SQLite on Linux; see the
+    /// [protocol](crate::lease)): keep it for as long as the ticket lives;
+    /// `None` where the store has none (the lease rules alone apply). A
+    /// store that has it removes the tickets of holders it finds gone when
+    /// it reads them for a waiter, a claimer or a list.
+    fn keep_alive(&self, holder: HolderId) -> Result<Option<KeepAlive>> {
+        let _ = holder;
+        Ok(None)
     }
 
     /// Whether this handle is told of changes by its store (push), rather
