@@ -45,7 +45,17 @@ impl KeepAlive {
     /// system without open file description locks (other than Linux and
     /// Android).
     pub fn join(path: &Path, holder: HolderId) -> io::Result<Option<KeepAlive>> {
-        Ok(imp::hold(path, holder)?.map(|file| KeepAlive {
+        Self::join_creating(path, holder, 0o600)
+    }
+
+    /// [`join`](Self::join), creating the file with the permission bits
+    /// `mode` if it does not exist.
+    pub(crate) fn join_creating(
+        path: &Path,
+        holder: HolderId,
+        mode: u32,
+    ) -> io::Result<Option<KeepAlive>> {
+        Ok(imp::hold(path, holder, mode)?.map(|file| KeepAlive {
             _file: file,
             path: path.to_path_buf(),
             holder,
@@ -97,7 +107,7 @@ mod imp {
         }
     }
 
-    pub fn hold(path: &Path, holder: HolderId) -> std::io::Result<Option<File>> {
+    pub fn hold(path: &Path, holder: HolderId, mode: u32) -> std::io::Result<Option<File>> {
         // std opens every file close-on-exec. Read access for a read lock;
         // write access so that the last close is reported as
         // IN_CLOSE_WRITE, the death the watches of the file hear.
@@ -106,7 +116,7 @@ mod imp {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            .mode(mode)
             .open(path)?;
         fcntl(&file, FcntlArg::F_OFD_SETLK(&byte(holder, libc::F_RDLCK)))?;
         Ok(Some(file))
@@ -131,7 +141,7 @@ mod imp {
 
     use crate::lease::holder_id::HolderId;
 
-    pub fn hold(_path: &Path, _holder: HolderId) -> std::io::Result<Option<File>> {
+    pub fn hold(_path: &Path, _holder: HolderId, _mode: u32) -> std::io::Result<Option<File>> {
         Ok(None)
     }
 

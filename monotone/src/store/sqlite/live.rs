@@ -3,7 +3,8 @@
 //! docs, "Kernel liveness").
 //!
 //! Beside the database `<db>` lies `<db>-live`, an empty file created with
-//! mode 0600 as the database is. A holder (a `LeaseHolder`, a
+//! the database's permission bits (0600 if they cannot be read), so that
+//! whoever may write the database may keep a holder alive in it. A holder (a `LeaseHolder`, a
 //! `ClaimHolder`: `lock`, `claim ... -- CMD`) takes its sign of life there
 //! ([`KeepAlive`]: a shared open file description lock on the one byte at
 //! the offset of its [`HolderId`]) before the commit that makes its ticket
@@ -49,6 +50,8 @@ pub(crate) const DEATH_SETTLE: Duration = Duration::from_millis(2);
 #[derive(Debug)]
 pub(crate) struct LiveFile {
     path: PathBuf,
+    /// The permission bits the file is created with: the database's.
+    mode: u32,
     reader: OnceLock<std::fs::File>,
 }
 
@@ -57,8 +60,12 @@ impl LiveFile {
     pub fn new(db: &Path) -> Self {
         let mut path = db.as_os_str().to_owned();
         path.push("-live");
+        let mode = std::fs::metadata(db).map_or(0o600, |m| {
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o666
+        });
         LiveFile {
             path: PathBuf::from(path),
+            mode,
             reader: OnceLock::new(),
         }
     }
@@ -77,7 +84,7 @@ impl LiveFile {
                 tracing::debug!(file = %self.path.display(), "sqlite: no kernel liveness on this system; dead holders' records expire by their leases");
             });
         }
-        KeepAlive::join(&self.path, holder)
+        KeepAlive::join_creating(&self.path, holder, self.mode)
             .map_err(|e| {
                 Error::new(
                     ErrorKind::Unavailable,
