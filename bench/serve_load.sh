@@ -10,6 +10,8 @@
 # Prints one JSON line per run and writes bench/results/serve_load.csv.
 #
 # Usage: bench/serve_load.sh [--seconds N] [--connections N]
+#   MONOTONE=PATH bench/serve_load.sh   loads that binary instead of this
+#   tree's release build (to compare builds with the same load generator).
 # Needs Rust and python3 (to read the address the server prints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +26,11 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-echo "==> building monotone and the load generator (release)" >&2
-cargo build --release --locked -p monotone-cli >&2
+if [[ -z "${MONOTONE:-}" ]]; then
+  echo "==> building monotone and the load generator (release)" >&2
+  cargo build --release --locked -p monotone-cli >&2
+  MONOTONE=target/release/monotone
+fi
 cargo bench --locked -p monotone-cli --bench serve_load --no-run >&2
 
 WORK="$(mktemp -d)"
@@ -43,7 +48,7 @@ trap 'stop_server; rm -rf "$WORK"' EXIT
 start_server() {
   local store="$1"
   : > "$WORK/listening.json"
-  target/release/monotone --store "$store" serve --listen 127.0.0.1:0 \
+  "$MONOTONE" --store "$store" serve --listen 127.0.0.1:0 \
     > "$WORK/listening.json" 2> "$WORK/server.log" &
   SERVER_PID=$!
   for _ in $(seq 1 200); do
@@ -61,6 +66,7 @@ load() {
 mkdir -p bench/results
 status=0
 
+echo "==> $MONOTONE"  >&2
 echo "==> SQLite store: POST /counter/load with +1 and -1, $CONNECTIONS connections, ${SECONDS_EACH}s" >&2
 start_server "sqlite:$WORK/monotone.db"
 SQLITE_RESULT="$(load --mode tally --id load)" || status=1

@@ -115,7 +115,7 @@ fn run(parsed: Result<Cli, Failure>) -> Result<ExitCode, Failure> {
     let choice = store_url::choose(&cli, |k| std::env::var(k).ok()).map_err(Failure::Config)?;
     if let StoreChoice::DefaultSqlite(path) = &choice {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            store_url::create_private_dir(dir).map_err(|e| {
                 Failure::Config(format!(
                     "cannot create the directory {}: {e}",
                     dir.display()

@@ -70,6 +70,30 @@ fn default_file(env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, String
     }
 }
 
+/// Create the default file's folder `dir` and its missing parents, each
+/// readable by its owner only (0700, whatever the umask), as the XDG spec
+/// asks of a data folder; folders that exist are left as they are.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_private_dir(parent)?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            // The mode given to mkdir(2) loses the umask's bits: set it whole.
+            Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +151,31 @@ mod tests {
             StoreChoice::DefaultSqlite("/home/u/.local/share/monotone/monotone.db".into())
         );
         assert!(choice(&[], &[("MONOTONE_STORE", "")]).is_err());
+    }
+}
+
+#[cfg(all(test, unix))]
+mod private_dir_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn new_folders_are_the_owners_only_existing_ones_keep_their_mode() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = root.path().join("share/monotone");
+        create_private_dir(&data).unwrap();
+        assert_eq!(mode(&root.path().join("share")), 0o700);
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(root.path()), 0o755);
+        create_private_dir(&data).unwrap();
+        let file = root.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(create_private_dir(&file.join("under")).is_err());
     }
 }

@@ -243,6 +243,35 @@ fn a_store_that_stops_answering_gets_the_command_killed_on_dynamodb() {
     a_store_that_stops_answering_gets_the_command_killed(&place);
 }
 
+/// A network partition between the holder and etcd: the command is killed
+/// before anyone else can be granted the lock; once the network heals, a
+/// waiter takes the lock with a larger token.
+#[cfg(feature = "etcd")]
+#[test]
+fn a_partition_from_etcd_gets_the_command_killed_before_another_holder_starts() {
+    let Some(place) = Place::etcd("partition") else {
+        return;
+    };
+    a_store_that_stops_answering_gets_the_command_killed(&place);
+    let out = place.impatient().run(&[
+        "-i",
+        "L",
+        "lock",
+        "--timeout",
+        "5s",
+        "--",
+        "sh",
+        "-c",
+        "echo $MONOTONE_FENCING_TOKEN",
+    ]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let token: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(
+        token >= 2,
+        "the next holder's token {token} is above the lost one's"
+    );
+}
+
 #[test]
 fn exit_codes_come_back_exactly() {
     let place = Place::sqlite();

@@ -27,6 +27,7 @@ A [`Store`] is opened from a URL with [`open`]:
 | `memory:` | [`MemoryStore`] | tasks and threads of one process |
 | `sqlite:PATH` | [`SqliteStore`] | processes on one host |
 | `dynamodb://TABLE?region=R&endpoint=URL` | `DynamoDbStore` (cargo feature `aws`) | hosts anywhere |
+| `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` | `EtcdStore` (cargo feature `etcd`) | the hosts that reach the etcd cluster |
 
 Each holds counters, queues, documents, tallies and claim pools under
 string ids; one id holds one kind of item. The contracts every store keeps
@@ -147,6 +148,8 @@ assert_eq!((now.value, now.version), (7, 2));
 
 - `aws`: the DynamoDB store (module `dynamodb`), through the official AWS
   SDK for Rust.
+- `etcd`: the etcd store (module `etcd`), through the `etcd-client` crate
+  (gRPC); building it needs `protoc` (Debian's `protobuf-compiler`).
 */
 #![warn(missing_docs)]
 
@@ -172,6 +175,8 @@ mod validate;
 // The backends live under `store/`; their public modules keep their paths.
 #[cfg(feature = "aws")]
 pub use store::dynamodb;
+#[cfg(feature = "etcd")]
+pub use store::etcd;
 pub use store::memory;
 pub use store::sqlite;
 
@@ -198,10 +203,13 @@ pub use tally::{Freshness, Tally, TallyReading};
 pub use validate::{MAX_ID_BYTES, MAX_TAGS, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES};
 
 // Documented in their public modules (`lease`, `memory`, `sqlite`,
-// `dynamodb`); here they are plain re-exports, as they have always been.
+// `dynamodb`, `etcd`); here they are plain re-exports, as they have always been.
 #[cfg(feature = "aws")]
 #[doc(no_inline)]
 pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
+#[cfg(feature = "etcd")]
+#[doc(no_inline)]
+pub use etcd::{EtcdConfig, EtcdStore};
 #[doc(no_inline)]
 pub use lease::{Expired, HolderId, KeepAlive, Lease, LeaseWatch, Leased};
 #[doc(no_inline)]

@@ -84,6 +84,14 @@ impl Place {
     pub fn of(store: &dyn Store) -> Place {
         match store.location() {
             Location::DynamoDb { region, table, .. } => Place { region, table },
+            // The cluster's endpoints and the prefix play the parts of the
+            // region and the table.
+            Location::Etcd {
+                endpoints, prefix, ..
+            } => Place {
+                region: endpoints.join(","),
+                table: prefix,
+            },
             Location::Sqlite { path } => Place {
                 region: "local".into(),
                 table: path.display().to_string(),

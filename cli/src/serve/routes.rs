@@ -7,23 +7,27 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use monotone::{Freshness, Store, Tags};
 use serde::{Deserialize, Serialize};
 
+use super::metrics::{self, Metrics};
 use super::reply::ApiError;
 use crate::commands::counter::{self, CounterOutput, CounterRemovedOutput};
 use crate::commands::queue::{self, QueueRemovedOutput, TicketOutput, TicketsOutput, TokenOutput};
 use crate::commands::tally::{self, TallyOutput, TallyRemovedOutput};
 use crate::commands::Place;
 
-/// What every handler needs: the store, and its place in output documents.
+/// What every handler needs: the store, its place in output documents, and
+/// the metrics.
 #[derive(Clone)]
 pub struct Gateway {
     pub store: Arc<dyn Store>,
     pub place: Place,
+    pub metrics: Arc<Metrics>,
 }
 
 type Reply<T> = Result<Json<T>, ApiError>;
@@ -51,6 +55,7 @@ pub fn protected() -> Router<Gateway> {
             "/v1/queues/{id}/tickets/{process_id}",
             put(queue_join).get(queue_get).delete(queue_leave),
         )
+        .route("/metrics", get(metrics))
 }
 
 #[derive(Serialize)]
@@ -62,6 +67,14 @@ pub struct Ping {
 /// no store and needs no token, so load balancers can call it.
 pub async fn ping() -> Json<Ping> {
     Json(Ping { status: "OK" })
+}
+
+/// `GET /metrics`: the gateway's metrics in the Prometheus text format.
+async fn metrics(State(g): State<Gateway>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        g.metrics.encode(),
+    )
 }
 
 /// An amount in a body: an integer, as text (which is also JSON), with

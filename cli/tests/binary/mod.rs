@@ -31,6 +31,12 @@ pub fn monotone() -> Command {
         "AWS_SESSION_TOKEN",
         "AWS_ENDPOINT_URL",
         "AWS_ENDPOINT_URL_DYNAMODB",
+        "ETCDCTL_ENDPOINTS",
+        "ETCDCTL_CACERT",
+        "ETCDCTL_CERT",
+        "ETCDCTL_KEY",
+        "ETCDCTL_USER",
+        "ETCDCTL_PASSWORD",
     ] {
         cmd.env_remove(var);
     }

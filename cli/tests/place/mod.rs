@@ -1,5 +1,7 @@
-//! One store for one test of the binary (a SQLite file, or a table of its
-//! own on the local DynamoDB server of `scripts/test.sh`), a directory for
+//! One store for one test of the binary (a SQLite file, a table of its own
+//! on the local DynamoDB server of `scripts/test.sh`, or a prefix of its own
+//! on its local etcd, reached through a [`Proxy`] that can be cut), a
+//! directory for
 //! the files the test's commands write, and what the tests of commands
 //! that hold a lease (`lock`, `claim --ttl`) share: a check run on every
 //! store ([`on_each_store!`]), a holder without a command ([`Holder`]), a
@@ -8,6 +10,8 @@
 //! A test file using it declares `mod binary;` too.
 
 #![allow(dead_code)] // each test binary uses part of it
+
+pub mod proxy;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -18,8 +22,11 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::binary::{self, monotone, stderr};
+use proxy::Proxy;
 
 pub const ENDPOINT_VAR: &str = "MONOTONE_TEST_DYNAMODB_ENDPOINT";
+/// The single etcd member of `scripts/test.sh`.
+pub const ETCD_VAR: &str = "MONOTONE_TEST_ETCD_ENDPOINTS";
 
 /// For each `check` (a `fn(&Place)`), one test per store, in a module named
 /// after the check: `check::on_sqlite`, and `check::on_dynamodb` on a table
@@ -44,6 +51,15 @@ macro_rules! on_each_store {
                 };
                 super::$check(&place);
             }
+
+            #[cfg(feature = "etcd")]
+            #[test]
+            fn on_etcd() {
+                let Some(place) = Place::etcd($tag) else {
+                    return;
+                };
+                super::$check(&place);
+            }
         }
     )*};
 }
@@ -51,13 +67,25 @@ macro_rules! on_each_store {
 /// The local DynamoDB server's endpoint, or `None` (after saying so)
 /// without one; under CI a missing server fails the test instead.
 pub fn dynamodb_endpoint() -> Option<String> {
-    match std::env::var(ENDPOINT_VAR) {
+    server(ENDPOINT_VAR)
+}
+
+/// The local etcd member's endpoint (as [`dynamodb_endpoint`]).
+pub fn etcd_endpoint() -> Option<String> {
+    server(ETCD_VAR)
+}
+
+/// The value of `var`, the address of a local server that scripts/test.sh
+/// started, or `None` (after saying so) without one; under CI a missing
+/// server fails the test instead.
+pub fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(e) if !e.is_empty() => Some(e),
         _ if std::env::var_os("CI").is_some() => {
-            panic!("{ENDPOINT_VAR} is not set under CI: run the tests through scripts/test.sh")
+            panic!("{var} is not set under CI: run the tests through scripts/test.sh")
         }
         _ => {
-            println!("skipping: {ENDPOINT_VAR} not set (scripts/test.sh starts a local server)");
+            println!("skipping: {var} not set (scripts/test.sh starts the local servers)");
             None
         }
     }
@@ -79,6 +107,8 @@ pub fn unique_table(tag: &str) -> String {
 pub struct Place {
     pub url: String,
     pub dir: Arc<TempDir>,
+    /// What an etcd place's commands reach etcd through.
+    pub proxy: Option<Arc<Proxy>>,
 }
 
 impl Place {
@@ -89,6 +119,7 @@ impl Place {
         Place {
             url,
             dir: Arc::new(dir),
+            proxy: None,
         }
     }
 
@@ -106,16 +137,34 @@ impl Place {
         Some(Place {
             url: format!("dynamodb://{table}?region=eu-west-1&endpoint={endpoint}"),
             dir: Arc::new(tempfile::tempdir().unwrap()),
+            proxy: None,
+        })
+    }
+
+    /// A prefix of its own on the local etcd member, named after `tag`,
+    /// reached through a [`Proxy`] (which [`Place::stop_answering`] cuts),
+    /// or `None` without a member (see [`etcd_endpoint`]).
+    pub fn etcd(tag: &str) -> Option<Place> {
+        let endpoint = etcd_endpoint()?;
+        let proxy = Proxy::start(endpoint.trim_start_matches("http://"));
+        Some(Place {
+            url: format!("etcd://{}/{}/", proxy.addr, unique_table(tag)),
+            dir: Arc::new(tempfile::tempdir().unwrap()),
+            proxy: Some(Arc::new(proxy)),
         })
     }
 
     /// This place, seen by commands that give up after 50 ms when another
-    /// process holds the SQLite file's write lock (see
-    /// [`Place::stop_answering`]); a DynamoDB place as it is.
+    /// process holds the SQLite file's write lock, or (etcd) after 300 ms
+    /// without an answer (see [`Place::stop_answering`]); a DynamoDB place
+    /// as it is.
     pub fn impatient(&self) -> Place {
         let mut place = self.clone();
         if self.url.starts_with("sqlite:") {
             place.url = format!("sqlite:{}?busy_timeout_ms=50", self.db().display());
+        }
+        if self.url.starts_with("etcd:") {
+            place.url = format!("{}?request_timeout_ms=300&timeout_ms=1000", self.url);
         }
         place
     }
@@ -124,12 +173,22 @@ impl Place {
     /// file's write lock and keeps it until the [`Outage`] is dropped (an
     /// [`impatient`](Place::impatient) store then fails at once). DynamoDB:
     /// every request on the table fails with a server error from now on.
+    /// etcd: the network between the commands and etcd is cut (a
+    /// partition), until the [`Outage`] is dropped.
     pub fn stop_answering(&self) -> Outage {
+        if let Some(proxy) = &self.proxy {
+            proxy.cut();
+            return Outage {
+                _blocker: None,
+                proxy: Some(Arc::clone(proxy)),
+            };
+        }
         if self.url.starts_with("sqlite:") {
             let conn = rusqlite::Connection::open(self.db()).unwrap();
             conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
             return Outage {
                 _blocker: Some(conn),
+                proxy: None,
             };
         }
         let endpoint = std::env::var(ENDPOINT_VAR).unwrap();
@@ -139,7 +198,10 @@ impl Place {
             .unwrap()
             .to_owned();
         inject_fault(&endpoint, &table, "InternalServerError", 500, 100_000);
-        Outage { _blocker: None }
+        Outage {
+            _blocker: None,
+            proxy: None,
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -315,6 +377,15 @@ impl Holder {
 /// A store kept from answering by [`Place::stop_answering`].
 pub struct Outage {
     _blocker: Option<rusqlite::Connection>,
+    proxy: Option<Arc<Proxy>>,
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        if let Some(proxy) = &self.proxy {
+            proxy.heal();
+        }
+    }
 }
 
 /// Make the next `count` requests on `table` fail (scripts/moto_server.py).

@@ -3,8 +3,8 @@
 //!
 //! - `open.rs`: [`open`](crate::open), which picks a store from a URL; the
 //!   only file that imports the backends.
-//! - `memory.rs`, `sqlite/`, `dynamodb/` (cargo feature `aws`): the
-//!   backends. Each imports the trait from here and the rules of each
+//! - `memory.rs`, `sqlite/`, `dynamodb/` (cargo feature `aws`), `etcd/`
+//!   (cargo feature `etcd`): the backends. Each imports the trait from here and the rules of each
 //!   primitive from the primitive's own module (`queue/state.rs`,
 //!   `claim/state.rs`, ...); none imports another backend or the opener.
 //! - `item_type.rs`: the kinds of item an id may hold, and their stored
@@ -25,6 +25,8 @@ use crate::tally::Tally;
 
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub(crate) mod item_type;
 pub mod memory;
 pub(crate) mod open;
@@ -80,6 +82,16 @@ pub enum Location {
         /// A custom endpoint (DynamoDB Local, a compatible server), if set.
         endpoint: Option<String>,
     },
+    /// Under a prefix in an etcd cluster.
+    Etcd {
+        /// The members' endpoints, as given.
+        endpoints: Vec<String>,
+        /// The prefix of every key of the store.
+        prefix: String,
+        /// The store's URL with its TLS files, user and password file (never
+        /// a password).
+        url: String,
+    },
 }
 
 impl fmt::Display for Location {
@@ -99,6 +111,7 @@ impl fmt::Display for Location {
                     None => Ok(()),
                 }
             }
+            Location::Etcd { url, .. } => f.write_str(url),
         }
     }
 }

@@ -11,6 +11,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::store::dynamodb::config::DynamoDbConfig;
 #[cfg(feature = "aws")]
 use crate::store::dynamodb::store::DynamoDbStore;
+#[cfg(feature = "etcd")]
+use crate::store::etcd::config::EtcdConfig;
+#[cfg(feature = "etcd")]
+use crate::store::etcd::store::EtcdStore;
 use crate::store::memory::MemoryStore;
 use crate::store::sqlite::schema::SqliteOptions;
 use crate::store::sqlite::store::SqliteStore;
@@ -24,6 +28,7 @@ use crate::store::Store;
 /// | `sqlite:PATH`, `sqlite://PATH` | [`SqliteStore`]: one file, shared by every process on the host |
 /// | `sqlite:PATH?busy_timeout_ms=N` | the same, waiting at most N ms for another process's write lock |
 /// | `dynamodb://TABLE?region=R&endpoint=URL` | the DynamoDB store (cargo feature `aws`) |
+/// | `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` | the etcd store (cargo feature `etcd`; options in its module docs) |
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -38,7 +43,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
         Error::new(
             ErrorKind::Config,
             format!(
-                "store URL `{url}` has no scheme; use memory:, sqlite:PATH or dynamodb://TABLE"
+                "store URL `{url}` has no scheme; use memory:, sqlite:PATH, dynamodb://TABLE or etcd://HOST:PORT"
             ),
         )
     })?;
@@ -56,10 +61,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         "dynamodb" => open_dynamodb(url).await,
+        "etcd" => open_etcd(url).await,
         other => Err(Error::new(
             ErrorKind::Config,
             format!(
-                "unknown store scheme `{other}:` in `{url}`; use memory:, sqlite:PATH or dynamodb://TABLE"
+                "unknown store scheme `{other}:` in `{url}`; use memory:, sqlite:PATH, dynamodb://TABLE or etcd://HOST:PORT"
             ),
         )),
     }
@@ -108,6 +114,20 @@ async fn open_dynamodb(url: &str) -> Result<Arc<dyn Store>> {
     Err(Error::new(
         ErrorKind::Unsupported,
         format!("cannot open `{url}`: monotone was built without the `aws` feature"),
+    ))
+}
+
+#[cfg(feature = "etcd")]
+async fn open_etcd(url: &str) -> Result<Arc<dyn Store>> {
+    let config = EtcdConfig::from_url(url)?;
+    Ok(Arc::new(EtcdStore::connect(config).await?))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(url: &str) -> Result<Arc<dyn Store>> {
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        format!("cannot open `{url}`: monotone was built without the `etcd` feature"),
     ))
 }
 
@@ -190,6 +210,35 @@ mod tests {
             location.to_string(),
             "dynamodb://Counters?region=us-east-2&endpoint=http://127.0.0.1:9"
         );
+    }
+
+    #[cfg(feature = "etcd")]
+    #[tokio::test]
+    async fn etcd_urls() {
+        let err = open("etcd://h").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        // Opening sends no request without a user.
+        let store = open("etcd://127.0.0.1:9,127.0.0.1:10/apps").await.unwrap();
+        match store.location() {
+            Location::Etcd {
+                endpoints,
+                prefix,
+                url,
+            } => {
+                assert_eq!(endpoints, ["127.0.0.1:9", "127.0.0.1:10"]);
+                assert_eq!(prefix, "apps/");
+                assert_eq!(url, "etcd://127.0.0.1:9,127.0.0.1:10/apps/");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    #[tokio::test]
+    async fn etcd_without_feature_is_unsupported() {
+        let err = open("etcd://127.0.0.1:2379").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert!(err.to_string().contains("`etcd` feature"), "{err}");
     }
 
     #[cfg(not(feature = "aws"))]

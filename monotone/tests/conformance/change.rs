@@ -56,11 +56,12 @@ fn doc(store: &S, id: &str) -> Arc<dyn Document> {
 }
 
 /// Whether the handles of `store` should push: memory always, SQLite where
-/// the kernel watches files (Linux), DynamoDB never.
+/// the kernel watches files (Linux), etcd always (its watches), DynamoDB
+/// never.
 fn should_push(store: &S) -> bool {
     let files_watched = cfg!(any(target_os = "linux", target_os = "android"));
     match store.location() {
-        Location::Memory => true,
+        Location::Memory | Location::Etcd { .. } => true,
         Location::Sqlite { .. } => files_watched,
         _ => false,
     }

@@ -5,6 +5,10 @@
 //! up front, so concurrent processes queue on the lock (for up to
 //! [`BUSY_TIMEOUT`]) rather than racing on a stale read. The file is in WAL
 //! mode with `synchronous=FULL`: a write is on disk before it is acknowledged.
+//! Reads run on connections of their own and never wait for a write; each
+//! write waits at most the busy timeout from its arrival (see `store.rs`).
+//! A new file is created readable by its owner only (0600), and so are its
+//! `-wal` and `-shm` files.
 //! See `schema.rs` for the tables and for how a file is recognised as ours.
 //!
 //! | operation | statements, in one transaction |
@@ -23,7 +27,7 @@
 // The files of this module:
 // - here: `impl Store for SqliteStore`, which hands out the handles, and the
 //   public re-exports;
-// - store.rs: SqliteStore itself: the connection, the transaction each
+// - store.rs: SqliteStore itself: its connections, the transaction each
 //   operation runs in, the `items` row that every kind of item has;
 // - one file per kind of item: counter.rs, queue.rs, document.rs, tally.rs,
 //   claim.rs;

@@ -187,9 +187,11 @@ ALTER TABLE claims ADD COLUMN holder INTEGER
     CHECK (holder IS NULL OR (holder > 0 AND lease_ms IS NOT NULL));
 ";
 
-/// Open (creating if needed) the database at `path`, ready for use.
+/// Open (creating if needed) the database at `path`, ready for use: the
+/// connection a store writes on.
 pub fn open(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     let shown = path.display().to_string();
+    create_private(path);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -236,6 +238,57 @@ pub fn open(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(|e| map_err(&shown, "cannot configure the database", e))?;
     Ok(conn)
+}
+
+/// Another connection to a database that [`open`] has already opened (so
+/// recognised, created or migrated), for reads only: `query_only` makes
+/// SQLite refuse any write on it. In WAL mode its reads see the last commit
+/// and never wait for a writer.
+pub fn open_reader(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let shown = path.display().to_string();
+    let map = |e| map_err(&shown, "cannot open the database for reading", e);
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(map)?;
+    // WAL readers wait only in rare cases (a crashed writer's WAL being
+    // recovered); the same bound as for writes.
+    conn.busy_timeout(options.busy_timeout).map_err(map)?;
+    conn.pragma_update(None, "query_only", "ON").map_err(map)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(map)?;
+    Ok(conn)
+}
+
+/// Create the database file, if it does not exist, readable and writable by
+/// its owner only (0600, whatever the umask), before SQLite opens it: SQLite
+/// gives the `-wal` and `-shm` files it creates later the main file's mode,
+/// so none of them is readable by other users. An existing file (or
+/// anything else at `path`) is left as it is, mode included. Any other
+/// failure is left for SQLite's open to report, in its words.
+fn create_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            // The mode given to open(2) loses the umask's bits; set it
+            // whole.
+            Ok(file) => {
+                if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
+                    tracing::warn!(file = %path.display(), "cannot make the new database file private: {e}");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                tracing::debug!(file = %path.display(), "cannot create the database file: {e}")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Switch a new file to WAL. The switch needs the file to itself, and SQLite

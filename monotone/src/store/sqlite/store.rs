@@ -1,14 +1,35 @@
-//! [`SqliteStore`]: the connection that every handle of one store shares,
+//! [`SqliteStore`]: the connections that every handle of one store shares,
 //! the transaction each operation runs in, the `items` row that every
 //! kind of item has, and waiting for an item's version to change (told by
 //! the file's watch, `watch.rs`, or polling where there is none).
+//!
+//! # Connections
+//!
+//! A store opens the file on two kinds of connection, so that a process
+//! serving many requests (`monotone serve`) never makes a read wait for a
+//! write:
+//!
+//! - **one write connection**, on which every operation that writes runs,
+//!   one at a time in this process (SQLite lets one writer at a time into
+//!   the file anyway). An operation waits at most the busy timeout from
+//!   the moment it arrives: first for this process's other writes to lend
+//!   it the connection ([`Writer`]), then, with what is left of its
+//!   timeout, for other processes' write lock (SQLite's busy handler). So
+//!   while another process holds the lock, queued writes all fail after one
+//!   busy timeout, not the k-th after k of them. The waiting is done on the
+//!   blocking thread that runs the operation, so that handing the
+//!   connection from one write to the next costs a thread wake-up, not a
+//!   trip through the async runtime;
+//! - **up to [`READERS`] read connections**, opened when first needed and
+//!   kept for the next read, with `query_only` on. In WAL mode a read sees
+//!   the last commit and does not wait for a writer, of this process or
+//!   another.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
-use tokio::time::Instant;
 
 use super::error::map_err;
 use super::live::{LiveFile, DEATH_SETTLE};
@@ -20,7 +41,11 @@ use crate::lease::alive::KeepAlive;
 use crate::lease::holder_id::{HolderId, MAX_HOLDER_ID};
 use crate::store::item_type::ItemType;
 
-/// A store in a SQLite database file. Clones share one connection.
+/// The most read connections a store keeps open at once; more reads at
+/// once wait for one of them (a read holds one for a few statements).
+pub const READERS: usize = 4;
+
+/// A store in a SQLite database file. Clones share its connections.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -30,7 +55,12 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     shown: String,
-    conn: Mutex<Connection>,
+    options: SqliteOptions,
+    writer: Writer,
+    /// Read connections not in use.
+    idle_readers: Mutex<Vec<Connection>>,
+    /// A permit per read connection that may be open.
+    readers: Arc<tokio::sync::Semaphore>,
     /// Rung after every commit; heard by this store's waiters.
     signal: CommitSignal,
     /// Which holders are alive (`live.rs`).
@@ -40,7 +70,9 @@ struct Inner {
 }
 
 impl SqliteStore {
-    /// Open the database at `path`, creating the file if it does not exist.
+    /// Open the database at `path`, creating the file if it does not exist
+    /// (with mode 0600 on Unix: readable and writable by its owner only;
+    /// an existing file's mode is left alone).
     ///
     /// Fails with [`ErrorKind::Config`] if the file is not a monotone
     /// database (another program's database, a newer schema, not SQLite at
@@ -64,7 +96,10 @@ impl SqliteStore {
                 live,
                 kept: Mutex::new(Vec::new()),
                 path,
-                conn: Mutex::new(conn),
+                options,
+                writer: Writer::new(conn),
+                idle_readers: Mutex::new(Vec::new()),
+                readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
             }),
         })
     }
@@ -75,8 +110,10 @@ impl SqliteStore {
     }
 
     /// Run `f` in a transaction on a blocking thread; `f` also gets the
-    /// file's name for its error messages. Writers pass
-    /// `Immediate` so the write lock is held from the first read on.
+    /// file's name for its error messages. Writers pass `Immediate`, so the
+    /// write lock is held from the first read on, and run on the write
+    /// connection; readers pass `Deferred` and run on a read connection,
+    /// where a write fails.
     pub(super) async fn run<T, F>(
         &self,
         behavior: TransactionBehavior,
@@ -88,34 +125,177 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>, &str) -> Result<Outcome<T>> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let map = |e| map_err(&inner.shown, what, e);
-            // A panic while holding the lock drops the transaction, which
-            // rolls back, so the connection is still usable.
-            let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction_with_behavior(behavior).map_err(map)?;
-            let result = match f(&tx, &inner.shown) {
-                Ok(Outcome::Commit(v)) => tx.commit().map_err(map).map(|()| {
-                    inner.signal.committed();
-                    (v, "committed")
-                }),
-                // Dropping the transaction rolls it back: nothing was written.
-                Ok(Outcome::Unchanged(v)) => Ok((v, "nothing written")),
-                Err(e) => Err(e),
-            };
-            tracing::debug!(
-                file = %inner.shown,
-                operation = what.trim_start_matches("cannot "),
-                outcome = result.as_ref().map_or("error", |(_, o)| *o),
-                elapsed = ?started.elapsed(),
-                "sqlite transaction"
-            );
-            result.map(|(v, _)| v)
-        })
-        .await
-        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("sqlite task failed: {e}")))?
+        let arrived = Instant::now();
+        let task = match behavior {
+            TransactionBehavior::Deferred => {
+                let permit = Arc::clone(&inner.readers)
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| Error::new(ErrorKind::Unavailable, format!("sqlite: {e}")))?;
+                tokio::task::spawn_blocking(move || {
+                    let reused = inner
+                        .idle_readers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .pop();
+                    let mut conn = match reused {
+                        Some(conn) => conn,
+                        None => schema::open_reader(&inner.path, &inner.options)?,
+                    };
+                    // Nothing commits here (the connection is query_only).
+                    let result =
+                        transaction(&inner.shown, &mut conn, behavior, what, arrived, f, || {});
+                    // A connection whose transaction panicked is dropped
+                    // with it (which rolls it back), not kept.
+                    inner
+                        .idle_readers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(conn);
+                    drop(permit);
+                    result
+                })
+            }
+            _ => tokio::task::spawn_blocking(move || {
+                let timeout = inner.options.busy_timeout;
+                let Some(mut conn) = inner.writer.borrow(arrived + timeout) else {
+                    return Err(busy(&inner.shown, what, timeout));
+                };
+                // What is left of this operation's busy timeout, for
+                // SQLite's busy handler; none left means one try.
+                let left = timeout.saturating_sub(arrived.elapsed());
+                conn.busy_timeout(left)
+                    .map_err(|e| map_err(&inner.shown, what, e))?;
+                transaction(&inner.shown, &mut conn, behavior, what, arrived, f, || {
+                    inner.signal.committed()
+                })
+            }),
+        };
+        task.await
+            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("sqlite task failed: {e}")))?
     }
+}
+
+/// The write connection, lent to one operation at a time.
+#[derive(Debug)]
+struct Writer {
+    /// `None` while lent.
+    conn: Mutex<Option<Connection>>,
+    /// Told when the connection comes back.
+    returned: Condvar,
+}
+
+impl Writer {
+    fn new(conn: Connection) -> Self {
+        Writer {
+            conn: Mutex::new(Some(conn)),
+            returned: Condvar::new(),
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Connection>> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection, once no other operation of this process has it, or
+    /// `None` if that is not before `deadline`. Blocks the thread.
+    fn borrow(&self, deadline: Instant) -> Option<Lent<'_>> {
+        let mut slot = self.slot();
+        loop {
+            // Whoever is woken takes the connection if it is there, even
+            // at its deadline: a wake-up is never lost on one that gives up.
+            if let Some(conn) = slot.take() {
+                return Some(Lent {
+                    writer: self,
+                    conn: Some(conn),
+                });
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if left.is_zero() {
+                return None;
+            }
+            slot = self
+                .returned
+                .wait_timeout(slot, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The write connection while an operation has it; given back when
+/// dropped, also after a panic (the transaction, dropped first, rolls back).
+struct Lent<'a> {
+    writer: &'a Writer,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("lent until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("lent until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        *self.writer.slot() = self.conn.take();
+        self.writer.returned.notify_one();
+    }
+}
+
+/// Run `f` in a transaction of `behavior` on `conn`, committing what it
+/// asks to commit; `committed` runs after a commit.
+fn transaction<T, F>(
+    shown: &str,
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    what: &'static str,
+    arrived: Instant,
+    f: F,
+    committed: impl FnOnce(),
+) -> Result<T>
+where
+    F: FnOnce(&Transaction<'_>, &str) -> Result<Outcome<T>>,
+{
+    let map = |e| map_err(shown, what, e);
+    let tx = conn.transaction_with_behavior(behavior).map_err(map)?;
+    let result = match f(&tx, shown) {
+        Ok(Outcome::Commit(v)) => tx.commit().map_err(map).map(|()| {
+            committed();
+            (v, "committed")
+        }),
+        // Dropping the transaction rolls it back: nothing was written.
+        Ok(Outcome::Unchanged(v)) => Ok((v, "nothing written")),
+        Err(e) => Err(e),
+    };
+    tracing::debug!(
+        file = %shown,
+        operation = what.trim_start_matches("cannot "),
+        outcome = result.as_ref().map_or("error", |(_, o)| *o),
+        elapsed = ?arrived.elapsed(),
+        "sqlite transaction"
+    );
+    result.map(|(v, _)| v)
+}
+
+/// The error of a write that waited its whole busy timeout for this
+/// process's earlier writes: the same as when SQLite's busy handler gives up.
+fn busy(shown: &str, what: &str, timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "sqlite database {shown}: {what}: it stayed locked by other writers for longer \
+             than the busy timeout ({timeout:?})"
+        ),
+    )
 }
 
 impl SqliteStore {
@@ -152,7 +332,7 @@ impl SqliteStore {
         id: &str,
         wanted: ItemType,
         seen: u64,
-        until: Option<Instant>,
+        until: Option<tokio::time::Instant>,
         poll: Duration,
     ) -> Result<bool> {
         let version = || self.version_of(id, wanted);
@@ -315,4 +495,137 @@ pub(super) fn checked_next(v: u64, id: &str) -> Result<u64> {
     v.checked_add(1)
         .filter(|n| *n <= i64::MAX as u64)
         .ok_or_else(|| Error::overflow(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::Store;
+
+    fn store(busy_timeout: Duration) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions::default().with_busy_timeout(busy_timeout);
+        let store = SqliteStore::open_with(dir.path().join("m.db"), options).unwrap();
+        (dir, store)
+    }
+
+    /// Another process's connection holding the file's write lock.
+    fn lock(store: &SqliteStore) -> Connection {
+        let conn = Connection::open(store.path()).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn
+    }
+
+    /// While another connection holds the write lock and a write of this
+    /// store waits for it, a read answers (from the last commit) and the
+    /// write is still waiting; once the lock is released, the write goes
+    /// through.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_wait_behind_a_waiting_write() {
+        let (_dir, store) = store(Duration::from_secs(30));
+        let counter = store.counter("c").unwrap();
+        assert_eq!(counter.next().await.unwrap(), 1);
+        let lock = lock(&store);
+        let writer = store.counter("c").unwrap();
+        let write = tokio::spawn(async move { writer.next().await });
+        // Let the write take the write connection and wait on the lock.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let read = tokio::time::timeout(Duration::from_secs(10), counter.get())
+            .await
+            .expect("the read waited behind the write");
+        assert_eq!(read.unwrap(), 1);
+        assert!(!write.is_finished(), "the write did not wait for the lock");
+        lock.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(write.await.unwrap().unwrap(), 2);
+    }
+
+    /// Writes queued behind one that waits for another process's lock each
+    /// give up one busy timeout after they arrived, not one after another.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_queued_write_waits_one_busy_timeout_from_its_arrival() {
+        const WRITES: usize = 8;
+        let busy = Duration::from_millis(300);
+        let (_dir, store) = store(busy);
+        let lock = lock(&store);
+        let writes: Vec<_> = (0..WRITES)
+            .map(|_| {
+                let counter = store.counter("c").unwrap();
+                tokio::spawn(async move {
+                    let arrived = std::time::Instant::now();
+                    let result = counter.next().await;
+                    (result, arrived.elapsed())
+                })
+            })
+            .collect();
+        for write in writes {
+            let (result, waited) = write.await.unwrap();
+            let e = result.expect_err("the file stayed locked");
+            assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+            assert!(e.to_string().contains("busy timeout"), "{e}");
+            // One after another they would take 300 ms, 600 ms, ... 2.4 s.
+            assert!(waited < busy * 3, "waited {waited:?}");
+        }
+        lock.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(store.counter("c").unwrap().next().await.unwrap(), 1);
+    }
+
+    /// A read connection refuses writes: an operation that passed
+    /// `Deferred` yet wrote would fail, not write outside the write lock.
+    #[tokio::test]
+    async fn read_connections_cannot_write() {
+        let (_dir, store) = store(Duration::from_secs(1));
+        let e = store
+            .run(
+                TransactionBehavior::Deferred,
+                "cannot write",
+                |tx, shown| {
+                    tx.execute(
+                    "INSERT INTO items (id, type, value, version) VALUES ('x', 'COUNTER', 1, 1)",
+                    [],
+                )
+                .map_err(|e| map_err(shown, "cannot write", e))?;
+                    Ok(Outcome::Commit(()))
+                },
+            )
+            .await
+            .expect_err("a read connection wrote");
+        assert!(e.to_string().contains("readonly"), "{e}");
+        assert_eq!(store.counter("x").unwrap().get().await.unwrap(), 0);
+    }
+}
+
+#[cfg(all(test, unix))]
+mod file_mode_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::store::Store;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// A new file, its WAL and its shared-memory file are the owner's
+    /// only, whatever the umask (this process's, which is not changed
+    /// here: it lets others read files it creates unless set otherwise).
+    #[tokio::test]
+    async fn new_files_are_private_and_existing_ones_keep_their_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.counter("c").unwrap().next().await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+
+        let existing = dir.path().join("existing.db");
+        std::fs::write(&existing, b"").unwrap();
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let store = SqliteStore::open(&existing).unwrap();
+        store.counter("c").unwrap().next().await.unwrap();
+        assert_eq!(mode(&existing), 0o640);
+    }
 }
