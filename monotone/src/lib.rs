@@ -183,8 +183,8 @@ pub use store::sqlite;
 pub use backoff::Backoff;
 pub use claim::candidates::{Candidates, MAX_CANDIDATES, MAX_NAME_BYTES};
 pub use claim::holder::ClaimHolder;
-pub use claim::wait::{wait_for_claim, wait_for_claim_as};
-pub use claim::{Claim, ClaimPool, ClaimRequest, Claimed};
+pub use claim::wait::{wait_for_claim, wait_for_claim_as, wait_for_roster};
+pub use claim::{Claim, ClaimPool, ClaimRequest, Claimed, Roster};
 pub use counter::Counter;
 pub use document::cache::{CacheOptions, CachedDocument, DEFAULT_MAX_STALENESS};
 pub use document::changes::{Change, Changes, DEFAULT_POLL_INTERVAL};
@@ -195,7 +195,9 @@ pub use lease::keeper::{HolderOptions, LeaseStatus};
 pub use queue::fencing::{Fenced, FencingToken};
 pub use queue::holder::LeaseHolder;
 pub use queue::ticket::{JoinRequest, Joined, Tags, Ticket};
-pub use queue::wait::{wait_for_position, WaitOptions, DEFAULT_MAX_POLL, DEFAULT_MIN_POLL};
+pub use queue::wait::{
+    wait_for_position, wait_for_tickets, WaitOptions, DEFAULT_MAX_POLL, DEFAULT_MIN_POLL,
+};
 pub use queue::Queue;
 pub use store::open::open;
 pub use store::{Location, Store};

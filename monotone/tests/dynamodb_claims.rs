@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use monotone::dynamodb::{Backoff, DynamoDbConfig, DynamoDbStore};
-use monotone::{Candidates, ErrorKind, FencingToken, Store};
+use monotone::{Candidates, ClaimRequest, ErrorKind, FencingToken, Store};
 
 use conformance::lease::watch_until_expired;
 use dynamodb_support::*;
@@ -605,4 +605,53 @@ async fn a_holders_claim_applied_but_unanswered_is_found_not_made_twice() {
         !first.contains_key("tags") && !first.contains_key("holder"),
         "{first:?}"
     );
+}
+
+/// A roster size is one attribute of the one pool item, `Members` (N),
+/// written by the write that makes the first claim asking for it; a
+/// claim refused because the roster is full costs the read alone; a
+/// waiting claimer's entry carries the size it asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_size_is_an_attribute_of_the_pool_item() {
+    let table = or_skip!(Table::create("claims-roster").await);
+    let (store, requests) = table.store().await;
+    let p = store.claim_pool("p").unwrap();
+    let member = ClaimRequest::new(range(1, 255)).with_members(Some(2));
+    p.claim("plain", &range(1, 255)).await.unwrap();
+    assert!(!table.item("p").await.unwrap().contains_key("Members"));
+    requests.take();
+    p.claim_as("sealer", &member).await.unwrap();
+    assert_eq!(requests.take(), ["GetItem", "UpdateItem"]);
+    let it = table.item("p").await.unwrap();
+    assert_eq!((&it["Members"], &it["Version"]), (&n(2), &n(2)));
+    let e = p.claim_as("late", &member).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Exhausted, "{e}");
+    assert_eq!(requests.take(), ["GetItem"], "refused after the read alone");
+    assert_eq!(table.item("p").await.unwrap(), it, "nothing written");
+
+    // Claimers waiting in a pool are served by the roster's rules: one that
+    // asked for the pool's size gets its claim, one that asked for another
+    // stays waiting (it finds out for itself).
+    let (table, other) = or_skip!(first_claimed("claim-roster-wait", &range(1, 9)).await);
+    let waiter = |members: u64| {
+        AttributeValue::M(std::collections::HashMap::from([
+            ("candidates".to_owned(), s("1..=9")),
+            ("members".to_owned(), n(members)),
+        ]))
+    };
+    set_waiting(&table, "w-same", Some(waiter(3))).await;
+    set_waiting(&table, "x-other", Some(waiter(4))).await;
+    let p = other.claim_pool("p").unwrap();
+    let asked = ClaimRequest::new(range(1, 9)).with_members(Some(3));
+    assert_eq!(
+        p.claim_as("me", &asked).await.unwrap().claim.value.name,
+        "2"
+    );
+    assert_eq!(p.claim_of("w-same").await.unwrap().value.name, "3");
+    let it = table.item("p").await.unwrap();
+    assert_eq!((&it["Members"], &it["Version"]), (&n(3), &n(3)));
+    let AttributeValue::M(waiting) = &it["Waiting"] else {
+        panic!("{it:?}")
+    };
+    assert_eq!(waiting.keys().collect::<Vec<_>>(), ["x-other"]);
 }

@@ -321,6 +321,62 @@ async fn a_file_of_schema_version_4_gains_holders_and_claim_tags() {
     assert_eq!(problems, 0);
 }
 
+/// A file of schema version 5 (before roster sizes) is migrated in place to
+/// version 6: its pools read back as they were, unsealed; a new pool is
+/// sealed by its first claim with `members`, the size stored in
+/// `items.members`, which the file's checks keep to claim pools.
+#[tokio::test]
+async fn a_file_of_schema_version_5_gains_roster_sizes() {
+    let (_dir, path) = temp_file("v5.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(include_str!("fixtures/schema_v5.sql"))
+        .unwrap();
+    let s = SqliteStore::open(&path).unwrap();
+    let pool = s.claim_pool("myzk").unwrap();
+    let roster = pool.roster().await.unwrap();
+    assert_eq!((roster.value.size, roster.fencing_token.get()), (None, 2));
+    let claims = &roster.value.claims;
+    assert_eq!(claims[0].tags["addr"], "10.0.0.1");
+    assert_eq!(
+        claims[1].lease.as_ref().unwrap().holder,
+        monotone::HolderId::new(77)
+    );
+    // Unsealed, with 2 claims: a roster of 3 may still be sealed on it.
+    let c = Candidates::range(1..=255).unwrap();
+    let third = ClaimRequest::new(c.clone()).with_members(Some(3));
+    assert_eq!(
+        pool.claim_as("zk-c", &third)
+            .await
+            .unwrap()
+            .claim
+            .value
+            .name,
+        "3"
+    );
+    assert_eq!(pool.roster().await.unwrap().value.size, Some(3));
+    let e = pool.claim_as("zk-d", &third).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Exhausted, "{e}");
+    drop(s);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i32 = pragma(&conn, "user_version");
+    assert_eq!(version, monotone::sqlite::SCHEMA_VERSION);
+    let members: Option<i64> = one(&conn, "SELECT members FROM items WHERE id = 'myzk'");
+    assert_eq!(members, Some(3));
+    for sql in [
+        "UPDATE items SET members = 0 WHERE id = 'myzk'",
+        "INSERT INTO items (id, type, value, version, members) VALUES ('c', 'COUNTER', 1, 1, 3)",
+    ] {
+        let err = conn.execute(sql, []).unwrap_err();
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation),
+            "{sql}"
+        );
+    }
+}
+
 #[test]
 fn a_migration_that_fails_leaves_the_old_file_as_it_was() {
     let (_dir, path) = temp_file("old.db");

@@ -1,7 +1,7 @@
 //! `monotone -i POOL claim -p OWNER (--range A..B | --names A,B,... |
-//! --names-file FILE) [-t KEY=VALUE]... [--no-wait | --timeout D] [--ttl D
-//! [--kill-after D] [-- COMMAND [ARGS...]]]`, and
-//! `monotone -i POOL claim list | rm`,
+//! --names-file FILE) [-t KEY=VALUE]... [--members N] [--no-wait |
+//! --timeout D] [--ttl D [--kill-after D] [-- COMMAND [ARGS...]]]`, and
+//! `monotone -i POOL claim list | rm | wait --members N [--timeout D]`,
 //! `monotone -i POOL claim -p OWNER get | release`.
 //!
 //! Without `--ttl` a claim is permanent: printed, and kept until released.
@@ -18,9 +18,28 @@
 //! made without a holder) holds it, it waits for it to go (`--timeout`, or
 //! for ever; `--no-wait`: exit 9).
 //!
+//! # Rosters
+//!
+//! With `--members N` the claim seals the pool at a roster of N members
+//! (the first claim made with it records N; see `monotone::ClaimPool`'s
+//! *Rosters*), and once claimed, waits until the pool holds N claims, then
+//! prints the claim's JSON plus `members`: the N claims `{"name", "owner",
+//! "tags", "token"}` by name (numbers numerically), the same on every
+//! member. `--timeout` bounds the whole: the claim (waiting for a member's
+//! name to free up while the roster is full, exit 11 after it) and the
+//! roster (exit 9 after it, the claim kept). Without `--timeout` a full
+//! roster is exit 11 at once and the roster is awaited for ever. With
+//! `--ttl` the roster is awaited while the claim is held; with COMMAND it
+//! starts once the roster is complete, with the members' JSON in
+//! `MONOTONE_CLAIM_MEMBERS`. `claim wait --members N` prints the roster
+//! without claiming: `{"id", "region", "table", "fencing_token",
+//! "members"}`, the token being the pool's when the roster was read.
+//!
 //! # Exit status
 //!
-//! 11 when every candidate is taken (after `--timeout`, if given); 9 when
+//! 11 when every candidate is taken, or the pool's roster is full (after
+//! `--timeout`, if given); 2 for a `--members` other than the pool's; 9 when
+//! the roster is not complete within `--timeout` (the claim stays); 9 when
 //! another holder holds the owner's claim past `--timeout` (or at once with
 //! `--no-wait`); 13 when the owner holds another claim than the one asked
 //! for; with COMMAND, COMMAND's own (128 + the signal if a signal ended it),
@@ -37,10 +56,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use monotone::{
-    wait_for_claim_as, Candidates, Claim, ClaimHolder, ClaimPool, ClaimRequest, Error, ErrorKind,
-    Fenced, Store, Tags, WaitOptions,
+    wait_for_claim_as, wait_for_roster, Candidates, Claim, ClaimHolder, ClaimPool, ClaimRequest,
+    Error, ErrorKind, Fenced, Store, Tags, WaitOptions, MAX_CANDIDATES,
 };
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::hold::{self, check_command, hold_until_done, signal_code, Signals, Timing};
 use super::queue::{no_process_id, LeaseView, QueueRemovedOutput};
@@ -66,11 +86,21 @@ end (or to die and expire).
 At most 256 candidates, names of at most 256 bytes; a range includes both
 ends (1..255 is 1 to 255, as bash's {1..255}).
 
-Exit status: 11 when every candidate is taken; 9 when another holder holds
-the owner's claim (--no-wait, --timeout); 13 when the owner holds another
+With --members N (a bootstrap barrier) the first claim made with it seals the
+pool at a roster of N; once claimed, monotone waits until the pool holds N
+claims and prints the claim plus \"members\": the N claims (name, owner, tags,
+token) by name, identical on every member. While the roster is full, other
+claimers get 11; a released or expired member's name goes to the next
+claimer. --timeout bounds the claim and the wait (9 if the roster is not
+complete in time: the claim stays). \"claim wait --members N\" prints the
+roster without claiming.
+
+Exit status: 11 when every candidate is taken or the roster is full; 9 when
+the roster is not complete within --timeout, or another holder holds the
+owner's claim (--no-wait, --timeout); 13 when the owner holds another
 claim; with COMMAND, COMMAND's own, 10 when the lease was lost and the
 command was killed; 2 for bad arguments (--ttl under 200ms, -p on list or
-rm) and for a COMMAND that cannot be run, refused before anything is
+rm, a --members other than the pool's) and for a COMMAND that cannot be run, refused before anything is
 claimed: not found, not executable, or a script whose #! interpreter is
 missing. What only starting it can tell exits as env does, with the claim
 released: 127 not found, 126 found but not runnable.
@@ -78,6 +108,8 @@ released: 127 not found, 126 found but not runnable.
 Examples:
   monotone -i myzk claim -p $(hostname -f) --range 1..255 -t addr=10.0.0.5 | jq -r .name
   monotone -i fleet-names claim -p $(hostname -f) --names-file mountains.txt --ttl 30s -- ./agent
+  monotone -i myzk claim -p $(hostname -f) --range 1..255 --members 3 -t addr=10.0.0.5 | jq .members
+  monotone -i myzk claim wait --members 3 --timeout 30s
   monotone -i myzk claim list
   monotone -i myzk claim -p $(hostname -f) release";
 
@@ -130,6 +162,12 @@ pub struct ClaimArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
 
+    /// Seal the pool at a roster of N members (the first claim with it
+    /// records N); once claimed, wait until the pool holds N claims and
+    /// print them as "members" (exit code 9 after --timeout)
+    #[arg(long, value_name = "N", value_parser = parse_members, allow_hyphen_values = true)]
+    pub members: Option<usize>,
+
     /// With --ttl: if another holder holds the owner's claim, exit at once
     /// with code 9 instead of waiting for it
     #[arg(long, conflicts_with = "timeout")]
@@ -165,6 +203,34 @@ pub enum ClaimAction {
     Release,
     /// Remove the pool, its claims and its token from the store
     Rm,
+    /// Wait until the pool holds its roster of N members and print them,
+    /// without claiming
+    Wait {
+        /// The roster size: the pool's, if it is sealed
+        #[arg(long, value_name = "N", value_parser = parse_members, allow_hyphen_values = true)]
+        members: usize,
+        /// Give up after this long (exit code 9); 0 looks once
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+        timeout: Option<Duration>,
+        /// The longest time between two looks at the pool
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll, allow_hyphen_values = true)]
+        poll: Duration,
+    },
+}
+
+/// A roster size: 1 to 256 (the most claims a pool holds).
+pub fn parse_members(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of members from 1 to {MAX_CANDIDATES}"))?;
+    if (1..=MAX_CANDIDATES).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "a roster has 1 to {MAX_CANDIDATES} members, not {n}"
+        ))
+    }
 }
 
 /// An integer range `A..B` or `A..=B`, both ends included.
@@ -215,9 +281,48 @@ impl From<Claim> for ClaimView {
     }
 }
 
+/// A member of a roster: `{"name", "owner", "tags", "token"}`, the token
+/// being the pool's right after the claim was made. Nothing that changes
+/// while the member lives (its lease's renewals), so every member prints
+/// the same roster.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    pub name: String,
+    pub owner: String,
+    pub tags: Tags,
+    pub token: u64,
+}
+
+impl From<Claim> for MemberView {
+    fn from(c: Claim) -> Self {
+        MemberView {
+            name: c.name,
+            owner: c.owner,
+            tags: c.tags,
+            token: c.token.get(),
+        }
+    }
+}
+
+fn members_of(roster: Vec<Claim>) -> Vec<MemberView> {
+    roster.into_iter().map(MemberView::from).collect()
+}
+
+/// `claim wait --members N`: the roster, with the pool's token when it was
+/// read.
+#[derive(Debug, Serialize)]
+pub struct RosterOutput {
+    pub id: String,
+    pub region: String,
+    pub table: String,
+    pub fencing_token: u64,
+    pub members: Vec<MemberView>,
+}
+
 /// `claim` and `claim get`: the claim, its `fencing_token` being the pool's
 /// token when the claim was made (the same whenever the owner asks again),
-/// and for `claim`, whether this call made it (`new`).
+/// and for `claim`, whether this call made it (`new`); with `--members`,
+/// the roster (`members`).
 #[derive(Debug, Serialize)]
 pub struct ClaimOutput {
     pub id: String,
@@ -231,6 +336,8 @@ pub struct ClaimOutput {
     pub new: Option<bool>,
     pub tags: Tags,
     pub lease: Option<LeaseView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberView>>,
 }
 
 impl ClaimOutput {
@@ -246,13 +353,21 @@ impl ClaimOutput {
             new,
             tags: claim.tags,
             lease: claim.lease.map(LeaseView::from),
+            members: None,
         }
+    }
+
+    fn with_members(mut self, members: Option<Vec<MemberView>>) -> Self {
+        self.members = members;
+        self
     }
 }
 
 /// `claim list`: every claim by name (numbers numerically, see
-/// [`ClaimPool::claims`]), the pool's token, and whether there is a pool
-/// (`false`: never written, or removed; its token is then 0).
+/// [`ClaimPool::claims`]), the pool's token, whether there is a pool
+/// (`false`: never written, or removed; its token is then 0), and the
+/// roster size it is sealed at (`roster_size`, shown only for a sealed
+/// pool).
 #[derive(Debug, Serialize)]
 pub struct ClaimsOutput {
     pub id: String,
@@ -260,6 +375,8 @@ pub struct ClaimsOutput {
     pub table: String,
     pub fencing_token: u64,
     pub exists: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roster_size: Option<usize>,
     pub claims: Vec<ClaimView>,
 }
 
@@ -339,14 +456,19 @@ pub async fn run(
             || args.no_wait
             || !args.tags.is_empty()
             || args.kill_after.is_some()
+            || args.members.is_some()
             || !args.command.is_empty();
-        let name = format!("claim {}", format!("{action:?}").to_lowercase());
+        let name = match action {
+            ClaimAction::Wait { .. } => "claim wait".to_owned(),
+            _ => format!("claim {}", format!("{action:?}").to_lowercase()),
+        };
         if claiming {
             return Err(Failure::Usage(format!(
-                "{name} takes no candidates, -t, --ttl, --timeout, --no-wait, --kill-after or command"
+                "{name} takes no candidates, -t, --ttl, --timeout, --no-wait, --kill-after, \
+                 --members or command before it"
             )));
         }
-        if let ClaimAction::List | ClaimAction::Rm = action {
+        if let ClaimAction::List | ClaimAction::Rm | ClaimAction::Wait { .. } = action {
             no_process_id(
                 args.owner.as_deref(),
                 &name,
@@ -361,7 +483,7 @@ pub async fn run(
     let output = match args.action {
         None => return claim(&*store, pool, place, args, print).await,
         Some(ClaimAction::List) => {
-            let all = pool.claims().await?;
+            let all = pool.roster().await?;
             Output::Claims(ClaimsOutput {
                 id: id.to_owned(),
                 region: place.region,
@@ -370,7 +492,25 @@ pub async fn run(
                 // Every claim and release adds one to a pool's token, which
                 // is 0 only while there is no pool.
                 exists: all.fencing_token.get() > 0,
-                claims: all.value.into_iter().map(ClaimView::from).collect(),
+                roster_size: all.value.size,
+                claims: all.value.claims.into_iter().map(ClaimView::from).collect(),
+            })
+        }
+        Some(ClaimAction::Wait {
+            members,
+            timeout,
+            poll,
+        }) => {
+            let options = WaitOptions::new()
+                .with_timeout(timeout)
+                .with_poll(monotone::DEFAULT_MIN_POLL, poll);
+            let roster = wait_for_roster(&*pool, members, None, &options).await?;
+            Output::Roster(RosterOutput {
+                id: id.to_owned(),
+                region: place.region,
+                table: place.table,
+                fencing_token: roster.fencing_token.get(),
+                members: members_of(roster.value),
             })
         }
         Some(ClaimAction::Get) => {
@@ -415,12 +555,37 @@ struct Plan {
     /// With `--ttl`: the lease and its timing.
     timing: Option<Timing>,
     command: Vec<OsString>,
+    /// With `--members`: the roster to wait for, and until when
+    /// (`--timeout` from the start, else for ever).
+    roster: Option<(usize, Option<Instant>)>,
+    /// The longest time between two looks at the pool.
+    poll: Duration,
+}
+
+impl Plan {
+    /// Wait for the roster, if one is asked for.
+    async fn roster(&self, pool: &dyn ClaimPool) -> Result<Option<Vec<MemberView>>, Failure> {
+        let Some((members, until)) = self.roster else {
+            return Ok(None);
+        };
+        // bench/barrier.py times the barrier from this line.
+        tracing::debug!(pool = pool.id(), owner = %self.owner, members, "claimed: waiting for the roster");
+        let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+        let options = WaitOptions::new()
+            .with_timeout(left)
+            .with_poll(monotone::DEFAULT_MIN_POLL, self.poll);
+        let roster = wait_for_roster(pool, members, Some(&self.owner), &options).await?;
+        Ok(Some(members_of(roster.value)))
+    }
 }
 
 impl Plan {
     fn new(args: ClaimArgs) -> Result<Plan, Failure> {
+        let started = Instant::now();
         let owner = owner(&args, "")?.to_owned();
-        let request = ClaimRequest::new(candidates(&args)?).with_tags(tag_map(args.tags)?);
+        let request = ClaimRequest::new(candidates(&args)?)
+            .with_tags(tag_map(args.tags)?)
+            .with_members(args.members);
         let timing = args
             .ttl
             .map(|ttl| Timing::new(ttl, args.kill_after))
@@ -451,6 +616,8 @@ impl Plan {
             wait: wait.with_timeout(Some(args.timeout.unwrap_or(Duration::ZERO))),
             timing,
             command: args.command,
+            roster: args.members.map(|n| (n, args.timeout.map(|t| started + t))),
+            poll: args.poll,
         })
     }
 }
@@ -467,7 +634,9 @@ async fn claim(
     let id = pool.id().to_owned();
     let Some(timing) = plan.timing.clone() else {
         let claimed = wait_for_claim_as(&*pool, &plan.owner, &plan.request, &plan.wait).await?;
-        let output = ClaimOutput::new(&id, place, claimed.claim.value, Some(claimed.added));
+        let members = plan.roster(&*pool).await?;
+        let output = ClaimOutput::new(&id, place, claimed.claim.value, Some(claimed.added))
+            .with_members(members);
         return print(Output::Claim(output)).map(|()| ExitCode::SUCCESS);
     };
     let mut signals = Signals::new()?;
@@ -491,9 +660,29 @@ async fn claim(
         sig = signals.recv() => return Ok(signal_code(sig)),
     };
     tracing::debug!(pool = %id, owner = %plan.owner, name = holder.name(), "holding the claim");
+    // The roster is awaited while the claim is held: a lost lease or a
+    // signal ends the wait, and the claim is released.
+    let waited = tokio::select! {
+        roster = plan.roster(&*pool) => Waited::Roster(roster),
+        e = holder.lost() => Waited::Lost(e),
+        sig = signals.recv() => Waited::Signal(sig),
+    };
+    let members = match waited {
+        Waited::Roster(Ok(members)) => members,
+        Waited::Roster(Err(e)) => {
+            hold::release(holder).await;
+            return Err(e);
+        }
+        Waited::Lost(e) => return Err(e.into()),
+        Waited::Signal(sig) => {
+            hold::release(holder).await;
+            return Ok(signal_code(sig));
+        }
+    };
     let claimed: Fenced<Claim> = holder.claimed().clone();
     if plan.command.is_empty() {
-        let output = ClaimOutput::new(&id, place, claimed.value, Some(holder.added()));
+        let output =
+            ClaimOutput::new(&id, place, claimed.value, Some(holder.added())).with_members(members);
         if let Err(e) = print(Output::Claim(output)) {
             hold::release(holder).await;
             return Err(e);
@@ -510,7 +699,19 @@ async fn claim(
         ("MONOTONE_STORE", store.location().to_string()),
     ]
     .map(|(k, v)| (k.to_owned(), v));
+    let mut env = env.to_vec();
+    if let Some(members) = members {
+        let json = serde_json::to_string(&members).expect("strings and numbers serialize");
+        env.push(("MONOTONE_CLAIM_MEMBERS".to_owned(), json));
+    }
     hold::run_command(holder, &plan.command, &env, timing.kill_after, signals).await
+}
+
+/// How the wait for the roster of a held claim ended.
+enum Waited {
+    Roster(Result<Option<Vec<MemberView>>, Failure>),
+    Lost(Error),
+    Signal(nix::sys::signal::Signal),
 }
 
 #[cfg(test)]

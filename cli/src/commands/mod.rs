@@ -41,6 +41,7 @@ pub enum Output {
     TallyRemoved(tally::TallyRemovedOutput),
     Claim(claim::ClaimOutput),
     Claims(claim::ClaimsOutput),
+    Roster(claim::RosterOutput),
     Released(claim::ReleasedOutput),
 }
 

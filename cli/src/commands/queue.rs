@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use monotone::{
-    wait_for_position, Error, ErrorKind, Fenced, Lease, Queue, Store, Tags, Ticket, WaitOptions,
+    wait_for_position, wait_for_tickets, Error, ErrorKind, Fenced, Lease, Queue, Store, Tags,
+    Ticket, WaitOptions,
 };
 use serde::Serialize;
 
@@ -44,12 +45,18 @@ pub enum QueueAction {
     /// Renew the lease of the process's ticket once
     Renew,
     /// Wait until the process is among the first N tickets, removing expired
-    /// tickets ahead of it; print its ticket
+    /// tickets ahead of it, and print its ticket; with --members N, wait
+    /// until the queue holds N tickets and print them as queue list does
     Wait {
         /// Wait until the ticket's position is below N (1: the head)
         #[arg(long, value_name = "N", default_value_t = 1,
               value_parser = clap::value_parser!(u64).range(1..=1_000_000), allow_hyphen_values = true)]
         position: u64,
+        /// Wait until the queue holds at least N tickets (the process's among
+        /// them) and print every ticket, as queue list does
+        #[arg(long, value_name = "N", conflicts_with = "position",
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000), allow_hyphen_values = true)]
+        members: Option<u64>,
         /// Give up after this long (exit code 9); 0 looks once
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
         timeout: Option<Duration>,
@@ -216,14 +223,20 @@ pub async fn run(store: &dyn Store, id: &str, args: QueueArgs) -> Result<Output,
         }
         QueueAction::Wait {
             position,
+            members,
             timeout,
             poll,
         } => {
             let pid = process_id(&args.process_id, "wait")?;
-            let within = usize::try_from(position).unwrap_or(usize::MAX);
             let options = WaitOptions::new()
                 .with_timeout(timeout)
                 .with_poll(monotone::DEFAULT_MIN_POLL, poll);
+            if let Some(members) = members {
+                let members = usize::try_from(members).unwrap_or(usize::MAX);
+                let all = wait_for_tickets(queue, Some(pid), members, &options).await?;
+                return Ok(Output::Tickets(tickets_output(queue, all, place)));
+            }
+            let within = usize::try_from(position).unwrap_or(usize::MAX);
             let ticket = wait_for_position(queue, pid, within, &options).await?;
             Output::Ticket(ticket_output(queue, ticket, place))
         }
@@ -306,8 +319,12 @@ pub async fn leave(
 }
 
 pub async fn list(queue: &dyn Queue, place: Place) -> monotone::Result<TicketsOutput> {
-    let all = queue.tickets().await?;
-    Ok(TicketsOutput {
+    Ok(tickets_output(queue, queue.tickets().await?, place))
+}
+
+/// `queue list`'s JSON of the tickets `all`.
+fn tickets_output(queue: &dyn Queue, all: Fenced<Vec<Ticket>>, place: Place) -> TicketsOutput {
+    TicketsOutput {
         id: queue.id().to_owned(),
         region: place.region,
         table: place.table,
@@ -316,7 +333,7 @@ pub async fn list(queue: &dyn Queue, place: Place) -> monotone::Result<TicketsOu
         // there is no queue.
         exists: all.fencing_token.get() > 0,
         tickets: all.value.into_iter().map(TicketView::from).collect(),
-    })
+    }
 }
 
 pub async fn rm(queue: &dyn Queue, place: Place) -> monotone::Result<QueueRemovedOutput> {

@@ -5,7 +5,8 @@
 //! - `state.rs`: a pool's whole state as one value and the rules that
 //!   change it, written once and applied by every store;
 //! - `wait.rs`: claiming while every candidate is taken
-//!   ([`wait_for_claim`](crate::wait_for_claim));
+//!   ([`wait_for_claim`](crate::wait_for_claim)), and waiting for a
+//!   pool's roster to be complete ([`wait_for_roster`](crate::wait_for_roster));
 //! - `holder.rs`: [`ClaimHolder`](crate::ClaimHolder), a leased claim
 //!   renewed in the background.
 //!
@@ -136,6 +137,10 @@ pub struct ClaimRequest {
     /// stored with the claim's lease; `None` for a claim without a holder.
     /// A holder needs a lease.
     pub holder: Option<HolderId>,
+    /// The roster size to seal the pool at, or to check against the size it
+    /// is sealed at (see the [contract](ClaimPool)'s *Rosters*); `None`
+    /// asks for none.
+    pub members: Option<usize>,
 }
 
 impl ClaimRequest {
@@ -146,6 +151,7 @@ impl ClaimRequest {
             tags: Tags::new(),
             lease: None,
             holder: None,
+            members: None,
         }
     }
 
@@ -165,6 +171,35 @@ impl ClaimRequest {
     pub fn held_by(mut self, holder: HolderId) -> Self {
         self.holder = Some(holder);
         self
+    }
+
+    /// Set [`members`](Self::members).
+    pub fn with_members(mut self, members: Option<usize>) -> Self {
+        self.members = members;
+        self
+    }
+}
+
+/// A pool's claims as [`ClaimPool::roster`] reads them: every claim in the
+/// listing order of the [contract](ClaimPool), and the roster size the pool
+/// is sealed at, if it is. Once it holds [`size`](Self::size) claims, the
+/// claims are the roster: the same list on every member that reads it until
+/// a member goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Roster {
+    /// The roster size recorded by the first claim made with
+    /// [`ClaimRequest::members`]; `None` for a pool never sealed.
+    pub size: Option<usize>,
+    /// Every claim, by name (numbers numerically).
+    pub claims: Vec<Claim>,
+}
+
+impl Roster {
+    /// Whether the pool is sealed and holds its whole roster: a claimer
+    /// that holds no claim is refused.
+    pub fn is_full(&self) -> bool {
+        self.size.is_some_and(|n| self.claims.len() >= n)
     }
 }
 
@@ -269,6 +304,33 @@ impl Claimed {
 /// - [`remove`](ClaimPool::remove) deletes the pool, its claims and its
 ///   token; a pool created again under the same id starts over at token 1.
 ///
+/// ## Rosters
+///
+/// A pool may be sealed at a roster of N members, the bootstrap barrier of
+/// a cluster (the rules are written once, in `claim/state.rs`):
+///
+/// - The first claim *made* with [`ClaimRequest::members`] N records N in
+///   the pool; it stays until the pool is [removed](ClaimPool::remove).
+///   [`roster`](ClaimPool::roster) reads it with the claims.
+/// - A claim that asks for another N than the pool's, for N outside 1 to
+///   [`MAX_CANDIDATES`](crate::MAX_CANDIDATES) or above the number of its
+///   candidates, by an owner that holds a claim made without N, or on an
+///   unsealed pool that holds N claims or more, is
+///   [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) and
+///   writes nothing. A member asking again with the same N follows the
+///   re-join rule above.
+/// - While a sealed pool holds N claims, a claim by an owner that holds
+///   none (with or without `members`) is
+///   [`ErrorKind::Exhausted`](crate::ErrorKind::Exhausted), naming the
+///   roster size, and writes nothing. Below N, a claim without `members`
+///   is a claim like any other and counts towards N.
+/// - A released (or expired) member's name is free: the next claimer gets
+///   it if it is its first free candidate, which with one candidate list
+///   shared by all members (a range) it is: a replacement keeps the
+///   cluster at N with the same names.
+/// - The roster is the N claims in the listing order:
+///   [`wait_for_roster`](crate::wait_for_roster) waits for it.
+///
 /// ## Leases
 ///
 /// As for queue tickets (see [`Queue`](crate::Queue)):
@@ -370,6 +432,10 @@ pub trait ClaimPool: Send + Sync + fmt::Debug {
     /// Every claim, by name (numbers numerically, see the contract), with
     /// the pool's token.
     async fn claims(&self) -> Result<Fenced<Vec<Claim>>>;
+
+    /// Every claim, as [`claims`](ClaimPool::claims) lists them, with the
+    /// roster size the pool is sealed at, in one read, and the pool's token.
+    async fn roster(&self) -> Result<Fenced<Roster>>;
 
     /// Delete the pool. Returns the token it had, or `None` if there was no
     /// pool under this id (which is not an error).

@@ -7,11 +7,34 @@
 //!
 //! Claimers that lost a race on a DynamoDB pool wait in it (see
 //! [`Waiter`]) and are served by whoever writes next: [`ClaimPoolState::serve`].
+//!
+//! # Rosters
+//!
+//! A pool may be *sealed* at a roster of N members (the bootstrap barrier,
+//! see [`ClaimPool`](crate::ClaimPool)'s contract): the first claim made
+//! with `members` N records N in the pool, and from then on
+//!
+//! - a claim that asks for another roster size is
+//!   [`ErrorKind::InvalidInput`], whoever asks, and writes nothing;
+//! - while the pool holds N claims, a claimer that holds none gets
+//!   [`ErrorKind::Exhausted`] naming the roster size, and nothing changes;
+//!   a claim without `members` is a claim like any other: it counts
+//!   towards the N and is refused the same way while the roster is full;
+//! - a released or expired member's name is free, and the next claimer
+//!   takes it if it is its first free candidate (with a range, the lowest
+//!   missing number: the freed one).
+//!
+//! A roster size is never recorded on a pool that already holds N claims
+//! or more, nor for an owner that holds a claim made without one (both
+//! [`ErrorKind::InvalidInput`]): a sealed pool never holds more claims than
+//! its roster. The size stays until the pool is removed. The roster is the
+//! pool's claims in the listing order, complete once there are N of them:
+//! [`roster_complete`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::claim::Claim;
+use crate::claim::{Claim, ClaimRequest, Roster};
 
 use crate::claim::candidates::{listing_order, Candidates, MAX_CANDIDATES};
 use crate::error::{Error, ErrorKind, Result};
@@ -46,6 +69,8 @@ pub(crate) struct Waiter {
     pub tags: Tags,
     /// The holder that asked, if one did (with a lease).
     pub holder: Option<HolderId>,
+    /// The roster size it asked for, if it did.
+    pub members: Option<usize>,
 }
 
 /// A claim asked for: who, from which candidates, with which tags and
@@ -56,15 +81,32 @@ pub(crate) struct Asked<'a> {
     pub candidates: &'a Candidates,
     pub tags: &'a Tags,
     pub lease: Option<LeaseRecord>,
+    /// The roster size asked for (`members`), if any.
+    pub members: Option<usize>,
 }
 
-/// A pool: its version (the fencing token), its claims by name, and the
-/// claimers waiting to be served, by owner.
+impl<'a> Asked<'a> {
+    /// What `request` asks for `owner`, with its lease as a record.
+    pub fn new(owner: &'a str, request: &'a ClaimRequest, lease: Option<LeaseRecord>) -> Self {
+        Asked {
+            owner,
+            candidates: &request.candidates,
+            tags: &request.tags,
+            lease,
+            members: request.members,
+        }
+    }
+}
+
+/// A pool: its version (the fencing token), its claims by name, the
+/// claimers waiting to be served, by owner, and the roster size it is
+/// sealed at, if it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ClaimPoolState {
     pub version: u64,
     claims: BTreeMap<String, ClaimRecord>,
     waiting: BTreeMap<String, Waiter>,
+    members: Option<usize>,
 }
 
 /// What [`ClaimPoolState::claim`] did.
@@ -98,7 +140,19 @@ impl ClaimPoolState {
             version,
             claims,
             waiting,
+            members: None,
         }
+    }
+
+    /// The same state, sealed at a roster of `members` (as stored).
+    pub fn with_members(mut self, members: Option<usize>) -> Self {
+        self.members = members;
+        self
+    }
+
+    /// The roster size the pool is sealed at, if it is.
+    pub fn members(&self) -> Option<usize> {
+        self.members
     }
 
     pub fn token(&self) -> FencingToken {
@@ -152,6 +206,58 @@ impl ClaimPoolState {
         Fenced::new(all, self.token())
     }
 
+    /// Every claim in the listing order, with the roster size.
+    pub fn roster(&self) -> Fenced<Roster> {
+        let claims = self.claims();
+        Fenced::new(
+            Roster {
+                size: self.members,
+                claims: claims.value,
+            },
+            claims.fencing_token,
+        )
+    }
+
+    /// The roster rules a claim must pass before anything else is looked
+    /// at (see the module docs): a roster size within bounds and within the
+    /// candidates, the pool's own if it has one; and one that is recorded
+    /// only on a pool with room for it, by an owner without a claim.
+    fn check_members(&self, id: &str, request: &Asked<'_>) -> Result<()> {
+        let Some(n) = request.members else {
+            return Ok(());
+        };
+        check_roster_size(n)?;
+        if n > request.candidates.len() {
+            return Err(Error::invalid(format!(
+                "a roster of {n} members needs at least {n} candidates, and this claim names {}; \
+                 nothing was written",
+                request.candidates.len()
+            )));
+        }
+        match self.members {
+            Some(m) if m != n => Err(other_roster(id, m, n)),
+            Some(_) => Ok(()),
+            None => {
+                if let Some((name, _)) = self.held_by(request.owner) {
+                    return Err(Error::invalid(format!(
+                        "`{}` holds `{name}` in claim pool `{id}`, claimed without a roster size, \
+                         and this claim asks for a roster of {n}: release it first; nothing was \
+                         written",
+                        request.owner
+                    )));
+                }
+                if self.claims.len() >= n {
+                    return Err(Error::invalid(format!(
+                        "claim pool `{id}` holds {} claims made without a roster size, too many \
+                         to seal a roster of {n} on it; nothing was written",
+                        self.claims.len()
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The first candidate no one holds, with its index.
     fn first_free(&self, candidates: &Candidates) -> Option<(usize, String)> {
         candidates
@@ -168,6 +274,7 @@ impl ClaimPoolState {
     /// ([`ErrorKind::Mismatch`]). Checks everything before it changes
     /// anything.
     pub fn claim(&mut self, id: &str, request: &Asked<'_>) -> Result<ClaimOutcome> {
+        self.check_members(id, request)?;
         if let Some((name, record)) = self.held_by(request.owner) {
             let owner = request.owner;
             return match again(
@@ -206,6 +313,10 @@ impl ClaimPoolState {
                 ),
             ));
         }
+        let members = self.members.or(request.members);
+        if let Some(n) = members.filter(|n| self.claims.len() >= *n) {
+            return Err(roster_full(id, n));
+        }
         let (index, name) = self
             .first_free(request.candidates)
             .ok_or_else(|| Error::exhausted(id, request.candidates.len()))?;
@@ -220,6 +331,7 @@ impl ClaimPoolState {
         let claim = self.claim_named(&name, &record);
         self.claims.insert(name, record);
         self.version = version;
+        self.members = members;
         Ok(ClaimOutcome::Claimed(Fenced::new(claim, self.token())))
     }
 
@@ -377,6 +489,7 @@ impl ClaimPoolState {
                 lease: waiter.lease_ms.map(|ms| {
                     LeaseRecord::new(Duration::from_millis(ms), now_ms).held_by(waiter.holder)
                 }),
+                members: waiter.members,
             };
             match self.claim(id, &request) {
                 Ok(ClaimOutcome::Claimed(c)) => {
@@ -392,6 +505,56 @@ impl ClaimPoolState {
             others,
             dropped,
         })
+    }
+}
+
+/// Check a roster size on its own: 1 to [`MAX_CANDIDATES`].
+pub(crate) fn check_roster_size(n: usize) -> Result<()> {
+    if (1..=MAX_CANDIDATES).contains(&n) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "a roster has 1 to {MAX_CANDIDATES} members, not {n}; nothing was written"
+        )))
+    }
+}
+
+/// The pool is sealed at `held` members, and `asked` were asked for.
+fn other_roster(id: &str, held: usize, asked: usize) -> Error {
+    Error::invalid(format!(
+        "claim pool `{id}` is sealed at a roster of {held} members, and this asks for {asked}; \
+         nothing was written"
+    ))
+}
+
+/// The pool holds its whole roster of `n` members.
+pub(crate) fn roster_full(id: &str, n: usize) -> Error {
+    Error::new(
+        ErrorKind::Exhausted,
+        format!(
+            "claim pool `{id}` holds its whole roster of {n} members; nothing was claimed \
+             (a member's name frees up when it is released or its lease expires)"
+        ),
+    )
+}
+
+/// Whether `roster` (a read of pool `id`) is the complete roster of
+/// `members`: `false` while it holds fewer claims; InvalidInput if the pool
+/// is sealed at another size, or (never sealed) holds more claims than
+/// `members`, as no roster of that size can come of it.
+pub(crate) fn roster_complete(id: &str, roster: &Roster, members: usize) -> Result<bool> {
+    check_roster_size(members)?;
+    match roster.size {
+        Some(m) if m != members => return Err(other_roster(id, m, members)),
+        _ => {}
+    }
+    match roster.claims.len() {
+        n if n < members => Ok(false),
+        n if n == members => Ok(true),
+        n => Err(Error::invalid(format!(
+            "claim pool `{id}` holds {n} claims made without a roster size, more than a roster \
+             of {members}"
+        ))),
     }
 }
 
@@ -422,6 +585,7 @@ mod tests {
             candidates,
             tags: NO_TAGS,
             lease: None,
+            members: None,
         }
     }
 
@@ -618,6 +782,7 @@ mod tests {
             lease_ms: ms,
             tags: Tags::new(),
             holder: None,
+            members: None,
         };
         let tagged = Tags::from([("addr".to_string(), "10.0.0.5".to_string())]);
         let h = HolderId::new(77);
@@ -679,6 +844,7 @@ mod tests {
                     lease_ms: None,
                     tags: Tags::new(),
                     holder: None,
+                    members: None,
                 },
             );
         }
@@ -699,5 +865,134 @@ mod tests {
         let e = p.claim("p", &request("late", &other)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Exhausted);
         assert!(e.to_string().contains("the most one pool may hold"), "{e}");
+    }
+
+    fn member<'a>(owner: &'a str, candidates: &'a Candidates, n: usize) -> Asked<'a> {
+        Asked {
+            members: Some(n),
+            ..request(owner, candidates)
+        }
+    }
+
+    #[test]
+    fn a_roster_is_sealed_by_its_first_claim_and_refuses_others_while_full() {
+        let c = range(255);
+        let mut p = ClaimPoolState::default();
+        let a = claimed(p.claim("p", &member("a", &c, 3)).unwrap());
+        assert_eq!((a.value.name.as_str(), p.members()), ("1", Some(3)));
+        // Another roster size: refused, whoever asks, nothing written.
+        let before = p.clone();
+        for owner in ["a", "b"] {
+            let e = p.claim("p", &member(owner, &c, 4)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert_eq!(
+                e.to_string(),
+                "claim pool `p` is sealed at a roster of 3 members, and this asks for 4; \
+                 nothing was written"
+            );
+            assert_eq!(p, before);
+        }
+        // The same size again: the member's claim, nothing written.
+        match p.claim("p", &member("a", &c, 3)).unwrap() {
+            ClaimOutcome::Existing(again) => assert_eq!(again.value, a.value),
+            other => panic!("{other:?}"),
+        }
+        // A claim without a roster size counts towards it.
+        claimed(p.claim("p", &request("plain", &c)).unwrap());
+        claimed(p.claim("p", &member("c", &c, 3)).unwrap());
+        let full = p.clone();
+        for late in [member("d", &c, 3), request("e", &c)] {
+            let e = p.claim("p", &late).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Exhausted, "{e}");
+            assert!(e.to_string().contains("whole roster of 3 members"), "{e}");
+            assert_eq!(p, full, "nothing changes");
+        }
+        // A member's name, released, goes to the next claimer.
+        p.release("p", "plain", None).unwrap();
+        let d = claimed(p.claim("p", &member("d", &c, 3)).unwrap());
+        assert_eq!((d.value.name.as_str(), d.fencing_token.0), ("2", 5));
+        let roster = p.roster();
+        assert_eq!(roster.value.size, Some(3));
+        let names: Vec<_> = roster
+            .value
+            .claims
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["1", "2", "3"]);
+        assert!(roster_complete("p", &roster.value, 3).unwrap());
+        assert_eq!(
+            roster_complete("p", &roster.value, 2).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        // Released by all, the pool keeps its size.
+        for owner in ["a", "c", "d"] {
+            p.release("p", owner, None).unwrap();
+        }
+        assert_eq!(p.members(), Some(3));
+        assert!(!roster_complete("p", &p.roster().value, 3).unwrap());
+    }
+
+    #[test]
+    fn a_roster_size_is_checked_before_anything_is_written() {
+        let c = range(5);
+        let mut p = ClaimPoolState::default();
+        for (asked, why) in [
+            (member("a", &c, 0), "1 to 256 members, not 0"),
+            (
+                member("a", &c, 6),
+                "needs at least 6 candidates, and this claim names 5",
+            ),
+        ] {
+            let e = p.claim("p", &asked).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert!(e.to_string().contains(why), "{e}");
+        }
+        assert_eq!(p, ClaimPoolState::default());
+        // Not recorded for an owner with a claim made without a size, nor
+        // on a pool that holds as many claims as the roster would.
+        claimed(p.claim("p", &request("a", &c)).unwrap());
+        claimed(p.claim("p", &request("b", &c)).unwrap());
+        let before = p.clone();
+        let e = p.claim("p", &member("a", &c, 3)).unwrap_err();
+        assert!(
+            e.to_string().contains("claimed without a roster size"),
+            "{e}"
+        );
+        let e = p.claim("p", &member("c", &c, 2)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(
+            e.to_string().contains("too many to seal a roster of 2"),
+            "{e}"
+        );
+        assert_eq!(p, before);
+        assert!(roster_complete("p", &p.roster().value, 2).unwrap());
+        assert!(roster_complete("p", &p.roster().value, 1).is_err());
+        // Room left: the third claim seals the pool at 3 and completes it.
+        claimed(p.claim("p", &member("c", &c, 3)).unwrap());
+        assert_eq!(p.members(), Some(3));
+        assert!(roster_complete("p", &p.roster().value, 3).unwrap());
+    }
+
+    #[test]
+    fn waiters_are_served_by_the_roster_rules() {
+        let c = range(9);
+        let mut p = ClaimPoolState::default();
+        for w in ["w1", "w2", "w3"] {
+            p.wait(
+                w,
+                Waiter {
+                    candidates: c.digest(),
+                    lease_ms: None,
+                    tags: Tags::new(),
+                    holder: None,
+                    members: Some(3),
+                },
+            );
+        }
+        let served = p.serve("p", &member("me", &c, 3), 10, 0).unwrap();
+        assert_eq!(served.others.len(), 2, "the roster is full after two more");
+        assert_eq!(p.members(), Some(3));
+        assert_eq!(p.waiting().keys().collect::<Vec<_>>(), ["w3"]);
     }
 }

@@ -21,6 +21,19 @@
 //! claim is removed at most one lease plus one poll interval after the
 //! waiter first read it.
 //!
+//! # Waiting for a roster
+//!
+//! [`wait_for_roster`] waits until a pool holds the whole roster it is
+//! sealed at (see the [`ClaimPool`] contract's *Rosters*): it reads the
+//! pool ([`ClaimPool::roster`]), and while the roster is not complete waits
+//! with [`ClaimPool::wait_for_change`] for the pool's token to change
+//! before it reads again (pushed by the store where it can; where it
+//! cannot, the token is read every [`WaitOptions::max_poll`]). No lease is
+//! watched, so a read finds nothing that a change of the token would not
+//! show: on a pushing store it reads the pool once per change, on a
+//! polling one it reads the token once per poll and the pool once per
+//! change. It removes no claim: the claimers do that (above).
+//!
 //! [`wait_for_position`]: crate::wait_for_position
 
 use std::time::Duration;
@@ -30,8 +43,10 @@ use tokio::time::Instant;
 use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
 
 use crate::claim::candidates::{Candidates, MAX_CANDIDATES};
+use crate::claim::state::{roster_complete, roster_full};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::LeaseWatch;
+use crate::queue::fencing::Fenced;
 use crate::queue::wait::WaitOptions;
 
 /// Claim the first free name of `candidates` for `owner` (with a lease of
@@ -90,16 +105,19 @@ pub async fn wait_for_claim_as(
                 "every candidate is taken: waiting for one to free up"
             );
         }
-        let all = pool.claims().await?;
+        let all = pool.roster().await?;
         let read_at = Instant::now();
         let ours: Vec<Claim> = all
             .value
+            .claims
             .iter()
             .filter(|c| candidates.index_of(&c.name).is_some())
             .cloned()
             .collect();
-        // A candidate released since: claim it at once.
-        try_claim = ours.len() < candidates.len() && all.value.len() < MAX_CANDIDATES;
+        // A candidate released since, in a pool with room: claim it at once.
+        try_claim = ours.len() < candidates.len()
+            && all.value.claims.len() < MAX_CANDIDATES
+            && !all.value.is_full();
         for expired in watch.observe(&ours, all.fencing_token, read_at) {
             if let Some(token) = pool.expire(&expired).await? {
                 tracing::debug!(
@@ -117,14 +135,69 @@ pub async fn wait_for_claim_as(
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
-            return Err(waited(
-                Error::exhausted(pool.id(), candidates.len()),
-                now.duration_since(started),
-            ));
+            let e = match all.value.size {
+                Some(n) if all.value.is_full() => roster_full(pool.id(), n),
+                _ => Error::exhausted(pool.id(), candidates.len()),
+            };
+            return Err(waited(e, now.duration_since(started)));
         }
         let poll = options.poll_among(ours.iter().filter_map(|c| c.lease.as_ref()));
         let look = WaitOptions::next_look(poll, now, watch.next_expiry(), deadline);
         pool.wait_for_change(all.fencing_token, look, poll).await?;
+    }
+}
+
+/// Wait until pool `pool` holds a complete roster of `members` (see the
+/// [`ClaimPool`] contract's *Rosters*), and return it: the claims in the
+/// listing order, with the pool's token when it was read. With `owner`, the
+/// roster must hold `owner`'s claim: the waiter is one of the members.
+///
+/// Fails with [`ErrorKind::InvalidInput`] if the pool is sealed at another
+/// roster size (or, never sealed, holds more claims than `members`),
+/// [`ErrorKind::NotFound`] if `owner`'s claim is gone (released, expired),
+/// [`ErrorKind::Timeout`] when [`WaitOptions::timeout`] passes first
+/// (`Some(Duration::ZERO)`: looks once), and with the store's error if a
+/// read fails. It writes nothing: a claim it waits for stays.
+pub async fn wait_for_roster(
+    pool: &dyn ClaimPool,
+    members: usize,
+    owner: Option<&str>,
+    options: &WaitOptions,
+) -> Result<Fenced<Vec<Claim>>> {
+    let started = Instant::now();
+    let deadline = options.timeout.map(|t| started + t);
+    loop {
+        let read = pool.roster().await?;
+        let roster = &read.value;
+        if let Some(owner) = owner.filter(|o| !roster.claims.iter().any(|c| c.owner == *o)) {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "`{owner}` holds no claim in claim pool `{}` any more (released, or expired) \
+                     while it waited for the roster of {members}",
+                    pool.id()
+                ),
+            ));
+        }
+        if roster_complete(pool.id(), roster, members)? {
+            return Ok(Fenced::new(read.value.claims, read.fencing_token));
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            let who = owner.map_or(String::new(), |o| format!("; `{o}`'s claim stays"));
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "claim pool `{}` holds {} of a roster of {members} after waiting {:.1}s{who}",
+                    pool.id(),
+                    roster.claims.len(),
+                    now.duration_since(started).as_secs_f64()
+                ),
+            ));
+        }
+        let look = WaitOptions::next_look(options.max_poll, now, None, deadline);
+        pool.wait_for_change(read.fencing_token, look, options.max_poll)
+            .await?;
     }
 }
 

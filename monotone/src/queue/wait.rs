@@ -10,6 +10,12 @@
 //! [`Queue::wait_for_change`] (the `change` module's capability): pushed
 //! by the store where it can, polled where it cannot. What a waiter costs
 //! is on [`WaitOptions`].
+//!
+//! [`wait_for_tickets`] waits instead until the queue holds a number of
+//! tickets (monotone 0.4's bootstrap recipe: every member joins, takes its
+//! ticket's counter as its id, and waits for the others). It removes
+//! nothing, and reads the queue again only when its token changed (pushed,
+//! or polled every [`WaitOptions::max_poll`]) or at its timeout.
 
 use std::time::Duration;
 
@@ -230,6 +236,55 @@ pub async fn wait_for_position(
             );
         }
         queue.wait_for_change(all.fencing_token, look, poll).await?;
+    }
+}
+
+/// Wait until `queue` holds at least `members` tickets, and return them
+/// all (with the queue's token when they were read). With `process_id`,
+/// the waiter is one of them: it must hold a ticket.
+///
+/// Fails with [`ErrorKind::InvalidInput`] for `members` 0,
+/// [`ErrorKind::NotFound`] if the process holds no ticket (never joined,
+/// or its ticket is gone), [`ErrorKind::Timeout`] when
+/// [`WaitOptions::timeout`] passes first (`Some(Duration::ZERO)`: looks
+/// once), and with the store's error if a read fails. It writes nothing.
+pub async fn wait_for_tickets(
+    queue: &dyn Queue,
+    process_id: Option<&str>,
+    members: usize,
+    options: &WaitOptions,
+) -> Result<Fenced<Vec<Ticket>>> {
+    if members == 0 {
+        return Err(Error::invalid(
+            "the number of tickets to wait for must be at least 1",
+        ));
+    }
+    let started = Instant::now();
+    let deadline = options.timeout.map(|t| started + t);
+    loop {
+        let all = queue.tickets().await?;
+        if let Some(pid) = process_id.filter(|p| !all.value.iter().any(|t| t.process_id == *p)) {
+            return Err(Error::process_not_found(queue.id(), pid));
+        }
+        if all.value.len() >= members {
+            return Ok(all);
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "queue `{}` holds {} of {members} tickets after waiting {:.1}s",
+                    queue.id(),
+                    all.value.len(),
+                    now.duration_since(started).as_secs_f64()
+                ),
+            ));
+        }
+        let look = WaitOptions::next_look(options.max_poll, now, None, deadline);
+        queue
+            .wait_for_change(all.fencing_token, look, options.max_poll)
+            .await?;
     }
 }
 

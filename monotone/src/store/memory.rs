@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::change::Notifier;
-use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
+use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed, Roster};
 
 use crate::claim::state::{Asked, ClaimOutcome, ClaimPoolState};
 use crate::counter::Counter;
@@ -597,12 +597,7 @@ impl ClaimPool for MemoryClaimPool {
         let Item::ClaimPool(pool) = item else {
             return Err(item.wrong_type(&self.id, ItemType::ClaimPool));
         };
-        let asked = Asked {
-            owner,
-            candidates: &request.candidates,
-            tags: &request.tags,
-            lease,
-        };
+        let asked = Asked::new(owner, request, lease);
         // `claim` checks everything before it changes anything; a new pool
         // always has a free candidate, so it is never left empty.
         match pool.claim(&self.id, &asked)? {
@@ -648,6 +643,15 @@ impl ClaimPool for MemoryClaimPool {
             Ok(p.map_or_else(
                 || Fenced::new(vec![], FencingToken(0)),
                 ClaimPoolState::claims,
+            ))
+        })
+    }
+
+    async fn roster(&self) -> Result<Fenced<Roster>> {
+        self.read(|p| {
+            Ok(p.map_or_else(
+                || Fenced::new(Roster::default(), FencingToken(0)),
+                ClaimPoolState::roster,
             ))
         })
     }

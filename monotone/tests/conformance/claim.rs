@@ -15,14 +15,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use monotone::{
-    wait_for_claim, Candidates, Claim, ClaimHolder, ClaimPool, ClaimRequest, Claimed, ErrorKind,
-    Expired, Fenced, FencingToken, HolderId, HolderOptions, LeaseStatus, Tags,
+    wait_for_claim, wait_for_roster, Candidates, Claim, ClaimHolder, ClaimPool, ClaimRequest,
+    Claimed, ErrorKind, Expired, Fenced, FencingToken, HolderId, HolderOptions, LeaseStatus,
+    Roster, Tags, MAX_CANDIDATES,
 };
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::lease::{remove_when_allowed, watch_a_held_lease, watch_until_expired, Cutoff, LEASE};
-use super::{kind, ms, quick, tags, S};
+use super::{kind, ms, quick, tags, together, S};
 
 fn pool(store: &S, id: &str) -> Arc<dyn ClaimPool> {
     Arc::from(store.claim_pool(id).unwrap())
@@ -731,6 +732,10 @@ impl ClaimPool for CutPool {
         self.cutoff.request()?;
         self.inner.claims().await
     }
+    async fn roster(&self) -> monotone::Result<Fenced<Roster>> {
+        self.cutoff.request()?;
+        self.inner.roster().await
+    }
     async fn remove(&self) -> monotone::Result<Option<FencingToken>> {
         self.cutoff.request()?;
         self.inner.remove().await
@@ -978,4 +983,208 @@ pub async fn a_lost_claim_holder_leaves_the_next_holders_claim_alone(store: S) {
     );
     assert!(second.is_held());
     second.release().await.unwrap();
+}
+
+/// The request of a member of a roster of `n` from `1..=255`, tagged with
+/// its address.
+fn member(n: usize, addr: &str) -> ClaimRequest {
+    ClaimRequest::new(range(1, 255))
+        .with_tags(tags(&[("addr", addr)]))
+        .with_members(Some(n))
+}
+
+/// The first claim made with `members` seals the pool: the roster reads
+/// back with its size and tags; another size is refused, a non-member is
+/// refused while the roster is full, both without a write; a released
+/// member's name goes to the next claimer, and the size stays when all
+/// leave.
+pub async fn a_roster_is_sealed_at_its_size_and_full_refuses_non_members(store: S) {
+    let p = pool(&store, "ensemble");
+    assert_eq!(p.roster().await.unwrap().value, Roster::default());
+    for (i, owner) in ["zk-a", "zk-b", "zk-c"].iter().enumerate() {
+        let made = p
+            .claim_as(owner, &member(3, &format!("10.0.0.{i}")))
+            .await
+            .unwrap();
+        assert_eq!(made.claim.value.name, (i + 1).to_string());
+    }
+    let roster = p.roster().await.unwrap();
+    assert_eq!(
+        (roster.value.size, roster.fencing_token),
+        (Some(3), FencingToken(3))
+    );
+    assert!(roster.value.is_full());
+    assert_eq!(roster.value.claims, p.claims().await.unwrap().value);
+    let addrs: Vec<&str> = roster
+        .value
+        .claims
+        .iter()
+        .map(|c| c.tags["addr"].as_str())
+        .collect();
+    assert_eq!(addrs, ["10.0.0.0", "10.0.0.1", "10.0.0.2"]);
+    // A member asking again gets its claim; other sizes and non-members
+    // are refused, whatever they ask, and nothing is written.
+    let again = p.claim_as("zk-b", &member(3, "10.0.0.1")).await.unwrap();
+    assert_eq!((again.added, again.claim.value.name.as_str()), (false, "2"));
+    for (owner, request, expected) in [
+        ("zk-a", member(4, "10.0.0.0"), ErrorKind::InvalidInput),
+        ("zk-d", member(2, "10.0.0.3"), ErrorKind::InvalidInput),
+        ("zk-d", member(3, "10.0.0.3"), ErrorKind::Exhausted),
+        (
+            "zk-d",
+            ClaimRequest::new(range(1, 255)),
+            ErrorKind::Exhausted,
+        ),
+    ] {
+        let e = p.claim_as(owner, &request).await.unwrap_err();
+        assert_eq!(e.kind(), expected, "{owner}: {e}");
+        if expected == ErrorKind::Exhausted {
+            assert!(e.to_string().contains("whole roster of 3 members"), "{e}");
+        }
+    }
+    assert_eq!(p.roster().await.unwrap(), roster, "nothing written");
+    // A replacement takes the released name.
+    p.release("zk-b").await.unwrap();
+    let d = p.claim_as("zk-d", &member(3, "10.0.0.3")).await.unwrap();
+    assert_eq!(
+        (d.claim.value.name.as_str(), d.claim.fencing_token),
+        ("2", FencingToken(5))
+    );
+    let now = wait_for_roster(
+        &*p,
+        3,
+        Some("zk-d"),
+        &quick().with_timeout(Some(Duration::ZERO)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        held(&now.value),
+        pairs(&[("1", "zk-a"), ("2", "zk-d"), ("3", "zk-c")])
+    );
+    assert_eq!(now.value[1].tags, tags(&[("addr", "10.0.0.3")]));
+    for owner in ["zk-a", "zk-c", "zk-d"] {
+        p.release(owner).await.unwrap();
+    }
+    let empty = p.roster().await.unwrap().value;
+    assert_eq!((empty.size, empty.claims.len()), (Some(3), 0));
+    // Removed, the pool forgets its size.
+    p.remove().await.unwrap();
+    p.claim_as("zk-a", &member(2, "10.0.0.0")).await.unwrap();
+    assert_eq!(p.roster().await.unwrap().value.size, Some(2));
+}
+
+/// A size is never recorded where it could not hold: an owner with a claim
+/// made without one, a pool with as many claims already, a size outside 1
+/// to 256 or above the candidates; nothing is written. Below the size, a
+/// claim without one counts towards it.
+pub async fn a_roster_size_is_refused_where_it_cannot_hold(store: S) {
+    let p = pool(&store, "unsealed");
+    p.claim("plain-a", &range(1, 9)).await.unwrap();
+    p.claim("plain-b", &range(1, 9)).await.unwrap();
+    for (owner, request) in [
+        ("plain-a", member(3, "x")),
+        ("new", member(2, "x")),
+        ("new", member(0, "x")),
+        ("new", member(MAX_CANDIDATES + 1, "x")),
+        ("new", ClaimRequest::new(range(1, 2)).with_members(Some(3))),
+    ] {
+        let e = p.claim_as(owner, &request).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{owner}: {e}");
+    }
+    let roster = p.roster().await.unwrap();
+    assert_eq!(
+        (roster.value.size, roster.fencing_token),
+        (None, FencingToken(2))
+    );
+    assert!(
+        wait_for_roster(&*p, 2, None, &quick().with_timeout(Some(Duration::ZERO)))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        kind(wait_for_roster(&*p, 1, None, &quick().with_timeout(Some(Duration::ZERO))).await),
+        ErrorKind::InvalidInput
+    );
+    p.claim_as("new", &member(4, "x")).await.unwrap();
+    p.claim("plain-c", &range(1, 9)).await.unwrap();
+    let full = p.roster().await.unwrap().value;
+    assert_eq!(
+        (full.size, full.claims.len(), full.is_full()),
+        (Some(4), 4, true)
+    );
+}
+
+/// Claimers of a roster of 8 all at once, 12 of them: 8 get the names 1 to
+/// 8 and the other 4 are refused as exhausted; a waiter started before
+/// them returns the roster, the same as a read after.
+pub async fn concurrent_claimers_fill_a_roster_and_no_more(store: S) {
+    let waiter = {
+        let p = pool(&store, "herd");
+        tokio::spawn(async move {
+            let options = quick().with_timeout(Some(Duration::from_secs(30)));
+            wait_for_roster(&*p, 8, None, &options).await
+        })
+    };
+    let done = together(12, |i| {
+        let p = pool(&store, "herd");
+        async move {
+            p.claim_as(&format!("w{i:02}"), &member(8, &format!("10.0.0.{i}")))
+                .await
+        }
+    })
+    .await;
+    let made: BTreeSet<String> = done
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|c| c.claim.value.name.clone()))
+        .collect();
+    assert_eq!(made, (1..=8).map(|n| n.to_string()).collect());
+    for e in done.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(e.kind(), ErrorKind::Exhausted, "{e}");
+    }
+    let roster = waiter.await.unwrap().unwrap();
+    let read = pool(&store, "herd").roster().await.unwrap();
+    assert_eq!(
+        (roster.value, roster.fencing_token),
+        (read.value.claims, FencingToken(8))
+    );
+}
+
+/// Waiting for a roster: a member's wait ends with its claim in the roster,
+/// fails as not found once its claim is gone, and times out (its claim
+/// kept) while the roster is short.
+pub async fn waiting_for_a_roster_times_out_or_finds_its_claim_gone(store: S) {
+    let p = pool(&store, "slow");
+    p.claim_as("a", &member(2, "10.0.0.1")).await.unwrap();
+    let short = quick().with_timeout(Some(ms(100)));
+    let e = wait_for_roster(&*p, 2, Some("a"), &short)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.to_string().contains("holds 1 of a roster of 2"), "{e}");
+    assert_eq!(
+        p.claim_of("a").await.unwrap().value.name,
+        "1",
+        "the claim stays"
+    );
+    assert_eq!(
+        kind(wait_for_roster(&*p, 2, Some("b"), &short).await),
+        ErrorKind::NotFound
+    );
+    let waiting = {
+        let p = pool(&store, "slow");
+        tokio::spawn(async move {
+            wait_for_roster(
+                &*p,
+                2,
+                Some("a"),
+                &quick().with_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(ms(30)).await;
+    p.claim_as("b", &member(2, "10.0.0.2")).await.unwrap();
+    let roster = waiting.await.unwrap().unwrap();
+    assert_eq!(held(&roster.value), pairs(&[("1", "a"), ("2", "b")]));
 }

@@ -148,6 +148,10 @@ macro_rules! conformance_suite {
             a_holders_claim_sent_again_is_harmless_and_others_are_refused,
             two_claim_holders_of_one_owner_never_hold_at_once,
             a_lost_claim_holder_leaves_the_next_holders_claim_alone,
+            a_roster_is_sealed_at_its_size_and_full_refuses_non_members,
+            a_roster_size_is_refused_where_it_cannot_hold,
+            concurrent_claimers_fill_a_roster_and_no_more,
+            waiting_for_a_roster_times_out_or_finds_its_claim_gone,
         );
         $crate::conformance_checks!($make, change, (flavor = "multi_thread", worker_threads = 4);
             pushes_says_whether_the_store_tells_of_changes,

@@ -44,6 +44,18 @@
 //! answer were lost (a leased claim expires; a permanent one stays until
 //! the owner releases it, and claiming again as the same owner returns it).
 //!
+//! # Rosters
+//!
+//! A pool sealed at a roster of N members (see the
+//! [`ClaimPool`](crate::ClaimPool) contract's *Rosters*) holds N in its
+//! `Members` attribute (N), written by the write that makes the first claim
+//! asked with `members`: the creating `UpdateItem`, or a claim write
+//! conditional on the pool's `Version`, so the size and the claims it
+//! governs are never out of step. The pool stays one item. A waiting
+//! claimer's entry holds the size it asked for (`members`), and whoever
+//! serves it applies the pool's rules to it as to its own claim. A claim
+//! refused because the roster is full is refused after the read alone.
+//!
 //! # Requests
 //!
 //! | operation | requests, without contention |
@@ -53,7 +65,7 @@
 //! | release | 2: `GetItem`, `UpdateItem` conditional on the claim (not on `Version`) |
 //! | renew | 1 `UpdateItem`, conditional on the owner |
 //! | expire | 1 `UpdateItem`, conditional on the claim as observed |
-//! | claim of an owner, list | 1 `GetItem` |
+//! | claim of an owner, list, roster | 1 `GetItem` |
 //! | remove | 1 `DeleteItem` |
 
 use std::collections::HashMap;
@@ -67,16 +79,16 @@ use super::schema::{
     claim_placeholders, claims_write_update, decode, encode_claim, encode_waiter, item_bytes, n, s,
     Item, Stored, CLAIMS_CREATE_CONDITION, CLAIMS_CREATE_UPDATE, CLAIMS_CREATE_WAITING_UPDATE,
     CLAIMS_DROP_UPDATE, CLAIMS_EXPIRE_CONDITION, CLAIMS_RELEASE_CONDITION, CLAIMS_REMOVE_CONDITION,
-    CLAIMS_RENEW_CONDITION, CLAIMS_RENEW_UPDATE, CLAIMS_UNWAIT_CONDITION, CLAIMS_UNWAIT_UPDATE,
-    CLAIMS_VERSION_CONDITION, CLAIMS_WAIT_CONDITION, CLAIMS_WAIT_UPDATE, CLAIM_POOL,
-    ME_PLACEHOLDER, NAME_PLACEHOLDER, VERSION,
+    CLAIMS_RENEW_CONDITION, CLAIMS_RENEW_UPDATE, CLAIMS_SET_MEMBERS, CLAIMS_UNWAIT_CONDITION,
+    CLAIMS_UNWAIT_UPDATE, CLAIMS_VERSION_CONDITION, CLAIMS_WAIT_CONDITION, CLAIMS_WAIT_UPDATE,
+    CLAIM_POOL, ME_PLACEHOLDER, NAME_PLACEHOLDER, VERSION,
 };
 use super::store::DynamoDbStore;
 use super::table::{Update, UpdateRequest, Written};
 use crate::backoff::Attempts;
 use crate::claim::candidates::MAX_NAME_BYTES;
 use crate::claim::state::{claim_lease_gone, Asked, ClaimOutcome, ClaimPoolState, Waiter};
-use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
+use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed, Roster};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record as lease;
@@ -183,6 +195,10 @@ impl DynamoDbClaimPool {
             (":pool".to_owned(), s(CLAIM_POOL)),
             (":version".to_owned(), n(after.version)),
         ]);
+        let seals = after.members() != before.and_then(ClaimPoolState::members);
+        if let Some(members) = after.members().filter(|_| seals) {
+            values.insert(":members".into(), n(members as u64));
+        }
         let (update, condition) = match before {
             None => {
                 let claims = after
@@ -197,10 +213,11 @@ impl DynamoDbClaimPool {
                     .collect();
                 values.insert(":claims".into(), AttributeValue::M(claims));
                 values.insert(":waiting".into(), AttributeValue::M(waiting));
-                (
-                    CLAIMS_CREATE_UPDATE.to_owned(),
-                    CLAIMS_CREATE_CONDITION.to_owned(),
-                )
+                let mut update = CLAIMS_CREATE_UPDATE.to_owned();
+                if seals {
+                    update.push_str(CLAIMS_SET_MEMBERS);
+                }
+                (update, CLAIMS_CREATE_CONDITION.to_owned())
             }
             Some(before) => {
                 values.insert(":expected".into(), n(before.version));
@@ -229,7 +246,10 @@ impl DynamoDbClaimPool {
                     names.insert(placeholder, (*owner).clone());
                     values.insert(digest, s(&before.waiting()[*owner].candidates));
                 }
-                (claims_write_update(made.len(), gone.len()), condition)
+                (
+                    claims_write_update(made.len(), gone.len(), seals),
+                    condition,
+                )
             }
         };
         names.extend(super::schema::names_in(&[&update, &condition]));
@@ -260,6 +280,7 @@ impl DynamoDbClaimPool {
             lease_ms: request.lease.map(lease::millis),
             tags: request.tags.clone(),
             holder: request.holder,
+            members: request.members,
         };
         let entry = encode_waiter(&waiter);
         let needs = owner.len() + 1 + super::schema::value_bytes(&entry);
@@ -382,12 +403,7 @@ impl ClaimPool for DynamoDbClaimPool {
         let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
         let what = format!("claim pool `{}`: claim of `{owner}`", self.id);
         let table = &self.store.inner.table;
-        let asked = Asked {
-            owner,
-            candidates: &request.candidates,
-            tags: &request.tags,
-            lease,
-        };
+        let asked = Asked::new(owner, request, lease);
         let mut seen = self.read(&what).await?;
         let mut attempts = self.store.attempts();
         // When this claimer's request was written into `Waiting`, if it was.
@@ -643,6 +659,12 @@ impl ClaimPool for DynamoDbClaimPool {
         Ok(self.read(&what).await?.pool.unwrap_or_default().claims())
     }
 
+    /// One consistent read.
+    async fn roster(&self) -> Result<Fenced<Roster>> {
+        let what = format!("claim pool `{}`: roster", self.id);
+        Ok(self.read(&what).await?.pool.unwrap_or_default().roster())
+    }
+
     /// One `DeleteItem` under the pool condition, returning the old item;
     /// only its `Version` is read back, so an unreadable pool can still be
     /// removed.
@@ -742,9 +764,11 @@ mod tests {
 
     #[test]
     fn a_claim_write_stays_inside_the_expression_limit() {
-        let update = claims_write_update(SERVED_PER_WRITE + 1, SERVED_PER_WRITE + 1);
+        let update = claims_write_update(SERVED_PER_WRITE + 1, SERVED_PER_WRITE + 1, true);
         assert!(update.len() < 4096, "{} bytes", update.len());
-        assert!(update.starts_with("SET #version = :version, #claims.#n0 = :c0, "));
+        assert!(
+            update.starts_with("SET #version = :version, #members = :members, #claims.#n0 = :c0, ")
+        );
         assert!(update.ends_with(&format!(", #waiting.#w{SERVED_PER_WRITE}")));
         assert!(update.contains(" REMOVE #waiting.#w0, #waiting.#w1"));
     }

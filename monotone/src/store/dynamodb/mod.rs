@@ -42,7 +42,8 @@ permanent one, and its holder finds out at its next renewal (the lease is
 lost) and leaves.
 | `Body` | S | a document's value as compact JSON text, at most [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES); absent once the document is removed (the item stays, keeping its `Version`, so that versions never repeat) |
 | `Claims` | M | a claim pool's claims, by name: `{"owner": S, "index": N, "token": N}`, `"tags": M` (of S, by key) when the claim has tags, and for a leased claim also `"lease_ms"`, `"renewals"`, `"renewed_at_ms"` and (a holder's) `"holder"` as in `Leases`; `index` is the name's place in the candidates it was claimed from, `token` the pool's `Version` right after the claim |
-| `Waiting` | M | a claim pool's claimers waiting to be served, by owner: `{"candidates": S}` and, as the claim it asked for has them, `"tags": M`, `"lease_ms": N` (absent for a permanent claim) and `"holder": N`; usually empty (see the `claim` module) |
+| `Waiting` | M | a claim pool's claimers waiting to be served, by owner: `{"candidates": S}` and, as the claim it asked for has them, `"tags": M`, `"lease_ms": N` (absent for a permanent claim), `"holder": N` and `"members": N` (the roster size asked for); usually empty (see the `claim` module) |
+| `Members` | N | a claim pool's roster size (1 to 256), written by the write that makes the first claim asked with a roster size (`claim --members`); absent for a pool never sealed (see the `claim` module's *Rosters*) |
 
 monotone 0.4 knows only `COUNTER` and `QUEUE` items: keep it away from the
 ids of tallies and claim pools.
@@ -126,9 +127,12 @@ module). The expressions are constants in the
   the pool's rule (`claim/state.rs`) picks the first free candidate; one
   `UpdateItem` conditional on `#version = :expected` sets `Version` (+1 per
   claim made) and `#claims.#name` for each claim made, and `REMOVE`s the
-  entries of the waiting claimers it served. A claimer that lost the race
+  entries of the waiting claimers it served; the write that seals a pool
+  also sets `#members = :members`. A claimer that lost the race
   first writes its request into `Waiting` (`SET #waiting.#me`, which leaves
-  `Version` alone), so that the next writer serves it.
+  `Version` alone), so that the next writer serves it. A claim refused by
+  the pool's rule (every candidate taken, a full roster) costs the
+  `GetItem` alone.
 - **claim release** and **expiry**: `REMOVE #claims.#name ADD #version :one`,
   conditional on the claim (its owner and token; for an expiry also its
   renewals and lease) rather than on `Version`, so a claim of another owner

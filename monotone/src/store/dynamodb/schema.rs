@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::claim::candidates::MAX_CANDIDATES;
 use crate::claim::state::{ClaimPoolState, ClaimRecord, Waiter};
 use crate::document::state as document_state;
 use crate::document::Snapshot;
@@ -104,6 +105,12 @@ pub const WAITING: &str = "Waiting";
 /// In a waiting claimer: the digest of its candidates (S): `1..=255` for a
 /// range, the number of names and a 128-bit hash of them for a list.
 pub const WAITER_CANDIDATES: &str = "candidates";
+/// A claim pool's roster size (N, 1 to 256): written once, by the write of
+/// the first claim made with `--members` N, and absent on a pool never
+/// sealed. In a waiting claimer ([`WAITER_MEMBERS`]), the size it asked for.
+pub const CLAIM_MEMBERS: &str = "Members";
+/// In a waiting claimer: the roster size it asked for (N), absent if none.
+pub const WAITER_MEMBERS: &str = "members";
 
 /// The placeholder of the one claim a request touches (`#claims.#name`);
 /// its attribute name (the claim's name) is given per request.
@@ -113,7 +120,7 @@ pub const NAME_PLACEHOLDER: &str = "#name";
 pub const ME_PLACEHOLDER: &str = "#me";
 
 /// Every attribute name placeholder, and the attribute it stands for.
-const NAMES: [(&str, &str); 17] = [
+const NAMES: [(&str, &str); 18] = [
     ("#id", ID),
     ("#type", TYPE),
     ("#version", VERSION),
@@ -131,6 +138,7 @@ const NAMES: [(&str, &str); 17] = [
     ("#token", CLAIM_TOKEN),
     ("#waiting", WAITING),
     ("#candidates", WAITER_CANDIDATES),
+    ("#members", CLAIM_MEMBERS),
 ];
 
 /// What a waiter reads of an item (a projection): its kind and its version.
@@ -273,9 +281,14 @@ pub const CLAIMS_CREATE_UPDATE: &str =
     "SET #type = :pool, #version = :version, #claims = :claims, #waiting = :waiting";
 
 /// Claims on a pool read at a known version: the new version, then (see
-/// [`claims_write_update`]) `#claims.#nI = :cI` for each claim made and
-/// `REMOVE #waiting.#wJ` for each waiting claimer served or dropped.
+/// [`claims_write_update`]) [`CLAIMS_SET_MEMBERS`] if the write seals the
+/// pool, `#claims.#nI = :cI` for each claim made and `REMOVE #waiting.#wJ`
+/// for each waiting claimer served or dropped.
 pub const CLAIMS_SET_VERSION: &str = "SET #version = :version";
+
+/// The write that seals a pool at a roster of `:members` (appended to the
+/// `SET` of a claim write; conditional on the version as any claim write).
+pub const CLAIMS_SET_MEMBERS: &str = ", #members = :members";
 
 /// A claimer that lost a race waits in the pool, to be served by the next
 /// writer: its entry in `Waiting`. Neither `Version` nor `Claims` changes,
@@ -333,10 +346,14 @@ pub fn claim_placeholders(i: usize) -> (String, String, String) {
 }
 
 /// The update of a claim write that makes `claims` claims and removes
-/// `removed` waiting claimers: [`CLAIMS_SET_VERSION`], then each claim
-/// under its name, then the waiting claimers' entries out.
-pub fn claims_write_update(claims: usize, removed: usize) -> String {
+/// `removed` waiting claimers: [`CLAIMS_SET_VERSION`], the roster size if it
+/// `seals` the pool, then each claim under its name, then the waiting
+/// claimers' entries out.
+pub fn claims_write_update(claims: usize, removed: usize, seals: bool) -> String {
     let mut update = CLAIMS_SET_VERSION.to_owned();
+    if seals {
+        update.push_str(CLAIMS_SET_MEMBERS);
+    }
     for i in 0..claims {
         let (name, _, value) = claim_placeholders(i);
         update.push_str(&format!(", #claims.{name} = {value}"));
@@ -583,9 +600,22 @@ pub(crate) fn decode(table: &str, id: &str, item: &Item) -> Result<Stored> {
             let version = number(VERSION)?;
             let claims = decode_claims(item.get(CLAIMS)).map_err(|why| corrupt(CLAIMS, why))?;
             let waiting = decode_waiting(item.get(WAITING)).map_err(|why| corrupt(WAITING, why))?;
-            Ok(Stored::ClaimPool(ClaimPoolState::new(
-                version, claims, waiting,
-            )))
+            let members = match item.get(CLAIM_MEMBERS) {
+                None => None,
+                Some(_) => Some(number(CLAIM_MEMBERS)?)
+                    .filter(|m| (1..=MAX_CANDIDATES as u64).contains(m))
+                    .map(|m| m as usize)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        corrupt(
+                            CLAIM_MEMBERS,
+                            format!("is not a roster size from 1 to {MAX_CANDIDATES}"),
+                        )
+                    })?,
+            };
+            Ok(Stored::ClaimPool(
+                ClaimPoolState::new(version, claims, waiting).with_members(members),
+            ))
         }
         other => Err(corrupt(
             TYPE,
@@ -831,6 +861,8 @@ fn decode_waiting(
             }
         };
         let lease_ms = optional_number(fields, owner, LEASE_MS)?;
+        let members = optional_number(fields, owner, WAITER_MEMBERS)?
+            .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
         out.insert(
             owner.clone(),
             Waiter {
@@ -838,6 +870,7 @@ fn decode_waiting(
                 lease_ms,
                 tags: tags_of(fields, owner)?,
                 holder: holder_of(fields, owner)?,
+                members,
             },
         );
     }
@@ -867,6 +900,9 @@ pub(crate) fn encode_waiter(waiter: &Waiter) -> AttributeValue {
     }
     if let Some(holder) = waiter.holder {
         fields.insert(LEASE_HOLDER.to_owned(), n(holder.get()));
+    }
+    if let Some(members) = waiter.members {
+        fields.insert(WAITER_MEMBERS.to_owned(), n(members as u64));
     }
     AttributeValue::M(fields)
 }
@@ -1202,6 +1238,7 @@ mod tests {
             lease_ms: Some(5000),
             tags: tags.clone(),
             holder: HolderId::new(9),
+            members: Some(3),
         };
         let AttributeValue::M(fields) = encode_claim(&plain) else {
             panic!("a map")
@@ -1227,6 +1264,28 @@ mod tests {
         assert_eq!(back.records()["1"], record);
         assert_eq!(back.records()["2"], plain);
         assert_eq!(back.waiting()["w"], waiter);
+        assert_eq!(
+            back.members(),
+            None,
+            "a pool without `Members` is not sealed"
+        );
+        let sealed = |members: AttributeValue| {
+            let mut item = pool(
+                AttributeValue::M(HashMap::new()),
+                AttributeValue::M(HashMap::new()),
+            );
+            item.insert(CLAIM_MEMBERS.to_owned(), members);
+            decode("T", "p", &item)
+        };
+        let Stored::ClaimPool(back) = sealed(n(8)).unwrap() else {
+            panic!("a pool")
+        };
+        assert_eq!(back.members(), Some(8));
+        for bad in [n(0), n(MAX_CANDIDATES as u64 + 1), s("8")] {
+            let e = sealed(bad).map(|_| ()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+            assert!(e.to_string().contains("`Members`"), "{e}");
+        }
 
         let entry = QueueEntry {
             process_id: "a".into(),

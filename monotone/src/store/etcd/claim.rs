@@ -1,5 +1,7 @@
-//! Claim pools: one record, `{"type":"CLAIMS","version":TOKEN,"claims":
-//! {NAME: {"owner","index","token"}},...}`, plus a lease key per leased
+//! Claim pools: one record, `{"type":"CLAIMS","version":TOKEN,
+//! "members":N,"claims":{NAME: {"owner","index","token","tags"}},...}`
+//! (`members` only in a pool sealed at a roster of N, `tags` only on a claim
+//! that has some), plus a lease key per leased
 //! claim (`\0claim/NAME`, see `leased.rs`). The rules are those of
 //! `claim/state.rs`, applied to the pool as one read saw it and written by
 //! the item protocol of `item.rs`: a claim is one transaction conditional
@@ -19,7 +21,7 @@ use super::layout::{claim_lease_key, Record, StoredClaim};
 use super::leased::{self, put_lease, unrenewed, LeasedItem};
 use super::store::EtcdStore;
 use crate::claim::state::{claim_lease_gone, Asked, ClaimOutcome, ClaimPoolState, ClaimRecord};
-use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
+use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed, Roster};
 use crate::error::{Error, Result};
 use crate::lease::expiry::Expired;
 use crate::lease::record::LeaseRecord;
@@ -44,7 +46,10 @@ impl EtcdClaimPool {
     fn state(&self, read: &ItemRead) -> Result<Option<ClaimPoolState>> {
         read.check_leases_have_a_record()?;
         let Some(Record::Claims {
-            version, claims, ..
+            version,
+            members,
+            claims,
+            ..
         }) = read.record_of(&self.item.id, ItemType::ClaimPool)?
         else {
             return Ok(None);
@@ -73,11 +78,9 @@ impl EtcdClaimPool {
                 }
             }
         }
-        Ok(Some(ClaimPoolState::new(
-            *version,
-            records,
-            BTreeMap::new(),
-        )))
+        Ok(Some(
+            ClaimPoolState::new(*version, records, BTreeMap::new()).with_members(*members),
+        ))
     }
 
     async fn read_state(&self) -> Result<ClaimPoolState> {
@@ -112,6 +115,7 @@ impl EtcdClaimPool {
             .collect();
         let record = Record::Claims {
             version: state.version,
+            members: state.members(),
             claims,
             request: request.to_owned(),
         };
@@ -156,12 +160,7 @@ impl ClaimPool for EtcdClaimPool {
             .store
             .update(&self.item.id, &self.item.key, |read, request_id| {
                 let mut state = self.state(read)?.unwrap_or_default();
-                let ask = Asked {
-                    owner,
-                    candidates: &request.candidates,
-                    tags: &request.tags,
-                    lease,
-                };
+                let ask = Asked::new(owner, request, lease);
                 match state.claim(&self.item.id, &ask)? {
                     ClaimOutcome::Existing(c) => Ok(Plan::Answer(Claimed::existing(c))),
                     ClaimOutcome::Claimed(c) => {
@@ -255,6 +254,12 @@ impl ClaimPool for EtcdClaimPool {
 
     async fn claims(&self) -> Result<Fenced<Vec<Claim>>> {
         Ok(self.read_state().await?.claims())
+    }
+
+    /// One consistent read of the pool's keys, as for `claims`: the roster
+    /// size is in the record.
+    async fn roster(&self) -> Result<Fenced<Roster>> {
+        Ok(self.read_state().await?.roster())
     }
 
     async fn remove(&self) -> Result<Option<FencingToken>> {

@@ -100,11 +100,14 @@ pub(super) enum Record {
         version: u64,
         request: String,
     },
-    /// A claim pool: `version` is its fencing token; the claims by name.
-    /// Leases are in lease keys.
+    /// A claim pool: `version` is its fencing token; `members` the roster
+    /// size it is sealed at (absent for a pool never sealed); the claims by
+    /// name. Leases are in lease keys.
     #[serde(rename = "CLAIMS")]
     Claims {
         version: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        members: Option<usize>,
         claims: BTreeMap<String, StoredClaim>,
         request: String,
     },

@@ -50,7 +50,7 @@ watch sees every change. Values are compact JSON, `"type"` first:
 | `QUEUE` | `{"type":"QUEUE","version":N,"value":LAST,"items":[{"process_id","counter","tags"}],"request":ID}` | `version`: one more with every join, leave and expiry |
 | `DOCUMENT` | `{"type":"DOCUMENT","version":N,"body":VALUE,"request":ID}`, no `body` once removed | `version`: one more with every write and removal |
 | `TALLY` | `{"type":"TALLY","value":SUM,"version":N,"request":ID}` | `version`: the number of adds |
-| `CLAIMS` | `{"type":"CLAIMS","version":N,"claims":{NAME:{"owner","index","token","tags"}},"request":ID}` (`tags` only when the claim has some) | `version`: one more with every claim, release and expiry |
+| `CLAIMS` | `{"type":"CLAIMS","version":N,"members":N,"claims":{NAME:{"owner","index","token","tags"}},"request":ID}` (`members` only in a pool sealed at a roster, by the claim that sealed it; `tags` only when the claim has some) | `version`: one more with every claim, release and expiry |
 | `LEASE` (a lease key) | `{"type":"LEASE","holder":ID,"lease_ms":N,"holder_id":H,"renewed_at_ms":T}`: `holder` is the ticket's process or the claim's owner, `holder_id` the [`HolderId`](crate::HolderId) of the `LeaseHolder` or `ClaimHolder` that made it (absent without one) | the renewal count is the key's `version` less one |
 
 `request` is the random id of the operation that wrote the record, by

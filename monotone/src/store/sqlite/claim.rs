@@ -1,6 +1,7 @@
 //! Claim pools in SQLite: a row of `items` with type `CLAIMS` (its version
-//! is the pool's fencing token) and one row of `claims` per claim (schema
-//! version 4; tags and holders since version 5).
+//! is the pool's fencing token; `members` its roster size, NULL for a pool
+//! never sealed) and one row of `claims` per claim (schema version 4; tags
+//! and holders since version 5, roster sizes since version 6).
 //!
 //! Every operation is one transaction that reads the pool's rows (at most
 //! [`MAX_CANDIDATES`](crate::MAX_CANDIDATES)), applies the rule of
@@ -12,18 +13,18 @@
 //!
 //! | operation | statements, in one transaction |
 //! |---|---|
-//! | claim | `BEGIN IMMEDIATE`; the `items` row and the pool's `claims` rows; an upsert of the `items` row and an insert into `claims` (nothing if the owner holds a claim, or every candidate is taken) |
+//! | claim | `BEGIN IMMEDIATE`; the `items` row and the pool's `claims` rows; an upsert of the `items` row (version and roster size) and an insert into `claims` (nothing if the owner holds a claim, or every candidate is taken, or the roster is full) |
 //! | release, expire | `BEGIN IMMEDIATE`; the rows; a delete from `claims` and an update of the version |
 //! | renew | `BEGIN IMMEDIATE`; the rows; an update of the one claim's lease |
-//! | claim of an owner, list | the rows |
+//! | claim of an owner, list, roster | the rows |
 //!
-//! A claim, a list and a claim of an owner also ask the kernel whether the
-//! holder of each leased claim they read lives (`live.rs`: one `fcntl` per
-//! claim with a holder, no statement). A claim removes the claims of
-//! holders that are gone in its own transaction before it picks a name (a
-//! delete and a new version apiece, as an expiry), so their names are free
-//! to it; a read that finds one runs a write transaction that removes them
-//! and answers from what is left.
+//! A claim, a list, a roster and a claim of an owner also ask the kernel
+//! whether the holder of each leased claim they read lives (`live.rs`: one
+//! `fcntl` per claim with a holder, no statement). A claim removes the
+//! claims of holders that are gone in its own transaction before it picks a
+//! name (a delete and a new version apiece, as an expiry), so their names
+//! are free to it; a read that finds one runs a write transaction that
+//! removes them and answers from what is left.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -35,7 +36,7 @@ use tokio::time::Instant;
 use super::error::map_err;
 use super::store::{item, to_holder, to_u64, Outcome, SqliteStore};
 use crate::claim::state::{claim_lease_gone, Asked, ClaimOutcome, ClaimPoolState, ClaimRecord};
-use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
+use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed, Roster};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::Expired;
@@ -128,11 +129,16 @@ fn load(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Option<ClaimPoolS
         };
         claims.insert(name, record);
     }
-    Ok(Some(ClaimPoolState::new(
-        row.version,
-        claims,
-        BTreeMap::new(),
-    )))
+    let members: Option<i64> = tx
+        .prepare_cached("SELECT members FROM items WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+        .map_err(|e| map_err(shown, "cannot read", e))?;
+    let members = members
+        .map(|m| to_u64(m, id, "roster size").map(|m| m as usize))
+        .transpose()?;
+    Ok(Some(
+        ClaimPoolState::new(row.version, claims, BTreeMap::new()).with_members(members),
+    ))
 }
 
 /// Set the pool's version (creating its `items` row).
@@ -142,6 +148,18 @@ fn write_version(tx: &Transaction<'_>, shown: &str, id: &str, version: u64) -> R
          ON CONFLICT (id) DO UPDATE SET version = excluded.version",
     )
     .and_then(|mut s| s.execute(params![id, version as i64]))
+    .map_err(|e| map_err(shown, "cannot write", e))?;
+    Ok(())
+}
+
+/// Set the pool's version and roster size (creating its `items` row).
+fn write_pool(tx: &Transaction<'_>, shown: &str, id: &str, pool: &ClaimPoolState) -> Result<()> {
+    let members = pool.members().map(|m| m as i64);
+    tx.prepare_cached(
+        "INSERT INTO items (id, type, value, version, members) VALUES (?1, 'CLAIMS', 0, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, members = excluded.members",
+    )
+    .and_then(|mut s| s.execute(params![id, pool.version as i64, members]))
     .map_err(|e| map_err(shown, "cannot write", e))?;
     Ok(())
 }
@@ -292,19 +310,14 @@ impl ClaimPool for SqliteClaimPool {
                 let mut pool = load(tx, shown, &id)?.unwrap_or_default();
                 // A name whose holder is gone is free.
                 let reaped = reap(&store, tx, shown, &id, &mut pool)?;
-                let asked = Asked {
-                    owner: &owner,
-                    candidates: &request.candidates,
-                    tags: &request.tags,
-                    lease,
-                };
+                let asked = Asked::new(&owner, &request, lease);
                 let claim = match pool.claim(&id, &asked)? {
                     // What was reaped is written all the same.
                     ClaimOutcome::Existing(c) if reaped => return Ok(Outcome::Commit(Claimed::existing(c))),
                     ClaimOutcome::Existing(c) => return Ok(Outcome::Unchanged(Claimed::existing(c))),
                     ClaimOutcome::Claimed(c) => c,
                 };
-                write_version(tx, shown, &id, pool.version)?;
+                write_pool(tx, shown, &id, &pool)?;
                 let c = &claim.value;
                 let lease_ms = c.lease.as_ref().map(|l| lease::millis(l.duration) as i64);
                 let renewed_at = lease.map(|l| l.renewed_at_ms as i64);
@@ -423,6 +436,18 @@ impl ClaimPool for SqliteClaimPool {
             Ok(match pool {
                 Some(p) => p.claims(),
                 None => ClaimPoolState::default().claims(),
+            })
+        })
+        .await
+    }
+
+    /// The roster, after the claims of holders found gone (see `live.rs`)
+    /// were removed: a dead member's place is open to a replacement.
+    async fn roster(&self) -> Result<Fenced<Roster>> {
+        self.read_reaped(|_, pool| {
+            Ok(match pool {
+                Some(p) => p.roster(),
+                None => ClaimPoolState::default().roster(),
             })
         })
         .await

@@ -97,7 +97,13 @@ CREATE TABLE tickets (
 /// transaction, with foreign key enforcement off, so a step may rebuild a
 /// table (SQLite's documented twelve-step procedure, without the
 /// `PRAGMA`s that a transaction cannot hold).
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_V2, MIGRATION_V3, MIGRATION_V4, MIGRATION_V5];
+pub(super) const MIGRATIONS: &[&str] = &[
+    MIGRATION_V2,
+    MIGRATION_V3,
+    MIGRATION_V4,
+    MIGRATION_V5,
+    MIGRATION_V6,
+];
 
 /// Version 2: leases on tickets, and room for the other kinds of item.
 ///
@@ -185,6 +191,22 @@ ALTER TABLE tickets ADD COLUMN holder INTEGER
 ALTER TABLE claims ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE claims ADD COLUMN holder INTEGER
     CHECK (holder IS NULL OR (holder > 0 AND lease_ms IS NOT NULL));
+";
+
+/// Version 6: the roster sizes of claim pools.
+///
+/// `items.members`: the roster size a claim pool is sealed at (1 or more,
+/// recorded by the first claim made with `--members`), NULL for a pool
+/// never sealed and for every other kind of item. One `ALTER TABLE ... ADD
+/// COLUMN`: no row is copied. A binary of schema version 5 refuses the
+/// migrated file, so none that ignores a roster ever claims in a sealed
+/// pool, and none that holds a lease without a sign of life in `<db>-live`
+/// (kernel liveness, which came with the same version: see `live.rs`)
+/// ever writes a holder's record that a reader would take for a dead
+/// holder's.
+const MIGRATION_V6: &str = "
+ALTER TABLE items ADD COLUMN members INTEGER
+    CHECK (members IS NULL OR (members > 0 AND type = 'CLAIMS'));
 ";
 
 /// Open (creating if needed) the database at `path`, ready for use: the
