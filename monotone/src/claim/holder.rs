@@ -86,9 +86,20 @@ impl HeldClaim {
 
 #[async_trait]
 impl Renew for HeldClaim {
-    async fn renew(&self) -> Result<()> {
-        let renewed = self.pool.renew(&self.owner, &self.name).await?;
-        self.check(&renewed.value)
+    type Item = Claim;
+
+    async fn renew(&self) -> Result<Fenced<Vec<Claim>>> {
+        let (renewed, all) = self.pool.renew_and_read(&self.owner, &self.name).await?;
+        self.check(&renewed.value)?;
+        Ok(all)
+    }
+
+    fn is_own(&self, claim: &Claim) -> bool {
+        claim.name == self.name && claim.owner == self.owner && claim.token == self.token
+    }
+
+    async fn expire(&self, expired: &Expired<Claim>) -> Result<Option<FencingToken>> {
+        self.pool.expire(expired).await
     }
 
     fn what(&self) -> String {

@@ -17,7 +17,7 @@ use crate::queue::ticket::Ticket;
 pub trait Leased: Clone {
     /// What identifies the record across reads: the same key with the same
     /// renewal count is the same, unrenewed lease.
-    type Key: Eq + Hash + Clone;
+    type Key: Eq + Hash + Clone + Send + Sync + std::fmt::Debug;
 
     /// This record's key.
     fn lease_key(&self) -> Self::Key;

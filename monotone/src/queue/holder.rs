@@ -63,11 +63,22 @@ struct HeldTicket {
 
 #[async_trait]
 impl Renew for HeldTicket {
-    async fn renew(&self) -> Result<()> {
-        self.queue
-            .renew(&self.process_id, self.counter)
-            .await
-            .map(|_| ())
+    type Item = Ticket;
+
+    async fn renew(&self) -> Result<Fenced<Vec<Ticket>>> {
+        let (_, all) = self
+            .queue
+            .renew_and_read(&self.process_id, self.counter)
+            .await?;
+        Ok(all)
+    }
+
+    fn is_own(&self, ticket: &Ticket) -> bool {
+        ticket.process_id == self.process_id && ticket.counter == self.counter
+    }
+
+    async fn expire(&self, expired: &Expired<Ticket>) -> Result<Option<FencingToken>> {
+        self.queue.expire(expired).await
     }
 
     fn what(&self) -> String {

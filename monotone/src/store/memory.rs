@@ -344,6 +344,24 @@ impl Queue for MemoryQueue {
         }
     }
 
+    /// The renewal and the read under one hold of the lock.
+    async fn renew_and_read(
+        &self,
+        process_id: &str,
+        counter: u64,
+    ) -> Result<(Fenced<Ticket>, Fenced<Vec<Ticket>>)> {
+        validate::process_id(process_id)?;
+        let now = lease::unix_millis(SystemTime::now());
+        let mut items = self.store.write();
+        match items.get_mut(&self.id) {
+            None => Err(crate::queue::state::lease_gone(
+                &self.id, process_id, counter,
+            )),
+            Some(Item::Queue(q)) => Ok((q.renew(&self.id, process_id, counter, now)?, q.tickets())),
+            Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
+        }
+    }
+
     async fn expire(&self, expired: &Expired) -> Result<Option<FencingToken>> {
         let mut items = self.store.write();
         match items.get_mut(&self.id) {
@@ -612,6 +630,20 @@ impl ClaimPool for MemoryClaimPool {
         self.write(|p| match p {
             None => Err(crate::claim::state::claim_lease_gone(&self.id, owner, name)),
             Some(p) => p.renew(&self.id, owner, name, now),
+        })
+    }
+
+    /// The renewal and the read under one hold of the lock.
+    async fn renew_and_read(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<(Fenced<Claim>, Fenced<Vec<Claim>>)> {
+        validate::owner(owner)?;
+        let now = lease::unix_millis(SystemTime::now());
+        self.write(|p| match p {
+            None => Err(crate::claim::state::claim_lease_gone(&self.id, owner, name)),
+            Some(p) => Ok((p.renew(&self.id, owner, name, now)?, p.claims())),
         })
     }
 

@@ -206,6 +206,50 @@ fn reap(
 }
 
 impl SqliteClaimPool {
+    /// One write transaction that adds one renewal to `owner`'s claim of
+    /// `name`; with `reaping`, it also removes the claims of holders found
+    /// gone. The renewed claim, and the pool's claims after it.
+    async fn renewing(
+        &self,
+        owner: &str,
+        name: &str,
+        reaping: bool,
+    ) -> Result<(Fenced<Claim>, Fenced<Vec<Claim>>)> {
+        validate::owner(owner)?;
+        let now = lease::unix_millis(SystemTime::now());
+        let (id, owner, name) = (self.id.clone(), owner.to_owned(), name.to_owned());
+        let store = self.store.clone();
+        self.store
+            .run(
+                TransactionBehavior::Immediate,
+                "cannot renew",
+                move |tx, shown| {
+                    let Some(mut pool) = load(tx, shown, &id)? else {
+                        return Err(claim_lease_gone(&id, &owner, &name));
+                    };
+                    let renewed = pool.renew(&id, &owner, &name, now)?;
+                    let lease = renewed
+                        .value
+                        .lease
+                        .as_ref()
+                        .expect("a renewed claim is leased");
+                    tx.prepare_cached(
+                        "UPDATE claims SET renewals = ?3, renewed_at_ms = ?4
+                         WHERE pool_id = ?1 AND name = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![id, name, lease.renewals as i64, now as i64])
+                    })
+                    .map_err(|e| map_err(shown, "cannot renew", e))?;
+                    if reaping {
+                        reap(&store, tx, shown, &id, &mut pool)?;
+                    }
+                    Ok(Outcome::Commit((renewed, pool.claims())))
+                },
+            )
+            .await
+    }
+
     /// Answer `read` from the pool as stored; if a claim of a holder that
     /// is gone is in it, remove it first (a write transaction, entered only
     /// then).
@@ -338,35 +382,18 @@ impl ClaimPool for SqliteClaimPool {
     }
 
     async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>> {
-        validate::owner(owner)?;
-        let now = lease::unix_millis(SystemTime::now());
-        let (id, owner, name) = (self.id.clone(), owner.to_owned(), name.to_owned());
-        self.store
-            .run(
-                TransactionBehavior::Immediate,
-                "cannot renew",
-                move |tx, shown| {
-                    let Some(mut pool) = load(tx, shown, &id)? else {
-                        return Err(claim_lease_gone(&id, &owner, &name));
-                    };
-                    let renewed = pool.renew(&id, &owner, &name, now)?;
-                    let lease = renewed
-                        .value
-                        .lease
-                        .as_ref()
-                        .expect("a renewed claim is leased");
-                    tx.prepare_cached(
-                        "UPDATE claims SET renewals = ?3, renewed_at_ms = ?4
-                         WHERE pool_id = ?1 AND name = ?2",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![id, name, lease.renewals as i64, now as i64])
-                    })
-                    .map_err(|e| map_err(shown, "cannot renew", e))?;
-                    Ok(Outcome::Commit(renewed))
-                },
-            )
-            .await
+        Ok(self.renewing(owner, name, false).await?.0)
+    }
+
+    /// One write transaction: the renewal, and the pool as it left it,
+    /// after the claims of holders found gone (see `live.rs`) were removed
+    /// in the same transaction.
+    async fn renew_and_read(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<(Fenced<Claim>, Fenced<Vec<Claim>>)> {
+        self.renewing(owner, name, true).await
     }
 
     async fn expire(&self, expired: &Expired<Claim>) -> Result<Option<FencingToken>> {
