@@ -19,7 +19,7 @@ use monotone::{
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{kind, ms, quick, S};
+use super::{kind, ms, quick, tags, S};
 
 /// Short enough for tests, long enough for a debug build on a loaded
 /// machine to renew in time (the claim checks use it too).
@@ -377,6 +377,72 @@ pub async fn renewal_of_a_ticket_not_held_is_lease_lost(store: S) {
     );
     q.renew("a", back.value.counter).await.unwrap();
     assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(4));
+}
+
+pub async fn a_renewal_that_reads_sees_the_queue_as_it_left_it(store: S) {
+    let q = queue(&store, "renew-read");
+    assert_eq!(
+        kind(q.renew_and_read("a", 1).await),
+        ErrorKind::LeaseLost,
+        "no queue"
+    );
+    let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    q.join("p", Tags::new()).await.unwrap();
+    let b = q.join_leased("b", tags(&[("k", "v")]), LEASE).await.unwrap();
+    q.renew("b", b.value.counter).await.unwrap();
+    for n in 1..=2 {
+        let (renewed, all) = q.renew_and_read("a", a.value.counter).await.unwrap();
+        assert_eq!(renewed.value.lease.as_ref().unwrap().renewals, n);
+        assert_eq!(
+            renewed.fencing_token,
+            FencingToken(3),
+            "a renewal is not a write of the queue"
+        );
+        assert_eq!(all, q.tickets().await.unwrap(), "the read is the queue");
+        assert_eq!(all.value.len(), 3);
+        assert_eq!(all.value[0], renewed.value, "the renewed ticket in it");
+        assert_eq!(all.value[2].lease.as_ref().unwrap().renewals, 1);
+    }
+    let err = q
+        .renew_and_read("a", a.value.counter + 7)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "another ticket: {err}");
+    assert_eq!(kind(q.renew_and_read("p", 2).await), ErrorKind::LeaseLost);
+    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(3));
+}
+
+pub async fn a_holder_removes_a_ticket_left_unrenewed_for_a_full_lease(store: S) {
+    // The living reap the dead: no one waits, yet the holder's renewals
+    // remove a ticket that no one renews (a leased join without a holder,
+    // as from a shell) once it has seen it unrenewed for a full lease.
+    let q = queue(&store, "reap");
+    let holder = hold(queue(&store, "reap"), "h", LEASE).await;
+    let sent = Instant::now();
+    q.join_leased("dead", Tags::new(), LEASE).await.unwrap();
+    q.join("permanent", Tags::new()).await.unwrap();
+    let gone = loop {
+        let all = q.tickets().await.unwrap();
+        if all.value.iter().all(|t| t.process_id != "dead") {
+            break Instant::now();
+        }
+        assert!(
+            sent.elapsed() < LEASE * 10,
+            "still there after ten leases: {all:?}"
+        );
+        tokio::time::sleep(ms(20)).await;
+    };
+    assert!(
+        gone - sent >= LEASE,
+        "removed {:?} after the join, before a full lease",
+        gone - sent
+    );
+    let all = q.tickets().await.unwrap();
+    let left: Vec<_> = all.value.iter().map(|t| t.process_id.as_str()).collect();
+    assert_eq!(left, ["h", "permanent"], "its own and a permanent one stay");
+    assert_eq!(all.fencing_token, FencingToken(4), "one removal, one write");
+    assert!(holder.is_held(), "{:?}", holder.status());
+    holder.release().await.unwrap();
 }
 
 pub async fn a_holder_keeps_its_ticket_while_observers_watch(store: S) {
