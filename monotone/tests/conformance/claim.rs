@@ -570,10 +570,7 @@ pub async fn a_claim_renewal_that_reads_sees_the_pool_as_it_left_it(store: S) {
         assert_eq!(all.value[0], renewed.value, "the renewed claim in it");
         assert_eq!(all.value[2].lease.as_ref().unwrap().renewals, 1);
     }
-    assert_eq!(
-        kind(p.renew_and_read("a", "2").await),
-        ErrorKind::LeaseLost
-    );
+    assert_eq!(kind(p.renew_and_read("a", "2").await), ErrorKind::LeaseLost);
     assert_eq!(
         kind(p.renew_and_read("b", "2").await),
         ErrorKind::LeaseLost,

@@ -194,13 +194,18 @@ impl Cutoff {
 }
 
 /// A queue whose holder-side requests can be cut off (see [`Cutoff`]) or
-/// whose renewals hang. It also counts reads of the whole queue.
+/// whose renewals (or removals) hang, or whose renewals' reads show every
+/// lease unrenewed. It also counts reads of the whole queue, and notes the
+/// process ids of the tickets it was asked to remove.
 #[derive(Debug)]
 pub struct Cut {
     inner: Box<dyn Queue>,
     cutoff: Cutoff,
     hang: AtomicBool,
+    hang_expiries: AtomicBool,
+    frozen: AtomicBool,
     reads: AtomicU64,
+    expiries: Mutex<Vec<String>>,
 }
 
 impl Cut {
@@ -209,8 +214,28 @@ impl Cut {
             inner,
             cutoff: Cutoff::default(),
             hang: AtomicBool::new(false),
+            hang_expiries: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
             reads: AtomicU64::new(0),
+            expiries: Mutex::new(vec![]),
         })
+    }
+
+    /// From now on removals of expired tickets never answer.
+    pub fn hang_expiries(&self) {
+        self.hang_expiries.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on the reads that come with renewals show every lease as
+    /// never renewed (renewal count 0).
+    pub fn freeze_reads(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// The process ids of the tickets whose removal was asked through this
+    /// handle, in order.
+    pub fn expiries(&self) -> Vec<String> {
+        self.expiries.lock().unwrap().clone()
     }
 
     /// From now on renewals never answer.
@@ -258,7 +283,26 @@ impl Queue for Cut {
         self.cutoff.renewal()?;
         self.inner.renew(process_id, counter).await
     }
+    async fn renew_and_read(
+        &self,
+        process_id: &str,
+        counter: u64,
+    ) -> monotone::Result<(Fenced<Ticket>, Fenced<Vec<Ticket>>)> {
+        let renewed = self.renew(process_id, counter).await?;
+        let mut all = self.tickets().await?;
+        if self.frozen.load(Ordering::SeqCst) {
+            for lease in all.value.iter_mut().filter_map(|t| t.lease.as_mut()) {
+                lease.renewals = 0;
+            }
+        }
+        Ok((renewed, all))
+    }
     async fn expire(&self, expired: &Expired) -> monotone::Result<Option<FencingToken>> {
+        let pid = expired.ticket().process_id.clone();
+        self.expiries.lock().unwrap().push(pid);
+        if self.hang_expiries.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.cutoff.request()?;
         self.inner.expire(expired).await
     }
@@ -388,7 +432,10 @@ pub async fn a_renewal_that_reads_sees_the_queue_as_it_left_it(store: S) {
     );
     let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
     q.join("p", Tags::new()).await.unwrap();
-    let b = q.join_leased("b", tags(&[("k", "v")]), LEASE).await.unwrap();
+    let b = q
+        .join_leased("b", tags(&[("k", "v")]), LEASE)
+        .await
+        .unwrap();
     q.renew("b", b.value.counter).await.unwrap();
     for n in 1..=2 {
         let (renewed, all) = q.renew_and_read("a", a.value.counter).await.unwrap();
