@@ -135,6 +135,43 @@ binaries) keep the lease rules above, as do all records on the other stores
 and on systems without OFD locks (there, `RUST_LOG=monotone=debug` says so
 once).
 
+## The living reap the dead
+
+A waiter removes the dead ahead of it; nothing in the rules above removes
+a dead holder's record that no one waits behind (the last ticket of a
+queue, a claim). So every holder is an observer too, of every record of
+its item:
+
+1. **Read with the renewal.** A holder's renewal (step 2) also reads the
+   whole item, as the renewal left it
+   ([`Queue::renew_and_read`](crate::Queue::renew_and_read),
+   [`ClaimPool::renew_and_read`](crate::ClaimPool::renew_and_read)): on
+   DynamoDB the renewal's `UpdateItem` returns the item (`ALL_NEW`), on
+   etcd the renewal's transaction reads it, on SQLite and in memory the
+   renewal's transaction (lock) does; one request, as before. (A store
+   without such a renewal reads the item after it: two.)
+2. **Watch.** The holder's renewal loop keeps one [`LeaseWatch`] across
+   its renewals and feeds it the others' records of each read with the
+   time that read came back: the observer's rule of step 4, on the
+   holder's own monotonic clock, so it is as safe against skewed clocks as
+   a waiter's. Its own record it leaves out: it never removes it.
+3. **Remove.** A record the watch finds unrenewed for a full lease is
+   removed with the store's expiry (step 5: conditional on the record as
+   seen; a renewal that lands first wins; the fencing token grows by one).
+   Several living holders may try at once: one removal lands, the others
+   find the record changed and write nothing. A removal that fails is
+   logged (`RUST_LOG=monotone=debug`) and forgotten, and removals stop at
+   the time of the next renewal: reaping never delays a renewal, and never
+   costs the holder its lease.
+
+**Bound.** A holder that died after its last renewal landed at time `w`
+is seen with that renewal count by each living holder's next renewal,
+within one renewal interval `I` (`L/3` by default) of `w`, and removed by
+the first of its renewals at least `L` after that sighting on its own
+clock: about `w + L + I` (plus the requests' time), while any other holder
+of the item lives, without anyone waiting. On SQLite kernel liveness
+usually removes it sooner (a waiter or a list, at once).
+
 ## What an observer costs
 
 A waiter reads the queue when its token changes and, while tickets ahead
@@ -157,7 +194,8 @@ expire rather than a whole poll past it.
 // - record.rs: the lease as stored (Lease, LeaseRecord) and its bounds;
 // - expiry.rs: the observer's part (Leased, LeaseWatch, Expired);
 // - keeper.rs: the holder's part: the one renewal loop (LeaseKeeper), when
-//   to give up (HolderOptions, holder_validity), LeaseStatus;
+//   to give up (HolderOptions, holder_validity), LeaseStatus, and the
+//   reaping of the dead that each renewal's read allows;
 // - held.rs: the one holder of a leased record (Held), which LeaseHolder
 //   (queue/holder.rs) and ClaimHolder (claim/holder.rs) wrap;
 // - turn.rs: a holder waiting for another holder's record of its process id
