@@ -22,7 +22,9 @@ use monotone::{
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::lease::{remove_when_allowed, watch_a_held_lease, watch_until_expired, Cutoff, LEASE};
+use super::lease::{
+    await_reaped, remove_when_allowed, watch_a_held_lease, watch_until_expired, Cutoff, LEASE,
+};
 use super::{kind, ms, quick, tags, together, S};
 
 fn pool(store: &S, id: &str) -> Arc<dyn ClaimPool> {
@@ -588,23 +590,7 @@ pub async fn a_claim_holder_removes_a_claim_left_unrenewed_for_a_full_lease(stor
     let sent = Instant::now();
     p.claim_leased("dead", &c, LEASE).await.unwrap();
     p.claim("permanent", &c).await.unwrap();
-    let gone = loop {
-        let all = p.claims().await.unwrap();
-        if all.value.iter().all(|c| c.owner != "dead") {
-            break Instant::now();
-        }
-        assert!(
-            sent.elapsed() < LEASE * 10,
-            "still there after ten leases: {all:?}"
-        );
-        tokio::time::sleep(ms(20)).await;
-    };
-    assert!(
-        gone - sent >= LEASE,
-        "removed {:?} after the claim, before a full lease",
-        gone - sent
-    );
-    let all = p.claims().await.unwrap();
+    let all = await_reaped(&*p, |c| c.owner == "dead", sent).await;
     let left: Vec<_> = all.value.iter().map(|c| c.owner.as_str()).collect();
     assert_eq!(left, ["h", "permanent"], "its own and a permanent one stay");
     assert_eq!(all.fencing_token, FencingToken(4), "one removal, one write");

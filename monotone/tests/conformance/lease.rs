@@ -103,6 +103,32 @@ pub async fn watch_until_expired<W: Watched + ?Sized>(w: &W) -> (Vec<Expired<W::
     }
 }
 
+/// Read `w` until no record `dead` tells is there: the living holders
+/// removed it. Fails if that takes ten leases, or less than a full lease
+/// after `sent` (when the record's write was sent). The records then.
+pub async fn await_reaped<W: Watched + ?Sized>(
+    w: &W,
+    dead: impl Fn(&W::Item) -> bool,
+    sent: Instant,
+) -> Fenced<Vec<W::Item>>
+where
+    W::Item: std::fmt::Debug,
+{
+    loop {
+        let all = w.read().await;
+        if !all.value.iter().any(&dead) {
+            let after = sent.elapsed();
+            assert!(after >= LEASE, "removed {after:?} after its write");
+            return all;
+        }
+        assert!(
+            sent.elapsed() < LEASE * 10,
+            "still there after ten leases: {all:?}"
+        );
+        tokio::time::sleep(ms(20)).await;
+    }
+}
+
 /// Watch `observer` for three leases as an observer that removes what
 /// expires does, asserting that it never removes anything (the holder of
 /// its first record renews in time) and that the holder renewed about
@@ -468,23 +494,7 @@ pub async fn a_holder_removes_a_ticket_left_unrenewed_for_a_full_lease(store: S)
     let sent = Instant::now();
     q.join_leased("dead", Tags::new(), LEASE).await.unwrap();
     q.join("permanent", Tags::new()).await.unwrap();
-    let gone = loop {
-        let all = q.tickets().await.unwrap();
-        if all.value.iter().all(|t| t.process_id != "dead") {
-            break Instant::now();
-        }
-        assert!(
-            sent.elapsed() < LEASE * 10,
-            "still there after ten leases: {all:?}"
-        );
-        tokio::time::sleep(ms(20)).await;
-    };
-    assert!(
-        gone - sent >= LEASE,
-        "removed {:?} after the join, before a full lease",
-        gone - sent
-    );
-    let all = q.tickets().await.unwrap();
+    let all = await_reaped(&*q, |t| t.process_id == "dead", sent).await;
     let left: Vec<_> = all.value.iter().map(|t| t.process_id.as_str()).collect();
     assert_eq!(left, ["h", "permanent"], "its own and a permanent one stay");
     assert_eq!(all.fencing_token, FencingToken(4), "one removal, one write");
