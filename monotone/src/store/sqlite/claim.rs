@@ -16,6 +16,7 @@
 //! | claim | `BEGIN IMMEDIATE`; the `items` row and the pool's `claims` rows; an upsert of the `items` row (version and roster size) and an insert into `claims` (nothing if the owner holds a claim, or every candidate is taken, or the roster is full) |
 //! | release, expire | `BEGIN IMMEDIATE`; the rows; a delete from `claims` and an update of the version |
 //! | renew | `BEGIN IMMEDIATE`; the rows; an update of the one claim's lease |
+//! | renew and read (a holder's renewal) | as renew, and (as a claim does) a delete and a new version per claim of a holder found gone |
 //! | claim of an owner, list, roster | the rows |
 //!
 //! A claim, a list, a roster and a claim of an owner also ask the kernel

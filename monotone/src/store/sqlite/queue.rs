@@ -20,10 +20,12 @@
 //! | join | `BEGIN IMMEDIATE`; the `items` row, the process's `tickets` row and a count of the rows ahead; an upsert of the `items` row and an insert into `tickets` (nothing if the process is in the queue: the re-join rule answers from its row) |
 //! | leave, expire | `BEGIN IMMEDIATE`; the same reads; a delete from `tickets` and an update of the `items` row |
 //! | renew | `BEGIN IMMEDIATE`; the same reads; an update of the one ticket's lease |
+//! | renew and read (a holder's renewal) | as renew, then the `items` row and the `tickets` rows, ordered by counter |
 //! | ticket | the same reads |
 //! | tickets | the `items` row and the `tickets` rows, ordered by counter |
 //!
-//! `ticket` and `tickets` also ask the kernel whether the holder of each
+//! `ticket`, `tickets` and a holder's renewal (which reads the whole queue
+//! to reap the dead, see `lease/mod.rs`) also ask the kernel whether the holder of each
 //! leased ticket they read lives (`live.rs`: one `fcntl` per ticket with a
 //! holder, no statement); a ticket whose holder is gone is removed with
 //! the transaction of an expiry, and the read is made again.
