@@ -147,9 +147,12 @@ its item:
    ([`Queue::renew_and_read`](crate::Queue::renew_and_read),
    [`ClaimPool::renew_and_read`](crate::ClaimPool::renew_and_read)): on
    DynamoDB the renewal's `UpdateItem` returns the item (`ALL_NEW`), on
-   etcd the renewal's transaction reads it, on SQLite and in memory the
-   renewal's transaction (lock) does; one request, as before. (A store
-   without such a renewal reads the item after it: two.)
+   etcd the renewal's transaction reads it, in memory the renewal's hold of
+   the lock does, on SQLite a pool's renewal transaction (which reads the
+   pool's rows anyway) does: one request, as before. A queue on SQLite is
+   read in a read transaction after the renewal's, so that the file's
+   write lock is never held while a long queue is read (a write there
+   reads one ticket's rows only).
 2. **Watch.** The holder's renewal loop keeps one [`LeaseWatch`] across
    its renewals and feeds it the others' records of each read with the
    time that read came back: the observer's rule of step 4, on the

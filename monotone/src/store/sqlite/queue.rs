@@ -20,12 +20,12 @@
 //! | join | `BEGIN IMMEDIATE`; the `items` row, the process's `tickets` row and a count of the rows ahead; an upsert of the `items` row and an insert into `tickets` (nothing if the process is in the queue: the re-join rule answers from its row) |
 //! | leave, expire | `BEGIN IMMEDIATE`; the same reads; a delete from `tickets` and an update of the `items` row |
 //! | renew | `BEGIN IMMEDIATE`; the same reads; an update of the one ticket's lease |
-//! | renew and read (a holder's renewal) | as renew, then the `items` row and the `tickets` rows, ordered by counter |
+//! | renew and read (a holder's renewal) | the renew's transaction, then (another, read-only) those of `tickets`: the write lock is not held while the whole queue is read |
 //! | ticket | the same reads |
 //! | tickets | the `items` row and the `tickets` rows, ordered by counter |
 //!
-//! `ticket`, `tickets` and a holder's renewal (which reads the whole queue
-//! to reap the dead, see `lease/mod.rs`) also ask the kernel whether the holder of each
+//! `ticket`, `tickets` and so a holder's renewal (which reads the whole
+//! queue to reap the dead, see `lease/mod.rs`) also ask the kernel whether the holder of each
 //! leased ticket they read lives (`live.rs`: one `fcntl` per ticket with a
 //! holder, no statement); a ticket whose holder is gone is removed with
 //! the transaction of an expiry, and the read is made again.
@@ -200,20 +200,6 @@ fn ticket_rows(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Vec<Ticket
     ))
     .and_then(|mut s| s.query_map([id], ticket_row)?.collect())
     .map_err(|e| map_err(shown, "cannot read", e))
-}
-
-/// Every ticket of queue `id` as stored, with its version; none and 0 for
-/// an absent queue.
-fn all_tickets(tx: &Transaction<'_>, shown: &str, id: &str) -> Result<Fenced<Vec<Ticket>>> {
-    let Some(row) = queue_row(tx, shown, id)? else {
-        return Ok(Fenced::new(vec![], FencingToken(0)));
-    };
-    let tickets = ticket_rows(tx, shown, id)?
-        .into_iter()
-        .enumerate()
-        .map(|(position, row)| row.decode(id, position))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Fenced::new(tickets, FencingToken(row.version)))
 }
 
 /// Queue `id` as `process_id` sees it, for the rules about that process to
@@ -405,40 +391,19 @@ impl SqliteQueue {
             .run(
                 TransactionBehavior::Deferred,
                 "cannot read",
-                move |tx, shown| all_tickets(tx, shown, &id).map(Outcome::Unchanged),
-            )
-            .await
-    }
-
-    /// One write transaction: the renewal count of `process_id`'s ticket
-    /// numbered `counter` goes up by one (the version stays); with `read`,
-    /// every ticket is read after it in the same transaction.
-    async fn renewing(
-        &self,
-        process_id: &str,
-        counter: u64,
-        read: bool,
-    ) -> Result<(Fenced<Ticket>, Option<Fenced<Vec<Ticket>>>)> {
-        validate::process_id(process_id)?;
-        let (id, pid) = (self.id.clone(), process_id.to_owned());
-        let now = lease::unix_millis(SystemTime::now());
-        self.store
-            .run(
-                TransactionBehavior::Immediate,
-                "cannot renew",
                 move |tx, shown| {
-                    let Some(mut queue) = load_around(tx, shown, &id, &pid)? else {
-                        return Err(state::lease_gone(&id, &pid, counter));
+                    let Some(row) = queue_row(tx, shown, &id)? else {
+                        return Ok(Outcome::Unchanged(Fenced::new(vec![], FencingToken(0))));
                     };
-                    let renewed = queue.renew(&id, &pid, counter, now)?;
-                    let lease = queue.lease_of(counter).expect("a renewed ticket is leased");
-                    update_lease(tx, shown, &id, &renewed.value, lease)?;
-                    let all = if read {
-                        Some(all_tickets(tx, shown, &id)?)
-                    } else {
-                        None
-                    };
-                    Ok(Outcome::Commit((renewed, all)))
+                    let tickets = ticket_rows(tx, shown, &id)?
+                        .into_iter()
+                        .enumerate()
+                        .map(|(position, row)| row.decode(&id, position))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Outcome::Unchanged(Fenced::new(
+                        tickets,
+                        FencingToken(row.version),
+                    )))
                 },
             )
             .await
@@ -558,24 +523,24 @@ impl Queue for SqliteQueue {
     /// One write transaction: the renewal count goes up by one where the
     /// process still holds that leased ticket; the version stays.
     async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>> {
-        Ok(self.renewing(process_id, counter, false).await?.0)
-    }
-
-    /// The renewal and a read of every ticket in one write transaction;
-    /// then, as [`tickets`](Queue::tickets) does, the tickets of holders
-    /// found gone (see `live.rs`) are removed, and read again if there were
-    /// any.
-    async fn renew_and_read(
-        &self,
-        process_id: &str,
-        counter: u64,
-    ) -> Result<(Fenced<Ticket>, Fenced<Vec<Ticket>>)> {
-        let (renewed, all) = self.renewing(process_id, counter, true).await?;
-        let all = all.expect("read with the renewal");
-        if self.reap(&all.value, all.fencing_token).await? {
-            return Ok((renewed, self.tickets().await?));
-        }
-        Ok((renewed, all))
+        validate::process_id(process_id)?;
+        let (id, pid) = (self.id.clone(), process_id.to_owned());
+        let now = lease::unix_millis(SystemTime::now());
+        self.store
+            .run(
+                TransactionBehavior::Immediate,
+                "cannot renew",
+                move |tx, shown| {
+                    let Some(mut queue) = load_around(tx, shown, &id, &pid)? else {
+                        return Err(state::lease_gone(&id, &pid, counter));
+                    };
+                    let renewed = queue.renew(&id, &pid, counter, now)?;
+                    let lease = queue.lease_of(counter).expect("a renewed ticket is leased");
+                    update_lease(tx, shown, &id, &renewed.value, lease)?;
+                    Ok(Outcome::Commit(renewed))
+                },
+            )
+            .await
     }
 
     /// One write transaction that removes the ticket only if it is as the
