@@ -28,7 +28,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::values::check_ttl;
 use crate::exit::Failure;
-use crate::group::{shell_code, Group};
+use crate::group::{shell_code, Group, Prepared};
 
 /// The default `--kill-after`, unless a fifth of the ttl is shorter.
 pub const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(3);
@@ -267,18 +267,30 @@ fn watch_stdout() -> tokio::sync::oneshot::Receiver<()> {
     rx
 }
 
-/// Run `command` with `env` in its own process group while `holder` holds
-/// its lease: signals are passed on, the group is ended when the command
-/// ends or the lease is lost, and the lease is given back. Exits as the
-/// command did; with [`ErrorKind::LeaseLost`] when the lease was lost.
+/// Start the guard of `command` ahead of the lease (see [`Group::prepare`]),
+/// `None` without a command.
+pub fn prepare(command: &[OsString]) -> Result<Option<Prepared>, Failure> {
+    if command.is_empty() {
+        return Ok(None);
+    }
+    Group::prepare(command)
+        .map(Some)
+        .map_err(|e| Failure::Other(format!("cannot start the command's guard: {e}")))
+}
+
+/// Run the command of `guard` with `env` in its own process group while
+/// `holder` holds its lease: signals are passed on, the group is ended when
+/// the command ends or the lease is lost, and the lease is given back.
+/// Exits as the command did; with [`ErrorKind::LeaseLost`] when the lease
+/// was lost.
 pub async fn run_command<H: Held>(
     holder: H,
-    command: &[OsString],
+    guard: Prepared,
     env: &[(String, String)],
     kill_after: Duration,
     mut signals: Signals,
 ) -> Result<ExitCode, Failure> {
-    let mut group = match Group::spawn(command, env, holder.keep_alive()) {
+    let mut group = match guard.start(env, holder.keep_alive()) {
         Ok(g) => g,
         Err(e) => {
             release(holder).await;
