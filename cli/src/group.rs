@@ -411,7 +411,58 @@ pub fn guard_main(args: Vec<OsString>) -> ExitCode {
         eprintln!("monotone: error: cannot watch the lock's process: {e}");
         return ExitCode::from(1);
     }
-    let Go { live, env } = match wait_for_go(&dir) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("monotone: error: cannot start the lock guard: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(guard(program.clone(), rest.to_vec(), &dir, parent))
+}
+
+#[cfg(target_os = "linux")]
+fn watch_parent() -> nix::Result<()> {
+    // The kernel sends this signal when our parent (the thread that forked
+    // us, which is `monotone`'s main thread) ends, however it ended.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGUSR2)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn watch_parent() -> nix::Result<()> {
+    Ok(())
+}
+
+/// The guard itself. Everything it can do before the go (its runtime,
+/// its signal handlers) is done before, so that COMMAND starts as soon as
+/// the go comes.
+async fn guard(program: OsString, args: Vec<OsString>, dir: &Path, parent: Pid) -> ExitCode {
+    // Signals sent to the group reach us too: note them (so they do not end
+    // us) and let COMMAND decide. Handlers, unlike ignored signals, are
+    // reset in COMMAND when it starts.
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::user_defined2(),
+    ];
+    let mut signals = Vec::new();
+    for kind in kinds {
+        match signal(kind) {
+            Ok(s) => signals.push(s),
+            Err(e) => {
+                eprintln!("monotone: error: cannot handle signals in the lock guard: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    // The one thing this runtime has to do meanwhile: a blocking read is
+    // fine (signals that come are noted by their handlers and read later;
+    // the parent's death ends the read: its end of the FIFO closes).
+    let Go { live, env } = match wait_for_go(dir) {
         Ok(Some(go)) => go,
         // Nothing to run: `monotone` gave up on the lock, or died.
         Ok(None) => return ExitCode::from(1),
@@ -433,56 +484,6 @@ pub fn guard_main(args: Vec<OsString>) -> ExitCode {
     // took the holder's sign of life): then run nothing.
     if getppid() != parent {
         return ExitCode::from(128 + Signal::SIGKILL as u8);
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("monotone: error: cannot start the lock guard: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(guard(program.clone(), rest.to_vec(), env, parent))
-}
-
-#[cfg(target_os = "linux")]
-fn watch_parent() -> nix::Result<()> {
-    // The kernel sends this signal when our parent (the thread that forked
-    // us, which is `monotone`'s main thread) ends, however it ended.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGUSR2)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn watch_parent() -> nix::Result<()> {
-    Ok(())
-}
-
-async fn guard(
-    program: OsString,
-    args: Vec<OsString>,
-    env: Vec<(String, String)>,
-    parent: Pid,
-) -> ExitCode {
-    // Signals sent to the group reach us too: note them (so they do not end
-    // us) and let COMMAND decide. Handlers, unlike ignored signals, are
-    // reset in COMMAND when it starts.
-    let kinds = [
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-        SignalKind::user_defined2(),
-    ];
-    let mut signals = Vec::new();
-    for kind in kinds {
-        match signal(kind) {
-            Ok(s) => signals.push(s),
-            Err(e) => {
-                eprintln!("monotone: error: cannot handle signals in the lock guard: {e}");
-                return ExitCode::from(1);
-            }
-        }
     }
     let mut child = match tokio::process::Command::new(&program)
         .args(&args)
