@@ -16,6 +16,11 @@ flock(1) on the same machine.
   the set's start, and from its return (its commit is done by then), to the
   moment the watcher's line arrives: bounds of commit -> watcher prints, as
   above.
+- crash takeover: a `monotone lock --ttl 15s -- CMD` holds, another waits
+  behind it; SIGKILL of the holding `monotone` (its guard then kills the
+  command's group) -> the waiter's command starts. flock(1)'s counterpart:
+  SIGKILL of the holding `flock FILE CMD`'s whole process group (flock's
+  command inherits its lock).
 - idle CPU: a `lock` waiter behind a holder, a `queue wait` behind a
   permanent ticket and a `doc watch` on a quiet document, each for
   --idle seconds: CPU time of all the process's threads
@@ -119,6 +124,50 @@ def watch_latencies(mono, store, n):
     return from_start, from_return
 
 
+def await_path(path, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            sys.exit(f"{path} never appeared")
+        time.sleep(0.005)
+
+
+def crash_takeovers(mono, store, lockfile, n, ttl="15s"):
+    """`n` crash takeovers of monotone lock and of flock(1): (ms, ms)."""
+    hold = 'echo > "$OUT/held"; exec sleep 600'
+    take = 'date +%s%N > "$OUT/took.tmp"; mv "$OUT/took.tmp" "$OUT/took"'
+    mono_lock = [mono, "--store", store, "-i", "takeover", "lock", "--ttl", ttl, "--"]
+    figures = {"monotone": [], "flock": []}
+    for _ in range(n):
+        for name, lock in (("monotone", mono_lock), ("flock", ["flock", lockfile])):
+            out = tempfile.mkdtemp(prefix="monotone-takeover-")
+            env = env_with(OUT=out)
+            holder = subprocess.Popen(lock + ["sh", "-c", hold], env=env, start_new_session=True)
+            await_path(os.path.join(out, "held"))
+            waiter = subprocess.Popen(lock + ["sh", "-c", take], env=env)
+            if name == "monotone":
+                while True:
+                    r = subprocess.run([mono, "--store", store, "-i", "takeover", "queue", "list"],
+                                       capture_output=True, text=True, check=True)
+                    if r.stdout.count('"process_id"') == 2:
+                        break
+                    time.sleep(0.01)
+            else:
+                time.sleep(0.2)  # flock(1) waits in the kernel from its start
+            killed = time.time_ns()
+            if name == "monotone":
+                holder.kill()  # monotone alone; its guard kills the group
+            else:
+                os.killpg(holder.pid, 9)
+            holder.wait()
+            if waiter.wait(timeout=120) != 0:
+                sys.exit(f"{name}: the waiter failed")
+            took = int(open(os.path.join(out, "took")).read())
+            figures[name].append((took - killed) / 1e6)
+            shutil.rmtree(out, ignore_errors=True)
+    return figures["monotone"], figures["flock"]
+
+
 def cpu_ns(pid):
     total = 0
     for task in os.listdir(f"/proc/{pid}/task"):
@@ -202,6 +251,7 @@ def main():
     p.add_argument("--rounds", type=int, default=25, help="locks per worker")
     p.add_argument("--hold", default="0.02")
     p.add_argument("--changes", type=int, default=40, help="leader changes, watched writes")
+    p.add_argument("--takeovers", type=int, default=20, help="crash takeovers per lock")
     p.add_argument("--idle", type=int, default=30, help="seconds of idle CPU measurement")
     p.add_argument("--next", type=int, default=200, help="counter next runs per build")
     args = p.parse_args()
@@ -227,6 +277,9 @@ def main():
                      *fmt(leave_start), *fmt(fl)))
         rows.append(("leader change: queue leave returns -> wait prints", len(leave_return),
                      *fmt(leave_return), *fmt(fl)))
+        crash, crash_flock = crash_takeovers(mono, store, lockfile, args.takeovers)
+        rows.append(("crash takeover: SIGKILL of the holder -> next command starts (--ttl 15s)",
+                     len(crash), *fmt(crash), *fmt(crash_flock)))
         rows.append(("watch: doc set starts -> watch prints", len(set_start), *fmt(set_start), "", ""))
         rows.append(("watch: doc set returns (committed) -> watch prints", len(set_return),
                      *fmt(set_return), "", ""))

@@ -415,3 +415,86 @@ fn bad_requests_are_refused_before_anything_is_locked() {
     }
     assert_eq!(place.list("L")["fencing_token"], 0, "nothing was written");
 }
+
+/// The processes whose command line mentions `needle` (the guard's names
+/// its folder, which is under the TMPDIR the test gave).
+fn processes_naming(needle: &str) -> Vec<i32> {
+    let mut found = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The guard of a command is started before the lock is taken (so that the
+/// hand-over does not wait for a process to start). A lock not acquired,
+/// or a `monotone` killed while it waits, runs nothing of the command and
+/// leaves neither the guard nor its folder behind.
+#[test]
+fn a_guard_started_ahead_runs_nothing_without_the_lock() {
+    let place = Place::sqlite();
+    let tmp = place.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let tmp_text = tmp.to_str().unwrap().to_owned();
+    let held = place.hold(&["-i", "L", "lock", "-p", "holder"]);
+    let ran = |name: &str| format!("touch \"$OUT/{name}\"");
+
+    let cmd = ran("timed-out");
+    let out = place
+        .command(&[
+            "-i",
+            "L",
+            "lock",
+            "--timeout",
+            "300ms",
+            "--",
+            "sh",
+            "-c",
+            &cmd,
+        ])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), Some(9), "{}", stderr(&out));
+
+    let cmd = ran("killed");
+    let mut waiting = place
+        .command(&["-i", "L", "lock", "--", "sh", "-c", &cmd])
+        .env("TMPDIR", &tmp)
+        .spawn()
+        .unwrap();
+    // Its guard is up, waiting for the go.
+    let until = Instant::now() + Duration::from_secs(10);
+    while processes_naming(&tmp_text).is_empty() {
+        assert!(Instant::now() < until, "no guard started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    waiting.kill().unwrap();
+    waiting.wait().unwrap();
+    // The guard goes with it (the parent-death signal, or the go's end).
+    let until = Instant::now() + Duration::from_secs(10);
+    while !processes_naming(&tmp_text).is_empty() {
+        assert!(Instant::now() < until, "the guard outlived its monotone");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    held.release();
+    // Neither command ran, and the timed-out lock removed its folder (the
+    // killed one could not: its folder is all that is left).
+    assert!(!place.path("timed-out").exists());
+    assert!(!place.path("killed").exists());
+    let left: Vec<String> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with("monotone-guard-"), "{left:?}");
+}

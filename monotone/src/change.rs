@@ -150,6 +150,11 @@ impl Notifier {
         self.sequence.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// A receiver that sees every later advance.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.sequence.subscribe()
+    }
+
     /// Wait until `version` (a read of one item's version) is no longer
     /// `seen` (`true`) or `until` passes (`false`): check it now, then at
     /// every notification, and every `safety` in case one was lost.

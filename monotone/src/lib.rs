@@ -213,7 +213,7 @@ pub use dynamodb::{DynamoDbConfig, DynamoDbStore};
 #[doc(no_inline)]
 pub use etcd::{EtcdConfig, EtcdStore};
 #[doc(no_inline)]
-pub use lease::{Expired, HolderId, Lease, LeaseWatch, Leased};
+pub use lease::{Expired, HolderId, KeepAlive, Lease, LeaseWatch, Leased};
 #[doc(no_inline)]
 pub use memory::MemoryStore;
 #[doc(no_inline)]

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use conformance::lease::{hold, Cut};
 use monotone::{
-    ErrorKind, FencingToken, HolderOptions, LeaseHolder, LeaseWatch, MemoryStore, Queue, Store,
-    Tags, WaitOptions,
+    Candidates, ClaimHolder, ClaimPool, ErrorKind, FencingToken, HolderOptions, LeaseHolder,
+    LeaseWatch, MemoryStore, Queue, Store, Tags, WaitOptions,
 };
 use tokio::time::{sleep, sleep_until, Instant};
 
@@ -315,4 +315,132 @@ async fn a_second_holder_joins_within_a_poll_of_the_first_ones_release() {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
     assert_eq!(Instant::now() - joined_at, Duration::ZERO, "did not wait");
+}
+
+// The living reap the dead: a holder's renewals read its queue (pool), and
+// it removes the others' records it has seen unrenewed for a full lease on
+// its own clock. With a lease of 300 ms, a holder that joined at t0 renews
+// at 100, 200, 300, 400 ms...: the first renewal after another's ticket
+// appeared sees it, the renewal a full lease later removes it.
+
+fn process_ids(tickets: &[monotone::Ticket]) -> Vec<&str> {
+    tickets.iter().map(|t| t.process_id.as_str()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_removes_another_ticket_a_full_lease_after_it_saw_it_and_not_before() {
+    let store = MemoryStore::new();
+    let q = queue(&store, "q");
+    let t0 = Instant::now();
+    let holder = hold(queue(&store, "q"), "h", LEASE).await;
+    q.join_leased("dead", Tags::new(), LEASE).await.unwrap();
+    q.join("permanent", Tags::new()).await.unwrap();
+    sleep_until(t0 + ms(399)).await;
+    let all = q.tickets().await.unwrap();
+    assert_eq!(process_ids(&all.value), ["h", "dead", "permanent"]);
+    sleep_until(t0 + ms(401)).await;
+    let all = q.tickets().await.unwrap();
+    assert_eq!(process_ids(&all.value), ["h", "permanent"]);
+    assert_eq!(all.fencing_token, FencingToken(4), "the removal is a write");
+    // Nothing more to remove: its own ticket and a permanent one stay.
+    sleep_until(t0 + ms(3000)).await;
+    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(4));
+    assert!(holder.is_held());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ticket_renewed_within_each_lease_is_never_removed() {
+    let store = MemoryStore::new();
+    let q = queue(&store, "q");
+    let t0 = Instant::now();
+    let first = hold(queue(&store, "q"), "first", LEASE).await;
+    let second = hold(queue(&store, "q"), "second", LEASE).await;
+    // Renewed by hand every 250 ms: less often than the holders read, but
+    // always within a lease.
+    let slow = q.join_leased("slow", Tags::new(), LEASE).await.unwrap();
+    let renewer = {
+        let q = queue(&store, "q");
+        tokio::spawn(async move {
+            loop {
+                sleep(ms(250)).await;
+                q.renew("slow", slow.value.counter).await.unwrap();
+            }
+        })
+    };
+    sleep_until(t0 + ms(6000)).await;
+    let all = q.tickets().await.unwrap();
+    assert_eq!(process_ids(&all.value), ["first", "second", "slow"]);
+    assert_eq!(all.fencing_token, FencingToken(3), "nothing was removed");
+    assert!(first.is_held() && second.is_held());
+    // Once it stops, it goes within a lease and a renewal interval.
+    renewer.abort();
+    sleep_until(t0 + ms(6000 + 300 + 100 + 1)).await;
+    assert_eq!(
+        process_ids(&q.tickets().await.unwrap().value),
+        ["first", "second"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_never_asks_to_remove_its_own_ticket() {
+    // The reads its renewals come with show every lease unrenewed: the
+    // holder asks to remove the other's ticket (and loses to its renewals:
+    // the removal is conditional on what it saw), never its own.
+    let store = MemoryStore::new();
+    let cut = Cut::new(store.queue("q").unwrap());
+    cut.freeze_reads();
+    let holder = hold(cut.clone(), "h", LEASE).await;
+    let other = hold(queue(&store, "q"), "other", LEASE).await;
+    sleep(ms(3000)).await;
+    let asked = cut.expiries();
+    assert!(asked.iter().any(|p| p == "other"), "{asked:?}");
+    assert!(asked.iter().all(|p| p != "h"), "{asked:?}");
+    let all = queue(&store, "q").tickets().await.unwrap();
+    assert_eq!(process_ids(&all.value), ["h", "other"]);
+    assert_eq!(all.fencing_token, FencingToken(2));
+    assert!(holder.is_held() && other.is_held());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_removal_that_never_answers_delays_no_renewal() {
+    let store = MemoryStore::new();
+    let cut = Cut::new(store.queue("q").unwrap());
+    cut.hang_expiries();
+    let q = queue(&store, "q");
+    let t0 = Instant::now();
+    let holder = hold(cut.clone(), "h", LEASE).await;
+    q.join_leased("dead", Tags::new(), LEASE).await.unwrap();
+    sleep_until(t0 + ms(3050)).await;
+    assert_eq!(cut.expiries().first().map(String::as_str), Some("dead"));
+    assert!(holder.is_held(), "{:?}", holder.status());
+    assert_eq!(renewals(&*q, "h").await, 30, "every renewal on time");
+    assert_eq!(
+        process_ids(&q.tickets().await.unwrap().value),
+        ["h", "dead"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_holder_removes_another_claim_a_full_lease_after_it_saw_it() {
+    let store = MemoryStore::new();
+    let pool =
+        |store: &MemoryStore| -> Arc<dyn ClaimPool> { Arc::from(store.claim_pool("p").unwrap()) };
+    let p = pool(&store);
+    let names = Candidates::range(1..=9).unwrap();
+    let t0 = Instant::now();
+    let holder = ClaimHolder::claim(pool(&store), "h", &names, LEASE, HolderOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(holder.name(), "1");
+    p.claim_leased("dead", &names, LEASE).await.unwrap();
+    p.claim("permanent", &names).await.unwrap();
+    sleep_until(t0 + ms(399)).await;
+    assert_eq!(p.claims().await.unwrap().value.len(), 3);
+    sleep_until(t0 + ms(401)).await;
+    let all = p.claims().await.unwrap();
+    let owners: Vec<_> = all.value.iter().map(|c| c.owner.as_str()).collect();
+    assert_eq!(owners, ["h", "permanent"]);
+    assert_eq!(all.fencing_token, FencingToken(4));
+    assert_eq!(p.claim("next", &names).await.unwrap().value.name, "2");
+    assert!(holder.is_held());
 }

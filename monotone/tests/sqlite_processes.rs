@@ -25,6 +25,7 @@ impl SharedStore for Sqlite {
     const NAME: &'static str = "sqlite";
     const WATCH_POLL: Duration = Duration::from_millis(2);
     const WATCH_TIMEOUT: Duration = Duration::from_secs(60);
+    const KNOWS_DEATHS: bool = cfg!(target_os = "linux");
 
     async fn fresh(_tag: &str) -> Option<(String, TempDir)> {
         let dir = tempfile::tempdir().unwrap();

@@ -640,6 +640,8 @@ async fn claim(
         return print(Output::Claim(output)).map(|()| ExitCode::SUCCESS);
     };
     let mut signals = Signals::new()?;
+    // Started now, so that the hand-over does not wait for it.
+    let guard = hold::prepare(&plan.command)?;
     let request = plan.request.clone().with_lease(Some(timing.ttl));
     let holder = tokio::select! {
         holder = ClaimHolder::claim_as(
@@ -680,7 +682,7 @@ async fn claim(
         }
     };
     let claimed: Fenced<Claim> = holder.claimed().clone();
-    if plan.command.is_empty() {
+    let Some(guard) = guard else {
         let output =
             ClaimOutput::new(&id, place, claimed.value, Some(holder.added())).with_members(members);
         if let Err(e) = print(Output::Claim(output)) {
@@ -688,7 +690,7 @@ async fn claim(
             return Err(e);
         }
         return hold_until_done(holder, signals).await;
-    }
+    };
     let claim = claimed.value;
     let env = [
         ("MONOTONE_ID", id),
@@ -704,7 +706,7 @@ async fn claim(
         let json = serde_json::to_string(&members).expect("strings and numbers serialize");
         env.push(("MONOTONE_CLAIM_MEMBERS".to_owned(), json));
     }
-    hold::run_command(holder, &plan.command, &env, timing.kill_after, signals).await
+    hold::run_command(holder, guard, &env, timing.kill_after, signals).await
 }
 
 /// How the wait for the roster of a held claim ended.

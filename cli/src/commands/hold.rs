@@ -20,13 +20,15 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use monotone::{ClaimHolder, Error, ErrorKind, FencingToken, HolderOptions, LeaseHolder};
+use monotone::{
+    ClaimHolder, Error, ErrorKind, FencingToken, HolderOptions, KeepAlive, LeaseHolder,
+};
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::values::check_ttl;
 use crate::exit::Failure;
-use crate::group::{shell_code, Group};
+use crate::group::{shell_code, Group, Prepared};
 
 /// The default `--kill-after`, unless a fifth of the ttl is shorter.
 pub const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(3);
@@ -131,6 +133,9 @@ pub(crate) trait Held: Sized {
 
     /// Stop renewing and give the lease back; `None` if it was gone.
     fn release(self) -> impl Future<Output = monotone::Result<Option<FencingToken>>>;
+
+    /// The kernel's sign of life of the holder, where the store keeps one.
+    fn keep_alive(&self) -> Option<&KeepAlive>;
 }
 
 impl Held for LeaseHolder {
@@ -147,6 +152,10 @@ impl Held for LeaseHolder {
     fn release(self) -> impl Future<Output = monotone::Result<Option<FencingToken>>> {
         LeaseHolder::release(self)
     }
+
+    fn keep_alive(&self) -> Option<&KeepAlive> {
+        LeaseHolder::keep_alive(self)
+    }
 }
 
 impl Held for ClaimHolder {
@@ -162,6 +171,10 @@ impl Held for ClaimHolder {
 
     fn release(self) -> impl Future<Output = monotone::Result<Option<FencingToken>>> {
         ClaimHolder::release(self)
+    }
+
+    fn keep_alive(&self) -> Option<&KeepAlive> {
+        ClaimHolder::keep_alive(self)
     }
 }
 
@@ -254,18 +267,30 @@ fn watch_stdout() -> tokio::sync::oneshot::Receiver<()> {
     rx
 }
 
-/// Run `command` with `env` in its own process group while `holder` holds
-/// its lease: signals are passed on, the group is ended when the command
-/// ends or the lease is lost, and the lease is given back. Exits as the
-/// command did; with [`ErrorKind::LeaseLost`] when the lease was lost.
+/// Start the guard of `command` ahead of the lease (see [`Group::prepare`]),
+/// `None` without a command.
+pub fn prepare(command: &[OsString]) -> Result<Option<Prepared>, Failure> {
+    if command.is_empty() {
+        return Ok(None);
+    }
+    Group::prepare(command)
+        .map(Some)
+        .map_err(|e| Failure::Other(format!("cannot start the command's guard: {e}")))
+}
+
+/// Run the command of `guard` with `env` in its own process group while
+/// `holder` holds its lease: signals are passed on, the group is ended when
+/// the command ends or the lease is lost, and the lease is given back.
+/// Exits as the command did; with [`ErrorKind::LeaseLost`] when the lease
+/// was lost.
 pub async fn run_command<H: Held>(
     holder: H,
-    command: &[OsString],
+    guard: Prepared,
     env: &[(String, String)],
     kill_after: Duration,
     mut signals: Signals,
 ) -> Result<ExitCode, Failure> {
-    let mut group = match Group::spawn(command, env) {
+    let mut group = match guard.start(env, holder.keep_alive()) {
         Ok(g) => g,
         Err(e) => {
             release(holder).await;

@@ -43,6 +43,7 @@ use super::queue::TicketOutput;
 use super::values::{parse_duration, parse_poll, parse_tag, tag_map};
 use super::{Output, Place};
 use crate::exit::Failure;
+use crate::group::Prepared;
 
 const LOCK_HELP: &str = "\
 Joins the queue with a leased ticket, waits until it is among the first N,
@@ -189,6 +190,8 @@ pub async fn run(
     let place = Place::of(&*store);
     let queue: Arc<dyn Queue> = Arc::from(store.queue(id)?);
     let mut signals = Signals::new()?;
+    // Started now, so that the hand-over does not wait for it.
+    let guard = hold::prepare(&plan.command)?;
     let started = Instant::now();
     let joining = LeaseHolder::join_waiting(
         queue,
@@ -227,10 +230,9 @@ pub async fn run(
         }
     };
     tracing::debug!(queue = id, process = %plan.process_id, token = %head.fencing_token, "acquired the lock");
-    if plan.command.is_empty() {
-        hold(holder, head, place, signals, print).await
-    } else {
-        run_command(&*store, holder, head, &plan, signals).await
+    match guard {
+        None => hold(holder, head, place, signals, print).await,
+        Some(guard) => run_command(&*store, holder, guard, head, &plan, signals).await,
     }
 }
 
@@ -273,6 +275,7 @@ async fn hold(
 async fn run_command(
     store: &dyn Store,
     holder: LeaseHolder,
+    guard: Prepared,
     head: Fenced<Ticket>,
     plan: &Plan,
     signals: Signals,
@@ -286,5 +289,5 @@ async fn run_command(
         ("MONOTONE_STORE", store.location().to_string()),
     ]
     .map(|(k, v)| (k.to_owned(), v));
-    hold::run_command(holder, &plan.command, &env, plan.kill_after, signals).await
+    hold::run_command(holder, guard, &env, plan.kill_after, signals).await
 }

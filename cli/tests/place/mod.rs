@@ -366,6 +366,12 @@ impl Holder {
         let out = self.child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
+
+    /// SIGKILL it, and reap it.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
 }
 
 /// A store kept from answering by [`Place::stop_answering`].

@@ -28,6 +28,7 @@ use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed};
 use crate::claim::candidates::Candidates;
 use crate::claim::wait::wait_for_claim_as;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::Expired;
 use crate::lease::held::{check_lease, Held, Hold};
 use crate::lease::holder_id::HolderId;
@@ -62,6 +63,9 @@ struct HeldClaim {
     /// The pool's token when the claim was made: which claim of the name.
     token: FencingToken,
     holder: HolderId,
+    /// The kernel's sign of life of the holder, where the store keeps one:
+    /// dropped with the record, after its release.
+    alive: Option<KeepAlive>,
 }
 
 impl HeldClaim {
@@ -82,9 +86,20 @@ impl HeldClaim {
 
 #[async_trait]
 impl Renew for HeldClaim {
-    async fn renew(&self) -> Result<()> {
-        let renewed = self.pool.renew(&self.owner, &self.name).await?;
-        self.check(&renewed.value)
+    type Item = Claim;
+
+    async fn renew(&self) -> Result<Fenced<Vec<Claim>>> {
+        let (renewed, all) = self.pool.renew_and_read(&self.owner, &self.name).await?;
+        self.check(&renewed.value)?;
+        Ok(all)
+    }
+
+    fn is_own(&self, claim: &Claim) -> bool {
+        claim.name == self.name && claim.owner == self.owner && claim.token == self.token
+    }
+
+    async fn expire(&self, expired: &Expired<Claim>) -> Result<Option<FencingToken>> {
+        self.pool.expire(expired).await
     }
 
     fn what(&self) -> String {
@@ -249,6 +264,9 @@ impl ClaimHolder {
         };
         check_lease(lease, &options)?;
         let holder = HolderId::random();
+        // Before the claim is made: a claim without its sign of life would
+        // be taken for a dead holder's.
+        let alive = pool.keep_alive(holder)?;
         let claiming = Claiming {
             pool: &*pool,
             owner,
@@ -266,6 +284,7 @@ impl ClaimHolder {
             name: claim.value.name.clone(),
             token: claim.value.token,
             holder,
+            alive,
         };
         let fresh = written_at.filter(|at| added && at.elapsed() < options.interval(lease));
         let (claim, since) = match fresh {
@@ -287,6 +306,12 @@ impl ClaimHolder {
     /// This holder's id, stored with its claim's lease.
     pub fn holder(&self) -> HolderId {
         self.held.record().holder
+    }
+
+    /// The kernel's sign of life of this holder, where the store keeps one
+    /// (see [`KeepAlive`]).
+    pub fn keep_alive(&self) -> Option<&KeepAlive> {
+        self.held.record().alive.as_ref()
     }
 
     /// The claim and the pool's token as claimed.

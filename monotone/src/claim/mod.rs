@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use crate::change::poll_for_change;
 use crate::claim::candidates::Candidates;
 use crate::error::Result;
+use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::{Expired, Leased};
 use crate::lease::holder_id::HolderId;
 use crate::lease::record::Lease;
@@ -343,6 +344,10 @@ impl Claimed {
 ///   another owner has to retry because of it. It fails with
 ///   [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) if the owner no
 ///   longer holds that name with a lease.
+/// - [`renew_and_read`](ClaimPool::renew_and_read) does what `renew` does
+///   and returns, beside the renewed claim, exactly what
+///   [`claims`](ClaimPool::claims) would return right after it (the same
+///   claims with the same renewal counts, and the same token).
 /// - [`expire`](ClaimPool::expire) removes a claim only if it is exactly as
 ///   an [`Expired`] observation saw it: same name, owner, token and
 ///   renewals. It is a write like a release: the token grows by one. A
@@ -406,6 +411,21 @@ pub trait ClaimPool: Send + Sync + fmt::Debug {
     /// the fencing token as it is. Returns the claim with its renewed lease.
     async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>>;
 
+    /// [`renew`](ClaimPool::renew), and every claim of the pool as the
+    /// renewal left it, with the pool's token: what a holder reads to reap
+    /// the dead (see [the living reap the dead](crate::lease#the-living-reap-the-dead)).
+    /// The same errors as `renew`. The default renews, then reads
+    /// [`claims`](ClaimPool::claims) (two requests); stores read the pool
+    /// with the renewal where they can, at no extra request.
+    async fn renew_and_read(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<(Fenced<Claim>, Fenced<Vec<Claim>>)> {
+        let renewed = self.renew(owner, name).await?;
+        Ok((renewed, self.claims().await?))
+    }
+
     /// Remove the claim an observer watched go unrenewed for a full lease,
     /// if it is still exactly as observed. Returns the new token, or `None`
     /// if the claim changed (renewed, released) or is gone.
@@ -444,6 +464,17 @@ pub trait ClaimPool: Send + Sync + fmt::Debug {
     /// checks. The default reads every claim; stores read the token alone.
     async fn token(&self) -> Result<FencingToken> {
         Ok(self.claims().await?.fencing_token)
+    }
+
+    /// Take the kernel's sign of life of `holder` before it writes its
+    /// claim, where the store has kernel liveness (SQLite on Linux; see the
+    /// [protocol](crate::lease)): keep it for as long as the claim lives;
+    /// `None` where the store has none (the lease rules alone apply). A
+    /// store that has it removes the claims of holders it finds gone when
+    /// it reads them for a waiter, a claimer or a list.
+    fn keep_alive(&self, holder: HolderId) -> Result<Option<KeepAlive>> {
+        let _ = holder;
+        Ok(None)
     }
 
     /// Whether this handle is told of changes by its store (push), rather

@@ -17,7 +17,7 @@ use crate::queue::ticket::Ticket;
 pub trait Leased: Clone {
     /// What identifies the record across reads: the same key with the same
     /// renewal count is the same, unrenewed lease.
-    type Key: Eq + Hash + Clone;
+    type Key: Eq + Hash + Clone + Send + Sync + std::fmt::Debug;
 
     /// This record's key.
     fn lease_key(&self) -> Self::Key;
@@ -52,6 +52,14 @@ pub struct Expired<T = Ticket> {
 }
 
 impl<T: Leased> Expired<T> {
+    /// Proof that `item`, read with the store's `token`, is the record of
+    /// a holder the kernel knows is gone (the SQLite store's kernel
+    /// liveness, see the [protocol](crate::lease)): it may be removed at
+    /// once, if it is still as read.
+    pub(crate) fn dead(item: T, token: FencingToken) -> Self {
+        Expired { item, token }
+    }
+
     /// The record as the observer last saw it, with the lease and renewal
     /// count it watched.
     pub fn item(&self) -> &T {

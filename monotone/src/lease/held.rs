@@ -56,9 +56,8 @@ impl<R: Hold> Held<R> {
     /// (the send time of the write that made or last renewed it).
     pub fn start(record: R, lease: Duration, options: &HolderOptions, since: Instant) -> Self {
         let record = Arc::new(record);
-        let renew: Arc<dyn Renew> = Arc::clone(&record) as Arc<dyn Renew>;
         Held {
-            keeper: LeaseKeeper::start(renew, lease, options, since),
+            keeper: LeaseKeeper::start(Arc::clone(&record), lease, options, since),
             record,
             lease,
             released: false,
@@ -141,6 +140,9 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use super::*;
+    use crate::lease::expiry::Expired;
+    use crate::queue::fencing::Fenced;
+    use crate::queue::ticket::Ticket;
 
     /// A record that counts its renewals and releases, and is gone (its
     /// release NotFound, its renewal LeaseLost) once `gone` is set.
@@ -153,12 +155,22 @@ mod tests {
 
     #[async_trait]
     impl Renew for Arc<Counted> {
-        async fn renew(&self) -> Result<()> {
+        type Item = Ticket;
+
+        async fn renew(&self) -> Result<Fenced<Vec<Ticket>>> {
             if self.gone.load(Ordering::SeqCst) {
                 return Err(Error::new(ErrorKind::LeaseLost, "gone"));
             }
             self.renewals.fetch_add(1, Ordering::SeqCst);
-            Ok(())
+            Ok(Fenced::new(vec![], FencingToken(1)))
+        }
+
+        fn is_own(&self, _: &Ticket) -> bool {
+            true
+        }
+
+        async fn expire(&self, _: &Expired<Ticket>) -> Result<Option<FencingToken>> {
+            Ok(None)
         }
 
         fn what(&self) -> String {

@@ -21,10 +21,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, timeout_at, Instant};
 use tracing::debug;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::expiry::{Expired, LeaseWatch, Leased};
+use crate::queue::fencing::{Fenced, FencingToken};
 
 /// The holder counts on its lease for this fraction of it after a renewal
 /// was sent (9/10): the other tenth is the safety margin described in the
@@ -111,13 +113,28 @@ pub enum LeaseStatus {
 }
 
 /// One renewal of one leased record: a single write that changes no
-/// fencing token.
+/// fencing token, which also reads every record of its item (the queue's
+/// tickets, the pool's claims), so that the holder reaps the dead among
+/// them (see [`keep`]).
 #[async_trait]
 pub(crate) trait Renew: Send + Sync + 'static {
-    /// Renew once. A temporary error is retried until the deadline; any
-    /// other (the record is gone: [`ErrorKind::LeaseLost`]) loses the lease
-    /// at once.
-    async fn renew(&self) -> Result<()>;
+    /// The kind of record renewed: a [`Ticket`](crate::Ticket) or a
+    /// [`Claim`](crate::Claim).
+    type Item: Leased + Send + Sync + 'static;
+
+    /// Renew once, and return every record of the item as the renewal left
+    /// it, with the item's token. A temporary error is retried until the
+    /// deadline; any other (the record is gone: [`ErrorKind::LeaseLost`])
+    /// loses the lease at once.
+    async fn renew(&self) -> Result<Fenced<Vec<Self::Item>>>;
+
+    /// Whether `item` is the record this holder renews: never reaped by it.
+    fn is_own(&self, item: &Self::Item) -> bool;
+
+    /// Remove another holder's record that this holder watched go
+    /// unrenewed for a full lease, if it is still as watched (the store's
+    /// conditional expiry). The new token, or `None` if it changed.
+    async fn expire(&self, expired: &Expired<Self::Item>) -> Result<Option<FencingToken>>;
 
     /// What is leased, for messages: "process `p` in queue `q`".
     fn what(&self) -> String;
@@ -134,8 +151,8 @@ pub(crate) struct LeaseKeeper {
 impl LeaseKeeper {
     /// Keep the lease of `lease` alive, counting from `since` (the send
     /// time of the write that created or last renewed it).
-    pub fn start(
-        renew: Arc<dyn Renew>,
+    pub fn start<R: Renew>(
+        renew: Arc<R>,
         lease: Duration,
         options: &HolderOptions,
         since: Instant,
@@ -217,9 +234,14 @@ fn lost_by_deadline(what: &str) -> String {
     format!("the lease of {what} can no longer be counted on: no renewal succeeded in time")
 }
 
-/// The renewing task: steps 2 and 3 of the protocol.
-async fn keep(
-    target: Arc<dyn Renew>,
+/// The renewing task: steps 2 and 3 of the protocol, and the living
+/// reaping the dead: after each renewal, the records of others that it
+/// read go to a [`LeaseWatch`] kept across renewals (step 4, the observer's
+/// rule, on this process's clock), and those it finds unrenewed for a full
+/// lease are expired (step 5). A reaping that fails costs the holder
+/// nothing: its lease hangs on its renewals alone.
+async fn keep<R: Renew>(
+    target: Arc<R>,
     every: Duration,
     validity: Duration,
     since: Instant,
@@ -230,6 +252,7 @@ async fn keep(
     let mut last = since;
     let mut next = since + every;
     let mut renewals = 0u64;
+    let mut watch = LeaseWatch::<R::Item>::new();
     loop {
         let deadline = last + validity;
         tokio::select! {
@@ -239,12 +262,19 @@ async fn keep(
         let sent = Instant::now();
         tokio::select! {
             renewed = target.renew() => match renewed {
-                Ok(()) => {
+                Ok(all) => {
                     renewals += 1;
                     last = sent;
                     next = sent + every;
                     debug!(lease = %what, renewals, "renewed the lease");
                     status.send_replace(LeaseStatus::Held { until: sent + validity, renewals });
+                    // No later than the next renewal: a slow store delays
+                    // the reaping, never the renewals. (A removal cut short
+                    // is a conditional write that landed or did not.)
+                    let reaping = reap(&*target, &mut watch, all, Instant::now());
+                    if timeout_at(next, reaping).await.is_err() {
+                        debug!(lease = %what, "reaping cut short by the next renewal");
+                    }
                 }
                 Err(e) if e.is_temporary() => {
                     debug!(lease = %what, error = %e, "renewal failed; retrying");
@@ -261,6 +291,35 @@ async fn keep(
     }
     debug!(lease = %what, "lease lost: no renewal in time");
     status.send_replace(LeaseStatus::Lost(lost_by_deadline(&what)));
+}
+
+/// Feed the records read with a renewal that came back at `read_at` to
+/// `watch`, and expire the others' records it says were left unrenewed for
+/// a full lease. Failures are logged only.
+async fn reap<R: Renew>(
+    target: &R,
+    watch: &mut LeaseWatch<R::Item>,
+    all: Fenced<Vec<R::Item>>,
+    read_at: Instant,
+) {
+    let others: Vec<R::Item> = all
+        .value
+        .into_iter()
+        .filter(|item| !target.is_own(item))
+        .collect();
+    for expired in watch.observe(&others, all.fencing_token, read_at) {
+        let key = expired.item().lease_key();
+        match target.expire(&expired).await {
+            Ok(Some(token)) => {
+                debug!(lease = %target.what(), ?key, renewals = expired.renewals(), %token,
+                    "removed a record left unrenewed for a full lease");
+            }
+            Ok(None) => debug!(lease = %target.what(), ?key, "an expired record changed first"),
+            Err(e) => {
+                debug!(lease = %target.what(), ?key, error = %e, "could not remove an expired record")
+            }
+        }
+    }
 }
 
 #[cfg(test)]

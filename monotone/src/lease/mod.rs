@@ -87,6 +87,94 @@ and claims without a holder (idempotent when they ask for the record that is
 there, [`ErrorKind::Mismatch`](crate::ErrorKind::Mismatch) otherwise) is on
 [`Queue`](crate::Queue) and [`ClaimPool`](crate::ClaimPool).
 
+## Kernel liveness (the embedded store)
+
+On one host the kernel knows which process is alive, so on the SQLite
+store (on Linux and Android) a dead holder's record does not wait for its
+lease:
+
+1. **Sign of life.** Before the write that makes its ticket or claim
+   visible, a holder ([`LeaseHolder`](crate::LeaseHolder),
+   [`ClaimHolder`](crate::ClaimHolder): `lock`, `claim ... -- CMD`) takes a
+   [`KeepAlive`]: a shared open file description lock (`F_OFD_SETLK`) on
+   the byte at the offset of its [`HolderId`] in `<db>-live` beside the
+   database, through a descriptor of its own, close-on-exec. It keeps it
+   until it has given the record back. The kernel frees the lock when the
+   last descriptor of that description closes, however the process ended
+   (SIGKILL too). A holder that cannot take it fails before it writes
+   anything, so every record with a holder id in the file has had one. (A
+   join or claim with a holder id whose handle took none, such as a
+   wrapper of the store's handles that does not pass
+   [`Queue::keep_alive`](crate::Queue::keep_alive) on, gets one from the
+   store itself, held for as long as that store lives in that process.)
+2. **Who checks.** Whoever reads records for a decision or a display (a
+   waiter, a claimer, a list: [`Queue::tickets`](crate::Queue::tickets),
+   [`Queue::ticket`](crate::Queue::ticket),
+   [`ClaimPool::claims`](crate::ClaimPool::claims),
+   [`ClaimPool::claim_of`](crate::ClaimPool::claim_of), and every claim)
+   asks the kernel (`F_OFD_GETLK`, one system call per leased record with a
+   holder) whether anyone holds that byte. If no one does, the holder is
+   gone: the reader removes the record at once, with the write of an
+   expiry (conditional on the record being as read: same counter or token,
+   same renewals, and so the same holder; the fencing token grows by one).
+   A claimer counts such a name as free.
+3. **Push.** The last close of a holder's descriptor is reported by inotify
+   as `IN_CLOSE_WRITE` on `<db>-live`; the file's watch wakes every waiter
+   of the store, which reads its item again (a hint only: it is the lock
+   that decides).
+4. **Commands.** `lock` and `claim ... -- CMD` run the command under a
+   guard process (the CLI's `group.rs`) that takes a sign of life of the
+   same holder, so the record outlives a SIGKILLed `monotone` until the
+   guard has sent SIGKILL to the command's whole process group (itself
+   included): a process with SIGKILL pending runs no more of its own code,
+   so nothing of the command acts after the record may go.
+
+This needs no clock at all, and no observer must watch a full lease. Records
+without a holder id (a leased `queue join` from a shell, joins of older
+binaries) keep the lease rules above, as do all records on the other stores
+and on systems without OFD locks (there, `RUST_LOG=monotone=debug` says so
+once).
+
+## The living reap the dead
+
+A waiter removes the dead ahead of it; nothing in the rules above removes
+a dead holder's record that no one waits behind (the last ticket of a
+queue, a claim). So every holder is an observer too, of every record of
+its item:
+
+1. **Read with the renewal.** A holder's renewal (step 2) also reads the
+   whole item, as the renewal left it
+   ([`Queue::renew_and_read`](crate::Queue::renew_and_read),
+   [`ClaimPool::renew_and_read`](crate::ClaimPool::renew_and_read)): on
+   DynamoDB the renewal's `UpdateItem` returns the item (`ALL_NEW`), on
+   etcd the renewal's transaction reads it, in memory the renewal's hold of
+   the lock does, on SQLite a pool's renewal transaction (which reads the
+   pool's rows anyway) does: one request, as before. A queue on SQLite is
+   read in a read transaction after the renewal's, so that the file's
+   write lock is never held while a long queue is read (a write there
+   reads one ticket's rows only).
+2. **Watch.** The holder's renewal loop keeps one [`LeaseWatch`] across
+   its renewals and feeds it the others' records of each read with the
+   time that read came back: the observer's rule of step 4, on the
+   holder's own monotonic clock, so it is as safe against skewed clocks as
+   a waiter's. Its own record it leaves out: it never removes it.
+3. **Remove.** A record the watch finds unrenewed for a full lease is
+   removed with the store's expiry (step 5: conditional on the record as
+   seen; a renewal that lands first wins; the fencing token grows by one).
+   Several living holders may try at once: one removal lands, the others
+   find the record changed and write nothing. A removal that fails is
+   logged (`RUST_LOG=monotone=debug`) and forgotten, and removals stop at
+   the time of the next renewal: reaping never delays a renewal, and never
+   costs the holder its lease.
+
+**Bound.** A holder that died after its last renewal landed at time `w`
+is seen with that renewal count by each living holder's next renewal,
+within one renewal interval `I` (`L/3` by default) of `w`, and removed by
+the first of its renewals at least `L` after that sighting on its own
+clock: about `w + L + I` (plus the requests' time), while any other holder
+of the item lives, without anyone waiting. On SQLite kernel liveness
+usually removes it sooner (a waiter or a list, at once).
+
 ## What an observer costs
 
 A waiter reads the queue when its token changes and, while tickets ahead
@@ -104,17 +192,20 @@ expire rather than a whole poll past it.
 // - again.rs: the re-join rule (what a join or claim finds where its process
 //   or owner has a record already), which the queue's and the pool's rules
 //   apply;
+// - alive.rs: KeepAlive, a holder's sign of life kept by the kernel;
 // - holder_id.rs: HolderId, which tells two holders of one process id apart;
 // - record.rs: the lease as stored (Lease, LeaseRecord) and its bounds;
 // - expiry.rs: the observer's part (Leased, LeaseWatch, Expired);
 // - keeper.rs: the holder's part: the one renewal loop (LeaseKeeper), when
-//   to give up (HolderOptions, holder_validity), LeaseStatus;
+//   to give up (HolderOptions, holder_validity), LeaseStatus, and the
+//   reaping of the dead that each renewal's read allows;
 // - held.rs: the one holder of a leased record (Held), which LeaseHolder
 //   (queue/holder.rs) and ClaimHolder (claim/holder.rs) wrap;
 // - turn.rs: a holder waiting for another holder's record of its process id
 //   (owner) to go before it makes its own.
 
 pub(crate) mod again;
+pub(crate) mod alive;
 pub(crate) mod expiry;
 pub(crate) mod held;
 pub(crate) mod holder_id;
@@ -122,6 +213,7 @@ pub(crate) mod keeper;
 pub(crate) mod record;
 pub(crate) mod turn;
 
+pub use self::alive::KeepAlive;
 pub use self::expiry::{Expired, LeaseWatch, Leased};
 pub use self::holder_id::{HolderId, MAX_HOLDER_ID};
 pub use self::keeper::{holder_validity, HOLDER_SHARE};

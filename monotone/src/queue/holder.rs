@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::Expired;
 use crate::lease::held::{check_lease, Held, Hold};
 use crate::lease::holder_id::HolderId;
@@ -55,15 +56,29 @@ struct HeldTicket {
     process_id: String,
     counter: u64,
     holder: HolderId,
+    /// The kernel's sign of life of the holder, where the store keeps one:
+    /// dropped with the record, after its release.
+    alive: Option<KeepAlive>,
 }
 
 #[async_trait]
 impl Renew for HeldTicket {
-    async fn renew(&self) -> Result<()> {
-        self.queue
-            .renew(&self.process_id, self.counter)
-            .await
-            .map(|_| ())
+    type Item = Ticket;
+
+    async fn renew(&self) -> Result<Fenced<Vec<Ticket>>> {
+        let (_, all) = self
+            .queue
+            .renew_and_read(&self.process_id, self.counter)
+            .await?;
+        Ok(all)
+    }
+
+    fn is_own(&self, ticket: &Ticket) -> bool {
+        ticket.process_id == self.process_id && ticket.counter == self.counter
+    }
+
+    async fn expire(&self, expired: &Expired<Ticket>) -> Result<Option<FencingToken>> {
+        self.queue.expire(expired).await
     }
 
     fn what(&self) -> String {
@@ -196,6 +211,9 @@ impl LeaseHolder {
     ) -> Result<LeaseHolder> {
         check_lease(lease, &options)?;
         let holder = HolderId::random();
+        // Before the join: a ticket without its sign of life would be
+        // taken for a dead holder's.
+        let alive = queue.keep_alive(holder)?;
         let joining = Joining {
             queue: &*queue,
             process_id,
@@ -218,6 +236,7 @@ impl LeaseHolder {
             process_id: joined.value.process_id.clone(),
             counter: joined.value.counter,
             holder,
+            alive,
         };
         let held = Held::start(ticket, lease, &options, since);
         Ok(LeaseHolder { joined, held })
@@ -226,6 +245,12 @@ impl LeaseHolder {
     /// This holder's id, stored with its ticket's lease.
     pub fn holder(&self) -> HolderId {
         self.held.record().holder
+    }
+
+    /// The kernel's sign of life of this holder, where the store keeps one
+    /// (see [`KeepAlive`]).
+    pub fn keep_alive(&self) -> Option<&KeepAlive> {
+        self.held.record().alive.as_ref()
     }
 
     /// The ticket and token as joined.

@@ -27,7 +27,9 @@ use tokio::time::Instant;
 
 use crate::change::poll_for_change;
 use crate::error::Result;
+use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::Expired;
+use crate::lease::holder_id::HolderId;
 use crate::queue::fencing::{Fenced, FencingToken};
 use crate::queue::ticket::{JoinRequest, Joined, Tags, Ticket};
 
@@ -99,6 +101,10 @@ use crate::queue::ticket::{JoinRequest, Joined, Tags, Ticket};
 ///   [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) if the process no
 ///   longer holds that ticket (it expired and was removed, or left) or the
 ///   ticket has no lease.
+/// - [`renew_and_read`](Queue::renew_and_read) does what `renew` does and
+///   returns, beside the renewed ticket, exactly what
+///   [`tickets`](Queue::tickets) would return right after it (the same
+///   tickets with the same renewal counts, and the same token).
 /// - [`expire`](Queue::expire) removes a ticket only if it is exactly as an
 ///   [`Expired`] observation saw it: same counter, same renewals. It is a
 ///   write like a leave: the token grows by one. A renewal that came first
@@ -166,6 +172,21 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// its renewed lease.
     async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>>;
 
+    /// [`renew`](Queue::renew), and every ticket of the queue as the renewal
+    /// left it, with the queue's token: what a holder reads to reap the
+    /// dead (see [the living reap the dead](crate::lease#the-living-reap-the-dead)).
+    /// The same errors as `renew`. The default renews, then reads
+    /// [`tickets`](Queue::tickets) (two requests); stores read the queue
+    /// with the renewal where they can, at no extra request.
+    async fn renew_and_read(
+        &self,
+        process_id: &str,
+        counter: u64,
+    ) -> Result<(Fenced<Ticket>, Fenced<Vec<Ticket>>)> {
+        let renewed = self.renew(process_id, counter).await?;
+        Ok((renewed, self.tickets().await?))
+    }
+
     /// Remove the ticket an observer watched go unrenewed for a full lease,
     /// if it is still exactly as observed. Returns the new token, or `None`
     /// if the ticket changed (renewed, left, re-joined) or is gone.
@@ -198,6 +219,17 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
     /// checks. The default reads every ticket; stores read the token alone.
     async fn token(&self) -> Result<FencingToken> {
         Ok(self.tickets().await?.fencing_token)
+    }
+
+    /// Take the kernel's sign of life of `holder` before it writes its
+    /// ticket, where the store has kernel liveness (SQLite on Linux; see the
+    /// [protocol](crate::lease)): keep it for as long as the ticket lives;
+    /// `None` where the store has none (the lease rules alone apply). A
+    /// store that has it removes the tickets of holders it finds gone when
+    /// it reads them for a waiter, a claimer or a list.
+    fn keep_alive(&self, holder: HolderId) -> Result<Option<KeepAlive>> {
+        let _ = holder;
+        Ok(None)
     }
 
     /// Whether this handle is told of changes by its store (push), rather

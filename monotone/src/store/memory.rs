@@ -332,6 +332,15 @@ impl Queue for MemoryQueue {
     }
 
     async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>> {
+        Ok(self.renew_and_read(process_id, counter).await?.0)
+    }
+
+    /// The renewal and the read under one hold of the lock.
+    async fn renew_and_read(
+        &self,
+        process_id: &str,
+        counter: u64,
+    ) -> Result<(Fenced<Ticket>, Fenced<Vec<Ticket>>)> {
         validate::process_id(process_id)?;
         let now = lease::unix_millis(SystemTime::now());
         let mut items = self.store.write();
@@ -339,7 +348,7 @@ impl Queue for MemoryQueue {
             None => Err(crate::queue::state::lease_gone(
                 &self.id, process_id, counter,
             )),
-            Some(Item::Queue(q)) => q.renew(&self.id, process_id, counter, now),
+            Some(Item::Queue(q)) => Ok((q.renew(&self.id, process_id, counter, now)?, q.tickets())),
             Some(other) => Err(other.wrong_type(&self.id, ItemType::Queue)),
         }
     }
@@ -607,11 +616,20 @@ impl ClaimPool for MemoryClaimPool {
     }
 
     async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>> {
+        Ok(self.renew_and_read(owner, name).await?.0)
+    }
+
+    /// The renewal and the read under one hold of the lock.
+    async fn renew_and_read(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<(Fenced<Claim>, Fenced<Vec<Claim>>)> {
         validate::owner(owner)?;
         let now = lease::unix_millis(SystemTime::now());
         self.write(|p| match p {
             None => Err(crate::claim::state::claim_lease_gone(&self.id, owner, name)),
-            Some(p) => p.renew(&self.id, owner, name, now),
+            Some(p) => Ok((p.renew(&self.id, owner, name, now)?, p.claims())),
         })
     }
 

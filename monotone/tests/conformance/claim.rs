@@ -22,7 +22,9 @@ use monotone::{
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::lease::{remove_when_allowed, watch_a_held_lease, watch_until_expired, Cutoff, LEASE};
+use super::lease::{
+    await_reaped, remove_when_allowed, watch_a_held_lease, watch_until_expired, Cutoff, LEASE,
+};
 use super::{kind, ms, quick, tags, together, S};
 
 fn pool(store: &S, id: &str) -> Arc<dyn ClaimPool> {
@@ -543,6 +545,58 @@ pub async fn leased_claims_show_their_lease_and_renew_without_a_write(store: S) 
         p.claim_of("a").await.unwrap().value.lease.unwrap().renewals,
         3
     );
+}
+
+pub async fn a_claim_renewal_that_reads_sees_the_pool_as_it_left_it(store: S) {
+    let p = pool(&store, "renew-read");
+    let c = range(1, 5);
+    assert_eq!(
+        kind(p.renew_and_read("a", "1").await),
+        ErrorKind::LeaseLost,
+        "no pool"
+    );
+    p.claim_leased("a", &c, LEASE).await.unwrap();
+    p.claim("b", &c).await.unwrap();
+    p.claim_leased("c", &c, LEASE).await.unwrap();
+    p.renew("c", "3").await.unwrap();
+    for n in 1..=2 {
+        let (renewed, all) = p.renew_and_read("a", "1").await.unwrap();
+        assert_eq!(renewed.value.lease.as_ref().unwrap().renewals, n);
+        assert_eq!(
+            renewed.fencing_token,
+            FencingToken(3),
+            "a renewal is not a write of the pool"
+        );
+        assert_eq!(all, p.claims().await.unwrap(), "the read is the pool");
+        assert_eq!(all.value.len(), 3);
+        assert_eq!(all.value[0], renewed.value, "the renewed claim in it");
+        assert_eq!(all.value[2].lease.as_ref().unwrap().renewals, 1);
+    }
+    assert_eq!(kind(p.renew_and_read("a", "2").await), ErrorKind::LeaseLost);
+    assert_eq!(
+        kind(p.renew_and_read("b", "2").await),
+        ErrorKind::LeaseLost,
+        "a permanent claim"
+    );
+    assert_eq!(p.claims().await.unwrap().fencing_token, FencingToken(3));
+}
+
+pub async fn a_claim_holder_removes_a_claim_left_unrenewed_for_a_full_lease(store: S) {
+    // The living reap the dead, for claims: the holder of name 1 removes
+    // the claim of name 2 that no one renews, and its name is free again.
+    let p = pool(&store, "reap");
+    let c = range(1, 5);
+    let holder = hold(pool(&store, "reap"), "h", &c).await;
+    let sent = Instant::now();
+    p.claim_leased("dead", &c, LEASE).await.unwrap();
+    p.claim("permanent", &c).await.unwrap();
+    let all = await_reaped(&*p, |c| c.owner == "dead", sent).await;
+    let left: Vec<_> = all.value.iter().map(|c| c.owner.as_str()).collect();
+    assert_eq!(left, ["h", "permanent"], "its own and a permanent one stay");
+    assert_eq!(all.fencing_token, FencingToken(4), "one removal, one write");
+    assert_eq!(p.claim("next", &c).await.unwrap().value.name, "2");
+    assert!(holder.is_held(), "{:?}", holder.status());
+    holder.release().await.unwrap();
 }
 
 pub async fn renewal_of_a_claim_not_held_is_lease_lost(store: S) {

@@ -19,7 +19,7 @@ use monotone::{
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{kind, ms, quick, S};
+use super::{kind, ms, quick, tags, S};
 
 /// Short enough for tests, long enough for a debug build on a loaded
 /// machine to renew in time (the claim checks use it too).
@@ -100,6 +100,32 @@ pub async fn watch_until_expired<W: Watched + ?Sized>(w: &W) -> (Vec<Expired<W::
             return (expired, first_read.unwrap());
         }
         tokio::time::sleep(ms(10)).await;
+    }
+}
+
+/// Read `w` until no record `dead` tells is there: the living holders
+/// removed it. Fails if that takes ten leases, or less than a full lease
+/// after `sent` (when the record's write was sent). The records then.
+pub async fn await_reaped<W: Watched + ?Sized>(
+    w: &W,
+    dead: impl Fn(&W::Item) -> bool,
+    sent: Instant,
+) -> Fenced<Vec<W::Item>>
+where
+    W::Item: std::fmt::Debug,
+{
+    loop {
+        let all = w.read().await;
+        if !all.value.iter().any(&dead) {
+            let after = sent.elapsed();
+            assert!(after >= LEASE, "removed {after:?} after its write");
+            return all;
+        }
+        assert!(
+            sent.elapsed() < LEASE * 10,
+            "still there after ten leases: {all:?}"
+        );
+        tokio::time::sleep(ms(20)).await;
     }
 }
 
@@ -194,13 +220,18 @@ impl Cutoff {
 }
 
 /// A queue whose holder-side requests can be cut off (see [`Cutoff`]) or
-/// whose renewals hang. It also counts reads of the whole queue.
+/// whose renewals (or removals) hang, or whose renewals' reads show every
+/// lease unrenewed. It also counts reads of the whole queue, and notes the
+/// process ids of the tickets it was asked to remove.
 #[derive(Debug)]
 pub struct Cut {
     inner: Box<dyn Queue>,
     cutoff: Cutoff,
     hang: AtomicBool,
+    hang_expiries: AtomicBool,
+    frozen: AtomicBool,
     reads: AtomicU64,
+    expiries: Mutex<Vec<String>>,
 }
 
 impl Cut {
@@ -209,8 +240,28 @@ impl Cut {
             inner,
             cutoff: Cutoff::default(),
             hang: AtomicBool::new(false),
+            hang_expiries: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
             reads: AtomicU64::new(0),
+            expiries: Mutex::new(vec![]),
         })
+    }
+
+    /// From now on removals of expired tickets never answer.
+    pub fn hang_expiries(&self) {
+        self.hang_expiries.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on the reads that come with renewals show every lease as
+    /// never renewed (renewal count 0).
+    pub fn freeze_reads(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// The process ids of the tickets whose removal was asked through this
+    /// handle, in order.
+    pub fn expiries(&self) -> Vec<String> {
+        self.expiries.lock().unwrap().clone()
     }
 
     /// From now on renewals never answer.
@@ -258,7 +309,26 @@ impl Queue for Cut {
         self.cutoff.renewal()?;
         self.inner.renew(process_id, counter).await
     }
+    async fn renew_and_read(
+        &self,
+        process_id: &str,
+        counter: u64,
+    ) -> monotone::Result<(Fenced<Ticket>, Fenced<Vec<Ticket>>)> {
+        let renewed = self.renew(process_id, counter).await?;
+        let mut all = self.tickets().await?;
+        if self.frozen.load(Ordering::SeqCst) {
+            for lease in all.value.iter_mut().filter_map(|t| t.lease.as_mut()) {
+                lease.renewals = 0;
+            }
+        }
+        Ok((renewed, all))
+    }
     async fn expire(&self, expired: &Expired) -> monotone::Result<Option<FencingToken>> {
+        let pid = expired.ticket().process_id.clone();
+        self.expiries.lock().unwrap().push(pid);
+        if self.hang_expiries.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.cutoff.request()?;
         self.inner.expire(expired).await
     }
@@ -377,6 +447,59 @@ pub async fn renewal_of_a_ticket_not_held_is_lease_lost(store: S) {
     );
     q.renew("a", back.value.counter).await.unwrap();
     assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(4));
+}
+
+pub async fn a_renewal_that_reads_sees_the_queue_as_it_left_it(store: S) {
+    let q = queue(&store, "renew-read");
+    assert_eq!(
+        kind(q.renew_and_read("a", 1).await),
+        ErrorKind::LeaseLost,
+        "no queue"
+    );
+    let a = q.join_leased("a", Tags::new(), LEASE).await.unwrap();
+    q.join("p", Tags::new()).await.unwrap();
+    let b = q
+        .join_leased("b", tags(&[("k", "v")]), LEASE)
+        .await
+        .unwrap();
+    q.renew("b", b.value.counter).await.unwrap();
+    for n in 1..=2 {
+        let (renewed, all) = q.renew_and_read("a", a.value.counter).await.unwrap();
+        assert_eq!(renewed.value.lease.as_ref().unwrap().renewals, n);
+        assert_eq!(
+            renewed.fencing_token,
+            FencingToken(3),
+            "a renewal is not a write of the queue"
+        );
+        assert_eq!(all, q.tickets().await.unwrap(), "the read is the queue");
+        assert_eq!(all.value.len(), 3);
+        assert_eq!(all.value[0], renewed.value, "the renewed ticket in it");
+        assert_eq!(all.value[2].lease.as_ref().unwrap().renewals, 1);
+    }
+    let err = q
+        .renew_and_read("a", a.value.counter + 7)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost, "another ticket: {err}");
+    assert_eq!(kind(q.renew_and_read("p", 2).await), ErrorKind::LeaseLost);
+    assert_eq!(q.tickets().await.unwrap().fencing_token, FencingToken(3));
+}
+
+pub async fn a_holder_removes_a_ticket_left_unrenewed_for_a_full_lease(store: S) {
+    // The living reap the dead: no one waits, yet the holder's renewals
+    // remove a ticket that no one renews (a leased join without a holder,
+    // as from a shell) once it has seen it unrenewed for a full lease.
+    let q = queue(&store, "reap");
+    let holder = hold(queue(&store, "reap"), "h", LEASE).await;
+    let sent = Instant::now();
+    q.join_leased("dead", Tags::new(), LEASE).await.unwrap();
+    q.join("permanent", Tags::new()).await.unwrap();
+    let all = await_reaped(&*q, |t| t.process_id == "dead", sent).await;
+    let left: Vec<_> = all.value.iter().map(|t| t.process_id.as_str()).collect();
+    assert_eq!(left, ["h", "permanent"], "its own and a permanent one stay");
+    assert_eq!(all.fencing_token, FencingToken(4), "one removal, one write");
+    assert!(holder.is_held(), "{:?}", holder.status());
+    holder.release().await.unwrap();
 }
 
 pub async fn a_holder_keeps_its_ticket_while_observers_watch(store: S) {

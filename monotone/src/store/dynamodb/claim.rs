@@ -64,6 +64,7 @@
 //! | claim, after losing a race | one `UpdateItem` to wait in the pool (returning the pool), then an `UpdateItem` per attempt; the claim may come with another claimer's write |
 //! | release | 2: `GetItem`, `UpdateItem` conditional on the claim (not on `Version`) |
 //! | renew | 1 `UpdateItem`, conditional on the owner |
+//! | renew and read (a holder's renewal) | 1 `UpdateItem`, conditional on the owner, returning the pool |
 //! | expire | 1 `UpdateItem`, conditional on the claim as observed |
 //! | claim of an owner, list, roster | 1 `GetItem` |
 //! | remove | 1 `DeleteItem` |
@@ -134,6 +135,53 @@ impl Seen {
 }
 
 impl DynamoDbClaimPool {
+    /// One `UpdateItem` adding one renewal to `owner`'s claim of `name`,
+    /// conditional on the claim being this owner's; the pool as it wrote it
+    /// (`ALL_NEW`: returned attributes cost no read units, only the bytes
+    /// of the answer).
+    async fn renewed(&self, owner: &str, name: &str) -> Result<ClaimPoolState> {
+        validate::owner(owner)?;
+        let what = format!(
+            "claim pool `{}`: renewal of `{owner}`'s claim of `{name}`",
+            self.id
+        );
+        let table = &self.store.inner.table;
+        let mut attempts = self.store.attempts();
+        loop {
+            let now = lease::unix_millis(SystemTime::now());
+            let update = Update {
+                update: CLAIMS_RENEW_UPDATE,
+                condition: CLAIMS_RENEW_CONDITION,
+                values: vec![
+                    (":pool", s(CLAIM_POOL)),
+                    (":owner", s(owner)),
+                    (":one", n(1)),
+                    (":now", n(now)),
+                ],
+                returns: ReturnValue::AllNew,
+                resend_unanswered: true,
+            };
+            let item = match table
+                .update_named(&what, &self.id, &update, &claim_name(name))
+                .await?
+            {
+                Written::Done(new) => return Ok(self.decode(Some(&new))?.pool.unwrap_or_default()),
+                Written::ConditionFailed(item) => {
+                    table.returned_or_read(&what, &self.id, item).await?
+                }
+            };
+            // Why did the condition fail? The rule says; if it says the
+            // claim is there, it changed in between: try again.
+            match self.decode(item.as_ref())?.pool {
+                None => return Err(claim_lease_gone(&self.id, owner, name)),
+                Some(mut pool) => {
+                    pool.renew(&self.id, owner, name, now)?;
+                }
+            }
+            self.store.back_off(&mut attempts, &what).await?;
+        }
+    }
+
     fn table_name(&self) -> &str {
         &self.store.inner.table.name
     }
@@ -508,49 +556,18 @@ impl ClaimPool for DynamoDbClaimPool {
     /// this owner's, returning the pool (`ALL_NEW`: returned attributes cost
     /// no read units, only the bytes of the answer).
     async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>> {
-        validate::owner(owner)?;
-        let what = format!(
-            "claim pool `{}`: renewal of `{owner}`'s claim of `{name}`",
-            self.id
-        );
-        let table = &self.store.inner.table;
-        let mut attempts = self.store.attempts();
-        loop {
-            let now = lease::unix_millis(SystemTime::now());
-            let update = Update {
-                update: CLAIMS_RENEW_UPDATE,
-                condition: CLAIMS_RENEW_CONDITION,
-                values: vec![
-                    (":pool", s(CLAIM_POOL)),
-                    (":owner", s(owner)),
-                    (":one", n(1)),
-                    (":now", n(now)),
-                ],
-                returns: ReturnValue::AllNew,
-                resend_unanswered: true,
-            };
-            let item = match table
-                .update_named(&what, &self.id, &update, &claim_name(name))
-                .await?
-            {
-                Written::Done(new) => {
-                    let seen = self.decode(Some(&new))?;
-                    return seen.pool.unwrap_or_default().claim_of(&self.id, owner);
-                }
-                Written::ConditionFailed(item) => {
-                    table.returned_or_read(&what, &self.id, item).await?
-                }
-            };
-            // Why did the condition fail? The rule says; if it says the
-            // claim is there, it changed in between: try again.
-            match self.decode(item.as_ref())?.pool {
-                None => return Err(claim_lease_gone(&self.id, owner, name)),
-                Some(mut pool) => {
-                    pool.renew(&self.id, owner, name, now)?;
-                }
-            }
-            self.store.back_off(&mut attempts, &what).await?;
-        }
+        self.renewed(owner, name).await?.claim_of(&self.id, owner)
+    }
+
+    /// As [`renew`](ClaimPool::renew): its one `UpdateItem` returns the
+    /// whole pool, which is the read.
+    async fn renew_and_read(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<(Fenced<Claim>, Fenced<Vec<Claim>>)> {
+        let pool = self.renewed(owner, name).await?;
+        Ok((pool.claim_of(&self.id, owner)?, pool.claims()))
     }
 
     /// One `UpdateItem` removing the claim if it is as observed; the

@@ -106,7 +106,11 @@ module). The expressions are constants in the
   process's ticket's), returning the item (`ALL_NEW`). It changes neither
   `Version` nor `Items`, the attributes joins and leaves are conditional on,
   so renewals never make them retry. A failed condition is
-  [`ErrorKind::LeaseLost`].
+  [`ErrorKind::LeaseLost`]. The item it returns is the whole queue as the
+  renewal left it: a holder's renewal
+  ([`Queue::renew_and_read`](crate::Queue::renew_and_read)) reads it from
+  there, at no extra request, to reap the dead (see
+  [the living reap the dead](crate::lease#the-living-reap-the-dead)).
 - **expire** (an observer removing a ticket it watched go unrenewed for a
   full lease, see [`lease`](crate::lease)): a consistent `GetItem`, then,
   if the ticket is as the observer saw it, an `UpdateItem` as for a leave,
@@ -138,7 +142,8 @@ module). The expressions are constants in the
   renewals and lease) rather than on `Version`, so a claim of another owner
   in between does not make them retry; `ADD` keeps the token exact.
 - **claim renew**: as a queue's renew, on `#claims.#name.#renewals`,
-  conditional on `#claims.#name.#owner`.
+  conditional on `#claims.#name.#owner`; it returns the pool, as a
+  queue's renew returns the queue.
 - **document compare-and-set**: one `UpdateItem` that sets `Type`, `Version`
   (the version read + 1) and `Body` under `#type = :document AND #version =
   :expected` (or `attribute_not_exists(#id)` for version 0); removal under

@@ -37,6 +37,56 @@ pub struct DynamoDbQueue {
 }
 
 impl DynamoDbQueue {
+    /// One `UpdateItem` adding one renewal to the lease of `process_id`'s
+    /// ticket numbered `counter`, conditional on the lease still being this
+    /// process's; the queue as written (`ALL_NEW`).
+    async fn renewed(&self, process_id: &str, counter: u64) -> Result<QueueState> {
+        validate::process_id(process_id)?;
+        let what = format!("queue `{}`: renewal of process `{process_id}`", self.id);
+        let table = &self.store.inner.table;
+        let mut attempts = self.store.attempts();
+        loop {
+            let now = lease::unix_millis(SystemTime::now());
+            let update = Update {
+                update: QUEUE_RENEW_UPDATE,
+                condition: QUEUE_RENEW_CONDITION,
+                values: vec![
+                    (":queue", s(QUEUE)),
+                    (":process", s(process_id)),
+                    (":one", n(1)),
+                    (":now", n(now)),
+                ],
+                returns: ReturnValue::AllNew,
+                resend_unanswered: true,
+            };
+            let names = ticket_name(QUEUE_RENEW_UPDATE, counter);
+            let item = match table.update_named(&what, &self.id, &update, &names).await? {
+                Written::Done(new) => match self.decode(Some(&new))? {
+                    Some(queue) => return Ok(queue.state),
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::Corrupt,
+                            format!("{what}: the renewal returned no item"),
+                        ))
+                    }
+                },
+                Written::ConditionFailed(item) => {
+                    table.returned_or_read(&what, &self.id, item).await?
+                }
+            };
+            // Why did the condition fail? The rule of the state says; if it
+            // says the lease is still there, the item changed in between:
+            // try again.
+            match self.decode(item.as_ref())? {
+                None => return Err(state::lease_gone(&self.id, process_id, counter)),
+                Some(mut queue) => {
+                    queue.state.renew(&self.id, process_id, counter, now)?;
+                }
+            }
+            self.store.back_off(&mut attempts, &what).await?;
+        }
+    }
+
     /// The queue in `item`: `None` if absent, WrongType if another kind,
     /// Corrupt if unreadable.
     fn decode(&self, item: Option<&Item>) -> Result<Option<StoredQueue>> {
@@ -244,50 +294,20 @@ impl Queue for DynamoDbQueue {
     /// One `UpdateItem` adding one renewal to the lease, conditional on the
     /// lease still being this process's; it returns the queue as written.
     async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>> {
-        validate::process_id(process_id)?;
-        let what = format!("queue `{}`: renewal of process `{process_id}`", self.id);
-        let table = &self.store.inner.table;
-        let mut attempts = self.store.attempts();
-        loop {
-            let now = lease::unix_millis(SystemTime::now());
-            let update = Update {
-                update: QUEUE_RENEW_UPDATE,
-                condition: QUEUE_RENEW_CONDITION,
-                values: vec![
-                    (":queue", s(QUEUE)),
-                    (":process", s(process_id)),
-                    (":one", n(1)),
-                    (":now", n(now)),
-                ],
-                returns: ReturnValue::AllNew,
-                resend_unanswered: true,
-            };
-            let names = ticket_name(QUEUE_RENEW_UPDATE, counter);
-            let item = match table.update_named(&what, &self.id, &update, &names).await? {
-                Written::Done(new) => match self.decode(Some(&new))? {
-                    Some(queue) => return queue.state.ticket(&self.id, process_id),
-                    None => {
-                        return Err(Error::new(
-                            ErrorKind::Corrupt,
-                            format!("{what}: the renewal returned no item"),
-                        ))
-                    }
-                },
-                Written::ConditionFailed(item) => {
-                    table.returned_or_read(&what, &self.id, item).await?
-                }
-            };
-            // Why did the condition fail? The rule of the state says; if it
-            // says the lease is still there, the item changed in between:
-            // try again.
-            match self.decode(item.as_ref())? {
-                None => return Err(state::lease_gone(&self.id, process_id, counter)),
-                Some(mut queue) => {
-                    queue.state.renew(&self.id, process_id, counter, now)?;
-                }
-            }
-            self.store.back_off(&mut attempts, &what).await?;
-        }
+        self.renewed(process_id, counter)
+            .await?
+            .ticket(&self.id, process_id)
+    }
+
+    /// As [`renew`](Queue::renew): its one `UpdateItem` returns the whole
+    /// queue (`ALL_NEW`), which is the read.
+    async fn renew_and_read(
+        &self,
+        process_id: &str,
+        counter: u64,
+    ) -> Result<(Fenced<Ticket>, Fenced<Vec<Ticket>>)> {
+        let queue = self.renewed(process_id, counter).await?;
+        Ok((queue.ticket(&self.id, process_id)?, queue.tickets()))
     }
 
     /// A consistent read; if the ticket is as the observer saw it, one

@@ -188,6 +188,16 @@ impl ClaimPool for EtcdClaimPool {
     }
 
     async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>> {
+        Ok(self.renew_and_read(owner, name).await?.0)
+    }
+
+    /// As [`renew`](ClaimPool::renew): its transaction reads the whole
+    /// item after the renewal, which is the read.
+    async fn renew_and_read(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<(Fenced<Claim>, Fenced<Vec<Claim>>)> {
         validate::owner(owner)?;
         let lease_key = claim_lease_key(&self.item.key, name);
         let renewed = self.item.renew(&lease_key, owner).await?;
@@ -195,7 +205,8 @@ impl ClaimPool for EtcdClaimPool {
         match renewed {
             Ok(read) => {
                 let state = self.state(&read)?.ok_or_else(gone)?;
-                state.claim_of(&self.item.id, owner).map_err(|_| gone())
+                let claim = state.claim_of(&self.item.id, owner).map_err(|_| gone())?;
+                Ok((claim, state.claims()))
             }
             Err(read) => {
                 self.state(&read)?;

@@ -70,7 +70,7 @@ failure branch reads it), so a lost race costs one request, not two:
 | `counter get`, `counter rm` | 1 `Range`; 1 `Txn` |
 | `tally add`, `queue join`, `queue leave`, `doc set`, `doc patch`, `claim`, `claim release` | 2: a `Range` of the item, then a `Txn` conditional on its `mod_revision` (1 `Range` only when there is nothing to write: a join again, a full pool) |
 | `tally get`, `queue get`, `queue list`, `doc get`, `claim list`, `claim get` | 1 `Range` (`tally get --stale`: served by one member without consensus) |
-| renewal of a lease (`LeaseHolder`, `lock`, `claim --ttl`) | 1 `Txn` (a shell's `queue renew`: 2 `Range`s more, the command's read of the ticket and the lease's duration, which a new process does not know) |
+| renewal of a lease (`LeaseHolder`, `lock`, `claim --ttl`) | 1 `Txn`, whose read of the whole item is what the holder reaps the dead from (a shell's `queue renew`: 2 `Range`s more, the command's read of the ticket and the lease's duration, which a new process does not know) |
 | removing an expired ticket or claim | 1 `Range`, 1 `Txn` |
 | a wait (`queue wait`, `lock`, `claim --timeout`, `doc watch`) | 1 `Watch` of the record key from the revision of the last read, and 1 `Range` of the item per change of its token; 1 `Range` of the record alone per poll interval (the safety check, see below); a waiter behind leased tickets or claims also reads the item at each look at their leases |
 

@@ -189,6 +189,16 @@ impl Queue for EtcdQueue {
     /// before (a [`LeaseHolder`](crate::LeaseHolder)'s renewals); a read
     /// first otherwise, to learn the lease's duration.
     async fn renew(&self, process_id: &str, counter: u64) -> Result<Fenced<Ticket>> {
+        Ok(self.renew_and_read(process_id, counter).await?.0)
+    }
+
+    /// As [`renew`](Queue::renew): its transaction reads the whole item
+    /// after the renewal, which is the read.
+    async fn renew_and_read(
+        &self,
+        process_id: &str,
+        counter: u64,
+    ) -> Result<(Fenced<Ticket>, Fenced<Vec<Ticket>>)> {
         validate::process_id(process_id)?;
         let lease_key = ticket_lease_key(&self.item.key, counter);
         let renewed = self.item.renew(&lease_key, process_id).await?;
@@ -196,7 +206,10 @@ impl Queue for EtcdQueue {
         match renewed {
             Ok(read) => {
                 let state = self.state(&read)?.ok_or_else(gone)?;
-                state.ticket(&self.item.id, process_id).map_err(|_| gone())
+                let ticket = state
+                    .ticket(&self.item.id, process_id)
+                    .map_err(|_| gone())?;
+                Ok((ticket, state.tickets()))
             }
             Err(read) => {
                 // The kind of item and its readability come first.

@@ -16,7 +16,16 @@
 //! | claim | `BEGIN IMMEDIATE`; the `items` row and the pool's `claims` rows; an upsert of the `items` row (version and roster size) and an insert into `claims` (nothing if the owner holds a claim, or every candidate is taken, or the roster is full) |
 //! | release, expire | `BEGIN IMMEDIATE`; the rows; a delete from `claims` and an update of the version |
 //! | renew | `BEGIN IMMEDIATE`; the rows; an update of the one claim's lease |
+//! | renew and read (a holder's renewal) | as renew, and (as a claim does) a delete and a new version per claim of a holder found gone |
 //! | claim of an owner, list, roster | the rows |
+//!
+//! A claim, a list, a roster and a claim of an owner also ask the kernel
+//! whether the holder of each leased claim they read lives (`live.rs`: one
+//! `fcntl` per claim with a holder, no statement). A claim removes the
+//! claims of holders that are gone in its own transaction before it picks a
+//! name (a delete and a new version apiece, as an expiry), so their names
+//! are free to it; a read that finds one runs a write transaction that
+//! removes them and answers from what is left.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -30,7 +39,9 @@ use super::store::{item, to_holder, to_u64, Outcome, SqliteStore};
 use crate::claim::state::{claim_lease_gone, Asked, ClaimOutcome, ClaimPoolState, ClaimRecord};
 use crate::claim::{Claim, ClaimPool, ClaimRequest, Claimed, Roster};
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::Expired;
+use crate::lease::holder_id::HolderId;
 use crate::lease::record as lease;
 use crate::lease::record::LeaseRecord;
 use crate::queue::fencing::{Fenced, FencingToken};
@@ -168,6 +179,134 @@ fn delete_claim(
     write_version(tx, shown, id, version)
 }
 
+/// Remove from `pool` (loaded in `tx`) the claims whose holder the kernel
+/// says is gone (see `live.rs`), each as an expiry: a new token apiece.
+/// Whether any was removed.
+fn reap(
+    store: &SqliteStore,
+    tx: &Transaction<'_>,
+    shown: &str,
+    id: &str,
+    pool: &mut ClaimPoolState,
+) -> Result<bool> {
+    let seen = pool.claims();
+    let mut reaped = false;
+    for claim in seen.value {
+        if !store.is_dead(claim.lease.as_ref().and_then(|l| l.holder)) {
+            continue;
+        }
+        let dead = Expired::dead(claim, FencingToken(pool.version));
+        if let Some(token) = pool.expire(id, &dead)? {
+            delete_claim(tx, shown, id, &dead.item().name, token.get())?;
+            tracing::debug!(pool = id, name = %dead.item().name, owner = %dead.item().owner, %token,
+                "removed the claim of a holder that is gone");
+            reaped = true;
+        }
+    }
+    Ok(reaped)
+}
+
+impl SqliteClaimPool {
+    /// One write transaction that adds one renewal to `owner`'s claim of
+    /// `name`; with `reaping`, it also removes the claims of holders found
+    /// gone. The renewed claim, and the pool's claims after it.
+    async fn renewing(
+        &self,
+        owner: &str,
+        name: &str,
+        reaping: bool,
+    ) -> Result<(Fenced<Claim>, Fenced<Vec<Claim>>)> {
+        validate::owner(owner)?;
+        let now = lease::unix_millis(SystemTime::now());
+        let (id, owner, name) = (self.id.clone(), owner.to_owned(), name.to_owned());
+        let store = self.store.clone();
+        self.store
+            .run(
+                TransactionBehavior::Immediate,
+                "cannot renew",
+                move |tx, shown| {
+                    let Some(mut pool) = load(tx, shown, &id)? else {
+                        return Err(claim_lease_gone(&id, &owner, &name));
+                    };
+                    let renewed = pool.renew(&id, &owner, &name, now)?;
+                    let lease = renewed
+                        .value
+                        .lease
+                        .as_ref()
+                        .expect("a renewed claim is leased");
+                    tx.prepare_cached(
+                        "UPDATE claims SET renewals = ?3, renewed_at_ms = ?4
+                         WHERE pool_id = ?1 AND name = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![id, name, lease.renewals as i64, now as i64])
+                    })
+                    .map_err(|e| map_err(shown, "cannot renew", e))?;
+                    if reaping {
+                        reap(&store, tx, shown, &id, &mut pool)?;
+                    }
+                    Ok(Outcome::Commit((renewed, pool.claims())))
+                },
+            )
+            .await
+    }
+
+    /// Answer `read` from the pool as stored; if a claim of a holder that
+    /// is gone is in it, remove it first (a write transaction, entered only
+    /// then).
+    async fn read_reaped<T, F>(&self, read: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&str, Option<&ClaimPoolState>) -> Result<T> + Send + Sync + Clone + 'static,
+    {
+        let (id, store) = (self.id.clone(), self.store.clone());
+        let answer = read.clone();
+        let found = self
+            .store
+            .run(
+                TransactionBehavior::Deferred,
+                "cannot read",
+                move |tx, shown| {
+                    let pool = load(tx, shown, &id)?;
+                    let dead = pool.as_ref().is_some_and(|p| {
+                        p.claims()
+                            .value
+                            .iter()
+                            .any(|c| store.is_dead(c.lease.as_ref().and_then(|l| l.holder)))
+                    });
+                    if dead {
+                        return Ok(Outcome::Unchanged(None));
+                    }
+                    answer(&id, pool.as_ref()).map(|v| Outcome::Unchanged(Some(v)))
+                },
+            )
+            .await?;
+        if let Some(v) = found {
+            return Ok(v);
+        }
+        let (id, store) = (self.id.clone(), self.store.clone());
+        self.store
+            .run(
+                TransactionBehavior::Immediate,
+                "cannot remove a dead holder's claim",
+                move |tx, shown| {
+                    let mut pool = load(tx, shown, &id)?;
+                    let reaped = match pool.as_mut() {
+                        Some(p) => reap(&store, tx, shown, &id, p)?,
+                        None => false,
+                    };
+                    let v = read(&id, pool.as_ref())?;
+                    Ok(if reaped {
+                        Outcome::Commit(v)
+                    } else {
+                        Outcome::Unchanged(v)
+                    })
+                },
+            )
+            .await
+    }
+}
+
 #[async_trait]
 impl ClaimPool for SqliteClaimPool {
     fn id(&self) -> &str {
@@ -182,6 +321,10 @@ impl ClaimPool for SqliteClaimPool {
 
     fn pushes(&self) -> bool {
         self.store.pushes()
+    }
+
+    fn keep_alive(&self, holder: HolderId) -> Result<Option<KeepAlive>> {
+        self.store.keep_alive(holder)
     }
 
     async fn wait_for_change(
@@ -201,15 +344,21 @@ impl ClaimPool for SqliteClaimPool {
         validate::owner(owner)?;
         validate::tags(&request.tags)?;
         let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
+        self.store.ensure_alive(request.holder)?;
         let (id, owner, request) = (self.id.clone(), owner.to_owned(), request.clone());
+        let store = self.store.clone();
         self.store
             .run(TransactionBehavior::Immediate, "cannot claim", move |tx, shown| {
                 // The write lock is ours from here: the claim exists no
                 // earlier than this.
                 let written_at = tokio::time::Instant::now();
                 let mut pool = load(tx, shown, &id)?.unwrap_or_default();
+                // A name whose holder is gone is free.
+                let reaped = reap(&store, tx, shown, &id, &mut pool)?;
                 let asked = Asked::new(&owner, &request, lease);
                 let claim = match pool.claim(&id, &asked)? {
+                    // What was reaped is written all the same.
+                    ClaimOutcome::Existing(c) if reaped => return Ok(Outcome::Commit(Claimed::existing(c))),
                     ClaimOutcome::Existing(c) => return Ok(Outcome::Unchanged(Claimed::existing(c))),
                     ClaimOutcome::Claimed(c) => c,
                 };
@@ -234,35 +383,18 @@ impl ClaimPool for SqliteClaimPool {
     }
 
     async fn renew(&self, owner: &str, name: &str) -> Result<Fenced<Claim>> {
-        validate::owner(owner)?;
-        let now = lease::unix_millis(SystemTime::now());
-        let (id, owner, name) = (self.id.clone(), owner.to_owned(), name.to_owned());
-        self.store
-            .run(
-                TransactionBehavior::Immediate,
-                "cannot renew",
-                move |tx, shown| {
-                    let Some(mut pool) = load(tx, shown, &id)? else {
-                        return Err(claim_lease_gone(&id, &owner, &name));
-                    };
-                    let renewed = pool.renew(&id, &owner, &name, now)?;
-                    let lease = renewed
-                        .value
-                        .lease
-                        .as_ref()
-                        .expect("a renewed claim is leased");
-                    tx.prepare_cached(
-                        "UPDATE claims SET renewals = ?3, renewed_at_ms = ?4
-                         WHERE pool_id = ?1 AND name = ?2",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![id, name, lease.renewals as i64, now as i64])
-                    })
-                    .map_err(|e| map_err(shown, "cannot renew", e))?;
-                    Ok(Outcome::Commit(renewed))
-                },
-            )
-            .await
+        Ok(self.renewing(owner, name, false).await?.0)
+    }
+
+    /// One write transaction: the renewal, and the pool as it left it,
+    /// after the claims of holders found gone (see `live.rs`) were removed
+    /// in the same transaction.
+    async fn renew_and_read(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<(Fenced<Claim>, Fenced<Vec<Claim>>)> {
+        self.renewing(owner, name, true).await
     }
 
     async fn expire(&self, expired: &Expired<Claim>) -> Result<Option<FencingToken>> {
@@ -313,47 +445,40 @@ impl ClaimPool for SqliteClaimPool {
             .await
     }
 
+    /// The owner's claim, unless its holder is gone (see `live.rs`): then
+    /// it is removed first, and this is NotFound.
     async fn claim_of(&self, owner: &str) -> Result<Fenced<Claim>> {
         validate::owner(owner)?;
-        let (id, owner) = (self.id.clone(), owner.to_owned());
-        self.store
-            .run(
-                TransactionBehavior::Deferred,
-                "cannot read",
-                move |tx, shown| match load(tx, shown, &id)? {
-                    None => Err(Error::claim_not_found(&id, &owner)),
-                    Some(pool) => pool.claim_of(&id, &owner).map(Outcome::Unchanged),
-                },
-            )
-            .await
+        let owner = owner.to_owned();
+        self.read_reaped(move |id, pool| match pool {
+            None => Err(Error::claim_not_found(id, &owner)),
+            Some(pool) => pool.claim_of(id, &owner),
+        })
+        .await
     }
 
+    /// Every claim, after the claims of holders found gone (see `live.rs`)
+    /// were removed.
     async fn claims(&self) -> Result<Fenced<Vec<Claim>>> {
-        let id = self.id.clone();
-        self.store
-            .run(
-                TransactionBehavior::Deferred,
-                "cannot read",
-                move |tx, shown| {
-                    let pool = load(tx, shown, &id)?.unwrap_or_default();
-                    Ok(Outcome::Unchanged(pool.claims()))
-                },
-            )
-            .await
+        self.read_reaped(|_, pool| {
+            Ok(match pool {
+                Some(p) => p.claims(),
+                None => ClaimPoolState::default().claims(),
+            })
+        })
+        .await
     }
 
+    /// The roster, after the claims of holders found gone (see `live.rs`)
+    /// were removed: a dead member's place is open to a replacement.
     async fn roster(&self) -> Result<Fenced<Roster>> {
-        let id = self.id.clone();
-        self.store
-            .run(
-                TransactionBehavior::Deferred,
-                "cannot read",
-                move |tx, shown| {
-                    let pool = load(tx, shown, &id)?.unwrap_or_default();
-                    Ok(Outcome::Unchanged(pool.roster()))
-                },
-            )
-            .await
+        self.read_reaped(|_, pool| {
+            Ok(match pool {
+                Some(p) => p.roster(),
+                None => ClaimPoolState::default().roster(),
+            })
+        })
+        .await
     }
 
     async fn remove(&self) -> Result<Option<FencingToken>> {

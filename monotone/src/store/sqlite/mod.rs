@@ -32,14 +32,16 @@
 // - one file per kind of item: counter.rs, queue.rs, document.rs, tally.rs,
 //   claim.rs;
 // - schema.rs: the tables, recognising our files, migrations;
-// - watch.rs: push: the file's watch that tells waiters of commits, and the
-//   doorbell rung after each commit;
+// - watch.rs: push: the file's watch that tells waiters of commits and of
+//   holders' deaths, and the doorbell rung after each commit;
+// - live.rs: kernel liveness: the holders' locks in `<db>-live`;
 // - error.rs: SQLite's errors mapped to ErrorKinds.
 
 mod claim;
 mod counter;
 mod document;
 mod error;
+mod live;
 mod queue;
 pub(crate) mod schema;
 pub(crate) mod store;

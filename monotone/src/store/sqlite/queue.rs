@@ -20,8 +20,15 @@
 //! | join | `BEGIN IMMEDIATE`; the `items` row, the process's `tickets` row and a count of the rows ahead; an upsert of the `items` row and an insert into `tickets` (nothing if the process is in the queue: the re-join rule answers from its row) |
 //! | leave, expire | `BEGIN IMMEDIATE`; the same reads; a delete from `tickets` and an update of the `items` row |
 //! | renew | `BEGIN IMMEDIATE`; the same reads; an update of the one ticket's lease |
+//! | renew and read (a holder's renewal) | the renew's transaction, then (another, read-only) those of `tickets`: the write lock is not held while the whole queue is read |
 //! | ticket | the same reads |
 //! | tickets | the `items` row and the `tickets` rows, ordered by counter |
+//!
+//! `ticket`, `tickets` and so a holder's renewal (which reads the whole
+//! queue to reap the dead, see `lease/mod.rs`) also ask the kernel whether the holder of each
+//! leased ticket they read lives (`live.rs`: one `fcntl` per ticket with a
+//! holder, no statement); a ticket whose holder is gone is removed with
+//! the transaction of an expiry, and the read is made again.
 //!
 //! The reads decode the rows directly: `tickets` orders them by counter, and
 //! `ticket` counts the tickets with a smaller counter for its position, as
@@ -38,6 +45,7 @@ use tokio::time::Instant;
 use super::error::map_err;
 use super::store::{item, to_holder, to_u64, Outcome, Row, SqliteStore};
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::Expired;
 use crate::lease::holder_id::HolderId;
 use crate::lease::record as lease;
@@ -350,6 +358,86 @@ fn update_lease(
     Ok(())
 }
 
+impl SqliteQueue {
+    /// The ticket of `process_id` as stored.
+    async fn read_ticket(&self, process_id: &str) -> Result<Fenced<Ticket>> {
+        validate::process_id(process_id)?;
+        let (id, pid) = (self.id.clone(), process_id.to_owned());
+        self.store
+            .run(
+                TransactionBehavior::Deferred,
+                "cannot read",
+                move |tx, shown| {
+                    let row = queue_row(tx, shown, &id)?;
+                    let ticket = match row {
+                        Some(_) => find_ticket(tx, shown, &id, &pid)?,
+                        None => None,
+                    };
+                    match (row, ticket) {
+                        (Some(r), Some(t)) => {
+                            Ok(Outcome::Unchanged(Fenced::new(t, FencingToken(r.version))))
+                        }
+                        _ => Err(Error::process_not_found(&id, &pid)),
+                    }
+                },
+            )
+            .await
+    }
+
+    /// Every ticket as stored.
+    async fn read_tickets(&self) -> Result<Fenced<Vec<Ticket>>> {
+        let id = self.id.clone();
+        self.store
+            .run(
+                TransactionBehavior::Deferred,
+                "cannot read",
+                move |tx, shown| {
+                    let Some(row) = queue_row(tx, shown, &id)? else {
+                        return Ok(Outcome::Unchanged(Fenced::new(vec![], FencingToken(0))));
+                    };
+                    let tickets = ticket_rows(tx, shown, &id)?
+                        .into_iter()
+                        .enumerate()
+                        .map(|(position, row)| row.decode(&id, position))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Outcome::Unchanged(Fenced::new(
+                        tickets,
+                        FencingToken(row.version),
+                    )))
+                },
+            )
+            .await
+    }
+
+    /// Remove those of `tickets` (read with `token`) whose holder the
+    /// kernel says is gone (see `live.rs`), each with the conditional write
+    /// of an expiry; whether any was removed.
+    async fn reap(&self, tickets: &[Ticket], token: FencingToken) -> Result<bool> {
+        let mut removed = false;
+        for ticket in tickets {
+            if !self
+                .store
+                .is_dead(ticket.lease.as_ref().and_then(|l| l.holder))
+            {
+                continue;
+            }
+            let dead = Expired::dead(ticket.clone(), token);
+            if let Some(token) = self.expire(&dead).await? {
+                tracing::debug!(
+                    queue = %self.id,
+                    process = %ticket.process_id,
+                    counter = ticket.counter,
+                    %token,
+                    "removed the ticket of a holder that is gone"
+                );
+            }
+            // Removed, or changed since: read again either way.
+            removed = true;
+        }
+        Ok(removed)
+    }
+}
+
 #[async_trait]
 impl Queue for SqliteQueue {
     fn id(&self) -> &str {
@@ -364,6 +452,10 @@ impl Queue for SqliteQueue {
 
     fn pushes(&self) -> bool {
         self.store.pushes()
+    }
+
+    fn keep_alive(&self, holder: HolderId) -> Result<Option<KeepAlive>> {
+        self.store.keep_alive(holder)
     }
 
     async fn wait_for_change(
@@ -383,6 +475,7 @@ impl Queue for SqliteQueue {
         validate::process_id(process_id)?;
         validate::tags(&request.tags)?;
         let lease = LeaseRecord::starting_now(request.lease, request.holder)?;
+        self.store.ensure_alive(request.holder)?;
         let (id, pid, tags) = (self.id.clone(), process_id.to_owned(), request.tags.clone());
         self.store
             .run(
@@ -476,52 +569,28 @@ impl Queue for SqliteQueue {
             .await
     }
 
+    /// The ticket as read, unless its holder is gone (see `live.rs`): then
+    /// it is removed first, and this is NotFound.
     async fn ticket(&self, process_id: &str) -> Result<Fenced<Ticket>> {
-        validate::process_id(process_id)?;
-        let (id, pid) = (self.id.clone(), process_id.to_owned());
-        self.store
-            .run(
-                TransactionBehavior::Deferred,
-                "cannot read",
-                move |tx, shown| {
-                    let row = queue_row(tx, shown, &id)?;
-                    let ticket = match row {
-                        Some(_) => find_ticket(tx, shown, &id, &pid)?,
-                        None => None,
-                    };
-                    match (row, ticket) {
-                        (Some(r), Some(t)) => {
-                            Ok(Outcome::Unchanged(Fenced::new(t, FencingToken(r.version))))
-                        }
-                        _ => Err(Error::process_not_found(&id, &pid)),
-                    }
-                },
-            )
-            .await
+        let found = self.read_ticket(process_id).await?;
+        if self
+            .reap(std::slice::from_ref(&found.value), found.fencing_token)
+            .await?
+        {
+            return self.read_ticket(process_id).await;
+        }
+        Ok(found)
     }
 
+    /// Every ticket, after the tickets of holders found gone (see
+    /// `live.rs`) were removed.
     async fn tickets(&self) -> Result<Fenced<Vec<Ticket>>> {
-        let id = self.id.clone();
-        self.store
-            .run(
-                TransactionBehavior::Deferred,
-                "cannot read",
-                move |tx, shown| {
-                    let Some(row) = queue_row(tx, shown, &id)? else {
-                        return Ok(Outcome::Unchanged(Fenced::new(vec![], FencingToken(0))));
-                    };
-                    let tickets = ticket_rows(tx, shown, &id)?
-                        .into_iter()
-                        .enumerate()
-                        .map(|(position, row)| row.decode(&id, position))
-                        .collect::<Result<Vec<_>>>()?;
-                    Ok(Outcome::Unchanged(Fenced::new(
-                        tickets,
-                        FencingToken(row.version),
-                    )))
-                },
-            )
-            .await
+        loop {
+            let all = self.read_tickets().await?;
+            if !self.reap(&all.value, all.fencing_token).await? {
+                return Ok(all);
+            }
+        }
     }
 
     async fn remove(&self) -> Result<Option<FencingToken>> {

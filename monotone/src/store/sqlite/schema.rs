@@ -200,7 +200,10 @@ ALTER TABLE claims ADD COLUMN holder INTEGER
 /// never sealed and for every other kind of item. One `ALTER TABLE ... ADD
 /// COLUMN`: no row is copied. A binary of schema version 5 refuses the
 /// migrated file, so none that ignores a roster ever claims in a sealed
-/// pool.
+/// pool, and none that holds a lease without a sign of life in `<db>-live`
+/// (kernel liveness, which came with the same version: see `live.rs`)
+/// ever writes a holder's record that a reader would take for a dead
+/// holder's.
 const MIGRATION_V6: &str = "
 ALTER TABLE items ADD COLUMN members INTEGER
     CHECK (members IS NULL OR (members > 0 AND type = 'CLAIMS'));

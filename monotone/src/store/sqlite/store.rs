@@ -32,10 +32,12 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::error::map_err;
+use super::live::{LiveFile, DEATH_SETTLE};
 use super::schema::{self, SqliteOptions};
 use super::watch::CommitSignal;
 use crate::change::poll_for_change;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lease::alive::KeepAlive;
 use crate::lease::holder_id::{HolderId, MAX_HOLDER_ID};
 use crate::store::item_type::ItemType;
 
@@ -61,6 +63,10 @@ struct Inner {
     readers: Arc<tokio::sync::Semaphore>,
     /// Rung after every commit; heard by this store's waiters.
     signal: CommitSignal,
+    /// Which holders are alive (`live.rs`).
+    live: LiveFile,
+    /// Signs of life this store took for holders that wrote without one.
+    kept: Mutex<Vec<KeepAlive>>,
 }
 
 impl SqliteStore {
@@ -80,10 +86,15 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let conn = schema::open(&path, &options)?;
+        // SQLite keeps its side files beside the file itself.
+        let db = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        let live = LiveFile::new(&db);
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 shown: path.display().to_string(),
-                signal: CommitSignal::new(&path),
+                signal: CommitSignal::new(&db, live.file_name()),
+                live,
+                kept: Mutex::new(Vec::new()),
                 path,
                 options,
                 writer: Writer::new(conn),
@@ -313,6 +324,9 @@ impl SqliteStore {
     /// Wait until the version of the `wanted` item under `id` is not
     /// `seen`, or `until`: at every event of the file's watch and every
     /// `poll` (the safety check), or where there is no watch, every `poll`.
+    /// A holder's death (see `live.rs`) ends the wait too (`true`, a
+    /// spurious change), so that the waiter reads its item and removes the
+    /// dead holder's record.
     pub(super) async fn wait_for_change(
         &self,
         id: &str,
@@ -322,10 +336,40 @@ impl SqliteStore {
         poll: Duration,
     ) -> Result<bool> {
         let version = || self.version_of(id, wanted);
-        match self.inner.signal.notifier() {
-            Some(notifier) => notifier.wait_for_change(seen, until, poll, version).await,
-            None => poll_for_change(seen, until, poll, version).await,
+        let signal = &self.inner.signal;
+        let (Some(notifier), Some(deaths)) = (signal.notifier(), signal.deaths()) else {
+            return poll_for_change(seen, until, poll, version).await;
+        };
+        let mut died = deaths.subscribe();
+        tokio::select! {
+            changed = notifier.wait_for_change(seen, until, poll, version) => changed,
+            // The sender lives as long as the store: this never fails.
+            _ = died.changed() => {
+                tokio::time::sleep(DEATH_SETTLE).await;
+                Ok(true)
+            }
         }
+    }
+
+    /// Take the kernel's sign of life of `holder` before it writes its
+    /// record (see `live.rs`).
+    pub(super) fn keep_alive(&self, holder: HolderId) -> Result<Option<KeepAlive>> {
+        self.inner.live.hold(holder)
+    }
+
+    /// Before `holder` writes its record: make sure it has a sign of life
+    /// (see `live.rs`); nothing for a write without a holder.
+    pub(super) fn ensure_alive(&self, holder: Option<HolderId>) -> Result<()> {
+        match holder {
+            Some(h) => self.inner.live.ensure(h, &self.inner.kept),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the kernel says the holder of a record is gone; false for a
+    /// record without a holder.
+    pub(super) fn is_dead(&self, holder: Option<HolderId>) -> bool {
+        holder.is_some_and(|h| self.inner.live.is_dead(h))
     }
 
     /// Delete the row of `id` (and, for a queue or a claim pool, its other

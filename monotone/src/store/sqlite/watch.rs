@@ -18,6 +18,16 @@
 //! inotify instance per store (Linux allows 128 per user by default,
 //! `fs.inotify.max_user_instances`).
 //!
+//! # Deaths
+//!
+//! The same watch hears the last close of a holder's descriptor of the
+//! live file (`<db>-live`, see `live.rs`), which the kernel reports as
+//! `IN_CLOSE_WRITE` when a holder process ends, however it ended. That
+//! advances a second notifier, which ends every wait of the store (as a
+//! spurious change): each waiter reads its item again and removes a dead
+//! holder's record it finds. Opening the live file, and closing a
+//! read-only descriptor of it (a check), wake no one.
+//!
 //! # The doorbell
 //!
 //! A commit's last write to the WAL comes *before* the commit is visible
@@ -41,6 +51,7 @@
 //! reports no other host's writes (a network file system) is not one SQLite
 //! supports anyway.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -56,20 +67,24 @@ pub(crate) struct CommitSignal {
     db: PathBuf,
     /// Its write-ahead log.
     wal: PathBuf,
+    /// The name of its live file (`live.rs`), whose last close by a holder
+    /// is a death.
+    live: OsString,
     /// The watch, once a waiter asked for it; `None` inside if it could not
     /// be set up (waiters poll).
     watch: OnceLock<Option<imp::Watch>>,
 }
 
 impl CommitSignal {
-    /// The signal of the database at `path`, which exists. Starts nothing.
-    pub fn new(path: &Path) -> Self {
-        let db = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let mut wal = db.clone().into_os_string();
+    /// The signal of the database `db` (which exists, symbolic links
+    /// resolved), whose live file is named `live`. Starts nothing.
+    pub fn new(db: &Path, live: OsString) -> Self {
+        let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         CommitSignal {
-            db,
+            db: db.to_path_buf(),
             wal: PathBuf::from(wal),
+            live,
             watch: OnceLock::new(),
         }
     }
@@ -84,10 +99,20 @@ impl CommitSignal {
     /// The notifier that the file's watch advances, starting the watch on
     /// the first call; `None` if this store cannot push (its waiters poll).
     pub fn notifier(&self) -> Option<&Notifier> {
+        self.watch().map(imp::Watch::notifier)
+    }
+
+    /// The notifier of holders' deaths (the last close of the live file by
+    /// a holder), which the same watch advances; `None` as for
+    /// [`notifier`](Self::notifier).
+    pub fn deaths(&self) -> Option<&Notifier> {
+        self.watch().map(imp::Watch::deaths)
+    }
+
+    fn watch(&self) -> Option<&imp::Watch> {
         self.watch
-            .get_or_init(|| imp::Watch::start(&self.db, &self.wal))
+            .get_or_init(|| imp::Watch::start(&self.db, &self.wal, &self.live))
             .as_ref()
-            .map(imp::Watch::notifier)
     }
 }
 
@@ -105,10 +130,11 @@ mod imp {
 
     use crate::change::Notifier;
 
-    /// A watch of the database's directory and the notifier it advances.
+    /// A watch of the database's directory and the notifiers it advances.
     #[derive(Debug)]
     pub struct Watch {
         notifier: Arc<Notifier>,
+        deaths: Arc<Notifier>,
         /// Watching until dropped, with the store.
         _watcher: RecommendedWatcher,
     }
@@ -116,8 +142,8 @@ mod imp {
     impl Watch {
         /// Watch the directory of `db` for events of `db` and `wal`, or say
         /// (under `RUST_LOG=monotone=debug`) why not.
-        pub fn start(db: &Path, wal: &Path) -> Option<Watch> {
-            match Self::try_start(db, wal) {
+        pub fn start(db: &Path, wal: &Path, live: &OsString) -> Option<Watch> {
+            match Self::try_start(db, wal, live.clone()) {
                 Ok(watch) => {
                     tracing::debug!(file = %db.display(), "sqlite: waiters are told of commits by the kernel (inotify)");
                     Some(watch)
@@ -129,27 +155,32 @@ mod imp {
             }
         }
 
-        fn try_start(db: &Path, wal: &Path) -> notify::Result<Watch> {
+        fn try_start(db: &Path, wal: &Path, live: OsString) -> notify::Result<Watch> {
             let dir = match db.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d,
                 _ => Path::new("."),
             };
             let names: [OsString; 2] = [db, wal].map(|p| p.file_name().unwrap_or_default().into());
             let notifier = Arc::new(Notifier::new());
-            let told = Arc::clone(&notifier);
+            let deaths = Arc::new(Notifier::new());
+            let (told, told_deaths) = (Arc::clone(&notifier), Arc::clone(&deaths));
             let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
-                let change = match &event {
-                    Ok(e) => concerns(e, &names),
-                    // An error of the watch may hide a change.
-                    Err(_) => true,
+                let (change, death) = match &event {
+                    Ok(e) => (concerns(e, &names), is_death(e, &live)),
+                    // An error of the watch may hide a change or a death.
+                    Err(_) => (true, true),
                 };
                 if change {
                     told.notify();
+                }
+                if death {
+                    told_deaths.notify();
                 }
             })?;
             watcher.watch(dir, RecursiveMode::NonRecursive)?;
             Ok(Watch {
                 notifier,
+                deaths,
                 _watcher: watcher,
             })
         }
@@ -157,6 +188,21 @@ mod imp {
         pub fn notifier(&self) -> &Notifier {
             &self.notifier
         }
+
+        pub fn deaths(&self) -> &Notifier {
+            &self.deaths
+        }
+    }
+
+    /// Whether `event` is the last close of a holder's descriptor of the
+    /// live file (`IN_CLOSE_WRITE`), which frees its liveness lock, or a
+    /// lost event.
+    fn is_death(event: &Event, live: &OsString) -> bool {
+        event.need_rescan()
+            || (matches!(
+                event.kind,
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+            ) && event.paths.iter().any(|p| p.file_name() == Some(live)))
     }
 
     /// Whether `event` may be a commit to the database: any event of the
@@ -199,6 +245,7 @@ mod imp {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 mod imp {
+    use std::ffi::OsString;
     use std::path::Path;
 
     use crate::change::Notifier;
@@ -208,12 +255,16 @@ mod imp {
     pub enum Watch {}
 
     impl Watch {
-        pub fn start(db: &Path, _wal: &Path) -> Option<Watch> {
+        pub fn start(db: &Path, _wal: &Path, _live: &OsString) -> Option<Watch> {
             tracing::debug!(file = %db.display(), "sqlite: this system has no watch of the database; waiters poll every --poll");
             None
         }
 
         pub fn notifier(&self) -> &Notifier {
+            match *self {}
+        }
+
+        pub fn deaths(&self) -> &Notifier {
             match *self {}
         }
     }
