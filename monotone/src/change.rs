@@ -155,14 +155,29 @@ impl Notifier {
         self.sequence.subscribe()
     }
 
+    /// The current sequence number: taken before a read, it tells a later
+    /// wait whether anything was notified since (see
+    /// [`wait_for_change`](Self::wait_for_change)).
+    pub fn sequence(&self) -> u64 {
+        *self.sequence.borrow()
+    }
+
     /// Wait until `version` (a read of one item's version) is no longer
     /// `seen` (`true`) or `until` passes (`false`): check it now, then at
     /// every notification, and every `safety` in case one was lost.
+    ///
+    /// `read_at`: the [`sequence`](Self::sequence) taken just before the
+    /// read that saw `seen`, if the caller has one. While the sequence is
+    /// still there, nothing was notified since that read began, so every
+    /// write that read did not see is still to be notified: the first
+    /// check is skipped (a waiter that reads its item every poll interval
+    /// then costs one read per interval, not two).
     pub async fn wait_for_change<F, Fut>(
         &self,
         seen: u64,
         until: Option<Instant>,
         safety: Duration,
+        read_at: Option<u64>,
         mut version: F,
     ) -> Result<bool>
     where
@@ -173,10 +188,12 @@ impl Notifier {
         // Subscribed before the first check: a write after it is a
         // notification this waiter has not seen yet.
         let mut notified = self.sequence.subscribe();
+        let mut check = read_at != Some(*notified.borrow_and_update());
         loop {
-            if version().await? != seen {
+            if check && version().await? != seen {
                 return Ok(true);
             }
+            check = true;
             let recheck = later(Instant::now(), safety);
             let wake = until.map_or(recheck, |u| u.min(recheck));
             tokio::select! {
@@ -271,7 +288,7 @@ mod tests {
         };
         let hour = Duration::from_secs(3600);
         let changed = bell
-            .wait_for_change(0, Some(t0 + hour), hour, || v.read())
+            .wait_for_change(0, Some(t0 + hour), hour, None, || v.read())
             .await
             .unwrap();
         assert!(changed);
@@ -288,7 +305,7 @@ mod tests {
         let t0 = Instant::now();
         let hour = Duration::from_secs(3600);
         assert!(bell
-            .wait_for_change(3, None, hour, || v.read())
+            .wait_for_change(3, None, hour, None, || v.read())
             .await
             .unwrap());
         assert_eq!(Instant::now(), t0);
@@ -302,17 +319,61 @@ mod tests {
         };
         let safety = Duration::from_secs(10);
         assert!(bell
-            .wait_for_change(4, None, safety, || v.read())
+            .wait_for_change(4, None, safety, None, || v.read())
             .await
             .unwrap());
         assert_eq!(Instant::now() - t0, safety);
         // Nothing changes: false at until.
         let until = Instant::now() + Duration::from_secs(25);
         assert!(!bell
-            .wait_for_change(5, Some(until), safety, || v.read())
+            .wait_for_change(5, Some(until), safety, None, || v.read())
             .await
             .unwrap());
         assert_eq!(Instant::now(), until);
+        writer.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_right_after_a_read_skips_its_first_check_unless_rung_since() {
+        let v = Arc::new(Version::default());
+        let bell = Arc::new(Notifier::new());
+        let t0 = Instant::now();
+        let hour = Duration::from_secs(3600);
+        // Read at sequence 0, nothing rung since: no check until `until`.
+        let at = bell.sequence();
+        let until = t0 + Duration::from_secs(1);
+        assert!(!bell
+            .wait_for_change(0, Some(until), hour, Some(at), || v.read())
+            .await
+            .unwrap());
+        assert_eq!(v.reads.load(Ordering::SeqCst), 0, "no read in the wait");
+        // A write and its ring after the read began: the wait checks at
+        // once and finds it (a waiter never misses what its read missed).
+        let at = bell.sequence();
+        v.now.store(1, Ordering::SeqCst);
+        bell.notify();
+        assert!(bell
+            .wait_for_change(0, None, hour, Some(at), || v.read())
+            .await
+            .unwrap());
+        assert_eq!(Instant::now(), until, "at once");
+        assert_eq!(v.reads.load(Ordering::SeqCst), 1);
+        // A ring during the wait is checked as ever.
+        let at = bell.sequence();
+        let writer = {
+            let (v, bell) = (Arc::clone(&v), Arc::clone(&bell));
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                v.now.store(2, Ordering::SeqCst);
+                bell.notify();
+            })
+        };
+        assert!(bell
+            .wait_for_change(1, None, hour, Some(at), || v.read())
+            .await
+            .unwrap());
+        assert_eq!(Instant::now() - until, Duration::from_secs(3));
+        assert_eq!(v.reads.load(Ordering::SeqCst), 2, "only the ring's check");
         writer.await.unwrap();
     }
 }

@@ -256,7 +256,10 @@ mod tests {
         ) -> Result<bool> {
             let token = || self.token();
             match &self.bell {
-                Some(bell) => bell.wait_for_change(seen.get(), until, poll, token).await,
+                Some(bell) => {
+                    bell.wait_for_change(seen.get(), until, poll, None, token)
+                        .await
+                }
                 None => poll_for_change(seen.get(), until, poll, token).await,
             }
         }

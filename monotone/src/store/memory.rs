@@ -152,7 +152,9 @@ impl MemoryStore {
         poll: Duration,
     ) -> Result<bool> {
         self.notifier
-            .wait_for_change(seen, until, poll, || async { self.version_of(id, wanted) })
+            .wait_for_change(seen, until, poll, None, || async {
+                self.version_of(id, wanted)
+            })
             .await
     }
 }

@@ -336,7 +336,7 @@ impl ClaimPool for SqliteClaimPool {
         let (id, wanted) = (&self.id, ItemType::ClaimPool);
         let store = &self.store;
         store
-            .wait_for_change(id, wanted, seen.get(), until, poll)
+            .wait_for_change(id, wanted, seen.get(), until, poll, None)
             .await
     }
 

@@ -125,7 +125,9 @@ impl Document for SqliteDocument {
     ) -> Result<bool> {
         let (id, wanted) = (&self.id, ItemType::Document);
         let store = &self.store;
-        store.wait_for_change(id, wanted, seen, until, poll).await
+        store
+            .wait_for_change(id, wanted, seen, until, poll, None)
+            .await
     }
 
     async fn read(&self) -> Result<Snapshot> {

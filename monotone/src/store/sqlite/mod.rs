@@ -79,6 +79,7 @@ impl Store for SqliteStore {
         Ok(Box::new(SqliteQueue {
             store: self.clone(),
             id: id.into(),
+            last_read: Default::default(),
         }))
     }
 

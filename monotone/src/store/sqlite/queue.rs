@@ -43,7 +43,7 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::time::Instant;
 
 use super::error::map_err;
-use super::store::{item, to_holder, to_u64, Outcome, Row, SqliteStore};
+use super::store::{item, to_holder, to_u64, Outcome, ReadMark, Row, SqliteStore};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lease::alive::KeepAlive;
 use crate::lease::expiry::Expired;
@@ -58,10 +58,25 @@ use crate::store::item_type::ItemType;
 use crate::validate;
 
 /// A queue in a [`SqliteStore`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SqliteQueue {
     pub(super) store: SqliteStore,
     pub(super) id: String,
+    /// The token of this handle's last read of every ticket and the
+    /// [`ReadMark`] taken before it, so that a wait on that token right
+    /// after it needs no read of its own (see `wait_for_change`).
+    pub(super) last_read: std::sync::Mutex<Option<(u64, ReadMark)>>,
+}
+
+impl Clone for SqliteQueue {
+    /// Another handle of the same queue, without this one's last read.
+    fn clone(&self) -> Self {
+        SqliteQueue {
+            store: self.store.clone(),
+            id: self.id.clone(),
+            last_read: Default::default(),
+        }
+    }
 }
 
 /// The queue's row, `None` if absent; WrongType if it is a counter.
@@ -465,9 +480,18 @@ impl Queue for SqliteQueue {
         poll: Duration,
     ) -> Result<bool> {
         let (id, wanted) = (&self.id, ItemType::Queue);
+        // A waiter reads every ticket, then waits on the token it read.
+        let read = self
+            .last_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let read = read
+            .filter(|(token, _)| *token == seen.get())
+            .map(|(_, m)| m);
         let store = &self.store;
         store
-            .wait_for_change(id, wanted, seen.get(), until, poll)
+            .wait_for_change(id, wanted, seen.get(), until, poll, read)
             .await
     }
 
@@ -586,8 +610,11 @@ impl Queue for SqliteQueue {
     /// `live.rs`) were removed.
     async fn tickets(&self) -> Result<Fenced<Vec<Ticket>>> {
         loop {
+            let mark = self.store.mark();
             let all = self.read_tickets().await?;
             if !self.reap(&all.value, all.fencing_token).await? {
+                *self.last_read.lock().unwrap_or_else(|e| e.into_inner()) =
+                    mark.map(|m| (all.fencing_token.get(), m));
                 return Ok(all);
             }
         }

@@ -298,6 +298,16 @@ fn busy(shown: &str, what: &str, timeout: Duration) -> Error {
     )
 }
 
+/// How far a store's notifications had come when a read began (see
+/// [`SqliteStore::mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ReadMark {
+    /// The sequence of commit notifications.
+    pub commits: u64,
+    /// The sequence of holders' deaths.
+    pub deaths: u64,
+}
+
 impl SqliteStore {
     /// The version of the `wanted` item under `id`, from its `items` row
     /// alone: 0 if absent, WrongType if the id holds another kind.
@@ -321,12 +331,29 @@ impl SqliteStore {
         self.inner.signal.notifier().is_some()
     }
 
+    /// Where this store's watch runs: the point its notifications had
+    /// reached, to be taken just before a read whose token a waiter will
+    /// wait on (see [`wait_for_change`](Self::wait_for_change)); `None`
+    /// before the first wait started the watch.
+    pub(super) fn mark(&self) -> Option<ReadMark> {
+        let (commits, deaths) = self.inner.signal.started()?;
+        Some(ReadMark {
+            commits: commits.sequence(),
+            deaths: deaths.sequence(),
+        })
+    }
+
     /// Wait until the version of the `wanted` item under `id` is not
     /// `seen`, or `until`: at every event of the file's watch and every
     /// `poll` (the safety check), or where there is no watch, every `poll`.
     /// A holder's death (see `live.rs`) ends the wait too (`true`, a
     /// spurious change), so that the waiter reads its item and removes the
     /// dead holder's record.
+    ///
+    /// `read`: the [`mark`](Self::mark) taken before the read that saw
+    /// `seen`, if the caller kept one: a death since then ends the wait at
+    /// once, and without a commit since then the first version check is
+    /// skipped (see [`Notifier::wait_for_change`]).
     pub(super) async fn wait_for_change(
         &self,
         id: &str,
@@ -334,6 +361,7 @@ impl SqliteStore {
         seen: u64,
         until: Option<tokio::time::Instant>,
         poll: Duration,
+        read: Option<ReadMark>,
     ) -> Result<bool> {
         let version = || self.version_of(id, wanted);
         let signal = &self.inner.signal;
@@ -341,8 +369,13 @@ impl SqliteStore {
             return poll_for_change(seen, until, poll, version).await;
         };
         let mut died = deaths.subscribe();
+        if read.is_some_and(|r| r.deaths != *died.borrow_and_update()) {
+            tokio::time::sleep(DEATH_SETTLE).await;
+            return Ok(true);
+        }
+        let read_at = read.map(|r| r.commits);
         tokio::select! {
-            changed = notifier.wait_for_change(seen, until, poll, version) => changed,
+            changed = notifier.wait_for_change(seen, until, poll, read_at, version) => changed,
             // The sender lives as long as the store: this never fails.
             _ = died.changed() => {
                 tokio::time::sleep(DEATH_SETTLE).await;

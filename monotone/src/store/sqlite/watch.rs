@@ -109,6 +109,13 @@ impl CommitSignal {
         self.watch().map(imp::Watch::deaths)
     }
 
+    /// The notifiers of commits and deaths, if a waiter of this store has
+    /// started the watch already (this starts nothing).
+    pub fn started(&self) -> Option<(&Notifier, &Notifier)> {
+        let watch = self.watch.get()?.as_ref()?;
+        Some((watch.notifier(), watch.deaths()))
+    }
+
     fn watch(&self) -> Option<&imp::Watch> {
         self.watch
             .get_or_init(|| imp::Watch::start(&self.db, &self.wal, &self.live))
