@@ -26,7 +26,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from dynamodb import machine, start_moto, table  # noqa: E402
+from dynamodb import isolated_env, machine, start_moto, table  # noqa: E402
 
 REGION = "eu-west-1"
 CLAIMED = "claimed: waiting for the roster"
@@ -93,15 +93,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="monotone-barrier-bench-")
     moto, port = start_moto(args.moto_python, args.moto_server, work)
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": work,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.path.join(work, "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(work, "none"),
-    }
+    env = isolated_env(work)
     stores = [
         ("sqlite", f"sqlite:{os.path.join(work, 'barrier.db')}"),
         ("dynamodb (moto)", f"dynamodb://Barrier?region={REGION}&endpoint=http://127.0.0.1:{port}"),

@@ -134,6 +134,20 @@ def start_moto(python, script, workdir):
     sys.exit("moto server did not start within 60 s")
 
 
+def isolated_env(work):
+    """The environment of a benchmark's monotone processes: test
+    credentials, no profile, never instance metadata, HOME in `work`."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": work,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.path.join(work, "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(work, "none"),
+    }
+
+
 def run(cmd, env, check=True):
     start = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -26,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from dynamodb import machine, start_moto, table, write_csv  # noqa: E402
+from dynamodb import isolated_env, machine, start_moto, table, write_csv  # noqa: E402
 
 REGION = "eu-west-1"
 
@@ -88,15 +88,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="monotone-reap-bench-")
     moto, port = start_moto(args.moto_python, args.moto_server, work)
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": work,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.path.join(work, "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(work, "none"),
-    }
+    env = isolated_env(work)
     url = f"dynamodb://Reap?region={REGION}&endpoint=http://127.0.0.1:{port}"
     try:
         print(f"machine: {machine()}")
